@@ -1,0 +1,137 @@
+// Package quantize holds one block codec per ggml tensor type: Decode turns
+// blocks into float32 values and Encode turns float32 values into blocks,
+// byte for byte as ggml's reference quantizers do.
+//
+// The package knows ggml block layouts and nothing of files: callers pass
+// whole blocks (len(src) a multiple of the type's block bytes for Decode, of
+// its block size for Encode).
+package quantize
+
+import (
+	"fmt"
+
+	"github.com/physarium/physarium-gguf/gguf"
+)
+
+// ZeroKind says how a type's encoders treat weights that must read back as 0.
+type ZeroKind int
+
+const (
+	// ZeroExact: the reference encoder maps every 0.0 input to an exact 0.0
+	// (symmetric formats: the grid holds zero).
+	ZeroExact ZeroKind = iota
+	// ZeroPreserving: the grid can hold zero, but only EncodeKeepZeros puts it
+	// there (formats with a min: Q4_1, Q5_1, Q2_K, Q4_K, Q5_K).
+	ZeroPreserving
+	// ZeroNone: the format has no zero code (IQ4_NL, IQ4_XS, the IQ grids);
+	// a killed weight reads back as the nearest code, and the caller counts
+	// how far from zero it lands.
+	ZeroNone
+)
+
+// codec is the set of functions registered for one type. Encode and
+// EncodeKeepZeros are nil for types that can only be decoded.
+type codec struct {
+	decode          func(dst []float32, src []byte)
+	encode          func(dst []byte, src []float32)
+	encodeKeepZeros func(dst []byte, src []float32)
+	zero            ZeroKind
+}
+
+var codecs = map[gguf.Type]codec{}
+
+// register is called from the init function of each codec's file.
+func register(t gguf.Type, c codec) {
+	if _, dup := codecs[t]; dup {
+		panic("quantize: codec registered twice for " + t.String())
+	}
+	codecs[t] = c
+}
+
+// UnsupportedError is returned for a type this package cannot decode or encode.
+type UnsupportedError struct {
+	Type gguf.Type
+	Op   string // "decode" or "encode"
+}
+
+func (e *UnsupportedError) Error() string {
+	return fmt.Sprintf("quantize: unsupported type %s for %s", e.Type, e.Op)
+}
+
+// CanDecode reports whether Decode supports t.
+func CanDecode(t gguf.Type) bool { return codecs[t].decode != nil }
+
+// CanEncode reports whether Encode supports t.
+func CanEncode(t gguf.Type) bool { return codecs[t].encode != nil }
+
+// Zero returns how t's encoders treat zeros; ok is false when t cannot be encoded.
+func Zero(t gguf.Type) (z ZeroKind, ok bool) {
+	c := codecs[t]
+	return c.zero, c.encode != nil
+}
+
+func sizes(t gguf.Type, op string) (blockSize, blockBytes int, err error) {
+	ti, ok := t.Info()
+	if !ok {
+		return 0, 0, &UnsupportedError{Type: t, Op: op}
+	}
+	return ti.BlockSize, ti.BlockBytes, nil
+}
+
+// Decode dequantizes src, a whole number of t's blocks, into dst, which must
+// hold exactly the blocks' elements.
+func Decode(t gguf.Type, dst []float32, src []byte) error {
+	c := codecs[t]
+	if c.decode == nil {
+		return &UnsupportedError{Type: t, Op: "decode"}
+	}
+	bs, bb, err := sizes(t, "decode")
+	if err != nil {
+		return err
+	}
+	if len(src)%bb != 0 || len(dst) != len(src)/bb*bs {
+		return fmt.Errorf("quantize: decode %s: %d bytes into %d values: not whole blocks of %d bytes / %d values", t, len(src), len(dst), bb, bs)
+	}
+	c.decode(dst, src)
+	return nil
+}
+
+// Encode quantizes src, a whole number of t's blocks of values, into dst,
+// which must hold exactly those blocks, byte for byte as ggml's reference
+// quantizer (ggml_quantize_chunk without an importance matrix) does.
+func Encode(t gguf.Type, dst []byte, src []float32) error {
+	c := codecs[t]
+	if c.encode == nil {
+		return &UnsupportedError{Type: t, Op: "encode"}
+	}
+	return encodeWith(t, c.encode, dst, src)
+}
+
+// EncodeKeepZeros is Encode for blocks that hold pruned weights: every value
+// of src that is exactly 0.0 reads back as exactly 0.0 wherever the format has
+// a zero code (ZeroExact and ZeroPreserving types), and the other values are
+// fitted as well as the format allows. For ZeroExact and ZeroNone types it is
+// the reference encoder.
+func EncodeKeepZeros(t gguf.Type, dst []byte, src []float32) error {
+	c := codecs[t]
+	if c.encode == nil {
+		return &UnsupportedError{Type: t, Op: "encode"}
+	}
+	enc := c.encode
+	if c.encodeKeepZeros != nil {
+		enc = c.encodeKeepZeros
+	}
+	return encodeWith(t, enc, dst, src)
+}
+
+func encodeWith(t gguf.Type, enc func([]byte, []float32), dst []byte, src []float32) error {
+	bs, bb, err := sizes(t, "encode")
+	if err != nil {
+		return err
+	}
+	if len(src)%bs != 0 || len(dst) != len(src)/bs*bb {
+		return fmt.Errorf("quantize: encode %s: %d values into %d bytes: not whole blocks of %d values / %d bytes", t, len(src), len(dst), bs, bb)
+	}
+	enc(dst, src)
+	return nil
+}
