@@ -1,0 +1,111 @@
+package quantize
+
+import (
+	"encoding/binary"
+	"math"
+
+	"github.com/physarium/physarium-gguf/gguf"
+)
+
+// F32, F16 and BF16: one value per "block". The half-precision conversions
+// follow ggml's scalar code exactly (the FP16 library's float tricks), which
+// ggml_quantize_chunk and to_float use: round to nearest even, overflow to
+// Inf, subnormals kept, every NaN encoded as 0x7E00 with its sign, and NaN
+// payloads carried through decoding as the FPU does.
+
+func init() {
+	register(gguf.TypeF32, codec{decode: decodeF32, encode: encodeF32, zero: ZeroExact})
+	register(gguf.TypeF16, codec{decode: decodeF16, encode: encodeF16, zero: ZeroExact})
+	register(gguf.TypeBF16, codec{decode: decodeBF16, encode: encodeBF16, zero: ZeroExact})
+}
+
+// halfToFloat converts an IEEE binary16 value to float32 as ggml's
+// ggml_compute_fp16_to_fp32 does: normal values by rescaling the shifted
+// bits by 2^-112, subnormals by the magic-bias subtraction.
+func halfToFloat(h uint16) float32 {
+	w := uint32(h) << 16
+	sign := w & 0x80000000
+	twoW := w + w
+	var r float32
+	if twoW < 1<<27 {
+		r = math.Float32frombits(twoW>>17|126<<23) - 0.5
+	} else {
+		r = math.Float32frombits(twoW>>4+0xE0<<23) * 0x1p-112
+	}
+	return math.Float32frombits(sign | math.Float32bits(r))
+}
+
+// floatToHalf converts a float32 to IEEE binary16 as ggml's
+// ggml_compute_fp32_to_fp16 does: the rounding is done by the FPU adding a
+// power of two that aligns the mantissa, NaN becomes 0x7E00 (sign kept).
+func floatToHalf(f float32) uint16 {
+	w := math.Float32bits(f)
+	base := math.Float32frombits(w&0x7FFFFFFF) * 0x1p112 * 0x1p-110
+	shl1 := w + w
+	sign := uint16((w & 0x80000000) >> 16)
+	if shl1 > 0xFF000000 {
+		return sign | 0x7E00
+	}
+	bias := shl1 & 0xFF000000
+	if bias < 0x71000000 {
+		bias = 0x71000000
+	}
+	base = math.Float32frombits(bias>>1+0x07800000) + base
+	bits := math.Float32bits(base)
+	return sign | uint16((bits>>13)&0x7C00+bits&0x0FFF)
+}
+
+// bf16ToFloat widens a bfloat16 to float32 (the bits shift into place).
+func bf16ToFloat(h uint16) float32 { return math.Float32frombits(uint32(h) << 16) }
+
+// floatToBF16 rounds a float32 to bfloat16 to nearest even; NaN is kept
+// (truncated) and made quiet; subnormals are not flushed.
+func floatToBF16(f float32) uint16 {
+	u := math.Float32bits(f)
+	if u&0x7FFFFFFF > 0x7F800000 {
+		return uint16(u>>16) | 64
+	}
+	return uint16((u + 0x7FFF + (u>>16)&1) >> 16)
+}
+
+func decodeF32(dst []float32, src []byte) {
+	src = src[:4*len(dst)]
+	for i := range dst {
+		dst[i] = math.Float32frombits(binary.LittleEndian.Uint32(src[4*i:]))
+	}
+}
+
+func encodeF32(dst []byte, src []float32) {
+	dst = dst[:4*len(src)]
+	for i, v := range src {
+		binary.LittleEndian.PutUint32(dst[4*i:], math.Float32bits(v))
+	}
+}
+
+func decodeF16(dst []float32, src []byte) {
+	src = src[:2*len(dst)]
+	for i := range dst {
+		dst[i] = halfToFloat(binary.LittleEndian.Uint16(src[2*i:]))
+	}
+}
+
+func encodeF16(dst []byte, src []float32) {
+	dst = dst[:2*len(src)]
+	for i, v := range src {
+		binary.LittleEndian.PutUint16(dst[2*i:], floatToHalf(v))
+	}
+}
+
+func decodeBF16(dst []float32, src []byte) {
+	src = src[:2*len(dst)]
+	for i := range dst {
+		dst[i] = bf16ToFloat(binary.LittleEndian.Uint16(src[2*i:]))
+	}
+}
+
+func encodeBF16(dst []byte, src []float32) {
+	dst = dst[:2*len(src)]
+	for i, v := range src {
+		binary.LittleEndian.PutUint16(dst[2*i:], floatToBF16(v))
+	}
+}
