@@ -1,0 +1,175 @@
+package llamacpp
+
+import (
+	"context"
+	"crypto/rand"
+	"errors"
+	"io/fs"
+	"math"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+)
+
+// The shared fixtures live beside the repository, three levels up from here.
+const (
+	storiesModel = "../../../shared/models/stories260K.gguf"
+	storiesText  = "../../../shared/models/tinystories_sample.txt"
+)
+
+func testContext(t *testing.T) context.Context {
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	t.Cleanup(cancel)
+	return ctx
+}
+
+// TestPerplexityStories260K checks the tool against llama.cpp's own figure
+// for the real TinyStories model: 6.8464 at n_ctx 128 on the sample text.
+// The last digits move by about 1e-3 with the CPU variant and attention
+// kernel llama.cpp picks, hence the tolerance.
+func TestPerplexityStories260K(t *testing.T) {
+	Require(t)
+	r, err := Perplexity(testContext(t), storiesModel, storiesText, 128)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("stories260K on tinystories_sample.txt, n_ctx 128: PPL = %.4f +/- %.5f (%d chunks, %d tokens, %d scored)",
+		r.PPL, r.StdErr, r.Chunks, r.Tokens, r.Scored)
+	const want = 6.8464
+	if math.Abs(r.PPL-want) > 0.01 {
+		t.Errorf("PPL = %.4f, want %.4f +- 0.01", r.PPL, want)
+	}
+	// The tokenization and chunking are exact: 1882 tokens with BOS, 14 chunks
+	// of 128, 63 scored tokens in each.
+	if r.Tokens != 1882 || r.Chunks != 14 || r.Scored != 14*63 {
+		t.Errorf("tokens, chunks, scored = %d, %d, %d, want 1882, 14, %d", r.Tokens, r.Chunks, r.Scored, 14*63)
+	}
+	if !(r.StdErr > 0 && r.StdErr < r.PPL) {
+		t.Errorf("StdErr = %v, want in (0, PPL)", r.StdErr)
+	}
+}
+
+func TestPerplexityMissingModel(t *testing.T) {
+	Require(t)
+	missing := filepath.Join(t.TempDir(), "no-such-model.gguf")
+	_, err := Perplexity(testContext(t), missing, storiesText, 128)
+	if err == nil {
+		t.Fatal("no error for a missing model")
+	}
+	if !strings.Contains(err.Error(), missing) {
+		t.Errorf("error %q does not name %s", err, missing)
+	}
+	if !errors.Is(err, fs.ErrNotExist) {
+		t.Errorf("error %q does not wrap a not-exist error", err)
+	}
+}
+
+func TestPerplexityGarbageModel(t *testing.T) {
+	Require(t)
+	garbage := filepath.Join(t.TempDir(), "garbage.gguf")
+	b := make([]byte, 100)
+	if _, err := rand.Read(b); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(garbage, b, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	_, err := Perplexity(testContext(t), garbage, storiesText, 128)
+	if err == nil {
+		t.Fatal("no error for a model of 100 random bytes")
+	}
+	t.Logf("garbage model: %v", err)
+	if !strings.Contains(err.Error(), garbage) {
+		t.Errorf("error %q does not name %s", err, garbage)
+	}
+}
+
+// TestPerplexityShortText: a text too short for two chunks is refused with
+// the reason, as llama-perplexity refuses it.
+func TestPerplexityShortText(t *testing.T) {
+	Require(t)
+	short := filepath.Join(t.TempDir(), "short.txt")
+	if err := os.WriteFile(short, []byte("Once upon a time there was a cat.\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	_, err := Perplexity(testContext(t), storiesModel, short, 128)
+	if err == nil {
+		t.Fatal("no error for a text shorter than two chunks")
+	}
+	if !strings.Contains(err.Error(), "tokenizes to only") {
+		t.Errorf("error %q does not give the reason", err)
+	}
+}
+
+func TestPerplexityCancel(t *testing.T) {
+	Require(t)
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	if _, err := Perplexity(ctx, storiesModel, storiesText, 128); err == nil {
+		t.Fatal("no error with a cancelled context")
+	}
+}
+
+func TestDirUnset(t *testing.T) {
+	t.Setenv(EnvVar, "")
+	if d, ok := Dir(); ok {
+		t.Errorf("Dir() = %q, true with %s empty", d, EnvVar)
+	}
+	if _, err := Perplexity(context.Background(), storiesModel, storiesText, 128); err == nil ||
+		!strings.Contains(err.Error(), EnvVar) {
+		t.Errorf("Perplexity without %s: err = %v, want one naming the variable", EnvVar, err)
+	}
+}
+
+func TestCheckIncomplete(t *testing.T) {
+	dir := t.TempDir()
+	if err := Check(dir); err == nil {
+		t.Fatal("Check accepted an empty directory")
+	}
+	if err := os.MkdirAll(filepath.Join(dir, "lib"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(dir, "lib", libllama), nil, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := Check(dir); err == nil || !strings.Contains(err.Error(), PerplexityTool) {
+		t.Fatalf("Check without bin/%s: err = %v", PerplexityTool, err)
+	}
+}
+
+func TestParseResult(t *testing.T) {
+	r, err := parseResult("noise\nppl=6.845799 stderr=0.742194 chunks=14 tokens=1882 scored=882\n")
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := Result{PPL: 6.845799, StdErr: 0.742194, Chunks: 14, Tokens: 1882, Scored: 882}
+	if r != want {
+		t.Errorf("parseResult = %+v, want %+v", r, want)
+	}
+	for _, bad := range []string{
+		"",
+		"ppl=6.8 stderr=0.1 chunks=1 tokens=2",
+		"ppl=x stderr=0.1 chunks=1 tokens=2 scored=3",
+		"ppl=nan stderr=0.1 chunks=1 tokens=2 scored=3",
+		"ppl=0 stderr=0.1 chunks=1 tokens=2 scored=3",
+		"ppl=6.8 stderr=0.1 chunks=1 tokens=2 scored",
+	} {
+		if _, err := parseResult(bad); err == nil {
+			t.Errorf("parseResult(%q) accepted", bad)
+		}
+	}
+}
+
+func TestTailBuffer(t *testing.T) {
+	b := &tailBuffer{max: 5}
+	for _, s := range []string{"ab", "cd", "efg", "0123456789", "x"} {
+		if n, _ := b.Write([]byte(s)); n != len(s) {
+			t.Fatalf("Write returned %d, want %d", n, len(s))
+		}
+	}
+	if got := b.String(); got != "6789x" {
+		t.Errorf("tail = %q, want %q", got, "6789x")
+	}
+}
