@@ -92,7 +92,10 @@ func (t TensorInfo) size() (uint64, error) {
 		return 0, nil
 	}
 	rows := elems / ne0
-	rowBytes := ne0 / uint64(ti.BlockSize) * uint64(ti.BlockBytes)
+	hi, rowBytes := bits.Mul64(ne0/uint64(ti.BlockSize), uint64(ti.BlockBytes))
+	if hi != 0 {
+		return 0, fmt.Errorf("shape %v: row size overflows", t.Shape)
+	}
 	hi, lo := bits.Mul64(rows, rowBytes)
 	if hi != 0 || lo > math.MaxInt64 {
 		return 0, fmt.Errorf("shape %v: byte size overflows int64", t.Shape)
@@ -568,7 +571,7 @@ func readArray(c *cursor, t ValueType, n uint64) (any, error) {
 	}
 	es := uint64(t.scalarSize())
 	if n > c.left()/es {
-		return nil, fmt.Errorf("%d bytes of elements exceed the %d bytes left", n*es, c.left())
+		return nil, fmt.Errorf("count of %d-byte elements exceeds the %d bytes left", es, c.left())
 	}
 	raw := make([]byte, 4096)
 	var out any
