@@ -155,6 +155,13 @@ var genCases = []genCase{
 			row[i] = float32(r.IntN(2*k+1) - k)
 		}
 	}},
+	{"subnormal32", func(r *rand.Rand, row []float32, _ int) {
+		// float32 subnormals and the smallest normals: scales underflow to
+		// zero and reciprocals overflow to Inf.
+		for i := range row {
+			row[i] = float32(r.NormFloat64() * math.Ldexp(1, -140+r.IntN(20)))
+		}
+	}},
 	{"huge", func(r *rand.Rand, row []float32, _ int) {
 		// Beyond fp16's range: scales overflow to Inf in several formats.
 		for i := range row {
