@@ -1,0 +1,114 @@
+package cli
+
+import (
+	"errors"
+	"fmt"
+	"io/fs"
+	"os"
+	"strings"
+
+	ucli "github.com/urfave/cli/v2"
+
+	"github.com/physarium/physarium-gguf/gguf"
+	"github.com/physarium/physarium-gguf/testmodels"
+)
+
+// supportedTypeNames lists the --type values testmodel accepts right now.
+func supportedTypeNames() []string {
+	var names []string
+	for _, t := range gguf.Types() {
+		if testmodels.SupportedType(t) {
+			names = append(names, strings.ToLower(t.String()))
+		}
+	}
+	return names
+}
+
+func (a *App) testmodelCommand() *ucli.Command {
+	d := testmodels.DefaultConfig()
+	return &ucli.Command{
+		Name:      "testmodel",
+		Usage:     "write a small random llama-architecture GGUF that llama.cpp loads and runs",
+		ArgsUsage: "OUT",
+		Description: `Writes a llama model with random weights (not trained) and a small
+SentencePiece vocabulary with byte fallback, so llama.cpp can tokenize any
+text with it. The same flags always give the same bytes, and a model of any
+--type stores (after encoding) exactly the values of its F32 twin.
+
+Norm weights and the MoE router are F32; embeddings, output and every
+projection are --type. Block types need --embd and --ff divisible by the
+block size (32 for Q4_0/Q8_0..., 256 for the K-quants).
+
+Examples:
+  physarium-gguf testmodel model.gguf
+  physarium-gguf testmodel --type f16 --kv-heads 2 --dist t3 --seed 7 gqa.gguf
+  physarium-gguf testmodel --experts 4 --experts-used 2 moe.gguf`,
+		Flags: []ucli.Flag{
+			&ucli.IntFlag{Name: "layers", Value: d.Layers, Usage: "transformer blocks"},
+			&ucli.IntFlag{Name: "embd", Value: d.Embd, Usage: "embedding length"},
+			&ucli.IntFlag{Name: "ff", Value: d.FF, Usage: "feed-forward length"},
+			&ucli.IntFlag{Name: "heads", Value: d.Heads, Usage: "attention heads"},
+			&ucli.IntFlag{Name: "kv-heads", Usage: "key/value heads, fewer than --heads for GQA (default: --heads)"},
+			&ucli.IntFlag{Name: "vocab", Value: d.Vocab, Usage: fmt.Sprintf("vocabulary size (at least %d)", testmodels.MinVocab)},
+			&ucli.StringFlag{Name: "type", Value: strings.ToLower(d.Type.String()), Usage: "type of the matrices, one of: " + strings.Join(supportedTypeNames(), ", ")},
+			&ucli.StringFlag{Name: "dist", Value: d.Dist, Usage: "weight distribution: " + strings.Join(testmodels.Distributions, ", ")},
+			&ucli.Uint64Flag{Name: "seed", Value: d.Seed, Usage: "random seed"},
+			&ucli.IntFlag{Name: "experts", Usage: "experts per MoE layer (0: dense)"},
+			&ucli.IntFlag{Name: "experts-used", Usage: "experts used per token (MoE only)"},
+			&ucli.BoolFlag{Name: "force", Usage: "overwrite OUT if it exists"},
+		},
+		Action: a.testmodel,
+	}
+}
+
+func (a *App) testmodel(c *ucli.Context) error {
+	pos, err := args(c, "OUT")
+	if err != nil {
+		return err
+	}
+	out := pos[0]
+	t, ok := gguf.ParseType(c.String("type"))
+	if !ok {
+		return usageErrorf("testmodel: --type %q: unknown type; want one of %s", c.String("type"), strings.Join(supportedTypeNames(), ", "))
+	}
+	if !testmodels.SupportedType(t) {
+		return usageErrorf("testmodel: --type %q: %s cannot be encoded as model weights; want one of %s", c.String("type"), t, strings.Join(supportedTypeNames(), ", "))
+	}
+	kvHeads := c.Int("kv-heads")
+	if kvHeads == 0 {
+		kvHeads = c.Int("heads")
+	}
+	cfg := testmodels.Config{
+		Layers:      c.Int("layers"),
+		Embd:        c.Int("embd"),
+		FF:          c.Int("ff"),
+		Heads:       c.Int("heads"),
+		KVHeads:     kvHeads,
+		Vocab:       c.Int("vocab"),
+		Type:        t,
+		Dist:        c.String("dist"),
+		Seed:        c.Uint64("seed"),
+		Experts:     c.Int("experts"),
+		ExpertsUsed: c.Int("experts-used"),
+	}
+	if err := cfg.Validate(); err != nil {
+		return &ExitError{Code: ExitUsage, Err: fmt.Errorf("testmodel: %w", err)}
+	}
+	force := c.Bool("force")
+	if !force {
+		if _, err := os.Stat(out); err == nil {
+			return fmt.Errorf("testmodel: %s exists (use --force to overwrite)", out)
+		} else if !errors.Is(err, fs.ErrNotExist) {
+			return fmt.Errorf("testmodel: %w", err)
+		}
+	}
+	if err := testmodels.WriteContext(c.Context, out, cfg, gguf.CreateOptions{Overwrite: force}); err != nil {
+		return fmt.Errorf("testmodel: %w", err)
+	}
+	st, err := os.Stat(out)
+	if err != nil {
+		return fmt.Errorf("testmodel: %w", err)
+	}
+	fmt.Fprintf(a.Stderr, "testmodel: wrote %s (%d bytes; %s)\n", out, st.Size(), cfg)
+	return nil
+}
