@@ -1,0 +1,135 @@
+package quantize
+
+import "github.com/physarium/physarium-gguf/gguf"
+
+// Q4_K: 144-byte blocks of 256 values: fp16 d, fp16 dmin, 12 bytes of packed
+// 6-bit scales and mins for 8 sub-blocks of 32, then 128 bytes of 4-bit
+// quants. Value = d*sc*q - dmin*m.
+
+const kQ4KBytes = 144
+
+func init() {
+	register(gguf.TypeQ4_K, codec{
+		decode: decodeQ4K,
+		encode: encodeQ4K,
+		zero:   ZeroPreserving,
+	})
+}
+
+func decodeQ4K(dst []float32, src []byte) {
+	for len(src) >= kQ4KBytes && len(dst) >= kQK {
+		b := src[:kQ4KBytes]
+		y := dst[:kQK]
+		d := kF16ToF32(kGet16(b[0:]))
+		dmin := kF16ToF32(kGet16(b[2:]))
+		scales := b[4:16]
+		var t1, t2 [16]float32
+		for j := 0; j < 4; j++ {
+			sc, m := kScaleMinK4(2*j, scales)
+			d1, m1 := d*float32(sc), dmin*float32(m)
+			sc, m = kScaleMinK4(2*j+1, scales)
+			d2, m2 := d*float32(sc), dmin*float32(m)
+			for k := range t1 {
+				t1[k] = float32(d1*float32(k)) - m1
+				t2[k] = float32(d2*float32(k)) - m2
+			}
+			q := b[16+32*j : 16+32*j+32]
+			yy := y[64*j : 64*j+64]
+			for l, v := range q {
+				yy[l] = t1[v&0xF]
+				yy[l+32] = t2[v>>4]
+			}
+		}
+		src = src[kQ4KBytes:]
+		dst = dst[kQK:]
+	}
+}
+
+// kSubblockWeights32 fills w with ggml's Q4_K/Q5_K reference weights for one
+// sub-block of 32: sqrt(mean(x^2)) + |x|.
+func kSubblockWeights32(x []float32, w *[32]float32) {
+	x = x[:32]
+	var sumX2 float32
+	for _, v := range x {
+		sumX2 += float32(v * v)
+	}
+	avX := kSqrt(sumX2 / 32)
+	for l, v := range x {
+		w[l] = avX + kAbs(v)
+	}
+}
+
+func encodeQ4K(dst []byte, src []float32) {
+	for len(src) >= kQK && len(dst) >= kQ4KBytes {
+		encodeQ4KBlock(dst[:kQ4KBytes], src[:kQK])
+		src = src[kQK:]
+		dst = dst[kQ4KBytes:]
+	}
+}
+
+func encodeQ4KBlock(b []byte, x []float32) {
+	var (
+		L       [kQK]uint8
+		weights [32]float32
+		mins    [8]float32
+		scales  [8]float32
+	)
+	var maxScale, maxMin float32
+	for j := 0; j < 8; j++ {
+		xs := x[32*j : 32*j+32]
+		kSubblockWeights32(xs, &weights)
+		scales[j], mins[j] = kMakeQkx2(xs, weights[:], L[32*j:32*j+32], 15, -1, 0.1, 20, false)
+		if scales[j] > maxScale {
+			maxScale = scales[j]
+		}
+		if mins[j] > maxMin {
+			maxMin = mins[j]
+		}
+	}
+	kFinishQ45K(b, x, &L, &scales, &mins, maxScale, maxMin, 15)
+	q := b[16:144]
+	for j := 0; j < 4; j++ {
+		for l := 0; l < 32; l++ {
+			q[32*j+l] = L[64*j+l] | L[64*j+l+32]<<4
+		}
+	}
+}
+
+// kFinishQ45K quantizes the sub-block scales and mins of a Q4_K or Q5_K
+// block to 6 bits, stores d, dmin and the packed scales into b, and requantizes
+// the levels L (in [0, nmax]) against the stored scales, as ggml does.
+func kFinishQ45K(b []byte, x []float32, L *[kQK]uint8, scales, mins *[8]float32, maxScale, maxMin float32, nmax int32) {
+	var invScale, invMin float32
+	if maxScale > 0 {
+		invScale = 63 / maxScale
+	}
+	if maxMin > 0 {
+		invMin = 63 / maxMin
+	}
+	var ls, lm [8]uint8
+	for j := 0; j < 8; j++ {
+		ls[j] = min(63, uint8(kNearestInt(invScale*scales[j])))
+		lm[j] = min(63, uint8(kNearestInt(invMin*mins[j])))
+	}
+	sb := b[4:16]
+	kPackScaleMinK4(sb, &ls, &lm)
+	hd := kF32ToF16(maxScale / 63)
+	hm := kF32ToF16(maxMin / 63)
+	kPut16(b[0:], hd)
+	kPut16(b[2:], hm)
+	fd, fm := kF16ToF32(hd), kF16ToF32(hm)
+	for j := 0; j < 8; j++ {
+		sc, m := kScaleMinK4(j, sb)
+		d := fd * float32(sc)
+		if d == 0 {
+			continue
+		}
+		dm := fm * float32(m)
+		xs := x[32*j : 32*j+32]
+		ls := L[32*j : 32*j+32]
+		for ii, v := range xs {
+			l := kNearestInt((v + dm) / d)
+			ls[ii] = uint8(max(0, min(nmax, l)))
+		}
+	}
+}
