@@ -13,7 +13,10 @@
 #   src/  clone of the bundled llama.cpp source (headers: src/include,
 #         src/ggml/include)
 #   bin/  our tools from tools/llamacpp/*.c, compiled with gcc against src/
-#         headers and lib/ (RUNPATH $ORIGIN/../lib)
+#         headers and lib/ (RUNPATH $ORIGIN/../lib), and llama-imatrix:
+#         llama.cpp's own tools/imatrix/imatrix.cpp from src/, compiled with
+#         g++ and linked against the shipped libllama-common.so (plus
+#         tools/llamacpp/shim/cpu_backend.c, which loads the CPU backend from lib/)
 #
 # Idempotent: a stamp keyed on the package versions and a hash of the C
 # sources makes a second run return at once. Progress goes to stderr; the last
@@ -24,7 +27,7 @@
 # sets up the environment the Go tests look for.
 #
 # Needs: node + npm (network access to the npm registry on first run), git,
-# gcc, sha256sum, Linux x86-64.
+# gcc, g++, sha256sum, Linux x86-64.
 set -euo pipefail
 
 NLC_VERSION=3.21.1
@@ -44,8 +47,8 @@ Linux/x86_64) ;;
 *) die "only Linux x86-64 is supported (the prebuilt libraries are @node-llama-cpp/linux-x64), this is $(uname -s)/$(uname -m)" ;;
 esac
 
-for tool in node npm git gcc sha256sum; do
-	command -v "$tool" >/dev/null 2>&1 || die "'$tool' not found in PATH; install it (Debian: apt-get install nodejs npm git gcc coreutils)"
+for tool in node npm git gcc g++ sha256sum; do
+	command -v "$tool" >/dev/null 2>&1 || die "'$tool' not found in PATH; install it (Debian: apt-get install nodejs npm git gcc g++ coreutils)"
 done
 
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
@@ -65,13 +68,15 @@ shopt -s nullglob
 csrcs=("$toolsrc"/*.c)
 shopt -u nullglob
 [ ${#csrcs[@]} -gt 0 ] || die "no C sources in $toolsrc"
+shim="$toolsrc/shim/cpu_backend.c"
+[ -f "$shim" ] || die "missing $shim"
 
 gcc_version=$(gcc -dumpfullversion 2>/dev/null || gcc -dumpversion)
 stamp_want=$(
 	{
 		echo "node-llama-cpp=$NLC_VERSION linux-x64=$NLC_VERSION gcc=$gcc_version"
 		sha256sum "$0" | cut -d' ' -f1
-		for f in "${csrcs[@]}"; do
+		for f in "${csrcs[@]}" "$shim"; do
 			printf '%s ' "$(basename "$f")"
 			sha256sum "$f" | cut -d' ' -f1
 		done
@@ -90,6 +95,7 @@ if [ -f "$stamp_file" ] && [ "$(cat "$stamp_file")" = "$stamp_want" ] &&
 	for f in "${csrcs[@]}"; do
 		[ -x "$cache/bin/$(basename "$f" .c)" ] || ok=0
 	done
+	[ -x "$cache/bin/llama-imatrix" ] || ok=0
 	if [ "$ok" = 1 ]; then
 		say "up to date in $cache"
 		finish
@@ -147,8 +153,23 @@ for f in "${csrcs[@]}"; do
 	mv "$cache/bin/$name.tmp" "$cache/bin/$name"
 done
 
-# 5. Smoke test: the tool starts and finds its libraries.
+# 5. llama.cpp's llama-imatrix, against the shipped libllama-common.so (built
+#    from this same source, so the common_params layout matches).
+say "compiling llama-imatrix (about 10 s)"
+[ -f "$cache/lib/libllama-common.so" ] || die "missing $cache/lib/libllama-common.so"
+gcc -O2 -std=c11 -Wall -Wextra -I"$cache/src/ggml/include" -c "$shim" -o "$cache/bin/cpu_backend.o" >&2 ||
+	die "compiling $shim failed"
+g++ -O2 -std=c++17 -I"$cache/src/common" -I"$cache/src/include" -I"$cache/src/ggml/include" \
+	"$cache/src/tools/imatrix/imatrix.cpp" "$cache/bin/cpu_backend.o" -o "$cache/bin/llama-imatrix.tmp" \
+	"$cache/lib/libllama-common.so" "$cache/lib/libllama.v0.4.0.so" "$cache/lib/libggml.v0.4.0.so" \
+	"$cache/lib/libggml-base.so" -Wl,-rpath,'$ORIGIN/../lib' -Wl,--enable-new-dtags -pthread -ldl >&2 ||
+	die "compiling $cache/src/tools/imatrix/imatrix.cpp failed"
+rm -f "$cache/bin/cpu_backend.o"
+mv "$cache/bin/llama-imatrix.tmp" "$cache/bin/llama-imatrix"
+
+# 6. Smoke test: the tools start and find their libraries.
 "$cache/bin/perplexity" -h >/dev/null || die "$cache/bin/perplexity does not run"
+"$cache/bin/llama-imatrix" --version >/dev/null 2>&1 || die "$cache/bin/llama-imatrix does not run"
 
 echo "$stamp_want" >"$stamp_file"
 say "ready in $cache"

@@ -37,6 +37,11 @@ const EnvVar = "PHYSARIUM_LLAMA"
 // from tools/llamacpp/perplexity.c.
 const PerplexityTool = "perplexity"
 
+// ImatrixTool is the file name, under <runtime>/bin, of llama.cpp's own
+// llama-imatrix, which scripts/llama-runtime.sh builds from the bundled source
+// against the shipped libllama-common.
+const ImatrixTool = "llama-imatrix"
+
 // libllama is the shipped library every tool links against; its presence
 // under <runtime>/lib marks a usable runtime.
 const libllama = "libllama.v0.4.0.so"
@@ -153,6 +158,50 @@ func Perplexity(ctx context.Context, model, textFile string, nctx int) (Result, 
 		return Result{}, fmt.Errorf("llamacpp: perplexity of %s on %s: %w", model, textFile, err)
 	}
 	return r, nil
+}
+
+// Imatrix computes an importance matrix for model over textFile with chunks of
+// nctx tokens by running <runtime>/bin/llama-imatrix (CPU, one thread), and
+// writes it to out in llama.cpp's GGUF imatrix format (general.type
+// "imatrix"; per tensor "<name>.in_sum2" and "<name>.counts"). Errors name the
+// files and carry llama-imatrix's last messages.
+func Imatrix(ctx context.Context, model, textFile string, nctx int, out string) error {
+	if nctx < 2 {
+		return fmt.Errorf("llamacpp: imatrix of %s: context size %d, want >= 2", model, nctx)
+	}
+	dir, ok := Dir()
+	if !ok {
+		return fmt.Errorf("llamacpp: %s is not set; run scripts/llama-runtime.sh", EnvVar)
+	}
+	bin := filepath.Join(dir, "bin", ImatrixTool)
+	if _, err := os.Stat(bin); err != nil {
+		return fmt.Errorf("llamacpp: runtime %s (from $%s) lacks %s: %w; run scripts/llama-runtime.sh", dir, EnvVar, ImatrixTool, err)
+	}
+	for _, f := range []struct{ what, path string }{{"model", model}, {"text", textFile}} {
+		st, err := os.Stat(f.path)
+		if err != nil {
+			return fmt.Errorf("llamacpp: imatrix: %s %s: %w", f.what, f.path, err)
+		}
+		if !st.Mode().IsRegular() {
+			return fmt.Errorf("llamacpp: imatrix: %s %s is not a regular file", f.what, f.path)
+		}
+	}
+	cmd := exec.CommandContext(ctx, bin, "-m", model, "-f", textFile, "-c", strconv.Itoa(nctx),
+		"-t", "1", "-tb", "1", "--output-format", "gguf", "-o", out)
+	stderr := &tailBuffer{max: stderrTail}
+	cmd.Stdout = stderr
+	cmd.Stderr = stderr
+	cmd.WaitDelay = 5 * time.Second
+	if err := cmd.Run(); err != nil {
+		if ctxErr := ctx.Err(); ctxErr != nil {
+			return fmt.Errorf("llamacpp: imatrix of %s on %s: %w", model, textFile, ctxErr)
+		}
+		return fmt.Errorf("llamacpp: imatrix of %s on %s: %w: %s", model, textFile, err, lastLines(stderr.String(), 4))
+	}
+	if st, err := os.Stat(out); err != nil || st.Size() == 0 {
+		return fmt.Errorf("llamacpp: imatrix of %s on %s: no output in %s: %s", model, textFile, out, lastLines(stderr.String(), 4))
+	}
+	return nil
 }
 
 // parseResult reads the tool's final stdout line,

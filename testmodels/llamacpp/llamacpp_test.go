@@ -1,6 +1,7 @@
 package llamacpp
 
 import (
+	"bytes"
 	"context"
 	"crypto/rand"
 	"errors"
@@ -171,5 +172,44 @@ func TestTailBuffer(t *testing.T) {
 	}
 	if got := b.String(); got != "6789x" {
 		t.Errorf("tail = %q, want %q", got, "6789x")
+	}
+}
+
+// TestImatrixStories260K runs llama.cpp's llama-imatrix (built against the
+// shipped libllama-common) and checks that it writes a GGUF imatrix holding
+// the projections of every block.
+func TestImatrixStories260K(t *testing.T) {
+	Require(t)
+	out := filepath.Join(t.TempDir(), "imatrix.gguf")
+	if err := Imatrix(testContext(t), storiesModel, storiesText, 128, out); err != nil {
+		t.Fatal(err)
+	}
+	b, err := os.ReadFile(out)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !bytes.HasPrefix(b, []byte("GGUF")) {
+		t.Fatalf("%s does not start with the GGUF magic", out)
+	}
+	for _, name := range []string{"imatrix", "blk.0.attn_q.weight.in_sum2", "blk.4.ffn_down.weight.counts"} {
+		if !bytes.Contains(b, []byte(name)) {
+			t.Errorf("%s lacks %q", out, name)
+		}
+	}
+	t.Logf("imatrix: %d bytes", len(b))
+}
+
+func TestImatrixGarbageModel(t *testing.T) {
+	Require(t)
+	garbage := filepath.Join(t.TempDir(), "garbage.gguf")
+	if err := os.WriteFile(garbage, []byte("not a gguf file at all"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	err := Imatrix(testContext(t), garbage, storiesText, 128, filepath.Join(t.TempDir(), "out.gguf"))
+	if err == nil {
+		t.Fatal("no error for a garbage model")
+	}
+	if !strings.Contains(err.Error(), garbage) {
+		t.Errorf("error %q does not name %s", err, garbage)
 	}
 }
