@@ -1,0 +1,257 @@
+//go:build cgo && amd64 && !purego
+
+// The AVX2+FMA implementation of the dynamics. It follows the canonical order
+// of core_go.go operation for operation: 8 lanes across columns, the fixed
+// reduction tree, explicit fused multiply-adds, nothing contracted.
+
+#pragma GCC optimize("fp-contract=off")
+
+#include <float.h>
+#include <immintrin.h>
+#include <math.h>
+#include <string.h>
+
+#include "physarium.h"
+
+#define TGT __attribute__((target("avx2,fma")))
+
+enum { VEC_CAP = 256 };
+enum { V_DEG_IN, V_INV_IN, V_X_IN, V_R_IN, V_Z_IN, V_DIR_IN, V_AP_IN, V_CACC,
+       V_DEG_OUT, V_INV_OUT, V_X_OUT, V_R_OUT, V_Z_OUT, V_DIR_OUT, V_AP_OUT, V_DP_OUT, NUM_VEC };
+
+// fmaf(a, b, c), for the tests of the Go fma32.
+float phys_fmaf(float a, float b, float c) { return fmaf(a, b, c); }
+
+// tree: ((l0+l4)+(l2+l6)) + ((l1+l5)+(l3+l7)).
+TGT static inline float tree(__m256 v) {
+	__m128 s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
+	__m128 s2 = _mm_add_ps(s, _mm_movehl_ps(s, s));
+	return _mm_cvtss_f32(_mm_add_ss(s2, _mm_shuffle_ps(s2, s2, 1)));
+}
+
+// dot: lanes of acc = fma(a, b, acc) over n (a multiple of 8), then tree.
+TGT static float dot(const float *a, const float *b, int n) {
+	__m256 acc = _mm256_setzero_ps();
+	for (int j = 0; j < n; j += 8)
+		acc = _mm256_fmadd_ps(_mm256_loadu_ps(a + j), _mm256_loadu_ps(b + j), acc);
+	return tree(acc);
+}
+
+// sum: lanes of acc + a, then tree.
+TGT static float sum(const float *a, int n) {
+	__m256 acc = _mm256_setzero_ps();
+	for (int j = 0; j < n; j += 8)
+		acc = _mm256_add_ps(acc, _mm256_loadu_ps(a + j));
+	return tree(acc);
+}
+
+// inv[i] = 1/deg[i] where deg > 0 and the quotient is finite, else 0;
+// returns how many are non-zero.
+TGT static int inverse(const float *deg, float *inv, int n) {
+	const __m256 one = _mm256_set1_ps(1.0f), zero = _mm256_setzero_ps(), big = _mm256_set1_ps(FLT_MAX);
+	int cnt = 0;
+	for (int j = 0; j < n; j += 8) {
+		__m256 d = _mm256_loadu_ps(deg + j);
+		__m256 q = _mm256_div_ps(one, d);
+		__m256 m = _mm256_and_ps(_mm256_cmp_ps(d, zero, _CMP_GT_OQ), _mm256_cmp_ps(q, big, _CMP_LE_OQ));
+		_mm256_storeu_ps(inv + j, _mm256_and_ps(m, q));
+		cnt += __builtin_popcount((unsigned)_mm256_movemask_ps(m));
+	}
+	return cnt;
+}
+
+// z = inv * r.
+TGT static void precond(float *z, const float *inv, const float *r, int n) {
+	for (int j = 0; j < n; j += 8)
+		_mm256_storeu_ps(z + j, _mm256_mul_ps(_mm256_loadu_ps(inv + j), _mm256_loadu_ps(r + j)));
+}
+
+// ap = fma(deg, v, -acc).
+TGT static void finish_lap(float *ap, const float *deg, const float *v, const float *acc, int n) {
+	for (int j = 0; j < n; j += 8)
+		_mm256_storeu_ps(ap + j, _mm256_fmsub_ps(_mm256_loadu_ps(deg + j), _mm256_loadu_ps(v + j), _mm256_loadu_ps(acc + j)));
+}
+
+// pow_g: acc = q^whole by repeated products, then s = q; for k = 1..top:
+// s = sqrt(s), and acc = acc*s where bit k of g's fraction is set.
+TGT static inline __m256 pow_g(__m256 q, const phys_params *p) {
+	__m256 acc = q;
+	for (int j = 1; j < p->gwhole; j++)
+		acc = _mm256_mul_ps(acc, q);
+	__m256 s = q;
+	for (int k = 1; k <= p->gtop; k++) {
+		s = _mm256_sqrt_ps(s);
+		if ((p->gbits >> (k - 1)) & 1)
+			acc = _mm256_mul_ps(acc, s);
+	}
+	return acc;
+}
+
+TGT static void run_one(float *a, phys_job *jb, const phys_params *p) {
+	const int R = jb->rows, cp = jb->cp, rp = jb->rp;
+	float *D = a + jb->d;
+	const float *b_in = a + jb->bin, *b_out = a + jb->bout;
+	float *w = a + jb->work;
+	memset(w, 0, sizeof(float) * NUM_VEC * VEC_CAP);
+	float *deg_in = w + V_DEG_IN * VEC_CAP, *inv_in = w + V_INV_IN * VEC_CAP, *x_in = w + V_X_IN * VEC_CAP,
+	      *r_in = w + V_R_IN * VEC_CAP, *z_in = w + V_Z_IN * VEC_CAP, *dir_in = w + V_DIR_IN * VEC_CAP,
+	      *ap_in = w + V_AP_IN * VEC_CAP, *cacc = w + V_CACC * VEC_CAP;
+	float *deg_out = w + V_DEG_OUT * VEC_CAP, *inv_out = w + V_INV_OUT * VEC_CAP, *x_out = w + V_X_OUT * VEC_CAP,
+	      *r_out = w + V_R_OUT * VEC_CAP, *z_out = w + V_Z_OUT * VEC_CAP, *dir_out = w + V_DIR_OUT * VEC_CAP,
+	      *ap_out = w + V_AP_OUT * VEC_CAP, *dp_out = w + V_DP_OUT * VEC_CAP;
+
+	// Degrees of D0: row lanes + tree, column sums in row order.
+	for (int o = 0; o < R; o++) {
+		const float *row = D + (int64_t)o * cp;
+		__m256 l = _mm256_setzero_ps();
+		for (int i = 0; i < cp; i += 8) {
+			__m256 d = _mm256_loadu_ps(row + i);
+			l = _mm256_add_ps(l, d);
+			_mm256_storeu_ps(deg_in + i, _mm256_add_ps(_mm256_loadu_ps(deg_in + i), d));
+		}
+		deg_out[o] = tree(l);
+	}
+
+	const float n = (float)jb->n;
+	const int T = p->steps, K = p->cgiters;
+	const __m256 absmask = _mm256_castsi256_ps(_mm256_set1_epi32(0x7fffffff));
+	const __m256 one = _mm256_set1_ps(1.0f), c1 = _mm256_set1_ps(p->c1), c2 = _mm256_set1_ps(p->c2);
+	float sumd = 0;
+	for (int t = 1; t <= T; t++) {
+		int nact = inverse(deg_in, inv_in, cp) + inverse(deg_out, inv_out, rp);
+		if (t == 1) {
+			memcpy(r_in, b_in, sizeof(float) * cp);
+			memcpy(r_out, b_out, sizeof(float) * rp);
+		} else {
+			for (int j = 0; j < cp; j += 8)
+				_mm256_storeu_ps(r_in + j, _mm256_sub_ps(_mm256_loadu_ps(b_in + j), _mm256_loadu_ps(ap_in + j)));
+			for (int j = 0; j < rp; j += 8)
+				_mm256_storeu_ps(r_out + j, _mm256_sub_ps(_mm256_loadu_ps(b_out + j), _mm256_loadu_ps(ap_out + j)));
+		}
+		precond(z_in, inv_in, r_in, cp);
+		precond(z_out, inv_out, r_out, rp);
+		memcpy(dir_in, z_in, sizeof(float) * cp);
+		memcpy(dir_out, z_out, sizeof(float) * rp);
+		float rz = dot(r_in, z_in, cp) + dot(r_out, z_out, rp);
+		for (int k = 1; k <= K; k++) {
+			if (!(rz > 0))
+				break;
+			// ap = L dir.
+			memset(cacc, 0, sizeof(float) * cp);
+			for (int o = 0; o < R; o++) {
+				const float *row = D + (int64_t)o * cp;
+				const __m256 u = _mm256_set1_ps(dir_out[o]);
+				__m256 l = _mm256_setzero_ps();
+				for (int i = 0; i < cp; i += 8) {
+					__m256 d = _mm256_loadu_ps(row + i);
+					l = _mm256_fmadd_ps(d, _mm256_loadu_ps(dir_in + i), l);
+					_mm256_storeu_ps(cacc + i, _mm256_fmadd_ps(d, u, _mm256_loadu_ps(cacc + i)));
+				}
+				dp_out[o] = tree(l);
+			}
+			finish_lap(ap_in, deg_in, dir_in, cacc, cp);
+			finish_lap(ap_out, deg_out, dir_out, dp_out, rp);
+			float pap = dot(dir_in, ap_in, cp) + dot(dir_out, ap_out, rp);
+			if (!(pap > 0))
+				break;
+			float alpha = rz / pap;
+			const __m256 av = _mm256_set1_ps(alpha);
+			for (int j = 0; j < cp; j += 8) {
+				_mm256_storeu_ps(x_in + j, _mm256_fmadd_ps(av, _mm256_loadu_ps(dir_in + j), _mm256_loadu_ps(x_in + j)));
+				_mm256_storeu_ps(r_in + j, _mm256_fnmadd_ps(av, _mm256_loadu_ps(ap_in + j), _mm256_loadu_ps(r_in + j)));
+			}
+			for (int j = 0; j < rp; j += 8) {
+				_mm256_storeu_ps(x_out + j, _mm256_fmadd_ps(av, _mm256_loadu_ps(dir_out + j), _mm256_loadu_ps(x_out + j)));
+				_mm256_storeu_ps(r_out + j, _mm256_fnmadd_ps(av, _mm256_loadu_ps(ap_out + j), _mm256_loadu_ps(r_out + j)));
+			}
+			if (k == K)
+				break;
+			precond(z_in, inv_in, r_in, cp);
+			precond(z_out, inv_out, r_out, rp);
+			float rzn = dot(r_in, z_in, cp) + dot(r_out, z_out, rp);
+			float beta = rzn / rz;
+			const __m256 bv = _mm256_set1_ps(beta);
+			for (int j = 0; j < cp; j += 8)
+				_mm256_storeu_ps(dir_in + j, _mm256_fmadd_ps(bv, _mm256_loadu_ps(dir_in + j), _mm256_loadu_ps(z_in + j)));
+			for (int j = 0; j < rp; j += 8)
+				_mm256_storeu_ps(dir_out + j, _mm256_fmadd_ps(bv, _mm256_loadu_ps(dir_out + j), _mm256_loadu_ps(z_out + j)));
+			rz = rzn;
+		}
+
+		// Zero mean over the active nodes.
+		if (nact > 0) {
+			float shift = (sum(x_in, cp) + sum(x_out, rp)) / (float)nact;
+			const __m256 sv = _mm256_set1_ps(shift), zero = _mm256_setzero_ps();
+			for (int j = 0; j < cp; j += 8) {
+				__m256 m = _mm256_cmp_ps(_mm256_loadu_ps(inv_in + j), zero, _CMP_NEQ_OQ);
+				_mm256_storeu_ps(x_in + j, _mm256_sub_ps(_mm256_loadu_ps(x_in + j), _mm256_and_ps(m, sv)));
+			}
+			for (int j = 0; j < rp; j += 8) {
+				__m256 m = _mm256_cmp_ps(_mm256_loadu_ps(inv_out + j), zero, _CMP_NEQ_OQ);
+				_mm256_storeu_ps(x_out + j, _mm256_sub_ps(_mm256_loadu_ps(x_out + j), _mm256_and_ps(m, sv)));
+			}
+		}
+
+		// Mean absolute flux.
+		float sumq = 0;
+		for (int o = 0; o < R; o++) {
+			const float *row = D + (int64_t)o * cp;
+			const __m256 u = _mm256_set1_ps(x_out[o]);
+			__m256 l = _mm256_setzero_ps();
+			for (int i = 0; i < cp; i += 8) {
+				__m256 q = _mm256_mul_ps(_mm256_loadu_ps(row + i), _mm256_sub_ps(_mm256_loadu_ps(x_in + i), u));
+				l = _mm256_add_ps(l, _mm256_and_ps(q, absmask));
+			}
+			sumq += tree(l);
+		}
+		float iq = n / sumq;
+		if (!(iq <= FLT_MAX))
+			iq = 0;
+		const __m256 iqv = _mm256_set1_ps(iq);
+
+		// Adapt, fused with the degrees of the new D and (unless last) L x.
+		const int last = t == T;
+		if (!last) {
+			memset(deg_in, 0, sizeof(float) * cp);
+			memset(cacc, 0, sizeof(float) * cp);
+		}
+		for (int o = 0; o < R; o++) {
+			float *row = D + (int64_t)o * cp;
+			const __m256 u = _mm256_set1_ps(x_out[o]);
+			__m256 ls = _mm256_setzero_ps(), ld = _mm256_setzero_ps();
+			for (int i = 0; i < cp; i += 8) {
+				__m256 d = _mm256_loadu_ps(row + i);
+				__m256 xi = _mm256_loadu_ps(x_in + i);
+				__m256 q = _mm256_mul_ps(_mm256_and_ps(_mm256_mul_ps(d, _mm256_sub_ps(xi, u)), absmask), iqv);
+				__m256 qg = pow_g(q, p);
+				__m256 f = _mm256_div_ps(qg, _mm256_add_ps(one, qg));
+				__m256 dn = _mm256_fmadd_ps(c2, f, _mm256_mul_ps(c1, d));
+				_mm256_storeu_ps(row + i, dn);
+				ls = _mm256_add_ps(ls, dn);
+				if (!last) {
+					ld = _mm256_fmadd_ps(dn, xi, ld);
+					_mm256_storeu_ps(deg_in + i, _mm256_add_ps(_mm256_loadu_ps(deg_in + i), dn));
+					_mm256_storeu_ps(cacc + i, _mm256_fmadd_ps(dn, u, _mm256_loadu_ps(cacc + i)));
+				}
+			}
+			if (last) {
+				sumd += tree(ls);
+			} else {
+				deg_out[o] = tree(ls);
+				dp_out[o] = tree(ld);
+			}
+		}
+		if (!last) {
+			finish_lap(ap_in, deg_in, x_in, cacc, cp);
+			finish_lap(ap_out, deg_out, x_out, dp_out, rp);
+		}
+	}
+	jb->sumd = sumd;
+}
+
+// phys_run_avx2 runs the dynamics on every job: D0 becomes D_T in place and
+// sumd receives the tile reduction of D_T.
+TGT void phys_run_avx2(float *arena, phys_job *jobs, int njobs, const phys_params *p) {
+	for (int j = 0; j < njobs; j++)
+		run_one(arena, &jobs[j], p);
+}

@@ -1,0 +1,31 @@
+package kernel
+
+import (
+	"testing"
+)
+
+// BenchmarkTile reports, per implementation, the time of one full 256x256
+// Gaussian tile with the default constants in natural mode, and weights per
+// second (SetBytes counts one byte per weight, so "MB/s" reads as millions
+// of weights per second).
+func BenchmarkTile(b *testing.B) {
+	for _, impl := range []Impl{Generic, AVX2} {
+		b.Run(impl.String(), func(b *testing.B) {
+			if !Available(impl) {
+				b.Skip("not available")
+			}
+			k, err := New(impl, DefaultParams())
+			if err != nil {
+				b.Fatal(err)
+			}
+			ts := []Tile{{W: genW(newRNG(7), gauss, 256, 256), Rows: 256, Cols: 256}}
+			b.SetBytes(256 * 256)
+			b.ResetTimer()
+			for i := 0; i < b.N; i++ {
+				if err := k.Run(ts); err != nil {
+					b.Fatal(err)
+				}
+			}
+		})
+	}
+}
