@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/binary"
 	"encoding/json"
+	"fmt"
 	"math"
 	"os"
 	"path/filepath"
@@ -435,6 +436,21 @@ func TestUsageErrors(t *testing.T) {
 	}
 }
 
+func TestTestmodelCancelled(t *testing.T) {
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	p := filepath.Join(t.TempDir(), "m.gguf")
+	a := New("test")
+	a.Stdout, a.Stderr = &bytes.Buffer{}, &bytes.Buffer{}
+	err := a.RunContext(ctx, []string{Name, "testmodel", p})
+	if ExitCode(err) != ExitSignal {
+		t.Fatalf("cancelled testmodel: %v", err)
+	}
+	if ents, _ := os.ReadDir(filepath.Dir(p)); len(ents) != 0 {
+		t.Fatalf("cancelled testmodel left %d files", len(ents))
+	}
+}
+
 func TestDemo(t *testing.T) {
 	dir := t.TempDir()
 	out, stderr, err := run(t, "demo", dir)
@@ -457,6 +473,9 @@ func TestDemo(t *testing.T) {
 func TestExitCode(t *testing.T) {
 	if ExitCode(nil) != 0 || ExitCode(os.ErrNotExist) != 1 || ExitCode(usageErrorf("x")) != 2 {
 		t.Fatal("ExitCode mapping")
+	}
+	if ExitCode(fmt.Errorf("testmodel: %w", context.Canceled)) != ExitSignal {
+		t.Fatal("a cancelled run must exit with ExitSignal")
 	}
 	wrapped := &ExitError{Code: 7, Err: os.ErrNotExist}
 	if ExitCode(wrapped) != 7 || !strings.Contains(wrapped.Error(), "not exist") {

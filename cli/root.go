@@ -17,9 +17,10 @@ import (
 
 // Exit codes returned by ExitCode.
 const (
-	ExitOK      = 0 // success
-	ExitFailure = 1 // the command ran and failed
-	ExitUsage   = 2 // bad command line: nothing was done
+	ExitOK      = 0   // success
+	ExitFailure = 1   // the command ran and failed
+	ExitUsage   = 2   // bad command line: nothing was done
+	ExitSignal  = 130 // interrupted (SIGINT/SIGTERM cancelled the context)
 )
 
 // ExitError is an error with the process exit code it should end with.
@@ -34,7 +35,8 @@ func (e *ExitError) Error() string { return e.Err.Error() }
 func (e *ExitError) Unwrap() error { return e.Err }
 
 // ExitCode returns the exit code err carries: ExitOK for nil, the Code of an
-// ExitError in its chain, ExitFailure otherwise.
+// ExitError in its chain, ExitSignal for a cancelled context, ExitFailure
+// otherwise.
 func ExitCode(err error) int {
 	if err == nil {
 		return ExitOK
@@ -42,6 +44,9 @@ func ExitCode(err error) int {
 	var e *ExitError
 	if errors.As(err, &e) {
 		return e.Code
+	}
+	if errors.Is(err, context.Canceled) {
+		return ExitSignal
 	}
 	return ExitFailure
 }
