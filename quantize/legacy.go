@@ -24,9 +24,9 @@ const qk = 32 // values per legacy block
 
 func init() {
 	register(gguf.TypeQ4_0, codec{decode: decodeQ4_0, encode: encodeQ4_0, zero: ZeroExact})
-	register(gguf.TypeQ4_1, codec{decode: decodeQ4_1, encode: encodeQ4_1, zero: ZeroPreserving})
+	register(gguf.TypeQ4_1, codec{decode: decodeQ4_1, encode: encodeQ4_1, encodeKeepZeros: encodeQ4_1KeepZeros, zero: ZeroPreserving})
 	register(gguf.TypeQ5_0, codec{decode: decodeQ5_0, encode: encodeQ5_0, zero: ZeroExact})
-	register(gguf.TypeQ5_1, codec{decode: decodeQ5_1, encode: encodeQ5_1, zero: ZeroPreserving})
+	register(gguf.TypeQ5_1, codec{decode: decodeQ5_1, encode: encodeQ5_1, encodeKeepZeros: encodeQ5_1KeepZeros, zero: ZeroPreserving})
 	register(gguf.TypeQ8_0, codec{decode: decodeQ8_0, encode: encodeQ8_0, zero: ZeroExact})
 }
 

@@ -1,0 +1,174 @@
+package quantize
+
+import (
+	"errors"
+	"flag"
+	"fmt"
+	"math/rand/v2"
+	"strings"
+	"testing"
+
+	"github.com/physarium/physarium-gguf/gguf"
+	"github.com/physarium/physarium-gguf/internal/ggmlref"
+)
+
+// Benchmarks: one sub-benchmark per implementation, type and direction,
+// named <impl>/<type>/<encode|decode> with impl "go" (this package) or
+// "ggml" (the shipped library's reference code through ggmlref), on about a
+// million values; b.SetBytes counts the float32 side (4 bytes a value), so
+// MB/s compare across types.
+//
+//	go test -run '^$' -bench 'Codecs/.*/Q8_0/' -count 3 ./quantize/
+//
+// The speed table (million values per second, best of -speedtable.runs):
+//
+//	go test -run TestSpeedTable -speedtable ./quantize/
+
+var (
+	speedTable     = flag.Bool("speedtable", false, "print the markdown speed table of ours vs ggml")
+	speedTableRuns = flag.Int("speedtable.runs", 3, "runs per cell of the speed table; the best counts")
+	speedTableOnly = flag.String("speedtable.types", "", "comma-separated types for the speed table (default: all)")
+)
+
+const (
+	benchCols = 4096
+	benchRows = 256 // benchCols*benchRows = 1M values
+)
+
+// benchData returns ~1M Gaussian values and their encoding by ours (or by
+// ggml for decode-only types), shared by every sub-benchmark of one type.
+func benchData(typ gguf.Type, lib *ggmlref.Lib) (src []float32, blocks []byte, err error) {
+	ti, _ := typ.Info()
+	r := rand.New(rand.NewPCG(1, uint64(typ)))
+	src = make([]float32, benchCols*benchRows)
+	for i := range src {
+		src[i] = float32(r.NormFloat64() * 0.02)
+	}
+	blocks = make([]byte, len(src)/ti.BlockSize*ti.BlockBytes)
+	switch {
+	case CanEncode(typ):
+		err = Encode(typ, blocks, src)
+	case lib != nil:
+		err = lib.Quantize(typ, blocks, src, benchRows, benchCols)
+	default:
+		err = errors.New("no encoder for the benchmark data")
+	}
+	return src, blocks, err
+}
+
+// benchLib loads ggml for the ggml/ sub-benchmarks, or returns nil.
+func benchLib() *ggmlref.Lib {
+	lib, err := ggmlref.Load()
+	if err != nil {
+		return nil
+	}
+	return lib
+}
+
+// benchCases returns the named benchmark functions for typ, in table order.
+func benchCases(typ gguf.Type, lib *ggmlref.Lib) ([]string, []func(b *testing.B), error) {
+	src, blocks, err := benchData(typ, lib)
+	if err != nil {
+		return nil, nil, err
+	}
+	var names []string
+	var fns []func(b *testing.B)
+	add := func(name string, f func() error) {
+		names = append(names, name)
+		fns = append(fns, func(b *testing.B) {
+			b.SetBytes(int64(4 * len(src)))
+			b.ReportAllocs()
+			for b.Loop() {
+				if err := f(); err != nil {
+					b.Fatal(err)
+				}
+			}
+		})
+	}
+	out := make([]float32, len(src))
+	enc := make([]byte, len(blocks))
+	if CanEncode(typ) {
+		add("go/"+typ.String()+"/encode", func() error { return Encode(typ, enc, src) })
+	}
+	if lib != nil && !lib.RequiresImatrix(typ) && lib.Quantize(typ, enc, src, benchRows, benchCols) == nil {
+		add("ggml/"+typ.String()+"/encode", func() error { return lib.Quantize(typ, enc, src, benchRows, benchCols) })
+	}
+	if CanDecode(typ) {
+		add("go/"+typ.String()+"/decode", func() error { return Decode(typ, out, blocks) })
+	}
+	if lib != nil && lib.Dequantize(typ, out, blocks) == nil {
+		add("ggml/"+typ.String()+"/decode", func() error { return lib.Dequantize(typ, out, blocks) })
+	}
+	return names, fns, nil
+}
+
+// benchTypes are the types with a registered codec, in id order.
+func benchTypes() []gguf.Type {
+	var ts []gguf.Type
+	for _, t := range gguf.Types() {
+		if CanDecode(t) || CanEncode(t) {
+			ts = append(ts, t)
+		}
+	}
+	return ts
+}
+
+func BenchmarkCodecs(b *testing.B) {
+	lib := benchLib()
+	for _, typ := range benchTypes() {
+		names, fns, err := benchCases(typ, lib)
+		if err != nil {
+			b.Fatalf("%s: %v", typ, err)
+		}
+		for i, name := range names {
+			b.Run(name, fns[i])
+		}
+	}
+}
+
+// TestSpeedTable prints, under -speedtable, a markdown table of million
+// values per second for our codecs and ggml's reference code.
+func TestSpeedTable(t *testing.T) {
+	if !*speedTable {
+		t.Skip("run with -speedtable to print the speed table")
+	}
+	lib := oracle(t)
+	only := map[string]bool{}
+	for _, s := range strings.Split(*speedTableOnly, ",") {
+		if s = strings.TrimSpace(s); s != "" {
+			only[strings.ToUpper(s)] = true
+		}
+	}
+	var sb strings.Builder
+	sb.WriteString("| type | encode go | encode ggml | decode go | decode ggml |\n|---|---:|---:|---:|---:|\n")
+	for _, typ := range benchTypes() {
+		if len(only) > 0 && !only[typ.String()] {
+			continue
+		}
+		names, fns, err := benchCases(typ, lib)
+		if err != nil {
+			t.Fatalf("%s: %v", typ, err)
+		}
+		cell := map[string]string{}
+		for i, name := range names {
+			best := 0.0
+			for range *speedTableRuns {
+				r := testing.Benchmark(fns[i])
+				if r.N == 0 {
+					t.Fatalf("%s failed", name)
+				}
+				mvs := float64(r.Bytes) / 4 * float64(r.N) / r.T.Seconds() / 1e6
+				best = max(best, mvs)
+			}
+			cell[name[:strings.IndexByte(name, '/')]+"/"+name[strings.LastIndexByte(name, '/')+1:]] = fmt.Sprintf("%.0f", best)
+		}
+		get := func(k string) string {
+			if v, ok := cell[k]; ok {
+				return v
+			}
+			return "-"
+		}
+		fmt.Fprintf(&sb, "| %s | %s | %s | %s | %s |\n", typ, get("go/encode"), get("ggml/encode"), get("go/decode"), get("ggml/decode"))
+	}
+	fmt.Print("\nM values/s, best of ", *speedTableRuns, " runs, ~1M Gaussian values:\n\n", sb.String())
+}
