@@ -80,11 +80,10 @@ func decodeIQ4XS(dst []float32, src []byte) {
 // iq4GroupScale finds the scale of one group of 32 values as ggml's
 // quantize_row_iq4_nl_impl does without an importance matrix: a first fit
 // from the value of largest magnitude, then 2*iq4NTry+1 trial inverse scales,
-// keeping the weighted least-squares scale of the best. It fills L with the
-// codes of the first fit and returns 0 for a group whose max |x| is below
-// groupMaxEps (leaving L untouched).
-func iq4GroupScale(xb *[32]float32, L *[32]uint8) float32 {
-	values := &kvaluesIQ4NL
+// keeping the weighted least-squares scale of the best. It returns 0 for a
+// group whose max |x| is below groupMaxEps. (ggml also keeps the first fit's
+// codes, but with trial scales it always recomputes them afterwards.)
+func iq4GroupScale(xb *[32]float32) float32 {
 	var weight [32]float32
 	for j := range xb {
 		weight[j] = xb[j] * xb[j]
@@ -99,40 +98,65 @@ func iq4GroupScale(xb *[32]float32, L *[32]uint8) float32 {
 	if amax < groupMaxEps {
 		return 0
 	}
-	d := -max / float32(values[0])
-	id := 1 / d
-	var sumqx, sumq2 float32
-	for j := range xb {
-		al := id * xb[j]
-		l := bestIndexInt8(values, al)
-		L[j] = uint8(l)
-		q := float32(values[l])
-		w := weight[j]
-		sumqx += float32(float32(w*q) * xb[j])
-		sumq2 += float32(float32(w*q) * q)
-	}
+	v0 := kvaluesIQ4NLf[0]
+	d := -max / v0
+	sumqx, sumq2 := iq4Sums(xb, &weight, 1/d)
 	d = 0
 	if sumq2 > 0 {
 		d = sumqx / sumq2
 	}
 	best := d * sumqx
 	for itry := -iq4NTry; itry <= iq4NTry; itry++ {
-		id = float32(itry+int(values[0])) / max
-		sumqx, sumq2 = 0, 0
-		for j := range xb {
-			al := id * xb[j]
-			l := bestIndexInt8(values, al)
-			q := float32(values[l])
-			w := weight[j]
-			sumqx += float32(float32(w*q) * xb[j])
-			sumq2 += float32(float32(w*q) * q)
-		}
+		id := float32(itry+int(kvaluesIQ4NL[0])) / max
+		sumqx, sumq2 = iq4Sums(xb, &weight, id)
 		if sumq2 > 0 && float32(sumqx*sumqx) > float32(best*sumq2) {
 			d = sumqx / sumq2
 			best = d * sumqx
 		}
 	}
 	return d
+}
+
+// iq4Sums returns the sums ggml's scale search compares for the inverse
+// scale id: sum of w*q*x and of w*q*q over the group, in index order, q the
+// IQ4 value nearest id*x. The nearest-value search is bestIndexIQ4's, written
+// out here because this loop is the encoder's hot spot (it runs 16 times per
+// group) and the compiler does not inline bestIndexIQ4.
+func iq4Sums(xb, weight *[32]float32, id float32) (sumqx, sumq2 float32) {
+	v := &kvaluesIQ4NLf
+	for j := range xb {
+		x := xb[j]
+		al := id * x
+		var q float32
+		switch {
+		case al <= v[0]:
+			q = v[0]
+		case !(al < v[15]): // at or above the last value, or NaN
+			q = v[15]
+		default:
+			base := 0
+			if s := base + 8; v[s] <= al {
+				base = s
+			}
+			if s := base + 4; v[s] <= al {
+				base = s
+			}
+			if s := base + 2; v[s] <= al {
+				base = s
+			}
+			if s := base + 1; v[s] <= al {
+				base = s
+			}
+			q = v[base+1]
+			if al-v[base] < q-al {
+				q = v[base]
+			}
+		}
+		w := weight[j]
+		sumqx += float32(float32(w*q) * x)
+		sumq2 += float32(float32(w*q) * q)
+	}
+	return sumqx, sumq2
 }
 
 // packIQ4 stores 32 codes as 16 bytes: code j low, code j+16 high.
@@ -147,14 +171,14 @@ func encodeIQ4NL(dst []byte, src []float32) {
 		xb := (*[32]float32)(src[:32])
 		b := dst[:iq4nlBlockBytes]
 		var L [32]uint8
-		s := iq4GroupScale(xb, &L)
+		s := iq4GroupScale(xb)
 		binary.LittleEndian.PutUint16(b, iqF32ToF16(s))
 		var id float32
 		if s != 0 {
 			id = 1 / s
 		}
 		for j := range xb {
-			L[j] = uint8(bestIndexInt8(&kvaluesIQ4NL, float32(id*xb[j])))
+			L[j] = uint8(bestIndexIQ4(float32(id * xb[j])))
 		}
 		packIQ4(b[2:18], &L)
 		src, dst = src[32:], dst[iq4nlBlockBytes:]
@@ -169,7 +193,7 @@ func encodeIQ4XS(dst []byte, src []float32) {
 		var L [32]uint8
 		var maxScale, amaxScale float32
 		for ib := 0; ib < 8; ib++ {
-			s := iq4GroupScale((*[32]float32)(x[32*ib:32*ib+32]), &L)
+			s := iq4GroupScale((*[32]float32)(x[32*ib : 32*ib+32]))
 			scales[ib] = s
 			if a := float32(math.Abs(float64(s))); a > amaxScale {
 				amaxScale, maxScale = a, s
@@ -194,7 +218,7 @@ func encodeIQ4XS(dst []byte, src []float32) {
 			}
 			xb := x[32*ib : 32*ib+32]
 			for j := range xb {
-				L[j] = uint8(bestIndexInt8(&kvaluesIQ4NL, float32(idl*xb[j])))
+				L[j] = uint8(bestIndexIQ4(float32(idl * xb[j])))
 			}
 			packIQ4(b[8+16*ib:8+16*ib+16], &L)
 			l += 32

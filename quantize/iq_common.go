@@ -69,38 +69,51 @@ var ksignsIQ2XS = func() (t [128]uint8) {
 
 // iqSigned returns v, negated when bit j of signs is set (ggml's kmask table
 // is 1<<j). ggml writes this as a multiply by -1 or 1, which the compiler
-// turns into a sign flip: a NaN changes sign too, so this is a negation, not
-// a multiply.
+// turns into a sign flip: a NaN changes sign too, so this is a negation
+// (done on the sign bit, without a branch), not a multiply.
 func iqSigned(v float32, signs uint8, j int) float32 {
-	if signs&(1<<j) != 0 {
-		return -v
-	}
-	return v
+	return math.Float32frombits(math.Float32bits(v) ^ uint32(signs>>j&1)<<31)
 }
 
-// bestIndexInt8 returns the index of the entry of the ascending table val
-// nearest to x, ties going up, by ggml's bisection (a NaN x lands on the
-// last entry).
-func bestIndexInt8(val *[16]int8, x float32) int {
-	if x <= float32(val[0]) {
+// kvaluesIQ4NLf is kvaluesIQ4NL as float32, the values ggml compares with.
+var kvaluesIQ4NLf = func() (f [16]float32) {
+	for i, v := range kvaluesIQ4NL {
+		f[i] = float32(v)
+	}
+	return f
+}()
+
+// bestIndexIQ4 returns the index of the IQ4 value nearest to x, as ggml's
+// best_index_int8 over kvalues_iq4nl does: x at or below the first value
+// gives 0, at or above the last (or NaN) gives 15, otherwise the bracketing
+// pair v[m-1] <= x < v[m] is found and the upper one wins unless
+// x-v[m-1] < v[m]-x. ggml finds the pair by a bisection with unpredictable
+// branches; this finds the same pair with four conditional moves.
+func bestIndexIQ4(x float32) int {
+	v := &kvaluesIQ4NLf
+	if x <= v[0] {
 		return 0
 	}
-	if x >= float32(val[15]) {
+	if !(x < v[15]) { // at or above the last value, or NaN
 		return 15
 	}
-	ml, mu := 0, 15
-	for mu-ml > 1 {
-		mav := (ml + mu) / 2
-		if x < float32(val[mav]) {
-			mu = mav
-		} else {
-			ml = mav
-		}
+	base := 0 // largest index with v[base] <= x
+	if s := base + 8; v[s] <= x {
+		base = s
 	}
-	if x-float32(val[mu-1]) < float32(val[mu])-x {
-		return mu - 1
+	if s := base + 4; v[s] <= x {
+		base = s
 	}
-	return mu
+	if s := base + 2; v[s] <= x {
+		base = s
+	}
+	if s := base + 1; v[s] <= x {
+		base = s
+	}
+	if x-v[base] < v[base+1]-x {
+		return base
+	}
+	return base + 1
 }
 
 // nearestInt rounds f to the nearest integer, ties to even, by ggml's

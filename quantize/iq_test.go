@@ -375,3 +375,95 @@ func TestIQFP16(t *testing.T) {
 		t.Errorf("65520 -> %#04x, want Inf", h)
 	}
 }
+
+// TestIQ4EncodeNonFinite: NaN, ±Inf and extreme inputs encode as ggml
+// encodes them (byte for byte), without panicking.
+func TestIQ4EncodeNonFinite(t *testing.T) {
+	lib := oracle(t)
+	specials := []float32{float32(math.NaN()), float32(math.Inf(1)), float32(math.Inf(-1)),
+		math.MaxFloat32, -math.MaxFloat32, math.SmallestNonzeroFloat32, 1e-16, -1e-16, 0, float32(math.Copysign(0, -1))}
+	for _, typ := range []gguf.Type{gguf.TypeIQ4_NL, gguf.TypeIQ4_XS} {
+		t.Run(typ.String(), func(t *testing.T) {
+			ti, _ := typ.Info()
+			r := rand.New(rand.NewPCG(uint64(typ), 5))
+			const nrows, ncols = 64, 512
+			src := make([]float32, nrows*ncols)
+			for i := range src {
+				src[i] = float32(r.NormFloat64())
+				if r.IntN(64) == 0 {
+					src[i] = specials[r.IntN(len(specials))]
+				}
+			}
+			// A few rows made only of one special value each.
+			for k, v := range specials {
+				row := src[k*ncols : (k+1)*ncols]
+				for i := range row {
+					row[i] = v
+				}
+			}
+			want := make([]byte, nrows*ncols/ti.BlockSize*ti.BlockBytes)
+			if err := lib.Quantize(typ, want, src, nrows, ncols); err != nil {
+				t.Fatal(err)
+			}
+			got := make([]byte, len(want))
+			if err := Encode(typ, got, src); err != nil {
+				t.Fatal(err)
+			}
+			if b := firstBlockDiff(got, want, ti.BlockBytes); b >= 0 {
+				lo, hi := b*ti.BlockBytes, (b+1)*ti.BlockBytes
+				t.Fatalf("block %d differs:\n  ours %x\n  ggml %x\n  input %s", b, got[lo:hi], want[lo:hi],
+					fmtValues(src[b*ti.BlockSize:(b+1)*ti.BlockSize]))
+			}
+		})
+	}
+}
+
+// bestIndexInt8Ref is ggml's best_index_int8 transliterated: the reference
+// for bestIndexIQ4.
+func bestIndexInt8Ref(val *[16]int8, x float32) int {
+	if x <= float32(val[0]) {
+		return 0
+	}
+	if x >= float32(val[15]) {
+		return 15
+	}
+	ml, mu := 0, 15
+	for mu-ml > 1 {
+		mav := (ml + mu) / 2
+		if x < float32(val[mav]) {
+			mu = mav
+		} else {
+			ml = mav
+		}
+	}
+	if x-float32(val[mu-1]) < float32(val[mu])-x {
+		return mu - 1
+	}
+	return mu
+}
+
+// TestIQBestIndex compares bestIndexIQ4 with the transliterated bisection on
+// every table value, every midpoint and their float neighbours, special
+// values and random floats.
+func TestIQBestIndex(t *testing.T) {
+	xs := []float32{float32(math.NaN()), float32(math.Inf(1)), float32(math.Inf(-1)), 0, float32(math.Copysign(0, -1)),
+		math.MaxFloat32, -math.MaxFloat32, math.SmallestNonzeroFloat32}
+	for i, v := range kvaluesIQ4NL {
+		xs = append(xs, float32(v))
+		if i > 0 {
+			xs = append(xs, (float32(v)+float32(kvaluesIQ4NL[i-1]))/2)
+		}
+	}
+	for _, x := range xs[:len(xs):len(xs)] {
+		xs = append(xs, math.Nextafter32(x, float32(math.Inf(1))), math.Nextafter32(x, float32(math.Inf(-1))))
+	}
+	r := rand.New(rand.NewPCG(1, 1))
+	for range 1 << 20 {
+		xs = append(xs, float32(r.NormFloat64()*100), math.Float32frombits(r.Uint32()))
+	}
+	for _, x := range xs {
+		if got, want := bestIndexIQ4(x), bestIndexInt8Ref(&kvaluesIQ4NL, x); got != want {
+			t.Fatalf("bestIndexIQ4(%v) = %d, ggml's bisection gives %d", x, got, want)
+		}
+	}
+}
