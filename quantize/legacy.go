@@ -30,6 +30,83 @@ func init() {
 	register(gguf.TypeQ8_0, codec{decode: decodeQ8_0, encode: encodeQ8_0, zero: ZeroExact})
 }
 
+// The SIMD paths (legacy_avx2.go, chosen once from the CPU's features when
+// cgo is available) compute the same bits as the Go code; SetSIMD turns them
+// off, for tests and for comparison.
+var (
+	simdName       = "" // "" when no SIMD path is compiled in or the CPU lacks it
+	simdOff        bool
+	simdDecodeQ8_0 func(dst []float32, src []byte)
+	simdDecodeQ4_0 func(dst []float32, src []byte)
+	// The encoders return how many blocks they wrote: all of them, or the
+	// index of a block holding a NaN, which the Go code then encodes.
+	simdEncodeQ8_0 func(dst []byte, src []float32) int
+	simdEncodeQ4_0 func(dst []byte, src []float32) int
+)
+
+// SIMD returns the name of the SIMD path the Q8_0 and Q4_0 codecs use
+// ("avx2"), or "go" for the pure-Go code.
+func SIMD() string {
+	if simdName == "" || simdOff {
+		return "go"
+	}
+	return simdName
+}
+
+// SetSIMD enables (the default) or disables the SIMD paths and returns the
+// previous setting. Both paths give identical bits; it is not safe to call
+// while codecs run.
+func SetSIMD(enabled bool) (was bool) {
+	was = !simdOff
+	simdOff = !enabled
+	return was
+}
+
+func decodeQ8_0(dst []float32, src []byte) {
+	if simdDecodeQ8_0 != nil && !simdOff {
+		simdDecodeQ8_0(dst, src)
+		return
+	}
+	decodeQ8_0Go(dst, src)
+}
+
+func decodeQ4_0(dst []float32, src []byte) {
+	if simdDecodeQ4_0 != nil && !simdOff {
+		simdDecodeQ4_0(dst, src)
+		return
+	}
+	decodeQ4_0Go(dst, src)
+}
+
+// encodeSIMD runs a SIMD encoder over dst/src, handing the blocks it leaves
+// (those holding a NaN) one at a time to the Go encoder.
+func encodeSIMD(dst []byte, src []float32, bb int, simd func([]byte, []float32) int, scalar func([]byte, []float32)) {
+	for len(src) > 0 {
+		n := simd(dst, src)
+		if n*qk >= len(src) {
+			return
+		}
+		scalar(dst[n*bb:(n+1)*bb], src[n*qk:(n+1)*qk])
+		dst, src = dst[(n+1)*bb:], src[(n+1)*qk:]
+	}
+}
+
+func encodeQ8_0(dst []byte, src []float32) {
+	if simdEncodeQ8_0 != nil && !simdOff {
+		encodeSIMD(dst, src, 34, simdEncodeQ8_0, encodeQ8_0Go)
+		return
+	}
+	encodeQ8_0Go(dst, src)
+}
+
+func encodeQ4_0(dst []byte, src []float32) {
+	if simdEncodeQ4_0 != nil && !simdOff {
+		encodeSIMD(dst, src, 18, simdEncodeQ4_0, encodeQ4_0Go)
+		return
+	}
+	encodeQ4_0Go(dst, src)
+}
+
 // absf is fabsf: the sign bit cleared, NaN payloads kept.
 func absf(v float32) float32 { return math.Float32frombits(math.Float32bits(v) &^ 0x80000000) }
 
@@ -53,7 +130,7 @@ func roundToInt(v float32) int32 {
 // 0x80000000 for NaN and out-of-range values).
 func truncToInt(v float32) int32 { return int32(v) }
 
-func decodeQ8_0(dst []float32, src []byte) {
+func decodeQ8_0Go(dst []float32, src []byte) {
 	for i := 0; i+34 <= len(src); i += 34 {
 		b := (*[34]byte)(src[i:])
 		o := (*[32]float32)(dst[i/34*32:])
@@ -64,7 +141,7 @@ func decodeQ8_0(dst []float32, src []byte) {
 	}
 }
 
-func encodeQ8_0(dst []byte, src []float32) {
+func encodeQ8_0Go(dst []byte, src []float32) {
 	for i := 0; i+qk <= len(src); i += qk {
 		x := (*[qk]float32)(src[i:])
 		y := (*[34]byte)(dst[i/qk*34:])
@@ -84,7 +161,7 @@ func encodeQ8_0(dst []byte, src []float32) {
 	}
 }
 
-func decodeQ4_0(dst []float32, src []byte) {
+func decodeQ4_0Go(dst []float32, src []byte) {
 	for i := 0; i+18 <= len(src); i += 18 {
 		b := (*[18]byte)(src[i:])
 		o := (*[32]float32)(dst[i/18*32:])
@@ -113,7 +190,7 @@ func q4Code(v, off float32) byte {
 	return byte(min(15, int8(truncToInt(v+off))))
 }
 
-func encodeQ4_0(dst []byte, src []float32) {
+func encodeQ4_0Go(dst []byte, src []float32) {
 	for i := 0; i+qk <= len(src); i += qk {
 		x := (*[qk]float32)(src[i:])
 		y := (*[18]byte)(dst[i/qk*18:])
