@@ -184,6 +184,10 @@ func hostileCases() []hostileCase {
 		{"2^60-elements", setTI(1, func(t *rawTI) { t.dims = []uint64{1 << 30, 1 << 30} }), "past the end"},
 		{"2^60-q4_k", setTI(1, func(t *rawTI) { t.typ = uint32(TypeQ4_K); t.dims = []uint64{1 << 40, 1 << 20} }), "past the end"},
 		{"data-start-past-end", func(r *rawFile) { r.data = nil; r.align = 1 }, "past the end"},
+		{"no-tensors-huge-alignment", func(r *rawFile) {
+			r.kvs[1] = rawKV{key: AlignmentKey, typ: 4, val: u32b(1 << 31)}
+			r.tis, r.data = nil, nil
+		}, "past the end"},
 	}
 }
 

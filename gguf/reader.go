@@ -403,14 +403,13 @@ func (f *File) parse() error {
 
 	// The data section starts at the first multiple of the alignment after
 	// the infos (c.off < 2^63 and the alignment <= 2^31: no overflow).
+	// Writers (ggml, gguf-py, ours) pad the infos even without tensors, so
+	// the padding must be present; this also bounds what a rewrite writes.
 	f.DataOffset = int64(alignUp(uint64(c.off), f.Alignment))
-	if nt > 0 && f.DataOffset > f.Size {
-		return fail("data section at offset %d starts past the end of the file (%d bytes)", f.DataOffset, f.Size)
+	if f.DataOffset > f.Size {
+		return fail("data section at offset %d (infos end at %d, alignment %d) starts past the end of the file (%d bytes)", f.DataOffset, c.off, f.Alignment, f.Size)
 	}
-	dataLen := uint64(0)
-	if f.DataOffset <= f.Size {
-		dataLen = uint64(f.Size - f.DataOffset)
-	}
+	dataLen := uint64(f.Size - f.DataOffset)
 	prevEnd := uint64(0)
 	for i, t := range f.Tensors {
 		n := sizes[i]
