@@ -206,3 +206,91 @@ func kMakeQkx2(x, w []float32, L []uint8, nmax int, rmin, rdelta float32, nstep 
 	}
 	return scale, -xmin
 }
+
+// kMakeQkx2x32 is kMakeQkx2 for 32 values with squared error (Q4_K, Q5_K),
+// written for speed: fixed-size arrays, x-min computed only when the min
+// changes (the C computes the same difference in every pass; note that the
+// search moves its min, and with it the range, whenever a pass improves),
+// levels kept as floats.
+func kMakeQkx2x32(x, w *[32]float32, L *[32]uint8, nmax int32, rmin, rdelta float32, nstep int) (scale, theMin float32) {
+	xmin, xmax := x[0], x[0]
+	sumW := w[0]
+	sumX := float32(sumW * x[0])
+	for i := 1; i < 32; i++ {
+		if x[i] < xmin {
+			xmin = x[i]
+		}
+		if x[i] > xmax {
+			xmax = x[i]
+		}
+		sumW += w[i]
+		sumX += float32(w[i] * x[i])
+	}
+	if xmin > 0 {
+		xmin = 0
+	}
+	if xmax == xmin {
+		*L = [32]uint8{}
+		return 0, -xmin
+	}
+	var xm [32]float32
+	for i := range xm {
+		xm[i] = x[i] - xmin
+	}
+	fnmax := float32(nmax)
+	rng := xmax - xmin
+	iscale := fnmax / rng
+	scale = 1 / iscale
+	var bestError float32
+	for i := range xm {
+		l := kNearestInt(float32(iscale * xm[i]))
+		l = max(0, min(nmax, l))
+		L[i] = uint8(l)
+		diff := float32(float32(scale*float32(l))+xmin) - x[i]
+		bestError += float32(w[i] * float32(diff*diff))
+	}
+	if nstep < 1 {
+		return scale, -xmin
+	}
+	var laux [32]float32
+	for is := 0; is <= nstep; is++ {
+		iscale = float32(rmin+float32(rdelta*float32(is))+fnmax) / rng
+		var sumL, sumL2, sumXL float32
+		for i := range xm {
+			l := kNearestInt(float32(iscale * xm[i]))
+			fl := float32(max(0, min(nmax, l)))
+			laux[i] = fl
+			wl := float32(w[i] * fl)
+			sumL += wl
+			sumL2 += float32(wl * fl)
+			sumXL += float32(wl * x[i])
+		}
+		D := float32(sumW*sumL2) - float32(sumL*sumL)
+		if D > 0 {
+			thisScale := (float32(sumW*sumXL) - float32(sumX*sumL)) / D
+			thisMin := (float32(sumL2*sumX) - float32(sumL*sumXL)) / D
+			if thisMin > 0 {
+				thisMin = 0
+				thisScale = sumXL / sumL2
+			}
+			var curError float32
+			for i := range laux {
+				diff := float32(float32(thisScale*laux[i])+thisMin) - x[i]
+				curError += float32(w[i] * float32(diff*diff))
+			}
+			if curError < bestError {
+				for i, v := range laux {
+					L[i] = uint8(v)
+				}
+				bestError = curError
+				scale = thisScale
+				xmin = thisMin
+				rng = xmax - xmin
+				for i := range xm {
+					xm[i] = x[i] - xmin
+				}
+			}
+		}
+	}
+	return scale, -xmin
+}

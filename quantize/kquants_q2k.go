@@ -10,9 +10,10 @@ const kQ2KBytes = 84
 
 func init() {
 	register(gguf.TypeQ2_K, codec{
-		decode: decodeQ2K,
-		encode: encodeQ2K,
-		zero:   ZeroPreserving,
+		decode:          decodeQ2K,
+		encode:          encodeQ2K,
+		encodeKeepZeros: encodeQ2KKeepZeros,
+		zero:            ZeroPreserving,
 	})
 }
 

@@ -10,9 +10,10 @@ const kQ4KBytes = 144
 
 func init() {
 	register(gguf.TypeQ4_K, codec{
-		decode: decodeQ4K,
-		encode: encodeQ4K,
-		zero:   ZeroPreserving,
+		decode:          decodeQ4K,
+		encode:          encodeQ4K,
+		encodeKeepZeros: encodeQ4KKeepZeros,
+		zero:            ZeroPreserving,
 	})
 }
 
@@ -78,7 +79,7 @@ func encodeQ4KBlock(b []byte, x []float32) {
 	for j := 0; j < 8; j++ {
 		xs := x[32*j : 32*j+32]
 		kSubblockWeights32(xs, &weights)
-		scales[j], mins[j] = kMakeQkx2(xs, weights[:], L[32*j:32*j+32], 15, -1, 0.1, 20, false)
+		scales[j], mins[j] = kMakeQkx2x32((*[32]float32)(xs), &weights, (*[32]uint8)(L[32*j:32*j+32]), 15, -1, 0.1, 20)
 		if scales[j] > maxScale {
 			maxScale = scales[j]
 		}

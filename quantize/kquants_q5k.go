@@ -10,9 +10,10 @@ const kQ5KBytes = 176
 
 func init() {
 	register(gguf.TypeQ5_K, codec{
-		decode: decodeQ5K,
-		encode: encodeQ5K,
-		zero:   ZeroPreserving,
+		decode:          decodeQ5K,
+		encode:          encodeQ5K,
+		encodeKeepZeros: encodeQ5KKeepZeros,
+		zero:            ZeroPreserving,
 	})
 }
 
@@ -67,7 +68,7 @@ func encodeQ5KBlock(b []byte, x []float32) {
 	for j := 0; j < 8; j++ {
 		xs := x[32*j : 32*j+32]
 		kSubblockWeights32(xs, &weights)
-		scales[j], mins[j] = kMakeQkx2(xs, weights[:], L[32*j:32*j+32], 31, -0.5, 0.1, 15, false)
+		scales[j], mins[j] = kMakeQkx2x32((*[32]float32)(xs), &weights, (*[32]uint8)(L[32*j:32*j+32]), 31, -0.5, 0.1, 15)
 		if scales[j] > maxScale {
 			maxScale = scales[j]
 		}
