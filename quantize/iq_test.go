@@ -467,3 +467,34 @@ func TestIQBestIndex(t *testing.T) {
 		}
 	}
 }
+
+// TestIQ4FromFloatRef compares Encode with ggml's from_float_ref
+// (quantize_row_iq4_*_ref). For IQ4_XS that is the same code as
+// ggml_quantize_chunk and must match byte for byte; ggml's IQ4_NL row
+// reference searches no trial scales, unlike ggml_quantize_chunk (which
+// Encode follows), so for IQ4_NL the test only logs how many blocks differ.
+func TestIQ4FromFloatRef(t *testing.T) {
+	lib := oracle(t)
+	for _, typ := range []gguf.Type{gguf.TypeIQ4_NL, gguf.TypeIQ4_XS} {
+		ti, _ := typ.Info()
+		src := genRows(genCases[0], 1, 256*64, ti.BlockSize, 1)
+		ref := make([]byte, len(src)/ti.BlockSize*ti.BlockBytes)
+		if err := lib.QuantizeRef(typ, ref, src); err != nil {
+			t.Fatal(err)
+		}
+		got := make([]byte, len(ref))
+		if err := Encode(typ, got, src); err != nil {
+			t.Fatal(err)
+		}
+		diff := 0
+		for b := 0; b < len(ref); b += ti.BlockBytes {
+			if string(got[b:b+ti.BlockBytes]) != string(ref[b:b+ti.BlockBytes]) {
+				diff++
+			}
+		}
+		if typ == gguf.TypeIQ4_XS && diff != 0 {
+			t.Errorf("%s: %d blocks differ from quantize_row_iq4_xs_ref", typ, diff)
+		}
+		t.Logf("%s: %d of %d blocks differ from ggml's from_float_ref", typ, diff, len(ref)/ti.BlockBytes)
+	}
+}
