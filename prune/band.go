@@ -1,0 +1,173 @@
+package prune
+
+import (
+	"fmt"
+	"math"
+
+	"github.com/physarium/physarium-gguf/gguf"
+	"github.com/physarium/physarium-gguf/kernel"
+	"github.com/physarium/physarium-gguf/quantize"
+)
+
+// bandJob is one unit of work: a band of up to TileSize rows of one target
+// tensor, or a whole non-target tensor to copy. The writer puts results back
+// in seq order.
+type bandJob struct {
+	seq    int
+	tensor int // index into the plan
+	band   int // band index within the tensor; -1 for a copy
+	out    []byte
+	stats  bandStats
+	err    error
+	bufs   *bandBuffers
+}
+
+// bandStats are the figures of one band, added to its tensor's row.
+type bandStats struct {
+	processed, killed, zeroBefore, exactZero uint64
+	reencoded                                uint64
+	survivorSq                               float64
+	survivorN                                uint64
+	maxKilledAbs                             float64
+}
+
+// bandBuffers are a worker's reusable buffers, sized for the largest band.
+type bandBuffers struct {
+	raw    []byte    // the band's stored bytes
+	out    []byte    // the band's bytes after surgery
+	vals   []float32 // decoded values; killed ones set to 0
+	before []float32 // decoded values as stored (for survivor error)
+	check  []float32 // re-encoded blocks decoded again
+	mask   []byte    // the band's kill mask, row-major with the band's row length
+	tmask  []byte    // the tiles' own masks, packed one after another
+	tiles  []kernel.Tile
+}
+
+func grow[T any](s []T, n int) []T {
+	if cap(s) < n {
+		return make([]T, n)
+	}
+	return s[:n]
+}
+
+// worker runs the kernel on bands; one per goroutine.
+type worker struct {
+	f  *gguf.File
+	k  *kernel.Kernel
+	ps []tensorPlan
+}
+
+// process does the surgery on one band: decode, kernel, zero the kills,
+// re-encode the blocks that hold a kill, keep the others' bytes.
+func (w *worker) process(j *bandJob) error {
+	p := &w.ps[j.tensor]
+	row0, rows := p.band(j.band)
+	b := j.bufs
+	n := rows * p.row
+	nb := rows * p.rowBytes
+	b.raw = grow(b.raw, nb)
+	off := w.f.DataOffset + int64(p.info.Offset) + int64(row0)*int64(p.rowBytes)
+	if _, err := w.f.ReadAt(b.raw, off); err != nil {
+		return fmt.Errorf("read rows %d-%d: %w", row0, row0+rows-1, err)
+	}
+	b.vals = grow(b.vals, n)
+	b.before = grow(b.before, n)
+	if err := quantize.Decode(p.info.Type, b.before, b.raw); err != nil {
+		return err
+	}
+	for i, v := range b.before {
+		if math.IsNaN(float64(v)) || math.IsInf(float64(v), 0) {
+			e := uint64(row0)*uint64(p.row) + uint64(i)
+			return fmt.Errorf("element %d (row %d, column %d) is %v: refusing to prune a tensor with NaN or Inf", e, row0+i/p.row, i%p.row, v)
+		}
+	}
+	copy(b.vals, b.before)
+
+	// Kernel, one tile per TileSize columns.
+	b.mask = grow(b.mask, n)
+	b.tmask = grow(b.tmask, n)
+	b.tiles = b.tiles[:0]
+	for c0, used := 0, 0; c0 < p.row; c0 += TileSize {
+		cols := min(TileSize, p.row-c0)
+		b.tiles = append(b.tiles, kernel.Tile{
+			W: b.vals[c0:], Rows: rows, Cols: cols, Stride: p.row,
+			Mask: b.tmask[used : used+rows*cols],
+		})
+		used += rows * cols
+	}
+	if err := w.k.Run(b.tiles); err != nil {
+		return fmt.Errorf("kernel on rows %d-%d: %w", row0, row0+rows-1, err)
+	}
+	st := &j.stats
+	for i := range b.tiles {
+		t := &b.tiles[i]
+		st.processed += uint64(t.Stats.Weights)
+		st.zeroBefore += uint64(t.Stats.ZeroBefore)
+		c0 := i * TileSize
+		for r := 0; r < rows; r++ {
+			copy(b.mask[r*p.row+c0:r*p.row+c0+t.Cols], t.Mask[r*t.Cols:(r+1)*t.Cols])
+		}
+	}
+
+	// Zero the kills; re-encode runs of blocks that hold one.
+	b.out = grow(b.out, nb)
+	copy(b.out, b.raw)
+	b.check = grow(b.check, n)
+	bs, bb := p.blockSize, p.blockBytes
+	blocks := n / bs
+	for blk := 0; blk < blocks; {
+		if !w.killIn(b, blk, bs) {
+			blk++
+			continue
+		}
+		end := blk + 1
+		for end < blocks && w.killIn(b, end, bs) {
+			end++
+		}
+		lo, hi := blk*bs, end*bs
+		for i := lo; i < hi; i++ {
+			if b.mask[i] != 0 {
+				if b.before[i] == 0 {
+					return fmt.Errorf("kernel marked element %d, already zero, as a kill", uint64(row0)*uint64(p.row)+uint64(i))
+				}
+				b.vals[i] = 0
+				st.killed++
+			}
+		}
+		dst := b.out[blk*bb : end*bb]
+		if err := quantize.EncodeKeepZeros(p.info.Type, dst, b.vals[lo:hi]); err != nil {
+			return err
+		}
+		if err := quantize.Decode(p.info.Type, b.check[lo:hi], dst); err != nil {
+			return err
+		}
+		for i := lo; i < hi; i++ {
+			got := b.check[i]
+			if b.mask[i] != 0 {
+				if got == 0 {
+					st.exactZero++
+				} else if a := math.Abs(float64(got)); a > st.maxKilledAbs {
+					st.maxKilledAbs = a
+				}
+				continue
+			}
+			d := float64(got) - float64(b.before[i])
+			st.survivorSq += d * d
+			st.survivorN++
+		}
+		st.reencoded += uint64(end - blk)
+		blk = end
+	}
+	j.out = b.out[:nb]
+	return nil
+}
+
+// killIn reports whether block blk (of bs elements) holds a kill.
+func (w *worker) killIn(b *bandBuffers, blk, bs int) bool {
+	for _, m := range b.mask[blk*bs : (blk+1)*bs] {
+		if m != 0 {
+			return true
+		}
+	}
+	return false
+}

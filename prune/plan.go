@@ -1,0 +1,102 @@
+package prune
+
+import (
+	"fmt"
+
+	"github.com/physarium/physarium-gguf/gguf"
+	"github.com/physarium/physarium-gguf/quantize"
+)
+
+// TileSize is the side of the kernel's non-overlapping square tiles.
+const TileSize = 256
+
+// tensorPlan is what the run does with one tensor of the input.
+type tensorPlan struct {
+	info   gguf.TensorInfo
+	target bool // pruned (else copied byte for byte)
+	row    int  // elements per row (ne[0])
+	rows   int  // rows per matrix (ne[1])
+	mats   int  // matrices (experts: ne[2]*ne[3])
+	// rowBytes is the stored size of one row; blockSize and blockBytes
+	// describe the type's blocks.
+	rowBytes, blockSize, blockBytes int
+	report                          int // index of the tensor's row in Report.Tensors, -1 for copies
+}
+
+// plan decides the fate of every tensor: target or copy, with the checks that
+// must pass before any output is written.
+func plan(f *gguf.File, sel *compiledSelection, skipUnsupported bool, r *Report) ([]tensorPlan, error) {
+	plans := make([]tensorPlan, len(f.Tensors))
+	for i, t := range f.Tensors {
+		p := tensorPlan{info: t, report: -1}
+		r.Weights.Model += t.Elements()
+		if sel.match(t) {
+			if err := supported(t); err != nil {
+				if !skipUnsupported {
+					return nil, fmt.Errorf("prune: %s: tensor %s: %w (use --skip-unsupported to leave such tensors untouched)", f.Path, t.Name, err)
+				}
+				r.Skipped = append(r.Skipped, SkippedTensor{Name: t.Name, Type: t.Type.String(), Weights: t.Elements(), Reason: err.Error()})
+			} else {
+				p.target = true
+			}
+		}
+		if p.target {
+			ti, _ := t.Type.Info()
+			p.blockSize, p.blockBytes = ti.BlockSize, ti.BlockBytes
+			p.row = int(t.Shape[0])
+			p.rows = int(t.Shape[1])
+			p.mats = 1
+			for _, n := range t.Shape[2:] {
+				p.mats *= int(n)
+			}
+			rb, _ := t.Type.RowBytes(t.Shape[0])
+			p.rowBytes = int(rb)
+			z, _ := quantize.Zero(t.Type)
+			p.report = len(r.Tensors)
+			r.Tensors = append(r.Tensors, TensorReport{
+				Name: t.Name, Type: t.Type.String(), Shape: t.Shape, Weights: t.Elements(),
+				Blocks:   t.Elements() / uint64(ti.BlockSize),
+				ZeroCode: z != quantize.ZeroNone,
+			})
+		}
+		plans[i] = p
+	}
+	if len(r.Skipped) > 0 {
+		r.SkippedNote = fmt.Sprintf("%d selected tensors of unsupported types were left untouched and are not counted in the target denominator", len(r.Skipped))
+	}
+	return plans, nil
+}
+
+// supported reports why a tensor cannot be pruned: its type cannot be decoded
+// or re-encoded, or its rows are too long for an int on this platform.
+func supported(t gguf.TensorInfo) error {
+	if !quantize.CanDecode(t.Type) {
+		return fmt.Errorf("type %s cannot be decoded", t.Type)
+	}
+	if !quantize.CanEncode(t.Type) {
+		return fmt.Errorf("type %s cannot be re-encoded", t.Type)
+	}
+	const maxInt = int(^uint(0) >> 1)
+	for _, n := range t.Shape {
+		if n > uint64(maxInt>>8) {
+			return fmt.Errorf("dimension %d too large", n)
+		}
+	}
+	return nil
+}
+
+// bands returns the number of row bands (TileSize rows each, never crossing
+// a matrix boundary) of a target tensor.
+func (p *tensorPlan) bands() int {
+	perMat := (p.rows + TileSize - 1) / TileSize
+	return perMat * p.mats
+}
+
+// band returns the first global row and the row count of band b.
+func (p *tensorPlan) band(b int) (row0, rows int) {
+	perMat := (p.rows + TileSize - 1) / TileSize
+	mat, rb := b/perMat, b%perMat
+	row0 = rb * TileSize
+	rows = min(TileSize, p.rows-row0)
+	return mat*p.rows + row0, rows
+}

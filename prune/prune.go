@@ -1,0 +1,365 @@
+// Package prune is the surgery pipeline: it reads a GGUF model, runs the
+// Physarium kernel over every target projection tensor tile by tile, zeroes
+// the weights the mould starved, re-encodes only the blocks that changed,
+// and writes a new GGUF carrying the physarium.* errata keys.
+package prune
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"runtime"
+	"sync"
+	"time"
+
+	"github.com/physarium/physarium-gguf/gguf"
+	"github.com/physarium/physarium-gguf/kernel"
+)
+
+// Options configure a run. The zero value prunes the default targets in
+// natural mode with the default kernel constants on every CPU.
+type Options struct {
+	Selection Selection
+	// Params are the kernel constants and mode; the zero value means
+	// kernel.DefaultParams().
+	Params *kernel.Params
+	// Impl chooses the kernel implementation (kernel.Auto by default).
+	Impl kernel.Impl
+	// Threads is the number of workers; 0 means runtime.NumCPU().
+	Threads int
+	// DryRun computes and reports without writing a GGUF.
+	DryRun bool
+	// Overwrite allows replacing an existing output file.
+	Overwrite bool
+	// SkipUnsupported leaves selected tensors of types that cannot be
+	// decoded or encoded untouched instead of failing.
+	SkipUnsupported bool
+	// Progress, when set, is called from one goroutine after each band.
+	Progress func(Progress)
+}
+
+// Progress tells how far a run is.
+type Progress struct {
+	Tensor      string // the tensor being written
+	TensorIndex int    // 0-based index of that tensor
+	Tensors     int    // tensors in the file
+	Bytes       int64  // tensor bytes written so far
+	TotalBytes  int64  // tensor bytes in the file
+}
+
+// File prunes the GGUF at in and writes the result to out (unless
+// opts.DryRun). It never modifies in, refuses out equal to in, and on any
+// error or cancellation leaves neither out nor a temporary file behind.
+func File(ctx context.Context, in, out string, opts Options) (*Report, error) {
+	start := time.Now()
+	if !opts.DryRun {
+		if err := checkPaths(in, out, opts.Overwrite); err != nil {
+			return nil, err
+		}
+	}
+	params := kernel.DefaultParams()
+	if opts.Params != nil {
+		params = *opts.Params
+	}
+	threads := opts.Threads
+	if threads <= 0 {
+		threads = runtime.NumCPU()
+	}
+	sel, err := opts.Selection.compile()
+	if err != nil {
+		return nil, err
+	}
+	f, err := gguf.Open(in)
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+
+	r := &Report{
+		Input: filepath.Base(in), DryRun: opts.DryRun,
+		Version: 1, Method: "magnitude-flow", Importance: "|w|",
+		Mode: params.Mode.String(), Params: params.String(),
+		Threads: threads, Tile: TileSize, Tiling: "non-overlapping",
+		Targets: opts.Selection.Patterns(),
+	}
+	if !opts.DryRun {
+		r.Output = out
+	}
+	plans, err := plan(f, sel, opts.SkipUnsupported, r)
+	if err != nil {
+		return nil, err
+	}
+	workers := make([]*worker, threads)
+	for i := range workers {
+		k, err := kernel.New(opts.Impl, params)
+		if err != nil {
+			return nil, fmt.Errorf("prune: %w", err)
+		}
+		workers[i] = &worker{f: f, k: k, ps: plans}
+		r.Kernel = k.Impl().String()
+	}
+
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	hash := hashFile(ctx, f)
+
+	var spool *os.File
+	var data io.Writer = io.Discard
+	if !opts.DryRun {
+		spool, err = os.CreateTemp(filepath.Dir(out), "."+filepath.Base(out)+".data-*")
+		if err != nil {
+			return nil, fmt.Errorf("prune: %w", err)
+		}
+		defer func() {
+			spool.Close()
+			os.Remove(spool.Name())
+		}()
+		data = spool
+	}
+	if err := run(ctx, f, plans, workers, r, data, opts.Progress); err != nil {
+		cancel()
+		<-hash
+		return nil, err
+	}
+	h := <-hash
+	if h.err != nil {
+		return nil, h.err
+	}
+	r.InputSHA256 = h.sum
+	r.finish()
+	if !opts.DryRun {
+		if err := writeOutput(ctx, f, out, spool, plans, r, opts.Overwrite); err != nil {
+			return nil, err
+		}
+	}
+	r.Seconds = time.Since(start).Seconds()
+	return r, nil
+}
+
+// checkPaths refuses an output that is the input (also through a link) and
+// an existing output without overwrite.
+func checkPaths(in, out string, overwrite bool) error {
+	ai, err1 := filepath.Abs(in)
+	ao, err2 := filepath.Abs(out)
+	if err1 == nil && err2 == nil && ai == ao {
+		return fmt.Errorf("prune: output %s is the input file", out)
+	}
+	si, err := os.Stat(in)
+	if err != nil {
+		return fmt.Errorf("prune: %w", err)
+	}
+	so, err := os.Stat(out)
+	switch {
+	case err == nil && os.SameFile(si, so):
+		return fmt.Errorf("prune: output %s is the input file %s", out, in)
+	case err == nil && so.IsDir():
+		return fmt.Errorf("prune: output %s is a directory", out)
+	case err == nil && !overwrite:
+		return fmt.Errorf("prune: output %s exists (use --force to replace it)", out)
+	case err != nil && !errors.Is(err, os.ErrNotExist):
+		return fmt.Errorf("prune: %w", err)
+	}
+	return nil
+}
+
+type hashResult struct {
+	sum string
+	err error
+}
+
+// hashFile computes the input's sha256 concurrently with the surgery.
+func hashFile(ctx context.Context, f *gguf.File) <-chan hashResult {
+	ch := make(chan hashResult, 1)
+	go func() {
+		h := sha256.New()
+		buf := make([]byte, 4<<20)
+		for off := int64(0); off < f.Size; {
+			if err := ctx.Err(); err != nil {
+				ch <- hashResult{err: err}
+				return
+			}
+			n := min(int64(len(buf)), f.Size-off)
+			if _, err := f.ReadAt(buf[:n], off); err != nil {
+				ch <- hashResult{err: fmt.Errorf("prune: %s: %w", f.Path, err)}
+				return
+			}
+			h.Write(buf[:n])
+			off += n
+		}
+		ch <- hashResult{sum: hex.EncodeToString(h.Sum(nil))}
+	}()
+	return ch
+}
+
+// run streams every tensor's data, in file order, to data: copies of the
+// non-target tensors and the pruned bands of the targets, processed by the
+// workers concurrently and written back in order.
+func run(ctx context.Context, f *gguf.File, plans []tensorPlan, workers []*worker, r *Report, data io.Writer, progress func(Progress)) error {
+	inflight := 2 * len(workers)
+	free := make(chan *bandBuffers, inflight)
+	for i := 0; i < inflight; i++ {
+		free <- &bandBuffers{}
+	}
+	jobs := make(chan *bandJob)
+	done := make(chan *bandJob, inflight)
+	var wg sync.WaitGroup
+	for _, w := range workers {
+		wg.Add(1)
+		go func(w *worker) {
+			defer wg.Done()
+			for j := range jobs {
+				if j.band >= 0 {
+					if err := w.process(j); err != nil {
+						j.err = fmt.Errorf("prune: %s: tensor %s: %w", f.Path, plans[j.tensor].info.Name, err)
+					}
+				}
+				done <- j
+			}
+		}(w)
+	}
+	// The producer hands out jobs in order; a buffer set is taken before a
+	// job is sent and returned by the writer, which bounds memory.
+	go func() {
+		defer close(jobs)
+		seq := 0
+		for ti := range plans {
+			p := &plans[ti]
+			nb := 1
+			if p.target {
+				nb = p.bands()
+			}
+			for b := 0; b < nb; b++ {
+				var bufs *bandBuffers
+				select {
+				case bufs = <-free:
+				case <-ctx.Done():
+					return
+				}
+				j := &bandJob{seq: seq, tensor: ti, band: -1, bufs: bufs}
+				if p.target {
+					j.band = b
+				}
+				seq++
+				select {
+				case jobs <- j:
+				case <-ctx.Done():
+					return
+				}
+			}
+		}
+	}()
+	go func() { wg.Wait(); close(done) }()
+
+	err := writeOrdered(ctx, f, plans, r, data, done, free, progress)
+	if err != nil {
+		// Drain so that the workers and the producer finish.
+		go func() {
+			for j := range done {
+				free <- j.bufs
+			}
+		}()
+	}
+	return err
+}
+
+// writeOrdered writes the jobs' results in seq order and adds their figures
+// to the report.
+func writeOrdered(ctx context.Context, f *gguf.File, plans []tensorPlan, r *Report, data io.Writer, done <-chan *bandJob, free chan<- *bandBuffers, progress func(Progress)) error {
+	var total int64
+	for _, p := range plans {
+		total += int64(p.info.Bytes())
+	}
+	pending := map[int]*bandJob{}
+	next := 0
+	var written int64
+	for j := range done {
+		pending[j.seq] = j
+		for {
+			j, ok := pending[next]
+			if !ok {
+				break
+			}
+			delete(pending, next)
+			next++
+			if j.err != nil {
+				return j.err
+			}
+			if err := ctx.Err(); err != nil {
+				return err
+			}
+			p := &plans[j.tensor]
+			if j.band < 0 {
+				n, err := io.Copy(data, f.TensorReader(p.info))
+				if err != nil {
+					return fmt.Errorf("prune: copy tensor %s: %w", p.info.Name, err)
+				}
+				written += n
+			} else {
+				if _, err := data.Write(j.out); err != nil {
+					return fmt.Errorf("prune: write tensor %s: %w", p.info.Name, err)
+				}
+				written += int64(len(j.out))
+				t := &r.Tensors[p.report]
+				s := j.stats
+				t.Processed += s.processed
+				t.Killed += s.killed
+				t.ZeroBefore += s.zeroBefore
+				t.ExactZero += s.exactZero
+				t.Reencoded += s.reencoded
+				t.survivorSq += s.survivorSq
+				t.survivorN += s.survivorN
+				t.MaxKilledAbs = max(t.MaxKilledAbs, s.maxKilledAbs)
+			}
+			free <- j.bufs
+			if progress != nil {
+				progress(Progress{Tensor: p.info.Name, TensorIndex: j.tensor, Tensors: len(plans), Bytes: written, TotalBytes: total})
+			}
+		}
+	}
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	return nil
+}
+
+// writeOutput writes the final GGUF: the input's KVs, then the physarium.*
+// keys, the same tensor infos, and the data spooled by run.
+func writeOutput(ctx context.Context, f *gguf.File, out string, spool *os.File, plans []tensorPlan, r *Report, overwrite bool) error {
+	h := gguf.Header{Version: f.Version, Tensors: make([]gguf.TensorInfo, len(f.Tensors))}
+	for _, kv := range f.KVs {
+		if len(kv.Key) >= len(KeyPrefix) && kv.Key[:len(KeyPrefix)] == KeyPrefix {
+			continue // a previous run's keys; this run's replace them
+		}
+		h.KVs = append(h.KVs, kv)
+	}
+	h.KVs = append(h.KVs, Keys(r)...)
+	copy(h.Tensors, f.Tensors)
+	w, err := gguf.Create(out, h, gguf.CreateOptions{Overwrite: overwrite})
+	if err != nil {
+		return fmt.Errorf("prune: %w", err)
+	}
+	if _, err := spool.Seek(0, io.SeekStart); err != nil {
+		w.Abort()
+		return fmt.Errorf("prune: %w", err)
+	}
+	for _, p := range plans {
+		if err := ctx.Err(); err != nil {
+			w.Abort()
+			return err
+		}
+		if err := w.WriteTensor(io.LimitReader(spool, int64(p.info.Bytes()))); err != nil {
+			w.Abort()
+			return fmt.Errorf("prune: %s: tensor %s: %w", out, p.info.Name, err)
+		}
+	}
+	if err := w.Close(); err != nil {
+		w.Abort()
+		return fmt.Errorf("prune: %w", err)
+	}
+	return nil
+}
