@@ -1,7 +1,9 @@
 package kernel
 
 import (
+	"cmp"
 	"math"
+	"slices"
 	"math/rand/v2"
 )
 
@@ -55,4 +57,54 @@ func killFrac(ts []Tile) (killed, weights int) {
 		weights += t.Stats.Weights
 	}
 	return
+}
+
+// rowScaled returns a Gaussian tile whose row o is scaled by 2^u, u uniform
+// in [-3, 3]: rows of very different scales.
+func rowScaled(rng *rand.Rand, rows, cols int) []float32 {
+	w := genW(rng, gauss, rows, cols)
+	for o := 0; o < rows; o++ {
+		s := float32(math.Exp2(6*rng.Float64() - 3))
+		for i := 0; i < cols; i++ {
+			w[o*cols+i] *= s
+		}
+	}
+	return w
+}
+
+// magnitudeOverlap returns the fraction of the tile's kills that global
+// magnitude pruning of the same count (smallest |w|, ties by index) also kills.
+func magnitudeOverlap(t *Tile) float64 {
+	n := t.Rows * t.Cols
+	idx := make([]int, 0, n)
+	for o := 0; o < t.Rows; o++ {
+		for i := 0; i < t.Cols; i++ {
+			if t.W[o*t.stride()+i] != 0 {
+				idx = append(idx, o*t.Cols+i)
+			}
+		}
+	}
+	w := func(x int) float32 { return abs32(t.W[(x/t.Cols)*t.stride()+x%t.Cols]) }
+	slices.SortStableFunc(idx, func(a, b int) int { return cmp.Compare(w(a), w(b)) })
+	mag := make([]bool, n)
+	for _, x := range idx[:t.Stats.Killed] {
+		mag[x] = true
+	}
+	both := 0
+	for x, m := range t.Mask {
+		if m == 1 && mag[x] {
+			both++
+		}
+	}
+	if t.Stats.Killed == 0 {
+		return 1
+	}
+	return float64(both) / float64(t.Stats.Killed)
+}
+
+func (t *Tile) stride() int {
+	if t.Stride == 0 {
+		return t.Cols
+	}
+	return t.Stride
 }
