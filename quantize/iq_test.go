@@ -3,6 +3,7 @@ package quantize
 import (
 	"encoding/binary"
 	"errors"
+	"flag"
 	"math"
 	"math/rand/v2"
 	"strings"
@@ -34,10 +35,14 @@ func TestParityIQ3_S(t *testing.T)   { checkParity(t, gguf.TypeIQ3_S, paritySeed
 func TestParityIQ1_S(t *testing.T)   { checkParity(t, gguf.TypeIQ1_S, paritySeeds(1)) }
 func TestParityIQ1_M(t *testing.T)   { checkParity(t, gguf.TypeIQ1_M, iqSlowRef()...) }
 
-// iqSlowRef: ggml's one-time grid set-up for IQ2_S and IQ1_M takes 10-20 s
-// on a busy machine, so -short decodes only random blocks for them.
+// iqSlowFlag turns on the ggml-encoded rows for IQ2_S and IQ1_M. ggml's
+// one-time grid set-up for those two takes 10-30 s on a busy machine, and
+// their decoders are covered bit for bit by random and every-byte blocks
+// without it, so by default they decode only random blocks.
+var iqSlowFlag = flag.Bool("iqslow", false, "also decode ggml-encoded IQ2_S and IQ1_M rows (slow ggml set-up)")
+
 func iqSlowRef() []parityOption {
-	if testing.Short() {
+	if !*iqSlowFlag {
 		return []parityOption{parityOnly()}
 	}
 	return []parityOption{paritySeeds(1)}
