@@ -20,8 +20,10 @@ import (
 // Neither format has a zero code, so both register as ZeroNone. A killed
 // (0.0) weight always takes the code of value +1 (the nearest to zero), so it
 // decodes to the scale of its 32 values (d for IQ4_NL, d*(ls-32) for IQ4_XS),
-// not to 0; only a group whose values are all below 1e-15 in magnitude gets
-// scale 0. Callers that prune into these types must decode the result and
+// not to 0. It reads back exactly 0 only where that scale is 0: a group whose
+// values are all below 1e-15 in magnitude, an fp16 scale that underflows, or
+// (IQ4_XS) a sub-block scale that rounds to ls=32 beside much larger groups.
+// Callers that prune into these types must decode the result and
 // measure |decoded| of the killed weights themselves (TestIQ4ZeroNone logs
 // how large it is relative to the group's largest magnitude).
 //
@@ -39,7 +41,7 @@ const (
 	iq4nlBlockBytes = 18
 	iq4xsBlockBytes = 136
 	iq4NTry         = 7     // trial scales on each side, as ggml_quantize_chunk uses
-	groupMaxEps     = 1e-15 // below this max |x| a group of 32 is all zero codes
+	groupMaxEps     = 1e-15 // below this max |x| a group of 32 gets scale 0
 )
 
 func decodeIQ4NL(dst []float32, src []byte) {
