@@ -61,8 +61,9 @@ func kHasZero(x []float32) bool {
 // reference encoder.
 func kKeepZerosFit(f *kKZFormat, x []float32, r *kKZResult) (ok bool) {
 	var (
-		step  [16]float32 // sub-block step estimates
-		zlev  [16]int32   // zero-level estimates
+		step  [16]float32     // sub-block step estimates
+		sref  [16][32]float32 // refined steps per zero level
+		zlev  [16]int32       // zero-level estimates
 		smax  float32
 		surv  [32]float32
 		w     [32]float32
@@ -108,6 +109,24 @@ func kKeepZerosFit(f *kKZFormat, x []float32, r *kKZResult) (ok bool) {
 		step[j] = scale
 		zlev[j] = max(0, min(f.nmax, kNearestInt(mn/scale)))
 		smax = max(smax, scale)
+		// Refine the step for each zero level tried by least squares on the
+		// survivors (a heuristic: the exact error decides later).
+		for q0 := max(0, zlev[j]-2); q0 <= min(f.nmax, zlev[j]+2); q0++ {
+			st := scale
+			for it := 0; it < 3; it++ {
+				var sxk, skk float64
+				for _, v := range ys {
+					k := max(-q0, min(f.nmax-q0, kNearestInt(v/st)))
+					sxk += float64(v) * float64(k)
+					skk += float64(k) * float64(k)
+				}
+				if skk == 0 || sxk <= 0 {
+					break
+				}
+				st = float32(sxk / skk)
+			}
+			sref[j][q0] = st
+		}
 	}
 	if smax == 0 {
 		// Every value is zero: all codes zero decode to exact zeros.
@@ -135,7 +154,7 @@ func kKeepZerosFit(f *kKZFormat, x []float32, r *kKZResult) (ok bool) {
 					clear(ls)
 					continue
 				}
-				e, sc, m := kKZSub(f, xs, ls, d, dmin, R, step[j], zlev[j])
+				e, sc, m := kKZSub(f, xs, ls, d, dmin, R, step[j], zlev[j], &sref[j])
 				if sc < 0 {
 					total = float32(math.Inf(1))
 					break
@@ -180,7 +199,7 @@ func kKZScales(target float32, R int32) (d, dmin float32, ok bool) {
 // kKZSub picks, for one sub-block, the zero level q0 and scale code sc
 // (with m = sc*q0/R) of least squared error on the non-zero values, writes
 // the levels to ls and returns the error; sc < 0 when nothing fits.
-func kKZSub(f *kKZFormat, xs []float32, ls []uint8, d, dmin float32, R int32, step float32, zlev int32) (bestE float32, bestSc, bestM int32) {
+func kKZSub(f *kKZFormat, xs []float32, ls []uint8, d, dmin float32, R int32, step float32, zlev int32, sref *[32]float32) (bestE float32, bestSc, bestM int32) {
 	bestE = float32(math.Inf(1))
 	bestSc, bestM = -1, -1
 	bestQ0 := int32(0)
@@ -192,24 +211,7 @@ func kKZSub(f *kKZFormat, xs []float32, ls []uint8, d, dmin float32, R int32, st
 		if q0 > 0 {
 			g = R / kGCD(R, q0)
 		}
-		// Refine the step for this zero level by least squares on the
-		// survivors (a heuristic: the exact error decides below).
-		s := step
-		for it := 0; it < 3; it++ {
-			var sxk, skk float64
-			for _, v := range xs {
-				if v == 0 {
-					continue
-				}
-				k := max(-q0, min(f.nmax-q0, kNearestInt(v/s)))
-				sxk += float64(v) * float64(k)
-				skk += float64(k) * float64(k)
-			}
-			if skk == 0 || sxk <= 0 {
-				break
-			}
-			s = float32(sxk / skk)
-		}
+		s := sref[q0]
 		lo := int32(s/d/float32(g)) * g
 		for _, sc := range [6]int32{lo - 2*g, lo - g, lo, lo + g, lo + 2*g, int32(sc0/float32(g)) * g} {
 			if sc < 1 || sc > f.scMax {
@@ -224,12 +226,13 @@ func kKZSub(f *kKZFormat, xs []float32, ls []uint8, d, dmin float32, R int32, st
 			if float32(d1*float32(q0))-m1 != 0 {
 				continue
 			}
+			id1 := 1 / d1
 			var e float32
 			for _, v := range xs {
 				if v == 0 {
 					continue
 				}
-				q := max(0, min(f.nmax, kNearestInt((v+m1)/d1)))
+				q := max(0, min(f.nmax, kNearestInt((v+m1)*id1)))
 				diff := v - (float32(d1*float32(q)) - m1)
 				e += float32(diff * diff)
 				if e >= bestE {
@@ -246,12 +249,13 @@ func kKZSub(f *kKZFormat, xs []float32, ls []uint8, d, dmin float32, R int32, st
 	}
 	d1 := d * float32(bestSc)
 	m1 := dmin * float32(bestM)
+	id1 := 1 / d1
 	for i, v := range xs {
 		if v == 0 {
 			ls[i] = uint8(bestQ0)
 			continue
 		}
-		ls[i] = uint8(max(0, min(f.nmax, kNearestInt((v+m1)/d1))))
+		ls[i] = uint8(max(0, min(f.nmax, kNearestInt((v+m1)*id1))))
 	}
 	return bestE, bestSc, bestM
 }

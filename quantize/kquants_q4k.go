@@ -18,6 +18,34 @@ func init() {
 }
 
 func decodeQ4K(dst []float32, src []byte) {
+	if kHaveAVX2 {
+		decodeQ4KAVX2(dst, src)
+		return
+	}
+	decodeQ4KGo(dst, src)
+}
+
+// decodeQ4KAVX2 is decodeQ4KGo with the inner loops in assembly.
+func decodeQ4KAVX2(dst []float32, src []byte) {
+	for len(src) >= kQ4KBytes && len(dst) >= kQK {
+		b := src[:kQ4KBytes]
+		d := kF16ToF32(kGet16(b[0:]))
+		dmin := kF16ToF32(kGet16(b[2:]))
+		scales := b[4:16]
+		for j := 0; j < 4; j++ {
+			sc, m := kScaleMinK4(2*j, scales)
+			d1, m1 := d*float32(sc), dmin*float32(m)
+			sc, m = kScaleMinK4(2*j+1, scales)
+			d2, m2 := d*float32(sc), dmin*float32(m)
+			kDecQ4K64AVX2((*[64]float32)(dst[64*j:64*j+64]), (*[32]byte)(b[16+32*j:16+32*j+32]), d1, m1, d2, m2)
+		}
+		src = src[kQ4KBytes:]
+		dst = dst[kQK:]
+	}
+}
+
+// decodeQ4KGo is the pure-Go Q4_K decoder.
+func decodeQ4KGo(dst []float32, src []byte) {
 	for len(src) >= kQ4KBytes && len(dst) >= kQK {
 		b := src[:kQ4KBytes]
 		y := dst[:kQK]
