@@ -461,8 +461,14 @@ func TestDemo(t *testing.T) {
 	if _, err := os.Stat(p); err != nil {
 		t.Fatal(err)
 	}
-	if !strings.Contains(out, "blk.1.ffn_down.weight") || !strings.Contains(out, p) {
-		t.Errorf("demo output lacks the inspection:\n%s", out)
+	pruned := filepath.Join(dir, "testmodel.pruned.gguf")
+	if _, err := os.Stat(pruned); err != nil {
+		t.Fatal(err)
+	}
+	for _, want := range []string{pruned, "over target:", "of 1310720 target weights", "denominator: all weights of the 14 target tensors", "blk.1.ffn_down.weight"} {
+		if !strings.Contains(out, want) {
+			t.Errorf("demo report lacks %q:\n%s", want, out)
+		}
 	}
 	// Runs again over its own output.
 	if _, _, err := run(t, "demo", dir); err != nil {

@@ -9,6 +9,7 @@ import (
 	ucli "github.com/urfave/cli/v2"
 
 	"github.com/physarium/physarium-gguf/gguf"
+	"github.com/physarium/physarium-gguf/prune"
 	"github.com/physarium/physarium-gguf/quantize"
 	"github.com/physarium/physarium-gguf/testmodels"
 )
@@ -16,13 +17,13 @@ import (
 func (a *App) demoCommand() *ucli.Command {
 	return &ucli.Command{
 		Name:      "demo",
-		Usage:     "generate a small test model and inspect it",
+		Usage:     "generate a small test model, prune it and print the report",
 		ArgsUsage: "[DIR]",
-		Description: `Writes a small random llama model (F16 matrices when an F16 encoder is
-available, F32 otherwise) to DIR/testmodel.gguf, replacing it if present,
-and prints its inspection. Without DIR a new temporary directory is made and
-its path printed on stderr. Once the prune command exists the demo will
-prune the model too.`,
+		Description: `Writes a small random llama model (F16 matrices) to DIR/testmodel.gguf,
+prunes it in natural mode to DIR/testmodel.pruned.gguf (both replaced if
+present) and prints the surgery report and the pruned file's physarium.*
+keys. Without DIR a new temporary directory is made and its path printed on
+stderr.`,
 		Action: a.demo,
 	}
 }
@@ -55,18 +56,18 @@ func (a *App) demo(c *ucli.Context) error {
 		return fmt.Errorf("demo: %w", err)
 	}
 	fmt.Fprintf(a.Stderr, "demo: wrote %s (%s)\n", path, cfg)
-	f, err := gguf.Open(path)
+	pruned := filepath.Join(dir, "testmodel.pruned.gguf")
+	bar := newProgressBar(a.Stderr, "prune testmodel.gguf")
+	r, err := prune.File(c.Context, path, pruned, prune.Options{Overwrite: true, Progress: bar.update})
+	bar.finish(err == nil)
 	if err != nil {
 		return fmt.Errorf("demo: %w", err)
 	}
-	defer f.Close()
 	w := bufio.NewWriter(a.Stdout)
-	if err := writeInspectText(w, f); err != nil {
-		return fmt.Errorf("demo: %s: %w", path, err)
-	}
+	writeSummary(w, r)
 	if err := w.Flush(); err != nil {
 		return fmt.Errorf("demo: %w", err)
 	}
-	fmt.Fprintf(a.Stderr, "demo: next: %s dump --tensor blk.0.attn_q.weight %s > q.f32\n", Name, path)
+	fmt.Fprintf(a.Stderr, "demo: next: %s inspect %s\n", Name, pruned)
 	return nil
 }

@@ -88,6 +88,7 @@ The two errata rules it enforces:
      and the name of that count.
 
 Examples:
+  physarium-gguf prune model.gguf model.pruned.gguf
   physarium-gguf testmodel --type f16 --layers 2 model.gguf
   physarium-gguf inspect model.gguf
   physarium-gguf inspect --json model.gguf | jq '.tensors[].name'
@@ -119,6 +120,7 @@ func (a *App) build() *ucli.App {
 			return usageErrorf("no command given")
 		},
 		Commands: []*ucli.Command{
+			a.pruneCommand(),
 			a.testmodelCommand(),
 			a.inspectCommand(),
 			a.dumpCommand(),

@@ -1,0 +1,269 @@
+package cli
+
+import (
+	"encoding/json"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"time"
+
+	ucli "github.com/urfave/cli/v2"
+	"github.com/vbauerster/mpb/v8"
+	"github.com/vbauerster/mpb/v8/decor"
+
+	"github.com/physarium/physarium-gguf/kernel"
+	"github.com/physarium/physarium-gguf/prune"
+)
+
+func (a *App) pruneCommand() *ucli.Command {
+	return &ucli.Command{
+		Name:      "prune",
+		Usage:     "prune a GGUF model's projection weights with the Physarium kernel",
+		ArgsUsage: "IN OUT",
+		Description: `Memory-maps IN, picks the attention and MLP projection tensors (attn_q,
+attn_k, attn_v, attn_qkv, attn_output, ffn_gate, ffn_up, ffn_down and their
+MoE forms, in every block), decodes them band by band, runs the Physarium
+kernel on non-overlapping 256x256 tiles, zeroes the weights it kills,
+re-encodes only the blocks that hold a kill (each tensor keeps its type),
+and writes OUT with every other tensor and key unchanged plus the
+physarium.* keys that state what was done, with the denominator of every
+kill rate.
+
+IN is never modified. OUT is written to a temporary file beside it and
+renamed into place; on any error or Ctrl-C nothing is left behind.
+
+Modes:
+  natural   (default) the mould decides how much of each tile dies
+  sparsity  each tile ends with exactly round(S * weights) zeros (--sparsity S)
+
+Examples:
+  physarium-gguf prune model.gguf model.pruned.gguf
+  physarium-gguf prune --mode sparsity --sparsity 0.3 model.gguf out.gguf
+  physarium-gguf prune --layers 0-3 --exclude 'ffn_down' --report r.json in.gguf out.gguf
+  physarium-gguf prune --dry-run --report - model.gguf x   # JSON report on stdout, no file`,
+		Flags: []ucli.Flag{
+			&ucli.StringFlag{Name: "mode", Value: "natural", Usage: "kill rule: natural or sparsity"},
+			&ucli.Float64Flag{Name: "sparsity", Usage: "fraction of each tile to zero in sparsity mode, 0 < S < 1"},
+			&ucli.StringFlag{Name: "kernel", Value: "auto", Usage: "kernel implementation: auto, generic or avx2"},
+			&ucli.IntFlag{Name: "threads", Usage: "worker threads (default: every CPU)"},
+			&ucli.StringSliceFlag{Name: "include", Usage: "also target tensors whose name matches this regular expression (repeatable)"},
+			&ucli.StringSliceFlag{Name: "exclude", Usage: "leave out tensors whose name matches this regular expression (repeatable)"},
+			&ucli.StringFlag{Name: "layers", Usage: "only these blocks, e.g. 0-3,7"},
+			&ucli.BoolFlag{Name: "skip-unsupported", Usage: "leave selected tensors of types that cannot be decoded or encoded untouched (they leave the target denominator)"},
+			&ucli.StringFlag{Name: "report", Usage: "write the JSON report to this file (- for stdout)"},
+			&ucli.BoolFlag{Name: "dry-run", Usage: "compute and report, write no GGUF"},
+			&ucli.BoolFlag{Name: "force", Usage: "replace OUT if it exists"},
+			&ucli.BoolFlag{Name: "quiet", Aliases: []string{"q"}, Usage: "no progress and no summary"},
+		},
+		Action: a.prune,
+	}
+}
+
+// pruneOptions turns the flags into prune.Options.
+func pruneOptions(c *ucli.Context) (prune.Options, error) {
+	var o prune.Options
+	p := kernel.DefaultParams()
+	switch c.String("mode") {
+	case "natural":
+		if c.IsSet("sparsity") {
+			return o, usageErrorf("prune: --sparsity needs --mode sparsity")
+		}
+	case "sparsity":
+		s := c.Float64("sparsity")
+		if !(s > 0 && s < 1) {
+			return o, usageErrorf("prune: --mode sparsity needs --sparsity S with 0 < S < 1 (got %v)", s)
+		}
+		p.Mode, p.Sparsity = kernel.Sparsity, s
+	default:
+		return o, usageErrorf("prune: --mode %q: want natural or sparsity", c.String("mode"))
+	}
+	impl, err := kernel.ParseImpl(c.String("kernel"))
+	if err != nil {
+		return o, usageErrorf("prune: --kernel: %v", err)
+	}
+	if !kernel.Available(impl) {
+		return o, usageErrorf("prune: --kernel %s is not available on this CPU or in this build", impl)
+	}
+	if c.Int("threads") < 0 {
+		return o, usageErrorf("prune: --threads %d: must be positive", c.Int("threads"))
+	}
+	o.Params = &p
+	o.Impl = impl
+	o.Threads = c.Int("threads")
+	o.Selection = prune.Selection{Include: c.StringSlice("include"), Exclude: c.StringSlice("exclude"), Layers: c.String("layers")}
+	if o.Selection.Layers != "" {
+		if _, err := prune.ParseLayers(o.Selection.Layers); err != nil {
+			return o, usageErrorf("%v", err)
+		}
+	}
+	o.DryRun = c.Bool("dry-run")
+	o.Overwrite = c.Bool("force")
+	o.SkipUnsupported = c.Bool("skip-unsupported")
+	return o, nil
+}
+
+func (a *App) prune(c *ucli.Context) error {
+	paths, err := args(c, "IN", "OUT")
+	if err != nil {
+		return err
+	}
+	opts, err := pruneOptions(c)
+	if err != nil {
+		return err
+	}
+	in, out := paths[0], paths[1]
+	reportPath := c.String("report")
+	summary := a.Stdout
+	if reportPath == "-" {
+		summary = a.Stderr
+	}
+	quiet := c.Bool("quiet")
+	var bar *progressBar
+	if !quiet {
+		bar = newProgressBar(a.Stderr, "prune "+filepath.Base(in))
+		opts.Progress = bar.update
+	}
+	r, err := prune.File(c.Context, in, out, opts)
+	if bar != nil {
+		bar.finish(err == nil)
+	}
+	if err != nil {
+		return err
+	}
+	if reportPath != "" {
+		if err := writeJSONReport(a.Stdout, reportPath, r); err != nil {
+			return err
+		}
+	}
+	if !quiet {
+		writeSummary(summary, r)
+	}
+	return nil
+}
+
+// writeJSONReport writes r as indented JSON to path (- for stdout).
+func writeJSONReport(stdout io.Writer, path string, r any) error {
+	b, err := json.MarshalIndent(r, "", "  ")
+	if err != nil {
+		return fmt.Errorf("report: %w", err)
+	}
+	b = append(b, '\n')
+	if path == "-" {
+		_, err = stdout.Write(b)
+		return err
+	}
+	if err := os.WriteFile(path, b, 0o644); err != nil {
+		return fmt.Errorf("report: %w", err)
+	}
+	return nil
+}
+
+// writeSummary prints the surgery figures of a report, every rate with its
+// denominator.
+func writeSummary(w io.Writer, r *prune.Report) {
+	fmt.Fprintf(w, "Physarium-v%d surgery (%s), %s mode, %s [%s kernel, %d threads, %.1f s]\n",
+		r.Version, r.Method, r.Mode, r.Params, r.Kernel, r.Threads, r.Seconds)
+	if r.DryRun {
+		fmt.Fprintf(w, "dry run: no file written\n")
+	} else {
+		fmt.Fprintf(w, "wrote %s\n", r.Output)
+	}
+	fmt.Fprintf(w, "target tensors:   %d (%d target weights; %d model weights)\n", r.TargetCount, r.Weights.Target, r.Weights.Model)
+	fmt.Fprintf(w, "killed:           %d\n", r.Killed)
+	fmt.Fprintf(w, "over target:      %s\n", r.OverTarget)
+	fmt.Fprintf(w, "over model:       %s\n", r.OverModel)
+	fmt.Fprintf(w, "coverage:         %s\n", r.Coverage)
+	fmt.Fprintf(w, "zero before:      %d of %d target weights (never counted as kills)\n", r.ZeroBefore, r.Weights.Target)
+	fmt.Fprintf(w, "exact zeros:      %s\n", r.ExactZeroOf)
+	for _, s := range r.Skipped {
+		fmt.Fprintf(w, "skipped:          %s (%s, %d weights): %s\n", s.Name, s.Type, s.Weights, s.Reason)
+	}
+	if len(r.Kinds) > 0 {
+		fmt.Fprintf(w, "per projection kind (kill rate over each tensor's weights):\n")
+		for _, k := range r.Kinds {
+			fmt.Fprintf(w, "  %-16s %3d tensors  min %s [%s]  max %s [%s]\n", k.Kind, k.Tensors, k.Min, k.MinName, k.Max, k.MaxName)
+		}
+	}
+	if len(r.Layers) > 0 {
+		fmt.Fprintf(w, "per layer (kill rate over the layer's target weights):\n")
+		for _, l := range r.Layers {
+			fmt.Fprintf(w, "  blk.%-4d %s\n", l.Layer, l.Rate)
+		}
+	}
+	fmt.Fprintf(w, "\n%s\n", wrap(r.Errata, 78))
+}
+
+// progressBar shows a run's progress on stderr: a bar (tensors, bytes, rate,
+// time left) on a terminal, a plain line per second otherwise.
+type progressBar struct {
+	w        io.Writer
+	p        *mpb.Progress
+	bar      *mpb.Bar
+	name     string
+	last     time.Time
+	lastSeen prune.Progress
+	start    time.Time
+}
+
+func newProgressBar(w io.Writer, name string) *progressBar {
+	pb := &progressBar{w: w, name: name, start: time.Now()}
+	if isTerminal(w) {
+		pb.p = mpb.New(mpb.WithOutput(w), mpb.WithWidth(40), mpb.WithAutoRefresh())
+	}
+	return pb
+}
+
+// update is the prune.Progress callback.
+func (pb *progressBar) update(p prune.Progress) {
+	pb.lastSeen = p
+	if pb.p != nil {
+		if pb.bar == nil {
+			pb.bar = pb.p.AddBar(p.TotalBytes,
+				mpb.PrependDecorators(
+					decor.Name(pb.name+" ", decor.WCSyncSpaceR),
+					decor.Any(func(decor.Statistics) string {
+						return fmt.Sprintf("tensor %d/%d", pb.lastSeen.TensorIndex+1, pb.lastSeen.Tensors)
+					}, decor.WCSyncSpaceR),
+					decor.Counters(decor.SizeB1024(0), "% .1f / % .1f"),
+				),
+				mpb.AppendDecorators(
+					decor.AverageSpeed(decor.SizeB1024(0), "% .1f", decor.WCSyncSpace),
+					decor.Name(" eta "),
+					decor.AverageETA(decor.ET_STYLE_GO),
+				),
+			)
+		}
+		pb.bar.SetCurrent(p.Bytes)
+		return
+	}
+	now := time.Now()
+	if now.Sub(pb.last) < time.Second && p.Bytes < p.TotalBytes {
+		return
+	}
+	pb.last = now
+	el := now.Sub(pb.start).Seconds()
+	rate := float64(p.Bytes) / max(el, 1e-9)
+	left := "?"
+	if rate > 0 {
+		left = (time.Duration(float64(p.TotalBytes-p.Bytes)/rate) * time.Second).Round(time.Second).String()
+	}
+	fmt.Fprintf(pb.w, "%s: tensor %d/%d %s, %.1f/%.1f MiB, %.1f MiB/s, %s left\n",
+		pb.name, p.TensorIndex+1, p.Tensors, p.Tensor, mib(p.Bytes), mib(p.TotalBytes), mib(int64(rate)), left)
+}
+
+func mib(n int64) float64 { return float64(n) / (1 << 20) }
+
+// finish stops the bar; on failure the bar is left where it stopped.
+func (pb *progressBar) finish(ok bool) {
+	if pb.p == nil {
+		return
+	}
+	if pb.bar != nil {
+		if ok {
+			pb.bar.SetCurrent(pb.lastSeen.TotalBytes)
+		}
+		pb.bar.Abort(false)
+	}
+	pb.p.Wait()
+}
