@@ -2,11 +2,11 @@
 
 #include "textflag.h"
 
-// func kDecQ4K64AVX2(y *[64]float32, q *[32]byte, d1, m1, d2, m2 float32)
+// func DecQ4K64AVX2(y *[64]float32, q *[32]byte, d1, m1, d2, m2 float32)
 // Plain Go: for l in 0..31: y[l] = d1*float32(q[l]&15) - m1 and
 // y[32+l] = d2*float32(q[l]>>4) - m2, each product rounded before the
 // subtraction (no fused multiply-add), as ggml's dequantize_row_q4_K.
-TEXT ·kDecQ4K64AVX2(SB), NOSPLIT, $0-32
+TEXT ·DecQ4K64AVX2(SB), NOSPLIT, $0-32
 	MOVQ y+0(FP), DI
 	MOVQ q+8(FP), SI
 	VBROADCASTSS d1+16(FP), Y0
