@@ -1,0 +1,38 @@
+#!/usr/bin/env bash
+# Runs every test of physarium-gguf: installs the real llama.cpp runtime the
+# tests use (scripts/llama-runtime.sh), then gofmt, go vet, the race-enabled
+# test suite, and the cgo-free build and kernel tests.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+step() { printf '\n== %s\n' "$*" >&2; }
+
+step "llama.cpp runtime (node-llama-cpp@3.21.1)"
+runtime_line=$(bash scripts/llama-runtime.sh | tail -n 1)
+case "$runtime_line" in
+PHYSARIUM_LLAMA=*) export "$runtime_line" ;;
+*) echo "scripts/llama-runtime.sh did not print PHYSARIUM_LLAMA=...: $runtime_line" >&2; exit 1 ;;
+esac
+echo "PHYSARIUM_LLAMA=$PHYSARIUM_LLAMA" >&2
+
+step "go mod download"
+go mod download
+
+step "gofmt"
+unformatted=$(gofmt -l $(git ls-files '*.go'))
+if [ -n "$unformatted" ]; then
+	echo "gofmt would change:" >&2
+	echo "$unformatted" >&2
+	exit 1
+fi
+
+step "go vet"
+go vet ./...
+
+step "go test -race"
+go test -race -timeout 40m ./...
+
+step "CGO_ENABLED=0 build and pure-Go tests"
+CGO_ENABLED=0 go build ./...
+CGO_ENABLED=0 go test -timeout 20m ./kernel/ ./quantize/ ./gguf/
+go test -tags purego -timeout 20m ./kernel/
