@@ -49,7 +49,7 @@ const workLen = numVec * vecCap
 // the C code (offsets in float32 units, no pointers, so it may be passed to C).
 type job struct {
 	D, BIn, BOut, Work int64 // arena offsets: D (rows x cp), b (cp, rp), work area
-	Rows, Cp, Rp, N    int32 // rows, padded columns, padded rows, n = rows*cols
+	Rows, Cp, Rp, N    int32 // rows, padded columns, padded rows, n = number of edges (D0 != 0)
 	SumD               float32
 	_                  int32
 }

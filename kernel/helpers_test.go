@@ -3,8 +3,8 @@ package kernel
 import (
 	"cmp"
 	"math"
-	"slices"
 	"math/rand/v2"
+	"slices"
 )
 
 // Tile generators for the tests, seeded and deterministic.

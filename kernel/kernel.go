@@ -9,7 +9,9 @@
 // masks and final conductivities. The package knows nothing of GGUF.
 //
 // Dynamics, per tile with R output rows and C input columns, food F = |w|
-// (times the column's activation scale when given), n = R*C:
+// (times the column's activation scale when given), n = the number of edges
+// (weights with non-zero food; zero weights are no tubes, so they neither
+// dilute the means below nor count as kills):
 //
 //	D0 = F * (n / sum F)
 //	for t = 1..T:
@@ -20,7 +22,8 @@
 //	  q = |D (p_i - u_o)| * (n / sum |D (p_i - u_o)|)
 //	  D = (1-h) D + 2h f(q),  f(q) = q^g / (1 + q^g)
 //
-// Natural mode kills non-zero weights with D_T < theta * mean(D_T), then
+// Natural mode kills non-zero weights with D_T < theta * mean(D_T) (mean over
+// the n edges), then
 // applies the alive rule: a row (then a column) that has non-zero weights but
 // would keep none of them keeps its edge with the largest D_T (ties: lowest
 // index); TileStats.Rescued counts those. Sparsity mode: see Sparsity.
@@ -113,8 +116,10 @@ type TileStats struct {
 	Killed int
 	// Rescued counts the weights kept by the alive rule (natural mode).
 	Rescued int
-	// MeanD, MinD and MaxD summarize D_T over all Rows*Cols edges (weights
-	// that are zero have D = 0). All are 0 for a tile whose food is all zero.
+	// MeanD is the mean of D_T over the tile's edges (the weights with
+	// non-zero food; zero weights are no tubes and dilute no mean). MinD and
+	// MaxD range over the non-zero weights. All are 0 for a tile whose food
+	// is all zero.
 	MeanD, MinD, MaxD float32
 	// Threshold is the natural-mode cut theta*mean(D_T) (0 in sparsity mode).
 	Threshold float32
@@ -336,7 +341,7 @@ func (k *Kernel) prepare(tl *Tile, work int64) (job, bool) {
 	D := k.arena[dOff : dOff+int64(R*cp)]
 
 	// Food, its tile sum and maximum; zero weights.
-	zero := 0
+	zero, n := 0, 0
 	var maxF float32
 	for o := 0; o < R; o++ {
 		row := tl.W[o*stride : o*stride+C]
@@ -350,7 +355,12 @@ func (k *Kernel) prepare(tl *Tile, work int64) (job, bool) {
 				f = float32(f * tl.Act[i])
 			}
 			drow[i] = f
-			maxF = max(maxF, f)
+			if f != 0 {
+				n++
+			}
+			if f > maxF {
+				maxF = f
+			}
 		}
 	}
 	tl.Stats.ZeroBefore = zero
@@ -361,15 +371,20 @@ func (k *Kernel) prepare(tl *Tile, work int64) (job, bool) {
 	// Exact power-of-two rescale keeps the sums far from overflow.
 	if e := math.Ilogb(float64(maxF)); e > 64 || e < -64 {
 		s := float32(math.Ldexp(1, -e))
+		n = 0
 		for x := range D {
 			D[x] = float32(D[x] * s)
+			if D[x] != 0 {
+				n++
+			}
 		}
 	}
 	var sumF float32
 	for o := 0; o < R; o++ {
 		sumF += sumGo(D[o*cp : o*cp+cp])
 	}
-	n := R * C
+	// D0 is normalized over the tile's edges (non-zero food, counted in n):
+	// zero weights are no tubes and do not dilute the means.
 	scale := float32(n) / sumF
 
 	// D0 and the presence of edges.
@@ -501,7 +516,7 @@ func (k *Kernel) finish(tl *Tile, j *job, tileIndex int) {
 	st := &tl.Stats
 	st.MeanD = j.SumD / float32(j.N)
 	if k.p.Mode == Sparsity {
-		st.MinD, st.MaxD = minMax(D, R, C, cp)
+		st.MinD, st.MaxD = minMax(tl, D, cp, stride)
 		k.killSmallest(tl, D, cp, stride)
 		return
 	}
@@ -511,7 +526,7 @@ func (k *Kernel) finish(tl *Tile, j *job, tileIndex int) {
 	k.alive = resize(k.alive, R+C)
 	colAlive, rowAlive := k.alive[:C], k.alive[C:]
 	killed := 0
-	mn, mx := D[0], D[0]
+	mn, mx := float32(math.Inf(1)), float32(math.Inf(-1))
 	for o := 0; o < R; o++ {
 		w := tl.W[o*stride : o*stride+C]
 		d := D[o*cp : o*cp+C]
@@ -521,15 +536,15 @@ func (k *Kernel) finish(tl *Tile, j *job, tileIndex int) {
 		ca := colAlive[:len(w)]
 		alive := int32(0)
 		for i, wi := range w {
+			if wi == 0 {
+				continue
+			}
 			v := d[i]
 			if v < mn {
 				mn = v
 			}
 			if v > mx {
 				mx = v
-			}
-			if wi == 0 {
-				continue
 			}
 			if v < thr {
 				m[i] = 1
@@ -584,10 +599,15 @@ func (k *Kernel) finish(tl *Tile, j *job, tileIndex int) {
 	st.Rescued = rescued
 }
 
-func minMax(D []float32, R, C, cp int) (mn, mx float32) {
-	mn, mx = D[0], D[0]
-	for o := 0; o < R; o++ {
-		for _, v := range D[o*cp : o*cp+C] {
+// minMax returns the range of D_T over the non-zero weights.
+func minMax(tl *Tile, D []float32, cp, stride int) (mn, mx float32) {
+	mn, mx = float32(math.Inf(1)), float32(math.Inf(-1))
+	for o := 0; o < tl.Rows; o++ {
+		for i, w := range tl.W[o*stride : o*stride+tl.Cols] {
+			if w == 0 {
+				continue
+			}
+			v := D[o*cp+i]
 			if v < mn {
 				mn = v
 			}
