@@ -8,6 +8,14 @@ import (
 // Gaussian tile with the default constants in natural mode, and weights per
 // second (SetBytes counts one byte per weight, so "MB/s" reads as millions
 // of weights per second).
+//
+// Measured with `go test ./kernel -run XXX -bench Tile -count 3` on the
+// 2-core AMD EPYC build machine while ~7 other jobs ran (load average 8, so
+// the numbers are noisy; best of 3 shown), default constants
+// g=1.75 T=4 K=2 h=0.5 theta=0.29, one core:
+//
+//	generic  28.2 ms/tile   2.32 M weights/s
+//	avx2      1.21 ms/tile  54.1 M weights/s  (23x the generic path)
 func BenchmarkTile(b *testing.B) {
 	for _, impl := range []Impl{Generic, AVX2} {
 		b.Run(impl.String(), func(b *testing.B) {

@@ -223,6 +223,9 @@ func checkTile(t *Tile) error {
 	if stride < t.Cols {
 		return fmt.Errorf("stride %d < cols %d", stride, t.Cols)
 	}
+	if t.Rows > 1 && stride > len(t.W) {
+		return fmt.Errorf("stride %d > len(W)=%d", stride, len(t.W))
+	}
 	if need := (t.Rows-1)*stride + t.Cols; len(t.W) < need {
 		return fmt.Errorf("len(W)=%d < %d", len(t.W), need)
 	}

@@ -373,6 +373,7 @@ func TestErrors(t *testing.T) {
 		{W: make([]float32, 257), Rows: 1, Cols: 257},
 		{W: make([]float32, 3), Rows: 2, Cols: 2},
 		{W: make([]float32, 8), Rows: 2, Cols: 4, Stride: 3},
+		{W: make([]float32, 8), Rows: 3, Cols: 4, Stride: math.MaxInt / 2},
 		{W: []float32{1, nan, 2, 3}, Rows: 2, Cols: 2},
 		{W: []float32{1, float32(math.Inf(-1))}, Rows: 1, Cols: 2},
 		{W: []float32{1, 2}, Rows: 1, Cols: 2, Act: []float32{1, -1}},
