@@ -123,6 +123,7 @@ func (a *App) build() *ucli.App {
 			a.pruneCommand(),
 			a.testmodelCommand(),
 			a.inspectCommand(),
+			a.auditCommand(),
 			a.dumpCommand(),
 			a.demoCommand(),
 		},

@@ -1,0 +1,478 @@
+package audit
+
+import (
+	"fmt"
+	"math"
+	"regexp"
+	"strings"
+
+	"github.com/physarium/physarium-gguf/gguf"
+	"github.com/physarium/physarium-gguf/prune"
+)
+
+// keySpec is a documented physarium.* key and its type.
+type keySpec struct {
+	name      string
+	typ, elem gguf.ValueType
+	optional  bool
+}
+
+// documented lists the keys of ERRATA.md with their types.
+var documented = []keySpec{
+	{name: "version", typ: gguf.TypeUint32},
+	{name: "method", typ: gguf.TypeString},
+	{name: "activation_aware", typ: gguf.TypeBool},
+	{name: "importance", typ: gguf.TypeString},
+	{name: "tile", typ: gguf.TypeUint32},
+	{name: "tiling", typ: gguf.TypeString},
+	{name: "mode", typ: gguf.TypeString},
+	{name: "params", typ: gguf.TypeString},
+	{name: "targets", typ: gguf.TypeArray, elem: gguf.TypeString},
+	{name: "weights.target", typ: gguf.TypeUint64},
+	{name: "weights.processed", typ: gguf.TypeUint64},
+	{name: "weights.model", typ: gguf.TypeUint64},
+	{name: "killed", typ: gguf.TypeUint64},
+	{name: "zero_before", typ: gguf.TypeUint64},
+	{name: "exact_zero", typ: gguf.TypeUint64},
+	{name: "kill_rate.over_target", typ: gguf.TypeFloat64},
+	{name: "kill_rate.over_model", typ: gguf.TypeFloat64},
+	{name: "coverage", typ: gguf.TypeFloat64},
+	{name: "tensors.name", typ: gguf.TypeArray, elem: gguf.TypeString},
+	{name: "tensors.killed", typ: gguf.TypeArray, elem: gguf.TypeUint64},
+	{name: "tensors.weights", typ: gguf.TypeArray, elem: gguf.TypeUint64},
+	{name: "source", typ: gguf.TypeString},
+	{name: "imatrix", typ: gguf.TypeString, optional: true},
+	{name: "errata", typ: gguf.TypeString},
+}
+
+func typeText(t, elem gguf.ValueType) string {
+	if t == gguf.TypeArray {
+		return "ARRAY of " + elem.String()
+	}
+	return t.String()
+}
+
+// get returns the value of a documented key when it is present with its
+// documented type; a missing or mistyped key has been reported by checkTypes.
+func (a *auditor) get(name string) (gguf.Value, bool) {
+	kv, ok := a.f.KV(prune.KeyPrefix + name)
+	if !ok {
+		return gguf.Value{}, false
+	}
+	for _, k := range documented {
+		if k.name == name {
+			return kv.Value, kv.Value.Type == k.typ && (k.typ != gguf.TypeArray || kv.Value.Elem == k.elem)
+		}
+	}
+	return kv.Value, true
+}
+
+func (a *auditor) u64(name string) (uint64, bool) {
+	v, ok := a.get(name)
+	if !ok {
+		return 0, false
+	}
+	return v.AsUint64()
+}
+
+func (a *auditor) str(name string) (string, bool) {
+	v, ok := a.get(name)
+	if !ok {
+		return "", false
+	}
+	return v.AsString()
+}
+
+// checkTypes reports every documented key that is missing or has another
+// type.
+func (a *auditor) checkTypes() {
+	for _, k := range documented {
+		key := prune.KeyPrefix + k.name
+		kv, ok := a.f.KV(key)
+		want := typeText(k.typ, k.elem)
+		switch {
+		case !ok && !k.optional:
+			a.r.disagree(key, "", "missing", "a "+want+" (ERRATA.md)", BasisFile)
+		case ok && (kv.Value.Type != k.typ || k.typ == gguf.TypeArray && kv.Value.Elem != k.elem):
+			a.r.disagree(key, "", typeText(kv.Value.Type, kv.Value.Elem), want+" (ERRATA.md)", BasisFile)
+		}
+	}
+}
+
+// storedNames reads physarium.tensors.name/killed/weights, checks that the
+// arrays line up and name existing, distinct tensors with the stored element
+// counts, and returns the names of the existing ones.
+func (a *auditor) storedNames() []string {
+	a.checkTypes()
+	a.storedKilled = map[string]uint64{}
+	nv, _ := a.get("tensors.name")
+	kv, _ := a.get("tensors.killed")
+	wv, _ := a.get("tensors.weights")
+	names, _ := nv.Data.([]string)
+	killed, _ := kv.Data.([]uint64)
+	weights, _ := wv.Data.([]uint64)
+	if len(killed) != len(names) {
+		a.r.disagree(prune.KeyPrefix+"tensors.killed", "", fmt.Sprintf("%d entries", len(killed)), fmt.Sprintf("%d (one per physarium.tensors.name)", len(names)), BasisFile)
+	}
+	if len(weights) != len(names) {
+		a.r.disagree(prune.KeyPrefix+"tensors.weights", "", fmt.Sprintf("%d entries", len(weights)), fmt.Sprintf("%d (one per physarium.tensors.name)", len(names)), BasisFile)
+	}
+	seen := map[string]bool{}
+	var out []string
+	for i, name := range names {
+		if seen[name] {
+			a.r.disagree(prune.KeyPrefix+"tensors.name", name, "listed twice", "each target once", BasisFile)
+			continue
+		}
+		seen[name] = true
+		t, ok := a.f.Tensor(name)
+		if !ok {
+			a.r.disagree(prune.KeyPrefix+"tensors.name", name, "a target", "no such tensor in the file", BasisFile)
+			continue
+		}
+		out = append(out, name)
+		if i < len(killed) {
+			a.storedKilled[name] = killed[i]
+		}
+		if i < len(weights) {
+			st := Check{Key: prune.KeyPrefix + "tensors.weights", Tensor: name, Stored: fmt.Sprint(weights[i]), Recounted: fmt.Sprint(t.Elements()), Basis: BasisFile}
+			st.Status = statusOf(weights[i] == t.Elements())
+			a.r.check(st)
+		}
+	}
+	return out
+}
+
+// figure records the check of a stored count against an exact recount.
+func (a *auditor) figure(key, tensor string, stored uint64, present bool, recount uint64, basis, note string) {
+	if !present {
+		return // reported by checkTypes
+	}
+	a.r.check(Check{Key: prune.KeyPrefix + key, Tensor: tensor, Stored: fmt.Sprint(stored), Recounted: fmt.Sprint(recount), Status: statusOf(stored == recount), Basis: basis, Note: note})
+}
+
+// bounded records the check of a stored count against a recount that may be
+// an interval.
+func (a *auditor) bounded(key, tensor string, stored uint64, c Count, basis, note string) {
+	ck := Check{Key: prune.KeyPrefix + key, Tensor: tensor, Stored: fmt.Sprint(stored), Recounted: c.String(), Basis: basis, Note: note}
+	switch {
+	case !c.contains(stored):
+		ck.Status = StatusDisagrees
+	case c.Exact:
+		ck.Status = StatusExact
+	case c.trivial:
+		ck.Status = StatusUnverifiable
+	default:
+		ck.Status = StatusBounds
+	}
+	a.r.check(ck)
+}
+
+// ratio is num/den as prune stores it.
+func ratio(num, den uint64) float64 {
+	if den == 0 {
+		return 0
+	}
+	return float64(num) / float64(den)
+}
+
+// checkKeys compares every stored physarium.* figure with the recount.
+func (a *auditor) checkKeys() {
+	r := a.r
+	b := a.basis()
+	version, hasVersion := a.u64("version")
+	r.Version = int(version)
+	r.Method, _ = a.str("method")
+	r.Mode, _ = a.str("mode")
+
+	// Constants that the recount relies on, and consistency of the labels.
+	if tile, ok := a.u64("tile"); ok {
+		a.figure("tile", "", tile, true, prune.TileSize, BasisFile, "the tiling recount uses 256x256 tiles")
+	}
+	if s, ok := a.str("tiling"); ok {
+		a.stringCheck("tiling", s, "non-overlapping", BasisFile)
+	}
+	if hasVersion {
+		if aa, ok := a.get("activation_aware"); ok {
+			v, _ := aa.AsBool()
+			a.stringCheck("activation_aware", fmt.Sprint(v), fmt.Sprint(version >= 2), BasisFile)
+		}
+		if m, ok := a.str("method"); ok {
+			want := map[uint64]string{1: "magnitude-flow", 2: "activation-flow"}[version]
+			if want == "" {
+				a.r.disagree(prune.KeyPrefix+"version", "", fmt.Sprint(version), "1 or 2", BasisFile)
+			} else {
+				a.stringCheck("method", m, want, BasisFile)
+			}
+		}
+	}
+	if m, ok := a.str("mode"); ok && m != "natural" && m != "sparsity" {
+		a.r.disagree(prune.KeyPrefix+"mode", "", m, "natural or sparsity", BasisFile)
+	}
+	a.checkPatterns()
+	for _, k := range []string{"params", "importance", "imatrix"} {
+		if s, ok := a.str(k); ok {
+			a.r.check(Check{Key: prune.KeyPrefix + k, Stored: s, Recounted: "-", Status: StatusUnverifiable, Basis: b, Note: "a description of the run; the audit does not replay the kernel"})
+		}
+	}
+
+	// Denominators.
+	tgt, ok := a.u64("weights.target")
+	a.figure("weights.target", "", tgt, ok, r.Weights.Target, BasisFile, "sum of the elements of the tensors in physarium.tensors.name")
+	proc, ok := a.u64("weights.processed")
+	a.figure("weights.processed", "", proc, ok, r.Weights.Processed, BasisFile, "recounted from the shapes with non-overlapping 256x256 tiles per matrix")
+	mdl, ok := a.u64("weights.model")
+	a.figure("weights.model", "", mdl, ok, r.Weights.Model, BasisFile, "every element of every tensor")
+
+	// Kills, per tensor and in total.
+	killed, hasKilled := a.u64("killed")
+	exactZero, hasExact := a.u64("exact_zero")
+	zeroBefore, hasZB := a.u64("zero_before")
+	allExact := hasKilled && hasExact && exactZero == killed // the file states that every kill reads 0
+	var sum uint64
+	total := exact(0)
+	allSingle, allZeroCoded := true, true
+	var zeros, zeroed uint64
+	for i := range r.Tensors {
+		t := &r.Tensors[i]
+		s := &t.scan
+		typ, _ := gguf.ParseType(t.Type)
+		single := singleWeight(typ) && t.ZeroCode != "none" && t.ZeroCode != "unknown"
+		allSingle = allSingle && single && s.decoded
+		allZeroCoded = allZeroCoded && (t.ZeroCode == "exact" || t.ZeroCode == "preserving") && s.decoded
+		zeros += s.zeros
+		zeroed += s.zeroed
+		c, note := a.killCount(t, single, allExact)
+		total = total.add(c)
+		t.Killed = &c
+		stored, ok := a.storedKilled[t.Name]
+		if !ok {
+			continue
+		}
+		sum += stored
+		t.StoredKilled = &stored
+		num := stored
+		if c.Exact {
+			num = c.Lo
+		}
+		kr := prune.NewRate(num, t.Weights, "tensor")
+		t.KillRate = &kr
+		a.bounded("tensors.killed", t.Name, stored, c, scanBasis(s), note)
+		a.tensorData(t, single)
+	}
+	if hasKilled {
+		a.figure("killed", "", killed, true, sum, BasisFile, "sum of physarium.tensors.killed")
+		r.StoredKilled = &killed
+		r.Killed = &total
+		a.bounded("killed", "", killed, total, b, "sum of the per-tensor recounts")
+	}
+	if hasKilled && hasExact && exactZero > killed {
+		r.disagree(prune.KeyPrefix+"exact_zero", "", fmt.Sprint(exactZero), fmt.Sprintf("at most physarium.killed = %d", killed), BasisFile)
+	}
+
+	// zero_before and exact_zero.
+	if a.o != nil {
+		if hasZB {
+			a.figure("zero_before", "", zeroBefore, true, r.ZeroBefore.Numerator, BasisAgainst, "target weights that read exactly 0 in the original")
+		}
+		if hasExact {
+			c := Count{Lo: 0, Hi: zeroed}
+			note := "killed weights that read 0 are among the weights non-zero in the original and zero now"
+			if allSingle {
+				c = exact(zeroed)
+				note = "F32/F16/BF16 targets: every weight non-zero in the original and zero now is a kill reading 0"
+			}
+			a.bounded("exact_zero", "", exactZero, c, BasisAgainst, note)
+		}
+	} else if hasZB && hasExact {
+		ck := Check{Key: prune.KeyPrefix + "zero_before", Stored: fmt.Sprintf("%d (+ exact_zero %d = %d)", zeroBefore, exactZero, zeroBefore+exactZero), Recounted: fmt.Sprintf("%d target weights read 0", zeros), Basis: BasisFile}
+		switch {
+		case allSingle:
+			ck.Status = statusOf(zeroBefore+exactZero == zeros)
+			ck.Note = "F32/F16/BF16 targets: zeros now = zero_before + exact_zero exactly; the split between the two needs --against"
+		case allZeroCoded:
+			ck.Status = StatusBounds
+			if zeroBefore+exactZero > zeros {
+				ck.Status = StatusDisagrees
+			}
+			ck.Recounted = fmt.Sprintf("at most %d (target weights that read 0)", zeros)
+			ck.Note = "zeros now = zero_before + exact_zero + survivors that re-encoding rounded to 0, so only an upper bound; the split needs --against"
+		default:
+			ck.Status = StatusUnverifiable
+			ck.Note = "a target type without a zero code: weights that were 0 may read non-zero after re-encoding; needs --against"
+		}
+		r.check(ck)
+	}
+
+	// Rates and the wording.
+	num := killed
+	numBasis, numNote := BasisFile, "numerator: the stored physarium.killed (the recount only bounds it)"
+	if total.Exact {
+		num, numBasis, numNote = total.Lo, b, "numerator: the recounted kills"
+	}
+	ot, om := prune.NewRate(num, r.Weights.Target, "target"), prune.NewRate(num, r.Weights.Model, "model")
+	r.OverTarget, r.OverModel = &ot, &om
+	a.rate("kill_rate.over_target", ratio(num, r.Weights.Target), total.Exact, numBasis, numNote+" over the recounted target")
+	a.rate("kill_rate.over_model", ratio(num, r.Weights.Model), total.Exact, numBasis, numNote+" over the recounted model")
+	a.rate("coverage", ratio(r.Weights.Processed, r.Weights.Target), true, BasisFile, "recounted processed over recounted target")
+	if s, ok := a.str("errata"); ok && hasVersion {
+		imp, _ := a.str("importance")
+		rep := &prune.Report{
+			Version: int(version), Method: r.Method, Importance: imp,
+			Killed: num, Weights: r.Weights, TargetCount: r.TargetTensors,
+			OverTarget: ot, OverModel: om, Coverage: r.Coverage,
+		}
+		want := prune.Errata(rep)
+		ck := Check{Key: prune.KeyPrefix + "errata", Stored: s, Recounted: want, Basis: numBasis, Note: "prune.Errata filled with the recounted figures"}
+		ck.Status = statusOf(s == want)
+		if ck.Status == StatusExact && !total.Exact {
+			ck.Status = StatusBounds
+			ck.Note += "; the kill count in it is the stored one"
+		}
+		r.check(ck)
+	}
+}
+
+// scanBasis says on what a tensor's recount rests.
+func scanBasis(s *scan) string {
+	if s.against {
+		return BasisAgainst
+	}
+	return BasisFile
+}
+
+// killCount returns the interval of a tensor's kills the data allows, and
+// how it was derived.
+func (a *auditor) killCount(t *TensorAudit, single, allExact bool) (Count, string) {
+	s := &t.scan
+	n := t.Weights
+	switch {
+	case !s.decoded:
+		return Count{Lo: 0, Hi: n, trivial: true}, "type cannot be decoded: only kills <= weights"
+	case s.against && single:
+		return exact(s.zeroed), "F32/F16/BF16: a kill is a weight non-zero in the original and 0 now"
+	case s.against && t.ZeroCode != "none" && t.ZeroCode != "unknown":
+		hi, note := s.nonzeroChanged, "at least one kill per changed block; at most the non-zero original weights of changed blocks"
+		if allExact {
+			hi = s.zeroed
+			note = "at least one kill per changed block; at most the weights non-zero in the original and 0 now (re-encoding can round survivors to 0)"
+		}
+		return Count{Lo: min(s.changedBlocks, hi), Hi: hi}, note
+	case s.against:
+		return Count{Lo: s.changedBlocks, Hi: n - s.zeroBefore}, "no zero code: at least one kill per changed block; a block with a kill may keep its bytes, so at most the non-zero original weights"
+	case single || allExact && t.ZeroCode != "none" && t.ZeroCode != "unknown":
+		return Count{Lo: 0, Hi: s.zeros}, "alone: kills read 0, so at most the weights that read 0 now; --against recounts more"
+	}
+	return Count{Lo: 0, Hi: n, trivial: true}, "alone, no zero code (or kills not all exact): only kills <= weights; --against recounts more"
+}
+
+// tensorData reports changes inside a target tensor that are no kill.
+func (a *auditor) tensorData(t *TensorAudit, single bool) {
+	s := &t.scan
+	if !s.against {
+		return
+	}
+	ok := true
+	if single && s.notKill > 0 {
+		ok = false
+		a.r.disagree("tensor.data", t.Name, fmt.Sprintf("%d weights changed otherwise than non-zero to 0 (first: element %d)", s.notKill, s.firstNotKill), "only kills may change in F32/F16/BF16", BasisAgainst)
+	}
+	if t.ZeroCode != "none" && t.ZeroCode != "unknown" {
+		if s.noKillBlocks > 0 {
+			ok = false
+			a.r.disagree("tensor.data", t.Name, fmt.Sprintf("%d changed blocks without a weight made 0 (first: block %d)", s.noKillBlocks, s.firstNoKill), "a block changes only when it holds a kill, which reads 0", BasisAgainst)
+		}
+		if s.lostZero > 0 {
+			ok = false
+			a.r.disagree("tensor.data", t.Name, fmt.Sprintf("%d weights that were 0 read non-zero (first: element %d)", s.lostZero, s.firstLost), "a type with a zero code keeps zeros", BasisAgainst)
+		}
+	}
+	if ok {
+		a.r.check(Check{Key: "tensor.data", Tensor: t.Name, Stored: fmt.Sprintf("%d of %d blocks changed", s.changedBlocks, s.blocks), Recounted: "every changed block holds a weight made 0; unchanged blocks keep their bytes", Status: StatusExact, Basis: BasisAgainst})
+	}
+}
+
+// rate checks a stored FLOAT64 fraction against the recount, exactly.
+func (a *auditor) rate(key string, want float64, exactNum bool, basis, note string) {
+	v, ok := a.get(key)
+	if !ok {
+		return
+	}
+	got, _ := v.AsFloat64()
+	ck := Check{Key: prune.KeyPrefix + key, Stored: fmt.Sprint(got), Recounted: fmt.Sprint(want), Basis: basis, Note: note}
+	ck.Status = statusOf(math.Float64bits(got) == math.Float64bits(want))
+	if ck.Status == StatusExact && !exactNum {
+		ck.Status = StatusBounds
+	}
+	a.r.check(ck)
+}
+
+func (a *auditor) stringCheck(key, stored, want, basis string) {
+	a.r.check(Check{Key: prune.KeyPrefix + key, Stored: stored, Recounted: want, Status: statusOf(stored == want), Basis: basis})
+}
+
+// checkPatterns checks that every target matches the selection stored in
+// physarium.targets (the default pattern, "include RE", "exclude RE",
+// "layers L").
+func (a *auditor) checkPatterns() {
+	v, ok := a.get("targets")
+	if !ok {
+		return
+	}
+	pats, _ := v.Data.([]string)
+	var base []*regexp.Regexp
+	var include, exclude []*regexp.Regexp
+	var layers map[int]bool
+	for i, p := range pats {
+		var err error
+		var re *regexp.Regexp
+		switch {
+		case strings.HasPrefix(p, "include "):
+			re, err = regexp.Compile(strings.TrimPrefix(p, "include "))
+			include = append(include, re)
+		case strings.HasPrefix(p, "exclude "):
+			re, err = regexp.Compile(strings.TrimPrefix(p, "exclude "))
+			exclude = append(exclude, re)
+		case strings.HasPrefix(p, "layers "):
+			layers, err = prune.ParseLayers(strings.TrimPrefix(p, "layers "))
+		case i == 0:
+			re, err = regexp.Compile(p)
+			base = append(base, re)
+		default:
+			err = fmt.Errorf("not a pattern entry")
+		}
+		if err != nil {
+			a.r.disagree(prune.KeyPrefix+"targets", "", p, "a pattern: "+err.Error(), BasisFile)
+			return
+		}
+	}
+	bad := 0
+	for _, name := range a.r.targetNames() {
+		m := false
+		for _, re := range append(base, include...) {
+			m = m || re.MatchString(name)
+		}
+		for _, re := range exclude {
+			m = m && !re.MatchString(name)
+		}
+		if m && layers != nil {
+			l, has := prune.Layer(name)
+			m = has && layers[l]
+		}
+		if !m {
+			bad++
+			a.r.disagree(prune.KeyPrefix+"targets", name, "a target", "not chosen by the stored patterns", BasisFile)
+		}
+	}
+	if bad == 0 {
+		a.r.check(Check{Key: prune.KeyPrefix + "targets", Stored: strings.Join(pats, "; "), Recounted: "every target matches", Status: StatusExact, Basis: BasisFile})
+	}
+}
+
+func (r *Report) targetNames() []string {
+	names := make([]string, len(r.Tensors))
+	for i, t := range r.Tensors {
+		names[i] = t.Name
+	}
+	return names
+}

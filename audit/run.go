@@ -1,0 +1,340 @@
+package audit
+
+import (
+	"context"
+	"fmt"
+	"math"
+	"path/filepath"
+	"reflect"
+	"regexp"
+	"strings"
+
+	"github.com/physarium/physarium-gguf/gguf"
+	"github.com/physarium/physarium-gguf/prune"
+	"github.com/physarium/physarium-gguf/quantize"
+)
+
+// auditor carries one audit's state.
+type auditor struct {
+	ctx   context.Context
+	f, o  *gguf.File
+	chunk int
+	r     *Report
+	// storedKilled holds physarium.tensors.killed by tensor name.
+	storedKilled map[string]uint64
+}
+
+var projection = regexp.MustCompile(prune.DefaultTargetPattern)
+
+func (a *auditor) basis() string {
+	if a.o != nil {
+		return BasisAgainst
+	}
+	return BasisFile
+}
+
+func (a *auditor) run() error {
+	r, f := a.r, a.f
+	for _, t := range f.Tensors {
+		r.Weights.Model += t.Elements()
+	}
+	_, r.Pruned = f.KV(prune.KeyPrefix + "version")
+	if !r.Pruned {
+		for _, kv := range f.KVs {
+			if strings.HasPrefix(kv.Key, prune.KeyPrefix) {
+				r.Pruned = true // some keys but no version: audited (and refuted) as a pruned file
+				break
+			}
+		}
+	}
+	var names []string
+	if r.Pruned {
+		names = a.storedNames()
+	} else {
+		for _, t := range f.Tensors {
+			if len(t.Shape) >= 2 && projection.MatchString(t.Name) {
+				names = append(names, t.Name)
+			}
+		}
+	}
+	if a.o != nil {
+		a.compareStructure()
+		a.compareKVs()
+	}
+	targets := map[string]bool{}
+	for _, name := range names {
+		t, ok := f.Tensor(name)
+		if !ok || targets[name] {
+			continue // reported by storedNames
+		}
+		targets[name] = true
+		var ot *gguf.TensorInfo
+		if a.o != nil {
+			if x, ok := a.o.Tensor(name); ok && x.Type == t.Type && reflect.DeepEqual(x.Shape, t.Shape) {
+				ot = &x
+			}
+		}
+		s, err := scanTarget(a.ctx, f, a.o, t, ot, a.chunk)
+		if err != nil {
+			return err
+		}
+		r.Tensors = append(r.Tensors, a.tensorAudit(t, s))
+	}
+	if a.o != nil {
+		if err := a.compareNonTargets(targets); err != nil {
+			return err
+		}
+	}
+	r.TargetTensors = len(r.Tensors)
+	var zeros, zeroBefore, zeroed uint64
+	for _, t := range r.Tensors {
+		r.Weights.Target += t.Weights
+		r.Weights.Processed += t.Coverage.Numerator
+		zeros += t.Zeros.Numerator
+		zeroBefore += t.scan.zeroBefore
+		zeroed += t.scan.zeroed
+	}
+	r.Coverage = prune.NewRate(r.Weights.Processed, r.Weights.Target, "target")
+	r.Zeros = prune.NewRate(zeros, r.Weights.Target, "target")
+	r.ZerosOfModel = prune.NewRate(zeros, r.Weights.Model, "model")
+	if a.o != nil {
+		zb, zd := prune.NewRate(zeroBefore, r.Weights.Target, "target"), prune.NewRate(zeroed, r.Weights.Target, "target")
+		r.ZeroBefore, r.Zeroed = &zb, &zd
+	}
+	if r.Pruned {
+		a.checkKeys()
+		if a.o != nil {
+			if err := a.checkSource(); err != nil {
+				return err
+			}
+		}
+	}
+	return nil
+}
+
+// zeroCode names the zero behaviour of a type.
+func zeroCode(t gguf.Type) string {
+	z, ok := quantize.Zero(t)
+	switch {
+	case !ok:
+		return "unknown"
+	case z == quantize.ZeroExact:
+		return "exact"
+	case z == quantize.ZeroPreserving:
+		return "preserving"
+	}
+	return "none"
+}
+
+// singleWeight reports whether every weight of t is its own block (F32,
+// F16, BF16): re-encoding a kill then touches no other weight.
+func singleWeight(t gguf.Type) bool {
+	ti, ok := t.Info()
+	return ok && ti.BlockSize == 1
+}
+
+func (a *auditor) tensorAudit(t gguf.TensorInfo, s scan) TensorAudit {
+	n := t.Elements()
+	ta := TensorAudit{
+		Name: t.Name, Type: t.Type.String(), Shape: t.Shape, ZeroCode: zeroCode(t.Type),
+		Weights: n, Coverage: prune.NewRate(tiled(t.Shape), n, "tensor"),
+		Zeros: prune.NewRate(s.zeros, n, "tensor"), Decoded: s.decoded, scan: s,
+	}
+	if s.against {
+		zb := prune.NewRate(s.zeroBefore, n, "tensor")
+		zd := prune.NewRate(s.zeroed, n, "tensor")
+		cw := prune.NewRate(s.changedWeights, n, "tensor")
+		cb := prune.NewRate(s.changedBlocks, s.blocks, "tensor block")
+		ta.ZeroBefore, ta.Zeroed, ta.ChangedWeights, ta.ChangedBlocks = &zb, &zd, &cw, &cb
+	}
+	return ta
+}
+
+// compareStructure checks that the file has the original's tensors, in the
+// same order, with the same types and shapes.
+func (a *auditor) compareStructure() {
+	f, o := a.f, a.o
+	before := len(a.r.Disagreements)
+	for _, ot := range o.Tensors {
+		t, ok := f.Tensor(ot.Name)
+		switch {
+		case !ok:
+			a.r.disagree("tensor", ot.Name, "missing from the file", fmt.Sprintf("present in the original (%s %s)", ot.Type, shape(ot.Shape)), BasisAgainst)
+		case t.Type != ot.Type:
+			a.r.disagree("tensor.type", ot.Name, t.Type.String(), ot.Type.String()+" in the original", BasisAgainst)
+		case !reflect.DeepEqual(t.Shape, ot.Shape):
+			a.r.disagree("tensor.shape", ot.Name, shape(t.Shape), shape(ot.Shape)+" in the original", BasisAgainst)
+		}
+	}
+	for _, t := range f.Tensors {
+		if _, ok := o.Tensor(t.Name); !ok {
+			a.r.disagree("tensor", t.Name, fmt.Sprintf("present in the file (%s %s)", t.Type, shape(t.Shape)), "not in the original", BasisAgainst)
+		}
+	}
+	if len(f.Tensors) == len(o.Tensors) {
+		for i := range f.Tensors {
+			if f.Tensors[i].Name != o.Tensors[i].Name {
+				a.r.disagree("tensor.order", f.Tensors[i].Name, fmt.Sprintf("tensor %d", i), fmt.Sprintf("tensor %d of the original is %s", i, o.Tensors[i].Name), BasisAgainst)
+				break
+			}
+		}
+	}
+	a.r.check(Check{Key: "tensors", Stored: fmt.Sprintf("%d tensors", len(f.Tensors)), Recounted: fmt.Sprintf("%d in the original", len(o.Tensors)), Status: statusOf(len(a.r.Disagreements) == before), Basis: BasisAgainst, Note: "names, order, types and shapes"})
+}
+
+// compareKVs checks that every key outside physarium.* is the original's,
+// in the same order, with the same type and value.
+func (a *auditor) compareKVs() {
+	plain := func(kvs []gguf.KV) []gguf.KV {
+		var out []gguf.KV
+		for _, kv := range kvs {
+			if !strings.HasPrefix(kv.Key, prune.KeyPrefix) {
+				out = append(out, kv)
+			}
+		}
+		return out
+	}
+	fk, ok := plain(a.f.KVs), plain(a.o.KVs)
+	before := len(a.r.Disagreements)
+	for _, kv := range ok {
+		got, present := a.f.KV(kv.Key)
+		switch {
+		case !present:
+			a.r.disagree(kv.Key, "", "missing", valueText(kv.Value)+" in the original", BasisAgainst)
+		case !valueEqual(got.Value, kv.Value):
+			a.r.disagree(kv.Key, "", valueText(got.Value), valueText(kv.Value)+" in the original", BasisAgainst)
+		}
+	}
+	for _, kv := range fk {
+		if _, present := a.o.KV(kv.Key); !present {
+			a.r.disagree(kv.Key, "", valueText(kv.Value), "not in the original", BasisAgainst)
+		}
+	}
+	if len(a.r.Disagreements) == before && len(fk) == len(ok) {
+		for i := range fk {
+			if fk[i].Key != ok[i].Key {
+				a.r.disagree(fk[i].Key, "", fmt.Sprintf("key %d (not counting physarium.*)", i), fmt.Sprintf("key %d of the original is %s", i, ok[i].Key), BasisAgainst)
+				break
+			}
+		}
+	}
+	a.r.check(Check{Key: "metadata", Stored: fmt.Sprintf("%d keys outside physarium.*", len(fk)), Recounted: fmt.Sprintf("%d in the original", len(ok)), Status: statusOf(len(a.r.Disagreements) == before), Basis: BasisAgainst, Note: "order, type and value of every key outside physarium.*"})
+}
+
+// compareNonTargets checks every tensor that is not a target byte for byte.
+func (a *auditor) compareNonTargets(targets map[string]bool) error {
+	same, n := true, 0
+	for _, t := range a.f.Tensors {
+		ot, ok := a.o.Tensor(t.Name)
+		if targets[t.Name] || !ok || ot.Type != t.Type || !reflect.DeepEqual(ot.Shape, t.Shape) {
+			continue
+		}
+		n++
+		off, err := sameBytes(a.ctx, a.f, a.o, t, ot)
+		if err != nil {
+			return err
+		}
+		if off >= 0 {
+			same = false
+			a.r.disagree("tensor.data", t.Name, fmt.Sprintf("byte %d differs", off), "not a target: must equal the original byte for byte", BasisAgainst)
+		}
+	}
+	a.r.check(Check{Key: "tensor.data", Stored: fmt.Sprintf("%d non-target tensors", n), Recounted: "compared byte for byte with the original", Status: statusOf(same), Basis: BasisAgainst})
+	return nil
+}
+
+func statusOf(ok bool) string {
+	if ok {
+		return StatusExact
+	}
+	return StatusDisagrees
+}
+
+func shape(s []uint64) string {
+	p := make([]string, len(s))
+	for i, n := range s {
+		p[i] = fmt.Sprint(n)
+	}
+	return "[" + strings.Join(p, " ") + "]"
+}
+
+// valueEqual compares two metadata values by type and value (floats by
+// their bits, so NaN equals itself and -0 differs from +0).
+func valueEqual(x, y gguf.Value) bool {
+	if x.Type != y.Type || x.Elem != y.Elem {
+		return false
+	}
+	switch a := x.Data.(type) {
+	case float32:
+		b, ok := y.Data.(float32)
+		return ok && math.Float32bits(a) == math.Float32bits(b)
+	case float64:
+		b, ok := y.Data.(float64)
+		return ok && math.Float64bits(a) == math.Float64bits(b)
+	case []float32:
+		b, ok := y.Data.([]float32)
+		if !ok || len(a) != len(b) {
+			return false
+		}
+		for i := range a {
+			if math.Float32bits(a[i]) != math.Float32bits(b[i]) {
+				return false
+			}
+		}
+		return true
+	case []float64:
+		b, ok := y.Data.([]float64)
+		if !ok || len(a) != len(b) {
+			return false
+		}
+		for i := range a {
+			if math.Float64bits(a[i]) != math.Float64bits(b[i]) {
+				return false
+			}
+		}
+		return true
+	}
+	return reflect.DeepEqual(x.Data, y.Data)
+}
+
+// valueText is a short description of a value for messages.
+func valueText(v gguf.Value) string {
+	var s string
+	if v.Type == gguf.TypeArray {
+		s = fmt.Sprintf("ARRAY of %s[%d] %v", v.Elem, v.Len(), v.Data)
+	} else if str, ok := v.AsString(); ok {
+		s = fmt.Sprintf("STRING %q", str)
+	} else {
+		s = fmt.Sprintf("%s %v", v.Type, v.Data)
+	}
+	if len(s) > 120 {
+		s = s[:117] + "..."
+	}
+	return s
+}
+
+// checkSource checks that physarium.source names the original's sha256.
+func (a *auditor) checkSource() error {
+	sum, err := fileSHA256(a.ctx, a.o)
+	if err != nil {
+		return err
+	}
+	a.r.AgainstSHA256 = sum
+	key := prune.KeyPrefix + "source"
+	kv, ok := a.f.KV(key)
+	if !ok {
+		return nil // reported as a missing key
+	}
+	s, _ := kv.Value.AsString()
+	name, hash, found := strings.Cut(s, " sha256:")
+	want := filepath.Base(a.o.Path) + " sha256:" + sum
+	switch {
+	case !found || hash != sum:
+		a.r.disagree(key, "", s, want, BasisAgainst)
+	case name != filepath.Base(a.o.Path):
+		a.r.check(Check{Key: key, Stored: s, Recounted: want, Status: StatusExact, Basis: BasisAgainst, Note: "the sha256 matches; the original has been renamed since"})
+	default:
+		a.r.check(Check{Key: key, Stored: s, Recounted: want, Status: StatusExact, Basis: BasisAgainst})
+	}
+	return nil
+}

@@ -1,0 +1,187 @@
+package cli
+
+import (
+	"bufio"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+
+	ucli "github.com/urfave/cli/v2"
+
+	"github.com/physarium/physarium-gguf/audit"
+)
+
+func (a *App) auditCommand() *ucli.Command {
+	return &ucli.Command{
+		Name:      "audit",
+		Usage:     "re-derive the physarium.* figures of a GGUF from its tensor data",
+		ArgsUsage: "FILE",
+		Description: `Reads FILE and recounts from the tensor data what its physarium.* keys
+state: the denominators (target, processed through the 256x256 tiling,
+model), the coverage, the zeros of every target tensor, the kills as far as
+the data shows them, the rates and the errata wording. With --against
+ORIGINAL it also checks that the tensors, their types and shapes, every
+key outside physarium.* and every non-target tensor's bytes are the
+original's, that every changed block of a target holds a kill, that the
+original's sha256 is the one in physarium.source, and recounts zero_before
+and the kills.
+
+Every check says whether it was verified exactly, only within bounds, or
+not at all, and whether it rests on the file alone or on the original.
+A file without physarium.* keys gets the sparsity of each projection tensor.
+
+Exit status: 0 when everything agrees, 1 when anything disagrees (each
+disagreement named: key, tensor, stored value, recounted value), 2 on usage
+or read errors.
+
+Examples:
+  physarium-gguf audit model.pruned.gguf
+  physarium-gguf audit --against model.gguf model.pruned.gguf
+  physarium-gguf audit --json --against model.gguf model.pruned.gguf | jq .disagreements`,
+		Flags: []ucli.Flag{
+			&ucli.BoolFlag{Name: "json", Usage: "print the audit as JSON"},
+			&ucli.StringFlag{Name: "against", Usage: "the original (unpruned) file to compare with"},
+		},
+		Action: a.audit,
+	}
+}
+
+func (a *App) audit(c *ucli.Context) error {
+	paths, err := args(c, "FILE")
+	if err != nil {
+		return err
+	}
+	r, err := runAudit(c.Context, paths[0], c.String("against"))
+	if err != nil {
+		return err
+	}
+	w := bufio.NewWriter(a.Stdout)
+	if c.Bool("json") {
+		enc := json.NewEncoder(w)
+		enc.SetIndent("", "  ")
+		err = enc.Encode(r)
+	} else {
+		writeAudit(w, r)
+	}
+	if ferr := w.Flush(); err == nil {
+		err = ferr
+	}
+	if err != nil {
+		return fmt.Errorf("audit: %w", err)
+	}
+	return auditVerdict(r)
+}
+
+// runAudit audits path; read errors exit with ExitUsage (2).
+func runAudit(ctx context.Context, path, against string) (*audit.Report, error) {
+	r, err := audit.File(ctx, path, audit.Options{Against: against})
+	if err != nil {
+		if errors.Is(err, context.Canceled) {
+			return nil, err
+		}
+		return nil, &ExitError{Code: ExitUsage, Err: err}
+	}
+	return r, nil
+}
+
+// auditVerdict is nil when r agrees, else an error naming the
+// disagreements (exit code 1).
+func auditVerdict(r *audit.Report) error {
+	if r.OK() {
+		return nil
+	}
+	d := r.Disagreements[0]
+	more := ""
+	if len(r.Disagreements) > 1 {
+		more = fmt.Sprintf(" (and %d more)", len(r.Disagreements)-1)
+	}
+	where := d.Key
+	if d.Tensor != "" {
+		where += " of " + d.Tensor
+	}
+	return &ExitError{Code: ExitFailure, Err: fmt.Errorf("audit: %s: %d disagreements: %s: stored %s, recounted %s%s", r.File, len(r.Disagreements), where, d.Stored, d.Recounted, more)}
+}
+
+// writeAudit prints the human summary of an audit.
+func writeAudit(w io.Writer, r *audit.Report) {
+	basis := "the file alone"
+	if r.Against != "" {
+		basis = "against the original " + r.Against
+	}
+	fmt.Fprintf(w, "audit of %s (%s)\n", r.File, basis)
+	if !r.Pruned {
+		fmt.Fprintln(w, "no physarium.* keys: sparsity of the projection tensors (weights that read exactly 0)")
+	} else {
+		fmt.Fprintf(w, "Physarium-v%d %s, mode %s\n", r.Version, r.Method, r.Mode)
+	}
+	fmt.Fprintf(w, "denominators: target %d weights (%d tensors), processed %d, model %d\n", r.Weights.Target, r.TargetTensors, r.Weights.Processed, r.Weights.Model)
+	fmt.Fprintf(w, "coverage:               %s\n", r.Coverage)
+	fmt.Fprintf(w, "zeros now over target:  %s\n", r.Zeros)
+	fmt.Fprintf(w, "zeros now over model:   %s\n", r.ZerosOfModel)
+	if r.ZeroBefore != nil {
+		fmt.Fprintf(w, "zero before surgery:    %s\n", r.ZeroBefore)
+		fmt.Fprintf(w, "made zero by surgery:   %s\n", r.Zeroed)
+	}
+	if r.Killed != nil {
+		fmt.Fprintf(w, "killed: stored %d, recounted %s\n", *r.StoredKilled, r.Killed)
+		fmt.Fprintf(w, "kill rate over target:  %s\n", r.OverTarget)
+		fmt.Fprintf(w, "kill rate over model:   %s\n", r.OverModel)
+	}
+	fmt.Fprintln(w, "per tensor (zeros now over the tensor's weights):")
+	for _, t := range r.Tensors {
+		fmt.Fprintf(w, "  %-28s %-7s zeros %s", t.Name, t.Type, t.Zeros)
+		if t.Killed != nil && t.StoredKilled != nil {
+			fmt.Fprintf(w, "; killed stored %d, recounted %s", *t.StoredKilled, t.Killed)
+		}
+		if !t.Decoded {
+			fmt.Fprint(w, " (type cannot be decoded)")
+		}
+		fmt.Fprintln(w)
+	}
+	counts := map[string]int{}
+	for _, c := range r.Checks {
+		counts[c.Status+" ("+c.Basis+")"]++
+	}
+	if len(r.Checks) > 0 {
+		fmt.Fprintln(w, "checks:")
+		for _, s := range []string{audit.StatusExact, audit.StatusBounds, audit.StatusUnverifiable, audit.StatusDisagrees} {
+			for _, b := range []string{audit.BasisFile, audit.BasisAgainst} {
+				if n := counts[s+" ("+b+")"]; n > 0 {
+					fmt.Fprintf(w, "  %4d %s (%s)\n", n, s, map[string]string{audit.BasisFile: "file alone", audit.BasisAgainst: "against the original"}[b])
+				}
+			}
+		}
+		for _, c := range r.Checks {
+			if c.Status == audit.StatusBounds || c.Status == audit.StatusUnverifiable {
+				where := c.Key
+				if c.Tensor != "" {
+					where += " of " + c.Tensor
+				}
+				if c.Tensor == "" {
+					fmt.Fprintf(w, "  %s: %s: stored %s, recounted %s\n", c.Status, where, short(c.Stored), short(c.Recounted))
+				}
+			}
+		}
+	}
+	if r.OK() {
+		fmt.Fprintf(w, "verdict: agree (%d checks)\n", len(r.Checks))
+		return
+	}
+	fmt.Fprintf(w, "verdict: DISAGREE (%d disagreements)\n", len(r.Disagreements))
+	for _, d := range r.Disagreements {
+		where := d.Key
+		if d.Tensor != "" {
+			where += " of " + d.Tensor
+		}
+		fmt.Fprintf(w, "  %s: stored %s, recounted %s\n", where, short(d.Stored), short(d.Recounted))
+	}
+}
+
+func short(s string) string {
+	if len(s) > 100 {
+		return s[:97] + "..."
+	}
+	return s
+}
