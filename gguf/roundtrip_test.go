@@ -58,3 +58,15 @@ func TestRoundTripStories(t *testing.T) {
 		t.Fatalf("round trip differs: %d vs %d bytes, first difference at %d", len(got), len(want), n)
 	}
 }
+
+// BenchmarkOpenStories measures Open (mmap and full header validation) of
+// the test model.
+func BenchmarkOpenStories(b *testing.B) {
+	for b.Loop() {
+		f, err := Open(storiesPath)
+		if err != nil {
+			b.Fatal(err)
+		}
+		f.Close()
+	}
+}
