@@ -22,7 +22,8 @@ func (a *App) demoCommand() *ucli.Command {
 		Description: `Writes a small random llama model (F16 matrices) to DIR/testmodel.gguf,
 prunes it in natural mode to DIR/testmodel.pruned.gguf (both replaced if
 present) and prints the surgery report and the pruned file's physarium.*
-keys. Without DIR a new temporary directory is made and its path printed on
+keys, then audits the pruned file against the original (the demo fails when
+any stored figure disagrees with the recount). Without DIR a new temporary directory is made and its path printed on
 stderr.`,
 		Action: a.demo,
 	}
@@ -65,7 +66,19 @@ func (a *App) demo(c *ucli.Context) error {
 	}
 	w := bufio.NewWriter(a.Stdout)
 	writeSummary(w, r)
+	// Audit the pruned file against the original: the demo fails when the
+	// stored figures disagree with the recount.
+	ar, err := runAudit(c.Context, pruned, path)
+	if err != nil {
+		w.Flush()
+		return fmt.Errorf("demo: %w", err)
+	}
+	fmt.Fprintln(w)
+	writeAudit(w, ar)
 	if err := w.Flush(); err != nil {
+		return fmt.Errorf("demo: %w", err)
+	}
+	if err := auditVerdict(ar); err != nil {
 		return fmt.Errorf("demo: %w", err)
 	}
 	fmt.Fprintf(a.Stderr, "demo: next: %s inspect %s\n", Name, pruned)
