@@ -101,7 +101,8 @@ func auditVerdict(r *audit.Report) error {
 	if d.Tensor != "" {
 		where += " of " + d.Tensor
 	}
-	return &ExitError{Code: ExitFailure, Err: fmt.Errorf("audit: %s: %d disagreements: %s: stored %s, recounted %s%s", r.File, len(r.Disagreements), where, d.Stored, d.Recounted, more)}
+	st, rc := diffShort(d.Stored, d.Recounted)
+	return &ExitError{Code: ExitFailure, Err: fmt.Errorf("audit: %s disagrees with the recount: %s: stored %s, recounted %s%s", r.File, where, st, rc, more)}
 }
 
 // writeAudit prints the human summary of an audit.
@@ -175,8 +176,33 @@ func writeAudit(w io.Writer, r *audit.Report) {
 		if d.Tensor != "" {
 			where += " of " + d.Tensor
 		}
-		fmt.Fprintf(w, "  %s: stored %s, recounted %s\n", where, short(d.Stored), short(d.Recounted))
+		st, rc := diffShort(d.Stored, d.Recounted)
+		fmt.Fprintf(w, "  %s: stored %s, recounted %s\n", where, st, rc)
 	}
+}
+
+// diffShort shortens two long differing strings around their first
+// difference.
+func diffShort(a, b string) (string, string) {
+	if len(a) <= 100 && len(b) <= 100 {
+		return a, b
+	}
+	i := 0
+	for i < len(a) && i < len(b) && a[i] == b[i] {
+		i++
+	}
+	cut := func(s string) string {
+		lo, hi := max(0, i-30), min(len(s), i+50)
+		out := s[lo:hi]
+		if lo > 0 {
+			out = "..." + out
+		}
+		if hi < len(s) {
+			out += "..."
+		}
+		return out
+	}
+	return cut(a), cut(b)
 }
 
 func short(s string) string {
