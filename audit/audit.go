@@ -225,6 +225,9 @@ func File(ctx context.Context, path string, opts Options) (*Report, error) {
 	if !r.OK() {
 		r.Verdict = "disagree"
 	}
+	if r.Tensors == nil {
+		r.Tensors = []TensorAudit{}
+	}
 	if r.Checks == nil {
 		r.Checks = []Check{}
 	}
