@@ -126,6 +126,13 @@ func Create(path string, h Header, opts CreateOptions) (*Writer, error) {
 	}
 	w.file = file
 	w.tmp = file.Name()
+	// CreateTemp makes the file private (0600); a model is an ordinary
+	// readable file, as the other tools of the ecosystem write it.
+	if err := file.Chmod(0o644); err != nil {
+		file.Close()
+		os.Remove(w.tmp)
+		return nil, fmt.Errorf("gguf: %s: %w", path, err)
+	}
 	w.bw = bufio.NewWriterSize(file, 1<<20)
 
 	b := make([]byte, 0, 4096)
