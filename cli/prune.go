@@ -41,7 +41,12 @@ Examples:
   physarium-gguf prune model.gguf model.pruned.gguf
   physarium-gguf prune --mode sparsity --sparsity 0.3 model.gguf out.gguf
   physarium-gguf prune --layers 0-3 --exclude 'ffn_down' --report r.json in.gguf out.gguf
-  physarium-gguf prune --dry-run --report - model.gguf x   # JSON report on stdout, no file`,
+  physarium-gguf prune --dry-run --report - model.gguf x   # JSON report on stdout, no file
+  physarium-gguf prune --control control.gguf model.gguf pruned.gguf
+
+With --control, perplexity(control) - perplexity(original) is what
+re-encoding cost and perplexity(pruned) - perplexity(control) what pruning
+cost: two numbers, never one.`,
 		Flags: []ucli.Flag{
 			&ucli.StringFlag{Name: "mode", Value: "natural", Usage: "kill rule: natural or sparsity"},
 			&ucli.Float64Flag{Name: "sparsity", Usage: "fraction of each tile to zero in sparsity mode, 0 < S < 1"},
@@ -52,6 +57,7 @@ Examples:
 			&ucli.StringFlag{Name: "layers", Usage: "only these blocks, e.g. 0-3,7"},
 			&ucli.BoolFlag{Name: "skip-unsupported", Usage: "leave selected tensors of types that cannot be decoded or encoded untouched (they leave the target denominator)"},
 			&ucli.StringFlag{Name: "report", Usage: "write the JSON report to this file (- for stdout)"},
+			&ucli.StringFlag{Name: "control", Usage: "also write the control twin to this file: the same blocks re-encoded, nothing zeroed (separates re-encoding cost from pruning cost)"},
 			&ucli.BoolFlag{Name: "dry-run", Usage: "compute and report, write no GGUF"},
 			&ucli.BoolFlag{Name: "force", Usage: "replace OUT if it exists"},
 			&ucli.BoolFlag{Name: "quiet", Aliases: []string{"q"}, Usage: "no progress and no summary"},
@@ -98,6 +104,10 @@ func pruneOptions(c *ucli.Context) (prune.Options, error) {
 		}
 	}
 	o.DryRun = c.Bool("dry-run")
+	o.Control = c.String("control")
+	if o.DryRun && o.Control != "" {
+		return o, usageErrorf("prune: --control and --dry-run exclude each other")
+	}
 	o.Overwrite = c.Bool("force")
 	o.SkipUnsupported = c.Bool("skip-unsupported")
 	return o, nil
@@ -168,6 +178,9 @@ func writeSummary(w io.Writer, r *prune.Report) {
 		fmt.Fprintf(w, "dry run: no file written\n")
 	} else {
 		fmt.Fprintf(w, "wrote %s\n", r.Output)
+	}
+	if r.Control != nil {
+		fmt.Fprintf(w, "wrote control twin %s (re-encoding only, belongs to %s sha256:%s)\n", r.Control.Path, r.Control.Of, r.Control.OfSHA256)
 	}
 	fmt.Fprintf(w, "target tensors:   %d (%d target weights; %d model weights)\n", r.TargetCount, r.Weights.Target, r.Weights.Model)
 	fmt.Fprintf(w, "killed:           %d\n", r.Killed)

@@ -17,6 +17,7 @@ type bandJob struct {
 	tensor int // index into the plan
 	band   int // band index within the tensor; -1 for a copy
 	out    []byte
+	ctrl   []byte // the control twin's bytes (Options.Control), else nil
 	stats  bandStats
 	err    error
 	bufs   *bandBuffers
@@ -35,6 +36,7 @@ type bandStats struct {
 type bandBuffers struct {
 	raw    []byte    // the band's stored bytes
 	out    []byte    // the band's bytes after surgery
+	ctrl   []byte    // the control twin's bytes: the same blocks re-encoded, nothing zeroed
 	vals   []float32 // decoded values; killed ones set to 0
 	before []float32 // decoded values as stored (for survivor error)
 	check  []float32 // re-encoded blocks decoded again
@@ -52,9 +54,10 @@ func grow[T any](s []T, n int) []T {
 
 // worker runs the kernel on bands; one per goroutine.
 type worker struct {
-	f  *gguf.File
-	k  *kernel.Kernel
-	ps []tensorPlan
+	f       *gguf.File
+	k       *kernel.Kernel
+	ps      []tensorPlan
+	control bool // also produce the control twin's bytes
 }
 
 // process does the surgery on one band: decode, kernel, zero the kills,
@@ -112,6 +115,10 @@ func (w *worker) process(j *bandJob) error {
 	// Zero the kills; re-encode runs of blocks that hold one.
 	b.out = grow(b.out, nb)
 	copy(b.out, b.raw)
+	if w.control {
+		b.ctrl = grow(b.ctrl, nb)
+		copy(b.ctrl, b.raw)
+	}
 	b.check = grow(b.check, n)
 	bs, bb := p.blockSize, p.blockBytes
 	blocks := n / bs
@@ -155,10 +162,18 @@ func (w *worker) process(j *bandJob) error {
 			st.survivorSq += d * d
 			st.survivorN++
 		}
+		if w.control {
+			if err := quantize.EncodeKeepZeros(p.info.Type, b.ctrl[blk*bb:end*bb], b.before[lo:hi]); err != nil {
+				return err
+			}
+		}
 		st.reencoded += uint64(end - blk)
 		blk = end
 	}
 	j.out = b.out[:nb]
+	if w.control {
+		j.ctrl = b.ctrl[:nb]
+	}
 	return nil
 }
 

@@ -74,3 +74,34 @@ func ratio(num, den uint64) float64 {
 	}
 	return float64(num) / float64(den)
 }
+
+// ControlErrata is the errata wording of a control twin.
+func ControlErrata(r *Report, reencoded uint64) string {
+	return fmt.Sprintf("Physarium-v%d control twin (re-encoding only): 0 of %d target projection weights killed (0.0000 %%, denominator: all weights of the %d target tensors); 0 of %d model weights (0.0000 %%, denominator: every tensor in the file). The %d blocks that the pruned twin %s (sha256 %s) re-encoded are re-encoded here the same way from the original values, with nothing zeroed; every other block is the original. perplexity(control) - perplexity(original) is the re-encoding cost, perplexity(pruned) - perplexity(control) the pruning cost. These are surgery figures; perplexity or benchmark numbers come from a separate evaluation and must be quoted separately, with their own test set.",
+		r.Version, r.Weights.Target, r.TargetCount, r.Weights.Model, reencoded, r.Control.Of, r.Control.OfSHA256)
+}
+
+// ControlKeys returns the physarium.* keys of the control twin of a finished
+// run: the run's keys with every kill figure zero, physarium.control = true,
+// physarium.control_of naming the pruned file and its sha256, and the
+// control's errata wording.
+func ControlKeys(r *Report) []gguf.KV {
+	c := *r
+	c.Tensors = make([]TensorReport, len(r.Tensors))
+	var reencoded uint64
+	for i, t := range r.Tensors {
+		reencoded += t.Reencoded
+		t.Killed, t.ExactZero = 0, 0
+		c.Tensors[i] = t
+	}
+	c.Killed, c.ExactZero = 0, 0
+	c.Errata = ControlErrata(r, reencoded)
+	keys := Keys(&c)
+	last := keys[len(keys)-1] // the errata stays last
+	keys = append(keys[:len(keys)-1],
+		gguf.KV{Key: KeyPrefix + "control", Value: gguf.Bool(true)},
+		gguf.KV{Key: KeyPrefix + "control_of", Value: gguf.String(r.Control.Of + " sha256:" + r.Control.OfSHA256)},
+		gguf.KV{Key: KeyPrefix + "reencoded_blocks", Value: gguf.Uint64(reencoded)},
+		last)
+	return keys
+}

@@ -39,6 +39,11 @@ type Options struct {
 	// SkipUnsupported leaves selected tensors of types that cannot be
 	// decoded or encoded untouched instead of failing.
 	SkipUnsupported bool
+	// Control, when set, is the path of the control twin: a file in which
+	// exactly the blocks that the pruned file re-encodes are re-encoded the
+	// same way from the original values, with nothing zeroed (ERRATA.md
+	// rule 1: it separates the re-encoding cost from the pruning cost).
+	Control string
 	// Progress, when set, is called from one goroutine after each band.
 	Progress func(Progress)
 }
@@ -57,9 +62,20 @@ type Progress struct {
 // error or cancellation leaves neither out nor a temporary file behind.
 func File(ctx context.Context, in, out string, opts Options) (*Report, error) {
 	start := time.Now()
+	if opts.DryRun && opts.Control != "" {
+		return nil, errors.New("prune: a dry run writes no control twin")
+	}
 	if !opts.DryRun {
 		if err := checkPaths(in, out, opts.Overwrite); err != nil {
 			return nil, err
+		}
+	}
+	if opts.Control != "" {
+		if err := checkPaths(in, opts.Control, opts.Overwrite); err != nil {
+			return nil, err
+		}
+		if samePath(out, opts.Control) {
+			return nil, fmt.Errorf("prune: the control twin %s is the output file", opts.Control)
 		}
 	}
 	params := kernel.DefaultParams()
@@ -100,7 +116,7 @@ func File(ctx context.Context, in, out string, opts Options) (*Report, error) {
 		if err != nil {
 			return nil, fmt.Errorf("prune: %w", err)
 		}
-		workers[i] = &worker{f: f, k: k, ps: plans}
+		workers[i] = &worker{f: f, k: k, ps: plans, control: opts.Control != ""}
 		r.Kernel = k.Impl().String()
 	}
 
@@ -108,20 +124,28 @@ func File(ctx context.Context, in, out string, opts Options) (*Report, error) {
 	defer cancel()
 	hash := hashFile(ctx, f)
 
-	var spool *os.File
-	var data io.Writer = io.Discard
+	sinks := []io.Writer{io.Discard}
+	var spools []*os.File
 	if !opts.DryRun {
-		spool, err = os.CreateTemp(filepath.Dir(out), "."+filepath.Base(out)+".data-*")
-		if err != nil {
-			return nil, fmt.Errorf("prune: %w", err)
+		outs := []string{out}
+		if opts.Control != "" {
+			outs = append(outs, opts.Control)
 		}
-		defer func() {
-			spool.Close()
-			os.Remove(spool.Name())
-		}()
-		data = spool
+		sinks = sinks[:0]
+		for _, o := range outs {
+			sp, err := os.CreateTemp(filepath.Dir(o), "."+filepath.Base(o)+".data-*")
+			if err != nil {
+				return nil, fmt.Errorf("prune: %w", err)
+			}
+			defer func() {
+				sp.Close()
+				os.Remove(sp.Name())
+			}()
+			spools = append(spools, sp)
+			sinks = append(sinks, sp)
+		}
 	}
-	if err := run(ctx, f, plans, workers, r, data, opts.Progress); err != nil {
+	if err := run(ctx, f, plans, workers, r, sinks, opts.Progress); err != nil {
 		cancel()
 		<-hash
 		return nil, err
@@ -133,8 +157,16 @@ func File(ctx context.Context, in, out string, opts Options) (*Report, error) {
 	r.InputSHA256 = h.sum
 	r.finish()
 	if !opts.DryRun {
-		if err := writeOutput(ctx, f, out, spool, plans, r, opts.Overwrite); err != nil {
+		sum, err := writeOutput(ctx, f, out, spools[0], plans, Keys(r), opts.Overwrite)
+		if err != nil {
 			return nil, err
+		}
+		if opts.Control != "" {
+			r.Control = &ControlTwin{Path: opts.Control, Of: filepath.Base(out), OfSHA256: sum}
+			if _, err := writeOutput(ctx, f, opts.Control, spools[1], plans, ControlKeys(r), opts.Overwrite); err != nil {
+				os.Remove(out)
+				return nil, err
+			}
 		}
 	}
 	r.Seconds = time.Since(start).Seconds()
@@ -165,6 +197,18 @@ func checkPaths(in, out string, overwrite bool) error {
 		return fmt.Errorf("prune: %w", err)
 	}
 	return nil
+}
+
+// samePath reports whether a and b name the same file (also through links).
+func samePath(a, b string) bool {
+	aa, err1 := filepath.Abs(a)
+	ab, err2 := filepath.Abs(b)
+	if err1 == nil && err2 == nil && aa == ab {
+		return true
+	}
+	sa, err1 := os.Stat(a)
+	sb, err2 := os.Stat(b)
+	return err1 == nil && err2 == nil && os.SameFile(sa, sb)
 }
 
 type hashResult struct {
@@ -199,7 +243,7 @@ func hashFile(ctx context.Context, f *gguf.File) <-chan hashResult {
 // run streams every tensor's data, in file order, to data: copies of the
 // non-target tensors and the pruned bands of the targets, processed by the
 // workers concurrently and written back in order.
-func run(ctx context.Context, f *gguf.File, plans []tensorPlan, workers []*worker, r *Report, data io.Writer, progress func(Progress)) error {
+func run(ctx context.Context, f *gguf.File, plans []tensorPlan, workers []*worker, r *Report, sinks []io.Writer, progress func(Progress)) error {
 	inflight := 2 * len(workers)
 	free := make(chan *bandBuffers, inflight)
 	for i := 0; i < inflight; i++ {
@@ -255,7 +299,7 @@ func run(ctx context.Context, f *gguf.File, plans []tensorPlan, workers []*worke
 	}()
 	go func() { wg.Wait(); close(done) }()
 
-	err := writeOrdered(ctx, f, plans, r, data, done, free, progress)
+	err := writeOrdered(ctx, f, plans, r, sinks, done, free, progress)
 	if err != nil {
 		// Drain so that the workers and the producer finish.
 		go func() {
@@ -269,7 +313,8 @@ func run(ctx context.Context, f *gguf.File, plans []tensorPlan, workers []*worke
 
 // writeOrdered writes the jobs' results in seq order and adds their figures
 // to the report.
-func writeOrdered(ctx context.Context, f *gguf.File, plans []tensorPlan, r *Report, data io.Writer, done <-chan *bandJob, free chan<- *bandBuffers, progress func(Progress)) error {
+// sinks[0] receives the pruned data, sinks[1] (if any) the control twin's.
+func writeOrdered(ctx context.Context, f *gguf.File, plans []tensorPlan, r *Report, sinks []io.Writer, done <-chan *bandJob, free chan<- *bandBuffers, progress func(Progress)) error {
 	var total int64
 	for _, p := range plans {
 		total += int64(p.info.Bytes())
@@ -294,14 +339,21 @@ func writeOrdered(ctx context.Context, f *gguf.File, plans []tensorPlan, r *Repo
 			}
 			p := &plans[j.tensor]
 			if j.band < 0 {
-				n, err := io.Copy(data, f.TensorReader(p.info))
-				if err != nil {
-					return fmt.Errorf("prune: copy tensor %s: %w", p.info.Name, err)
+				for _, sink := range sinks {
+					if _, err := io.Copy(sink, f.TensorReader(p.info)); err != nil {
+						return fmt.Errorf("prune: copy tensor %s: %w", p.info.Name, err)
+					}
 				}
-				written += n
+				written += int64(p.info.Bytes())
 			} else {
-				if _, err := data.Write(j.out); err != nil {
-					return fmt.Errorf("prune: write tensor %s: %w", p.info.Name, err)
+				for i, sink := range sinks {
+					b := j.out
+					if i == 1 {
+						b = j.ctrl
+					}
+					if _, err := sink.Write(b); err != nil {
+						return fmt.Errorf("prune: write tensor %s: %w", p.info.Name, err)
+					}
 				}
 				written += int64(len(j.out))
 				t := &r.Tensors[p.report]
@@ -327,9 +379,9 @@ func writeOrdered(ctx context.Context, f *gguf.File, plans []tensorPlan, r *Repo
 	return nil
 }
 
-// writeOutput writes the final GGUF: the input's KVs, then the physarium.*
-// keys, the same tensor infos, and the data spooled by run.
-func writeOutput(ctx context.Context, f *gguf.File, out string, spool *os.File, plans []tensorPlan, r *Report, overwrite bool) error {
+// writeOutput writes a final GGUF: the input's KVs, then keys, the same
+// tensor infos, and the data spooled by run. It returns the file's sha256.
+func writeOutput(ctx context.Context, f *gguf.File, out string, spool *os.File, plans []tensorPlan, keys []gguf.KV, overwrite bool) (string, error) {
 	h := gguf.Header{Version: f.Version, Tensors: make([]gguf.TensorInfo, len(f.Tensors))}
 	for _, kv := range f.KVs {
 		if len(kv.Key) >= len(KeyPrefix) && kv.Key[:len(KeyPrefix)] == KeyPrefix {
@@ -337,29 +389,58 @@ func writeOutput(ctx context.Context, f *gguf.File, out string, spool *os.File, 
 		}
 		h.KVs = append(h.KVs, kv)
 	}
-	h.KVs = append(h.KVs, Keys(r)...)
+	h.KVs = append(h.KVs, keys...)
 	copy(h.Tensors, f.Tensors)
 	w, err := gguf.Create(out, h, gguf.CreateOptions{Overwrite: overwrite})
 	if err != nil {
-		return fmt.Errorf("prune: %w", err)
+		return "", fmt.Errorf("prune: %w", err)
 	}
 	if _, err := spool.Seek(0, io.SeekStart); err != nil {
 		w.Abort()
-		return fmt.Errorf("prune: %w", err)
+		return "", fmt.Errorf("prune: %w", err)
 	}
 	for _, p := range plans {
 		if err := ctx.Err(); err != nil {
 			w.Abort()
-			return err
+			return "", err
 		}
 		if err := w.WriteTensor(io.LimitReader(spool, int64(p.info.Bytes()))); err != nil {
 			w.Abort()
-			return fmt.Errorf("prune: %s: tensor %s: %w", out, p.info.Name, err)
+			return "", fmt.Errorf("prune: %s: tensor %s: %w", out, p.info.Name, err)
 		}
 	}
 	if err := w.Close(); err != nil {
 		w.Abort()
-		return fmt.Errorf("prune: %w", err)
+		return "", fmt.Errorf("prune: %w", err)
 	}
-	return nil
+	sum, err := fileSHA256(ctx, out)
+	if err != nil {
+		os.Remove(out)
+		return "", err
+	}
+	return sum, nil
+}
+
+// fileSHA256 returns the hex sha256 of a file.
+func fileSHA256(ctx context.Context, path string) (string, error) {
+	fh, err := os.Open(path)
+	if err != nil {
+		return "", fmt.Errorf("prune: %w", err)
+	}
+	defer fh.Close()
+	h := sha256.New()
+	buf := make([]byte, 4<<20)
+	for {
+		if err := ctx.Err(); err != nil {
+			return "", err
+		}
+		n, err := fh.Read(buf)
+		h.Write(buf[:n])
+		if err == io.EOF {
+			return hex.EncodeToString(h.Sum(nil)), nil
+		}
+		if err != nil {
+			return "", fmt.Errorf("prune: %s: %w", path, err)
+		}
+	}
 }

@@ -92,6 +92,14 @@ type SkippedTensor struct {
 	Reason  string `json:"reason"`
 }
 
+// ControlTwin names the requantization-only twin written beside a pruned
+// file (Options.Control).
+type ControlTwin struct {
+	Path     string `json:"path"`
+	Of       string `json:"of"`        // base name of the pruned file it belongs to
+	OfSHA256 string `json:"of_sha256"` // that file's sha256
+}
+
 // Report is everything a run did and measured: the surgery figures of
 // ERRATA.md, each rate with its numerator and denominator.
 type Report struct {
@@ -125,6 +133,7 @@ type Report struct {
 	SkippedNote string          `json:"skipped_note,omitempty"`
 	Seconds     float64         `json:"seconds"`
 	Imatrix     string          `json:"imatrix,omitempty"`
+	Control     *ControlTwin    `json:"control,omitempty"`
 	Errata      string          `json:"errata"`
 }
 

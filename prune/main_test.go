@@ -1,0 +1,6 @@
+package prune
+
+import "os"
+
+// testOutput receives the figures tests print for the README tables.
+var testOutput = os.Stderr
