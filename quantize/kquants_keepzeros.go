@@ -10,10 +10,18 @@ package quantize
 // exact half), and per sub-block a zero level q0 and a scale sc with
 // sc*q0 divisible by R, so that m = sc*q0/R. Every candidate is checked with
 // the decoder's own float expression before it is used, and exact-zero inputs
-// are stored at level q0. The survivors are fitted by trying, per ratio R,
-// zero levels around the one implied by the reference fit of the survivors
-// and the allowed scales nearest to its step, and keeping the least squared
-// error; the ratio with the least total error wins.
+// are stored at level q0.
+//
+// The search is mostly analytic, so that it runs about as fast as the
+// reference encoder. Per sub-block, the survivors' min and max give the zero
+// levels whose grids cover them with the smallest steps; for each, a few
+// clipping steps are tried (assign levels, refit the step by least squares)
+// and the best is refined. That leaves, per candidate zero level, the error
+// as a quadratic in the step, emin + C*(step - s)^2 (an upper bound: the
+// levels may be re-rounded). The ratio R and d are then chosen by that
+// predicted error, each sub-block taking the allowed scale code nearest its
+// step, and finally, per sub-block, the exact error (as the decoder
+// computes the values) decides between the three best predicted choices.
 //
 // A block without exact zeros is encoded by the reference encoder.
 
@@ -21,23 +29,27 @@ import "math"
 
 // kKZFormat describes one K-quant with a min for the zero-preserving search.
 type kKZFormat struct {
-	nsub, sub   int     // sub-blocks and their length
-	nmax        int32   // largest level
-	scMax, mMax int32   // largest sub-block scale and min codes
-	rmin        float32 // make_qkx2_quants parameters of the reference fit
-	rdelta      float32
-	nstep       int
-	mad         bool
-	ratios      []int32 // candidate dmin/d ratios
+	nsub, sub   int           // sub-blocks and their length
+	nmax        int32         // largest level
+	scMax, mMax int32         // largest sub-block scale and min codes
+	ratios      []int32       // candidate dmin/d ratios
+	dfac        []float64     // candidate d, as multiples of (largest step)/scMax
+	sfac        []float64     // sub-block steps tried, as multiples of the covering step
+	qspan       int32         // zero levels tried on each side of the best covering one
+	refine      int           // least-squares refinement passes
+	grid        [][32]kKZGrid // per ratio and zero level, the allowed scale codes
 }
 
 var (
-	kKZQ2K = kKZFormat{nsub: 16, sub: 16, nmax: 3, scMax: 15, mMax: 15, rmin: -0.5, rdelta: 0.1, nstep: 15, mad: true,
-		ratios: []int32{1, 2, 3, 4, 5, 6, 8}}
-	kKZQ4K = kKZFormat{nsub: 8, sub: 32, nmax: 15, scMax: 63, mMax: 63, rmin: -1, rdelta: 0.1, nstep: 20,
-		ratios: []int32{1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 12, 14, 16}}
-	kKZQ5K = kKZFormat{nsub: 8, sub: 32, nmax: 31, scMax: 63, mMax: 63, rmin: -0.5, rdelta: 0.1, nstep: 15,
-		ratios: []int32{1, 2, 3, 4, 5, 6, 7, 8, 10, 12, 14, 16, 20, 24, 28, 32}}
+	kKZQ2K = kKZFormat{nsub: 16, sub: 16, nmax: 3, scMax: 15, mMax: 15,
+		ratios: []int32{1, 2, 3, 4, 5, 6, 8}, dfac: []float64{1, 1.04, 1.08, 1.12, 1.2},
+		sfac: []float64{1, 0.95, 0.9, 0.85, 0.8, 0.75, 0.7}, qspan: 3, refine: 2}
+	kKZQ4K = kKZFormat{nsub: 8, sub: 32, nmax: 15, scMax: 63, mMax: 63,
+		ratios: []int32{4, 5, 6, 7, 8, 9, 10, 12, 14, 16}, dfac: []float64{1, 1.02, 1.04, 1.07, 1.1, 1.14},
+		sfac: []float64{1, 0.94, 0.88}, qspan: 1, refine: 2}
+	kKZQ5K = kKZFormat{nsub: 8, sub: 32, nmax: 31, scMax: 63, mMax: 63,
+		ratios: []int32{1, 2, 3, 4, 5, 6, 7, 8, 10, 12, 14, 16, 20, 24, 28, 32}, dfac: []float64{1, 1.01, 1.02, 1.03, 1.045, 1.06, 1.08, 1.1},
+		sfac: []float64{1, 0.96, 0.92, 0.88, 0.84}, qspan: 2, refine: 2}
 )
 
 // kKZResult is a zero-preserving encoding of one super-block.
@@ -56,24 +68,258 @@ func kHasZero(x []float32) bool {
 	return false
 }
 
+// kKZCand is one zero level tried for a sub-block, with the least-squares
+// fit of its survivors: levels k = q - q0 were assigned at some step, B is
+// sum(x*k) and C is sum(k*k) over the survivors, so that with A = sum(x*x)
+// the squared error at any step s, keeping those levels, is
+// A - 2*s*B + s*s*C (an upper bound of the error after re-rounding at s),
+// least at s = B/C.
+type kKZCand struct {
+	q0   int32
+	s    float64
+	B, C float64
+	emin float64 // A - B*B/C
+}
+
+// kKZSubFit holds the candidate zero levels of one sub-block.
+type kKZSubFit struct {
+	n     int // survivors (non-zero values)
+	A     float64
+	nc    int
+	cands [7]kKZCand
+}
+
+// kKZFitSub fits the survivors ys (no zeros, all finite) of one sub-block:
+// for the zero levels q0 whose grids cover [min(ys,0), max(ys,0)] with the
+// smallest steps, it tries steps that clip the range by the factors sfac
+// (one pass each: assign levels, then the least-squares step of those
+// levels), keeps the best and refines it by two more such passes.
+func kKZFitSub(f *kKZFormat, ys []float32, fit *kKZSubFit) {
+	nmax := f.nmax
+	fit.n = len(ys)
+	fit.nc = 0
+	if len(ys) == 0 {
+		return
+	}
+	var lo, hi float32
+	var A float64
+	for _, v := range ys {
+		lo = min(lo, v)
+		hi = max(hi, v)
+		A += float64(v) * float64(v)
+	}
+	fit.A = A
+	fl, fh := float64(-lo), float64(hi)
+	cover := func(q0 int32) float64 {
+		s := 0.0
+		if fl > 0 {
+			if q0 == 0 {
+				return math.Inf(1)
+			}
+			s = fl / float64(q0)
+		}
+		if fh > 0 {
+			if q0 == nmax {
+				return math.Inf(1)
+			}
+			s = max(s, fh/float64(nmax-q0))
+		}
+		return s
+	}
+	// The continuous optimum of the covering step is at q0 = nmax*fl/(fl+fh).
+	qc := int32(float64(nmax) * fl / (fl + fh))
+	if qc < nmax && cover(qc+1) < cover(qc) {
+		qc++
+	}
+	pass := func(s float64, kmin, kmax int32) (B, C float64) {
+		is := float32(1 / s)
+		for _, v := range ys {
+			k := max(kmin, min(kmax, kNearestInt(v*is)))
+			fk := float64(k)
+			B += float64(v) * fk
+			C += fk * fk
+		}
+		return B, C
+	}
+	for q0 := max(0, qc-f.qspan); q0 <= min(nmax, qc+f.qspan); q0++ {
+		s0 := cover(q0)
+		if math.IsInf(s0, 1) || !(s0 > 0) {
+			continue
+		}
+		kmin, kmax := -q0, nmax-q0
+		var bB, bC float64
+		be := math.Inf(1)
+		for _, fac := range f.sfac {
+			B, C := pass(s0*fac, kmin, kmax)
+			if C > 0 && B > 0 {
+				if e := A - B*B/C; e < be {
+					be, bB, bC = e, B, C
+				}
+			}
+		}
+		if math.IsInf(be, 1) {
+			continue
+		}
+		for it := 0; it < f.refine; it++ {
+			B, C := pass(bB/bC, kmin, kmax)
+			if !(C > 0 && B > 0) {
+				break
+			}
+			if e := A - B*B/C; e < be {
+				be, bB, bC = e, B, C
+			} else {
+				break
+			}
+		}
+		fit.cands[fit.nc] = kKZCand{q0: q0, s: bB / bC, B: bB, C: bC, emin: be}
+		fit.nc++
+	}
+}
+
+// kKZGrid is, for one ratio R and zero level q0, the step g between
+// allowed scale codes (m = sc*q0/R must be an integer) and the largest
+// allowed code hi (m <= mMax too); hi < g when none is allowed.
+type kKZGrid struct {
+	g, hi int32
+	invg  float64
+}
+
+// kKZGrids builds f.grid from f.ratios.
+func (f *kKZFormat) buildGrids() {
+	f.grid = make([][32]kKZGrid, len(f.ratios))
+	for ri, R := range f.ratios {
+		for q0 := int32(0); q0 <= f.nmax; q0++ {
+			g, hi := int32(1), f.scMax
+			if q0 > 0 {
+				g = R / kGCD(R, q0)
+				hi = min(hi, f.mMax*R/q0)
+			}
+			f.grid[ri][q0] = kKZGrid{g: g, hi: hi / g * g, invg: 1 / float64(g)}
+		}
+	}
+}
+
+func init() {
+	kKZQ2K.buildGrids()
+	kKZQ4K.buildGrids()
+	kKZQ5K.buildGrids()
+}
+
+// kKZNearest returns the allowed scale code for candidate c nearest to its
+// least-squares step at super-block scale d (1/d is id), and the predicted
+// squared error e = emin + C*(d*sc - s)^2; sc < 0 when none is allowed.
+func kKZNearest(c *kKZCand, gr *kKZGrid, d, id float64) (e float64, sc int32) {
+	if gr.hi < gr.g {
+		return math.Inf(1), -1
+	}
+	t := c.s * id * gr.invg
+	sc = int32(t)
+	if t-float64(sc) > 0.5 {
+		sc++
+	}
+	sc = max(gr.g, min(gr.hi, sc*gr.g))
+	diff := d*float64(sc) - c.s
+	return c.emin + c.C*diff*diff, sc
+}
+
+// kKZPick returns the scale code sc and zero level q0 (with m = sc*q0/R) of
+// least predicted error for one sub-block at super-block scale d and ratio
+// index ri, and that error; sc == 0 (all survivors read back 0) is always
+// allowed. When alt is not nil it receives the next two candidates (sc < 0
+// when absent).
+func kKZPick(f *kKZFormat, fit *kKZSubFit, d, id float64, ri int, alt *[2][2]int32) (e float64, sc, q0 int32) {
+	e, sc, q0 = fit.A, 0, 0
+	grid := &f.grid[ri]
+	if alt == nil {
+		for ci := 0; ci < fit.nc; ci++ {
+			c := &fit.cands[ci]
+			if ee, s := kKZNearest(c, &grid[c.q0], d, id); ee < e {
+				e, sc, q0 = ee, s, c.q0
+			}
+		}
+		return e, sc, q0
+	}
+	alt[0], alt[1] = [2]int32{-1, 0}, [2]int32{-1, 0}
+	e1, e2 := math.Inf(1), math.Inf(1)
+	for ci := 0; ci < fit.nc; ci++ {
+		c := &fit.cands[ci]
+		gr := &grid[c.q0]
+		ee, s := kKZNearest(c, gr, d, id)
+		if s < 0 {
+			continue
+		}
+		// The neighbouring allowed code on the other side of the step.
+		s2 := s + gr.g
+		if d*float64(s) > c.s {
+			s2 = s - gr.g
+		}
+		diff := d*float64(s2) - c.s
+		ee2 := c.emin + c.C*diff*diff
+		if s2 < gr.g || s2 > gr.hi {
+			ee2 = math.Inf(1)
+		}
+		for _, o := range [2]struct {
+			e  float64
+			sc int32
+		}{{ee, s}, {ee2, s2}} {
+			switch {
+			case o.e < e:
+				e2, alt[1] = e1, alt[0]
+				e1, alt[0] = e, [2]int32{sc, q0}
+				e, sc, q0 = o.e, o.sc, c.q0
+			case o.e < e1:
+				e2, alt[1] = e1, alt[0]
+				e1, alt[0] = o.e, [2]int32{o.sc, c.q0}
+			case o.e < e2:
+				e2, alt[1] = o.e, [2]int32{o.sc, c.q0}
+			}
+		}
+	}
+	return e, sc, q0
+}
+
+// kKZTotal is the sum over the sub-blocks of kKZPick's predicted error at
+// super-block scale d and ratio index ri; it stops early once it reaches
+// limit.
+func kKZTotal(f *kKZFormat, fits *[16]kKZSubFit, d float64, ri int, limit float64) float64 {
+	grid := &f.grid[ri]
+	id := 1 / d
+	var tot float64
+	for j := 0; j < f.nsub && tot < limit; j++ {
+		fit := &fits[j]
+		e := fit.A
+		for ci := 0; ci < fit.nc; ci++ {
+			c := &fit.cands[ci]
+			gr := &grid[c.q0]
+			if gr.hi < gr.g {
+				continue
+			}
+			t := c.s * id * gr.invg
+			sc := int32(t)
+			if t-float64(sc) > 0.5 {
+				sc++
+			}
+			sc = max(gr.g, min(gr.hi, sc*gr.g))
+			diff := d*float64(sc) - c.s
+			e = min(e, c.emin+c.C*diff*diff)
+		}
+		tot += e
+	}
+	return tot
+}
+
 // kKeepZerosFit searches the zero-preserving encoding of one super-block x.
 // ok is false when the block is not finite, and the caller then uses the
 // reference encoder.
 func kKeepZerosFit(f *kKZFormat, x []float32, r *kKZResult) (ok bool) {
 	var (
-		step  [16]float32     // sub-block step estimates
-		sref  [16][32]float32 // refined steps per zero level
-		zlev  [16]int32       // zero-level estimates
-		smax  float32
-		surv  [32]float32
-		w     [32]float32
-		L     [32]uint8
-		fnmax = float32(f.nmax)
+		fits [16]kKZSubFit
+		surv [32]float32
+		smax float64
 	)
 	for j := 0; j < f.nsub; j++ {
 		xs := x[f.sub*j : f.sub*j+f.sub]
 		n := 0
-		var amax float32
 		for _, v := range xs {
 			if v-v != 0 { // NaN or Inf
 				return false
@@ -81,94 +327,144 @@ func kKeepZerosFit(f *kKZFormat, x []float32, r *kKZResult) (ok bool) {
 			if v != 0 {
 				surv[n] = v
 				n++
-				amax = max(amax, kAbs(v))
 			}
 		}
-		if n == 0 {
-			continue
-		}
-		ys := surv[:n]
-		if f.mad {
-			for i, v := range ys {
-				w[i] = kAbs(v)
-			}
-		} else {
-			var sumX2 float32
-			for _, v := range ys {
-				sumX2 += v * v
-			}
-			av := kSqrt(sumX2 / float32(n))
-			for i, v := range ys {
-				w[i] = av + kAbs(v)
+		fit := &fits[j]
+		kKZFitSub(f, surv[:n], fit)
+		// The step of the sub-block's best candidate sets the block's range.
+		be, bs := math.Inf(1), 0.0
+		for ci := 0; ci < fit.nc; ci++ {
+			c := &fit.cands[ci]
+			if c.emin < be {
+				be, bs = c.emin, c.s
 			}
 		}
-		scale, mn := kMakeQkx2(ys, w[:n], L[:n], int(f.nmax), f.rmin, f.rdelta, f.nstep, f.mad)
-		if !(scale > 0) {
-			scale = amax / fnmax
-		}
-		step[j] = scale
-		zlev[j] = max(0, min(f.nmax, kNearestInt(mn/scale)))
-		smax = max(smax, scale)
-		// Refine the step for each zero level tried by least squares on the
-		// survivors (a heuristic: the exact error decides later).
-		for q0 := max(0, zlev[j]-2); q0 <= min(f.nmax, zlev[j]+2); q0++ {
-			st := scale
-			for it := 0; it < 3; it++ {
-				var sxk, skk float64
-				for _, v := range ys {
-					k := max(-q0, min(f.nmax-q0, kNearestInt(v/st)))
-					sxk += float64(v) * float64(k)
-					skk += float64(k) * float64(k)
-				}
-				if skk == 0 || sxk <= 0 {
-					break
-				}
-				st = float32(sxk / skk)
-			}
-			sref[j][q0] = st
-		}
+		smax = max(smax, bs)
 	}
 	if smax == 0 {
-		// Every value is zero: all codes zero decode to exact zeros.
+		// No survivor can be fitted: all codes zero decode to exact zeros.
 		*r = kKZResult{}
 		return true
 	}
-	if !(smax < 65504*float32(f.scMax)/2) {
+	if !(smax < 65504*float64(f.scMax)/2) {
 		return false
 	}
-	bestErr := float32(math.Inf(1))
-	var cand kKZResult
-	for _, R := range f.ratios {
-		for _, dm := range [...]float32{1, 1.04, 1.1} {
-			d, dmin, ok := kKZScales(smax/float32(f.scMax)*dm, R)
-			if !ok {
-				continue
-			}
-			cand.hd, cand.hm = kF32ToF16(d), kF32ToF16(dmin)
-			var total float32
-			for j := 0; j < f.nsub; j++ {
-				xs := x[f.sub*j : f.sub*j+f.sub]
-				ls := cand.L[f.sub*j : f.sub*j+f.sub]
-				if step[j] == 0 {
-					cand.sc[j], cand.m[j] = 0, 0
-					clear(ls)
-					continue
-				}
-				e, sc, m := kKZSub(f, xs, ls, d, dmin, R, step[j], zlev[j], &sref[j])
-				if sc < 0 {
-					total = float32(math.Inf(1))
-					break
-				}
-				cand.sc[j], cand.m[j] = uint8(sc), uint8(m)
-				total += e
-			}
-			if total < bestErr {
-				bestErr = total
-				*r = cand
+	// Choose the ratio R = dmin/d and d by the predicted error: every ratio
+	// at the first two scale factors, then every factor for the two best
+	// ratios.
+	var alt [2][2]int32
+	best := math.Inf(1)
+	var bd, bdmin float32
+	bri := -1
+	var rbest [2]float64
+	rbi := [2]int{-1, -1}
+	try := func(ri int, fac float64) float64 {
+		d, dmin, ok := kKZScales(float32(smax/float64(f.scMax)*fac), f.ratios[ri])
+		if !ok {
+			return math.Inf(1)
+		}
+		tot := kKZTotal(f, &fits, float64(d), ri, best)
+		if tot < best {
+			best, bd, bdmin, bri = tot, d, dmin, ri
+		}
+		return tot
+	}
+	rbest[0], rbest[1] = math.Inf(1), math.Inf(1)
+	for ri := range f.ratios {
+		e := math.Inf(1)
+		for _, fac := range f.dfac[:2] {
+			e = min(e, try(ri, fac))
+		}
+		switch {
+		case e < rbest[0]:
+			rbest[1], rbi[1] = rbest[0], rbi[0]
+			rbest[0], rbi[0] = e, ri
+		case e < rbest[1]:
+			rbest[1], rbi[1] = e, ri
+		}
+	}
+	for _, ri := range rbi {
+		if ri >= 0 {
+			for _, fac := range f.dfac[2:] {
+				try(ri, fac)
 			}
 		}
 	}
-	return bestErr < float32(math.Inf(1))
+	if bri < 0 {
+		return false
+	}
+	bR := f.ratios[bri]
+	// Per sub-block, the exact error of the best predicted choices decides.
+	r.hd, r.hm = kF32ToF16(bd), kF32ToF16(bdmin)
+	for j := 0; j < f.nsub; j++ {
+		xs := x[f.sub*j : f.sub*j+f.sub]
+		ls := r.L[f.sub*j : f.sub*j+f.sub]
+		fit := &fits[j]
+		if fit.nc == 0 {
+			r.sc[j], r.m[j] = 0, 0
+			clear(ls)
+			continue
+		}
+		_, sc, q0 := kKZPick(f, fit, float64(bd), 1/float64(bd), bri, &alt)
+		bestE := float32(math.Inf(1))
+		bsc, bq0 := int32(-1), int32(0)
+		for _, c := range [3][2]int32{{sc, q0}, alt[0], alt[1]} {
+			if c[0] < 0 {
+				continue
+			}
+			if e, ok := kKZExact(f, xs, nil, bd, bdmin, bR, c[0], c[1], bestE); ok && e < bestE {
+				bestE, bsc, bq0 = e, c[0], c[1]
+			}
+		}
+		if bsc < 0 {
+			bsc, bq0 = 0, 0
+		}
+		kKZExact(f, xs, ls, bd, bdmin, bR, bsc, bq0, float32(math.Inf(1)))
+		r.sc[j], r.m[j] = uint8(bsc), uint8(bsc*bq0/bR)
+	}
+	return true
+}
+
+// kKZExact computes the squared error on the survivors of sub-block xs
+// encoded with scale code sc and zero level q0 (m = sc*q0/R), as the
+// decoder computes the values, stopping early once it reaches limit; ok is
+// false when the choice does not decode zero exactly. When ls is not nil it
+// receives the levels.
+func kKZExact(f *kKZFormat, xs []float32, ls []uint8, d, dmin float32, R, sc, q0 int32, limit float32) (e float32, ok bool) {
+	m := sc * q0 / R
+	if m*R != sc*q0 || m > f.mMax || sc > f.scMax {
+		return 0, false
+	}
+	d1 := d * float32(sc)
+	m1 := dmin * float32(m)
+	if float32(d1*float32(q0))-m1 != 0 {
+		return 0, false
+	}
+	if sc == 0 {
+		for i, v := range xs {
+			e += float32(v * v)
+			if ls != nil {
+				ls[i] = 0
+			}
+		}
+		return e, true
+	}
+	id1 := 1 / d1
+	nmax := f.nmax
+	for i, v := range xs {
+		q := q0
+		if v != 0 {
+			q = max(0, min(nmax, kNearestInt(float32(v+m1)*id1)))
+			diff := v - (float32(d1*float32(q)) - m1)
+			e += float32(diff * diff)
+		}
+		if ls != nil {
+			ls[i] = uint8(q)
+		} else if e >= limit {
+			return e, true
+		}
+	}
+	return e, true
 }
 
 // kKZScales returns d near target and dmin = R*d, both exact halves.
@@ -194,70 +490,6 @@ func kKZScales(target float32, R int32) (d, dmin float32, ok bool) {
 		}
 	}
 	return 0, 0, false
-}
-
-// kKZSub picks, for one sub-block, the zero level q0 and scale code sc
-// (with m = sc*q0/R) of least squared error on the non-zero values, writes
-// the levels to ls and returns the error; sc < 0 when nothing fits.
-func kKZSub(f *kKZFormat, xs []float32, ls []uint8, d, dmin float32, R int32, step float32, zlev int32, sref *[32]float32) (bestE float32, bestSc, bestM int32) {
-	bestE = float32(math.Inf(1))
-	bestSc, bestM = -1, -1
-	bestQ0 := int32(0)
-	sc0 := step / d
-	for q0 := max(0, zlev-2); q0 <= min(f.nmax, zlev+2); q0++ {
-		// Allowed scale codes are multiples of g = R/gcd(R, q0); q0 == 0
-		// allows every code (m = 0).
-		g := int32(1)
-		if q0 > 0 {
-			g = R / kGCD(R, q0)
-		}
-		s := sref[q0]
-		lo := int32(s/d/float32(g)) * g
-		for _, sc := range [6]int32{lo - 2*g, lo - g, lo, lo + g, lo + 2*g, int32(sc0/float32(g)) * g} {
-			if sc < 1 || sc > f.scMax {
-				continue
-			}
-			m := sc * q0 / R
-			if m > f.mMax || m*R != sc*q0 {
-				continue
-			}
-			d1 := d * float32(sc)
-			m1 := dmin * float32(m)
-			if float32(d1*float32(q0))-m1 != 0 {
-				continue
-			}
-			id1 := 1 / d1
-			var e float32
-			for _, v := range xs {
-				if v == 0 {
-					continue
-				}
-				q := max(0, min(f.nmax, kNearestInt((v+m1)*id1)))
-				diff := v - (float32(d1*float32(q)) - m1)
-				e += float32(diff * diff)
-				if e >= bestE {
-					break
-				}
-			}
-			if e < bestE {
-				bestE, bestSc, bestM, bestQ0 = e, sc, m, q0
-			}
-		}
-	}
-	if bestSc < 0 {
-		return bestE, -1, -1
-	}
-	d1 := d * float32(bestSc)
-	m1 := dmin * float32(bestM)
-	id1 := 1 / d1
-	for i, v := range xs {
-		if v == 0 {
-			ls[i] = uint8(bestQ0)
-			continue
-		}
-		ls[i] = uint8(max(0, min(f.nmax, kNearestInt((v+m1)*id1))))
-	}
-	return bestE, bestSc, bestM
 }
 
 func kGCD(a, b int32) int32 {
