@@ -214,3 +214,68 @@ func TestCreateRejects(t *testing.T) {
 		t.Fatalf("overwritten file: %+v", f.KVs)
 	}
 }
+
+// TestWriteTensorFromFile checks the file-to-file path of WriteTensor: the
+// bytes come from the source file's current offset, the offset advances,
+// and the result equals writing the same bytes through Write.
+func TestWriteTensorFromFile(t *testing.T) {
+	dir := t.TempDir()
+	src := filepath.Join(dir, "spool")
+	a, b := bytes.Repeat([]byte{7}, 12), bytes.Repeat([]byte{9}, 68)
+	if err := os.WriteFile(src, append(append([]byte{}, a...), b...), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	h := smallHeader()
+	write := func(path string, fromFile bool) []byte {
+		w, err := Create(path, h, CreateOptions{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if fromFile {
+			f, err := os.Open(src)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer f.Close()
+			for range 3 { // a, empty, b
+				if err := w.WriteTensor(f); err != nil {
+					t.Fatal(err)
+				}
+			}
+		} else {
+			w.Write(a)
+			w.Write(b)
+		}
+		if err := w.Close(); err != nil {
+			t.Fatal(err)
+		}
+		raw, err := os.ReadFile(path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return raw
+	}
+	viaFile := write(filepath.Join(dir, "f.gguf"), true)
+	viaWrite := write(filepath.Join(dir, "w.gguf"), false)
+	if !bytes.Equal(viaFile, viaWrite) {
+		t.Fatal("WriteTensor(*os.File) wrote other bytes than Write")
+	}
+	// A source file that ends early fails and leaves nothing.
+	short := filepath.Join(dir, "short")
+	os.WriteFile(short, a[:5], 0o644)
+	f, _ := os.Open(short)
+	defer f.Close()
+	out := filepath.Join(dir, "short.gguf")
+	w, err := Create(out, h, CreateOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := w.WriteTensor(f); err == nil || !strings.Contains(err.Error(), "short") {
+		t.Fatalf("short source: err = %v, want one naming it", err)
+	}
+	for _, n := range dirNames(t, dir) {
+		if strings.HasPrefix(n, ".short.gguf") || n == "short.gguf" {
+			t.Fatalf("failed write left %s", n)
+		}
+	}
+}

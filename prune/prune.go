@@ -404,7 +404,7 @@ func writeOutput(ctx context.Context, f *gguf.File, out string, spool *os.File, 
 			w.Abort()
 			return "", err
 		}
-		if err := w.WriteTensor(io.LimitReader(spool, int64(p.info.Bytes()))); err != nil {
+		if err := w.WriteTensor(spool); err != nil {
 			w.Abort()
 			return "", fmt.Errorf("prune: %s: tensor %s: %w", out, p.info.Name, err)
 		}
