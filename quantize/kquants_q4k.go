@@ -89,6 +89,15 @@ func kSubblockWeights32(x []float32, w *[32]float32) {
 }
 
 func encodeQ4K(dst []byte, src []float32) {
+	if kEncQ4KSIMD != nil && !simdOff {
+		kEncodeSIMD(dst, src, kQ4KBytes, kEncQ4KSIMD, encodeQ4KBlock)
+		return
+	}
+	encodeQ4KGo(dst, src)
+}
+
+// encodeQ4KGo is the pure-Go Q4_K reference encoder.
+func encodeQ4KGo(dst []byte, src []float32) {
 	for len(src) >= kQK && len(dst) >= kQ4KBytes {
 		encodeQ4KBlock(dst[:kQ4KBytes], src[:kQK])
 		src = src[kQK:]

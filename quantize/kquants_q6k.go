@@ -117,6 +117,15 @@ func kMakeQx1(x []float32, L []int8, nmax int32) float32 {
 }
 
 func encodeQ6K(dst []byte, src []float32) {
+	if kEncQ6KSIMD != nil && !simdOff {
+		kEncodeSIMD(dst, src, kQ6KBytes, kEncQ6KSIMD, encodeQ6KBlock)
+		return
+	}
+	encodeQ6KGo(dst, src)
+}
+
+// encodeQ6KGo is the pure-Go Q6_K reference encoder.
+func encodeQ6KGo(dst []byte, src []float32) {
 	for len(src) >= kQK && len(dst) >= kQ6KBytes {
 		encodeQ6KBlock(dst[:kQ6KBytes], src[:kQK])
 		src = src[kQK:]

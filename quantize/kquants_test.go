@@ -39,3 +39,67 @@ func TestDecodeQ4KPaths(t *testing.T) {
 		}
 	}
 }
+
+// TestEncodeKQuantSIMDPaths compares the AVX2 Q4_K and Q6_K encoders with
+// the pure-Go ones byte for byte on every generated case of the parity
+// framework, with blocks holding NaN or infinities mixed in (which the
+// SIMD path hands back to the Go code) and guard bytes after the output.
+func TestEncodeKQuantSIMDPaths(t *testing.T) {
+	for _, tc := range []struct {
+		typ  gguf.Type
+		bb   int
+		simd func([]byte, []float32) int
+		gof  func([]byte, []float32)
+	}{
+		{gguf.TypeQ4_K, kQ4KBytes, kEncQ4KSIMD, encodeQ4KGo},
+		{gguf.TypeQ6_K, kQ6KBytes, kEncQ6KSIMD, encodeQ6KGo},
+	} {
+		if tc.simd == nil {
+			t.Skip("no AVX2 encoder in this build or on this CPU")
+		}
+		for ci, c := range genCases {
+			for _, nb := range []int{1, 3, 17} {
+				src := genRows(c, 1, nb*kQK, kQK, uint64(ci*100+nb))
+				if nb == 17 {
+					// Non-finite values in some blocks.
+					src[5*kQK+7] = float32(math.NaN())
+					src[9*kQK] = float32(math.Inf(1))
+					src[16*kQK+255] = float32(math.Inf(-1))
+				}
+				want := make([]byte, nb*tc.bb+8)
+				got := make([]byte, nb*tc.bb+8)
+				for i := range got {
+					want[i], got[i] = 0xA5, 0xA5
+				}
+				tc.gof(want[:nb*tc.bb], src)
+				kEncodeSIMD(got[:nb*tc.bb], src, tc.bb, tc.simd, func(d []byte, s []float32) { tc.gof(d, s) })
+				for i := range got {
+					if got[i] != want[i] {
+						b := i / tc.bb
+						t.Fatalf("%s %s (%d blocks): byte %d (block %d) is %02x, Go gives %02x", tc.typ, c.name, nb, i, b, got[i], want[i])
+					}
+				}
+			}
+		}
+		// Random blocks with per-sub-block scales spanning many octaves.
+		r := rand.New(rand.NewPCG(11, uint64(tc.typ)))
+		const nb = 256
+		src := make([]float32, nb*kQK)
+		for i := 0; i < len(src); i += 16 {
+			if r.IntN(8) == 0 {
+				continue // some sub-blocks of 16 all zero
+			}
+			s := math.Ldexp(1, r.IntN(40)-30)
+			for k := i; k < i+16; k++ {
+				src[k] = float32(r.NormFloat64() * s)
+			}
+		}
+		want := make([]byte, nb*tc.bb)
+		got := make([]byte, nb*tc.bb)
+		tc.gof(want, src)
+		kEncodeSIMD(got, src, tc.bb, tc.simd, tc.gof)
+		if b := firstBlockDiff(got, want, tc.bb); b >= 0 {
+			t.Fatalf("%s random: block %d differs: simd %x go %x", tc.typ, b, got[b*tc.bb:(b+1)*tc.bb], want[b*tc.bb:(b+1)*tc.bb])
+		}
+	}
+}
