@@ -27,8 +27,24 @@
 //     re-encode to its old bytes; the kills are bounded by the changed
 //     blocks below and the non-zero weights above.
 //
-// The audit does not replay the kernel: it checks what the data shows, not
-// that the mould would have chosen the same weights.
+// Replay: the kernel is deterministic and bit-identical on every
+// implementation, so with the original a version-1 (magnitude-flow) file is
+// audited by running the kernel again on the original's decoded values with
+// the stored physarium.params and physarium.mode, tiled as prune tiles
+// (bands of 256 rows per matrix, tiles of 256 columns, experts separately).
+// That gives the exact kill mask, whatever the type: the kill counts,
+// exact_zero, the rates and the errata become exact, and every block is
+// checked byte for byte (a block with a kill must be the re-encoding of the
+// original's values with the kills zeroed, by this build's
+// quantize.EncodeKeepZeros; a block without one must be the original's).
+// Other versions and methods need inputs the audit is not given (an
+// imatrix) and are reported as not verifiable by replay.
+//
+// Control twins (physarium.control = true, written by prune --control) are
+// checked as such: every kill figure 0, the control wording, and with the
+// original every changed block a re-encoding of the original's values;
+// with the pruned twin (Options.Pruned) its sha256 and the set of
+// re-encoded blocks.
 package audit
 
 import (
@@ -45,8 +61,15 @@ type Options struct {
 	// file alone.
 	Against string
 	// ChunkWeights bounds the weights decoded at a time per tensor (0 means
-	// 1<<20); memory does not grow with the model.
+	// 1<<20); memory does not grow with the model. The replay and the
+	// control comparison go band by band (256 rows of a matrix) instead.
 	ChunkWeights int
+	// NoReplay skips replaying the kernel on the original's values.
+	NoReplay bool
+	// Pruned is the path of the pruned twin of a control twin (the file
+	// named by physarium.control_of); auditing a file that is no control
+	// twin with it is an error.
+	Pruned string
 }
 
 // Check statuses.
@@ -139,7 +162,23 @@ type TensorAudit struct {
 	ChangedWeights *prune.Rate `json:"changed_weights,omitempty"`
 	ChangedBlocks  *prune.Rate `json:"changed_blocks,omitempty"`
 
+	// Replay is the kernel replayed on the original's values (--against,
+	// version 1); Control compares a control twin's blocks.
+	Replay  *TensorReplay  `json:"replay,omitempty"`
+	Control *ControlBlocks `json:"control,omitempty"`
+
 	scan scan
+	pass pass
+}
+
+// ReplayInfo says whether and how the kernel was replayed.
+type ReplayInfo struct {
+	Ran bool `json:"ran"`
+	// Kernel is the implementation that ran, Params the parameters it ran
+	// with (physarium.params); Reason says why the replay did not run.
+	Kernel string `json:"kernel,omitempty"`
+	Params string `json:"params,omitempty"`
+	Reason string `json:"reason,omitempty"`
 }
 
 // Report is the outcome of an audit.
@@ -148,10 +187,17 @@ type Report struct {
 	Against       string `json:"against,omitempty"`
 	AgainstSHA256 string `json:"against_sha256,omitempty"`
 	// Pruned is true when the file carries physarium.* keys.
-	Pruned  bool   `json:"pruned"`
-	Version int    `json:"version,omitempty"`
-	Method  string `json:"method,omitempty"`
-	Mode    string `json:"mode,omitempty"`
+	Pruned bool `json:"pruned"`
+	// Control is true for a control twin (physarium.control = true);
+	// PrunedTwin and PrunedTwinSHA256 name the pruned twin given with it.
+	Control          bool   `json:"control,omitempty"`
+	PrunedTwin       string `json:"pruned_twin,omitempty"`
+	PrunedTwinSHA256 string `json:"pruned_twin_sha256,omitempty"`
+	// Replay says whether the kernel was replayed on the original's values.
+	Replay  ReplayInfo `json:"replay"`
+	Version int        `json:"version,omitempty"`
+	Method  string     `json:"method,omitempty"`
+	Mode    string     `json:"mode,omitempty"`
 
 	// Weights are the recounted denominators; TargetTensors the number of
 	// target tensors.
@@ -212,11 +258,19 @@ func File(ctx context.Context, path string, opts Options) (*Report, error) {
 		}
 		defer o.Close()
 	}
+	var p *gguf.File
+	if opts.Pruned != "" {
+		p, err = gguf.Open(opts.Pruned)
+		if err != nil {
+			return nil, fmt.Errorf("audit: pruned twin: %w", err)
+		}
+		defer p.Close()
+	}
 	chunk := opts.ChunkWeights
 	if chunk <= 0 {
 		chunk = 1 << 20
 	}
-	a := &auditor{ctx: ctx, f: f, o: o, chunk: chunk, r: &Report{File: path, Against: opts.Against}}
+	a := &auditor{ctx: ctx, f: f, o: o, p: p, chunk: chunk, noReplay: opts.NoReplay, r: &Report{File: path, Against: opts.Against, PrunedTwin: opts.Pruned}}
 	if err := a.run(); err != nil {
 		return nil, err
 	}

@@ -43,6 +43,10 @@ var documented = []keySpec{
 	{name: "source", typ: gguf.TypeString},
 	{name: "imatrix", typ: gguf.TypeString, optional: true},
 	{name: "errata", typ: gguf.TypeString},
+	// Control twins only (prune.ControlKeys).
+	{name: "control", typ: gguf.TypeBool, optional: true},
+	{name: "control_of", typ: gguf.TypeString, optional: true},
+	{name: "reencoded_blocks", typ: gguf.TypeUint64, optional: true},
 }
 
 func typeText(t, elem gguf.ValueType) string {
@@ -210,10 +214,32 @@ func (a *auditor) checkKeys() {
 		a.r.disagree(prune.KeyPrefix+"mode", "", m, "natural or sparsity", BasisFile)
 	}
 	a.checkPatterns()
-	for _, k := range []string{"params", "importance", "imatrix"} {
-		if s, ok := a.str(k); ok {
-			a.r.check(Check{Key: prune.KeyPrefix + k, Stored: s, Recounted: "-", Status: StatusUnverifiable, Basis: b, Note: "a description of the run; the audit does not replay the kernel"})
+	if s, ok := a.str("params"); ok {
+		ck := Check{Key: prune.KeyPrefix + "params", Stored: s, Basis: b}
+		switch {
+		case a.paramsErr != nil:
+			ck.Recounted, ck.Status = "kernel parameters: "+a.paramsErr.Error(), StatusDisagrees
+		case r.Replay.Ran:
+			ck.Recounted, ck.Status = s, StatusExact
+			ck.Note = "parsed with physarium.mode, renders back identically; the kernel was replayed with them"
+		default:
+			ck.Recounted, ck.Status = "-", StatusUnverifiable
+			ck.Note = "not replayed: " + r.Replay.Reason
 		}
+		r.check(ck)
+	}
+	if s, ok := a.str("importance"); ok {
+		if hasVersion && version == 1 {
+			a.stringCheck("importance", s, "|w|", BasisFile)
+		} else {
+			r.check(Check{Key: prune.KeyPrefix + "importance", Stored: s, Recounted: "-", Status: StatusUnverifiable, Basis: b, Note: "a description of the run; not replayed: " + r.Replay.Reason})
+		}
+	}
+	if s, ok := a.str("imatrix"); ok {
+		r.check(Check{Key: prune.KeyPrefix + "imatrix", Stored: s, Recounted: "-", Status: StatusUnverifiable, Basis: b, Note: "the audit is not given the imatrix"})
+	}
+	if !r.Replay.Ran {
+		r.check(Check{Key: "replay", Stored: "-", Recounted: "-", Status: StatusUnverifiable, Basis: b, Note: "kernel not replayed: " + r.Replay.Reason})
 	}
 
 	// Denominators.
@@ -223,6 +249,15 @@ func (a *auditor) checkKeys() {
 	a.figure("weights.processed", "", proc, ok, r.Weights.Processed, BasisFile, "recounted from the shapes with non-overlapping 256x256 tiles per matrix")
 	mdl, ok := a.u64("weights.model")
 	a.figure("weights.model", "", mdl, ok, r.Weights.Model, BasisFile, "every element of every tensor")
+	if a.control {
+		a.checkControl()
+		return
+	}
+	for _, k := range []string{"control_of", "reencoded_blocks"} {
+		if kv, ok := a.f.KV(prune.KeyPrefix + k); ok {
+			r.disagree(prune.KeyPrefix+k, "", valueText(kv.Value), "absent: a key of control twins, and the file has no physarium.control = true", BasisFile)
+		}
+	}
 
 	// Kills, per tensor and in total.
 	killed, hasKilled := a.u64("killed")
@@ -278,30 +313,17 @@ func (a *auditor) checkKeys() {
 		if hasExact {
 			c := Count{Lo: 0, Hi: zeroed}
 			note := "killed weights that read 0 are among the weights non-zero in the original and zero now"
-			if allSingle {
+			if n, ok := replayedExactZero(r.Tensors); ok {
+				c = exact(n)
+				note = "replayed kills that read exactly 0 in the file"
+			} else if allSingle {
 				c = exact(zeroed)
 				note = "F32/F16/BF16 targets: every weight non-zero in the original and zero now is a kill reading 0"
 			}
 			a.bounded("exact_zero", "", exactZero, c, BasisAgainst, note)
 		}
 	} else if hasZB && hasExact {
-		ck := Check{Key: prune.KeyPrefix + "zero_before", Stored: fmt.Sprintf("%d (+ exact_zero %d = %d)", zeroBefore, exactZero, zeroBefore+exactZero), Recounted: fmt.Sprintf("%d target weights read 0", zeros), Basis: BasisFile}
-		switch {
-		case allSingle:
-			ck.Status = statusOf(zeroBefore+exactZero == zeros)
-			ck.Note = "F32/F16/BF16 targets: zeros now = zero_before + exact_zero exactly; the split between the two needs --against"
-		case allZeroCoded:
-			ck.Status = StatusBounds
-			if zeroBefore+exactZero > zeros {
-				ck.Status = StatusDisagrees
-			}
-			ck.Recounted = fmt.Sprintf("at most %d (target weights that read 0)", zeros)
-			ck.Note = "zeros now = zero_before + exact_zero + survivors that re-encoding rounded to 0, so only an upper bound; the split needs --against"
-		default:
-			ck.Status = StatusUnverifiable
-			ck.Note = "a target type without a zero code: weights that were 0 may read non-zero after re-encoding; needs --against"
-		}
-		r.check(ck)
+		a.zeroBeforeAlone(zeroBefore, exactZero, zeros, allSingle, allZeroCoded)
 	}
 
 	// Rates and the wording.
@@ -347,6 +369,8 @@ func (a *auditor) killCount(t *TensorAudit, single, allExact bool) (Count, strin
 	s := &t.scan
 	n := t.Weights
 	switch {
+	case t.Replay != nil:
+		return exact(t.Replay.Killed), "the kernel replayed on the original's values (deterministic, bit-identical on every implementation)"
 	case !s.decoded:
 		return Count{Lo: 0, Hi: n, trivial: true}, "type cannot be decoded: only kills <= weights"
 	case s.against && single:
@@ -387,9 +411,58 @@ func (a *auditor) tensorData(t *TensorAudit, single bool) {
 			a.r.disagree("tensor.data", t.Name, fmt.Sprintf("%d weights that were 0 read non-zero (first: element %d)", s.lostZero, s.firstLost), "a type with a zero code keeps zeros", BasisAgainst)
 		}
 	}
+	if rp := t.Replay; rp != nil {
+		ok = a.replayData(t) && ok
+	} else if t.pass.problem != "" {
+		a.r.check(Check{Key: "replay", Tensor: t.Name, Stored: "-", Recounted: "-", Status: StatusUnverifiable, Basis: BasisAgainst, Note: "not replayed: " + t.pass.problem})
+	}
 	if ok {
 		a.r.check(Check{Key: "tensor.data", Tensor: t.Name, Stored: fmt.Sprintf("%d of %d blocks changed", s.changedBlocks, s.blocks), Recounted: "every changed block holds a weight made 0; unchanged blocks keep their bytes", Status: StatusExact, Basis: BasisAgainst})
 	}
+}
+
+// replayedExactZero sums the replayed exact_zero when every target was
+// replayed.
+func replayedExactZero(ts []TensorAudit) (uint64, bool) {
+	var n uint64
+	for _, t := range ts {
+		if t.Replay == nil {
+			return 0, false
+		}
+		n += t.Replay.ExactZero
+	}
+	return n, len(ts) > 0
+}
+
+// replayData checks a pruned tensor's blocks against the replayed mask and
+// reports whether they all agree.
+func (a *auditor) replayData(t *TensorAudit) bool {
+	rp, ps := t.Replay, &t.pass
+	ok := true
+	if rp.AsExpected != rp.KillBlocks {
+		ok = false
+		a.r.disagree("tensor.data", t.Name, fmt.Sprintf("%d of the %d blocks holding a replayed kill are not the expected re-encoding (first: block %d)", rp.KillBlocks-rp.AsExpected, rp.KillBlocks, ps.firstBadKill), "quantize.EncodeKeepZeros of the original's values with the kills zeroed (this build's encoder)", BasisAgainst)
+	}
+	if rp.KeptChanged > 0 {
+		ok = false
+		a.r.disagree("tensor.data", t.Name, fmt.Sprintf("%d blocks without a replayed kill changed (first: block %d)", rp.KeptChanged, ps.firstKept), "blocks without a kill keep the original's bytes", BasisAgainst)
+	}
+	if ps.firstKilledNZ >= 0 {
+		ok = false
+		a.r.disagree("tensor.data", t.Name, fmt.Sprintf("%d replayed kills read non-zero (first: element %d)", rp.KilledNonZero, ps.firstKilledNZ), "a kill reads exactly 0 in a type with a zero code", BasisAgainst)
+	}
+	if rp.OffRule > 0 {
+		ok = false
+		a.r.disagree("replay.sparsity", t.Name, fmt.Sprintf("%d of %d tiles off the rule (first: tile %d)", rp.OffRule, rp.Tiles, ps.firstOffTile), "each tile ends with round(s*n) zeros (kills + zero_before), or its zero_before when more", BasisAgainst)
+	}
+	if ok {
+		note := "every replayed kill reads exactly 0"
+		if rp.KilledNonZero > 0 {
+			note = fmt.Sprintf("no zero code: %d of %d killed weights read non-zero, max |value| %g", rp.KilledNonZero, rp.Killed, rp.MaxKilledAbs)
+		}
+		a.r.check(Check{Key: "replay", Tensor: t.Name, Stored: fmt.Sprintf("%d kills in %d of %d blocks, %d tiles", rp.Killed, rp.KillBlocks, rp.Blocks, rp.Tiles), Recounted: "every kill block is the expected re-encoding, every other block the original's", Status: StatusExact, Basis: BasisAgainst, Note: note})
+	}
+	return ok
 }
 
 // rate checks a stored FLOAT64 fraction against the recount, exactly.
@@ -475,4 +548,27 @@ func (r *Report) targetNames() []string {
 		names[i] = t.Name
 	}
 	return names
+}
+
+// zeroBeforeAlone checks zero_before and exact_zero against the zeros the
+// file alone shows.
+func (a *auditor) zeroBeforeAlone(zeroBefore, exactZero, zeros uint64, allSingle, allZeroCoded bool) {
+	r := a.r
+	ck := Check{Key: prune.KeyPrefix + "zero_before", Stored: fmt.Sprintf("%d (+ exact_zero %d = %d)", zeroBefore, exactZero, zeroBefore+exactZero), Recounted: fmt.Sprintf("%d target weights read 0", zeros), Basis: BasisFile}
+	switch {
+	case allSingle:
+		ck.Status = statusOf(zeroBefore+exactZero == zeros)
+		ck.Note = "F32/F16/BF16 targets: zeros now = zero_before + exact_zero exactly; the split between the two needs --against"
+	case allZeroCoded:
+		ck.Status = StatusBounds
+		if zeroBefore+exactZero > zeros {
+			ck.Status = StatusDisagrees
+		}
+		ck.Recounted = fmt.Sprintf("at most %d (target weights that read 0)", zeros)
+		ck.Note = "zeros now = zero_before + exact_zero + survivors that re-encoding rounded to 0, so only an upper bound; the split needs --against"
+	default:
+		ck.Status = StatusUnverifiable
+		ck.Note = "a target type without a zero code: weights that were 0 may read non-zero after re-encoding; needs --against"
+	}
+	r.check(ck)
 }

@@ -10,18 +10,26 @@ import (
 	"strings"
 
 	"github.com/physarium/physarium-gguf/gguf"
+	"github.com/physarium/physarium-gguf/kernel"
 	"github.com/physarium/physarium-gguf/prune"
 	"github.com/physarium/physarium-gguf/quantize"
 )
 
 // auditor carries one audit's state.
 type auditor struct {
-	ctx   context.Context
-	f, o  *gguf.File
-	chunk int
-	r     *Report
+	ctx     context.Context
+	f, o, p *gguf.File // the file, the original, a control's pruned twin
+	chunk   int
+	r       *Report
 	// storedKilled holds physarium.tensors.killed by tensor name.
 	storedKilled map[string]uint64
+
+	control  bool           // the file is a control twin
+	noReplay bool           // Options.NoReplay
+	k        *kernel.Kernel // the replay's kernel, nil when not replaying
+	// paramsErr says why a version-1 physarium.params is unusable.
+	paramsErr error
+	bufs      passBuffers
 }
 
 var projection = regexp.MustCompile(prune.DefaultTargetPattern)
@@ -46,6 +54,27 @@ func (a *auditor) run() error {
 				break
 			}
 		}
+	}
+	if kv, ok := f.KV(prune.KeyPrefix + "control"); ok {
+		v, isBool := kv.Value.AsBool()
+		a.control = isBool && v
+		r.Control = a.control
+		if !a.control {
+			r.disagree(prune.KeyPrefix+"control", "", valueText(kv.Value), "BOOL true (prune writes the key only into control twins)", BasisFile)
+		}
+	}
+	if a.p != nil && !a.control {
+		return fmt.Errorf("audit: %s is no control twin (no physarium.control = true): a pruned twin (--pruned) belongs to a control twin", f.Path)
+	}
+	if a.p != nil {
+		sum, err := fileSHA256(a.ctx, a.p)
+		if err != nil {
+			return err
+		}
+		r.PrunedTwinSHA256 = sum
+	}
+	if r.Pruned {
+		a.prepareReplay()
 	}
 	var names []string
 	if r.Pruned {
@@ -78,7 +107,23 @@ func (a *auditor) run() error {
 		if err != nil {
 			return err
 		}
-		r.Tensors = append(r.Tensors, a.tensorAudit(t, s))
+		ta := a.tensorAudit(t, s)
+		if ot != nil && (a.k != nil || a.control) {
+			var pt *gguf.TensorInfo
+			if a.p != nil {
+				if x, ok := a.p.Tensor(name); ok && x.Type == t.Type && reflect.DeepEqual(x.Shape, t.Shape) {
+					pt = &x
+				} else {
+					r.disagree(prune.KeyPrefix+"control_of", name, "a target of the control twin", "missing from the pruned twin, or of another type or shape", BasisAgainst)
+				}
+			}
+			ps, err := a.walkTarget(t, *ot, pt, a.k)
+			if err != nil {
+				return err
+			}
+			ta.pass, ta.Replay, ta.Control = ps, ps.replay, ps.control
+		}
+		r.Tensors = append(r.Tensors, ta)
 	}
 	if a.o != nil {
 		if err := a.compareNonTargets(targets); err != nil {
@@ -103,6 +148,9 @@ func (a *auditor) run() error {
 	}
 	if r.Pruned {
 		a.checkKeys()
+		if a.p != nil {
+			a.checkPrunedTwin()
+		}
 		if a.o != nil {
 			if err := a.checkSource(); err != nil {
 				return err
@@ -337,4 +385,47 @@ func (a *auditor) checkSource() error {
 		a.r.check(Check{Key: key, Stored: s, Recounted: want, Status: StatusExact, Basis: BasisAgainst})
 	}
 	return nil
+}
+
+// prepareReplay parses a version-1 file's physarium.params and sets up the
+// kernel for the replay when it can run, or says why it cannot.
+func (a *auditor) prepareReplay() {
+	ri := &a.r.Replay
+	version, _ := a.u64("version")
+	method, _ := a.str("method")
+	imp, _ := a.str("importance")
+	params, hasParams := a.str("params")
+	mode, _ := a.str("mode")
+	v1 := version == 1 && method == "magnitude-flow" && imp == "|w|"
+	var p kernel.Params
+	if v1 && hasParams {
+		var err error
+		p, err = ParseParams(params, mode)
+		switch {
+		case err != nil:
+			a.paramsErr = err
+		case p.String() != params:
+			a.paramsErr = fmt.Errorf("not in the canonical form %q", p.String())
+		}
+	}
+	switch {
+	case a.noReplay:
+		ri.Reason = "skipped (--no-replay)"
+	case !v1:
+		ri.Reason = fmt.Sprintf("physarium.version %d, method %q, importance %q: only version 1 magnitude-flow (|w|) is replayed; other methods need inputs the audit is not given (an imatrix)", version, method, imp)
+	case !hasParams:
+		ri.Reason = "physarium.params missing"
+	case a.paramsErr != nil:
+		ri.Reason = "physarium.params unusable: " + a.paramsErr.Error()
+	case a.o == nil:
+		ri.Reason = "needs the original (--against)"
+	default:
+		k, err := kernel.New(kernel.Auto, p)
+		if err != nil {
+			ri.Reason = err.Error()
+			return
+		}
+		a.k = k
+		ri.Ran, ri.Kernel, ri.Params = true, k.Impl().String(), params
+	}
 }

@@ -43,6 +43,8 @@ Examples:
 		Flags: []ucli.Flag{
 			&ucli.BoolFlag{Name: "json", Usage: "print the audit as JSON"},
 			&ucli.StringFlag{Name: "against", Usage: "the original (unpruned) file to compare with"},
+			&ucli.StringFlag{Name: "pruned", Usage: "for a control twin: the pruned file it names in physarium.control_of"},
+			&ucli.BoolFlag{Name: "no-replay", Usage: "do not replay the kernel on the original's values (kills then only bounded for quantized types)"},
 		},
 		Action: a.audit,
 	}
@@ -53,7 +55,7 @@ func (a *App) audit(c *ucli.Context) error {
 	if err != nil {
 		return err
 	}
-	r, err := runAudit(c.Context, paths[0], c.String("against"))
+	r, err := runAuditOpts(c.Context, paths[0], audit.Options{Against: c.String("against"), Pruned: c.String("pruned"), NoReplay: c.Bool("no-replay")})
 	if err != nil {
 		return err
 	}
@@ -76,7 +78,12 @@ func (a *App) audit(c *ucli.Context) error {
 
 // runAudit audits path; read errors exit with ExitUsage (2).
 func runAudit(ctx context.Context, path, against string) (*audit.Report, error) {
-	r, err := audit.File(ctx, path, audit.Options{Against: against})
+	return runAuditOpts(ctx, path, audit.Options{Against: against})
+}
+
+// runAuditOpts audits path with opts; read errors exit with ExitUsage (2).
+func runAuditOpts(ctx context.Context, path string, opts audit.Options) (*audit.Report, error) {
+	r, err := audit.File(ctx, path, opts)
 	if err != nil {
 		if errors.Is(err, context.Canceled) {
 			return nil, err

@@ -237,10 +237,20 @@ func TestAuditTampered(t *testing.T) {
 		}
 		// Alone: zeros now != zero_before + exact_zero (F32 targets).
 		wantDisagreement(t, "physarium.zero_before", "", bad)
-		r := wantDisagreement(t, "physarium.tensors.killed", target, "--against", orig, bad)
-		for _, d := range r.Disagreements {
-			if d.Tensor != "" && d.Tensor != target {
-				t.Errorf("a kill restored in %s blamed on %s: %+v", target, d.Tensor, d)
+		// Without the replay the per-tensor recount shows one kill fewer;
+		// with it the kill count is the kernel's, and the restored weight
+		// is caught in the data and in exact_zero.
+		for _, args := range [][]string{{"--no-replay", "--against", orig, bad}, {"--against", orig, bad}} {
+			key := "physarium.tensors.killed"
+			if args[0] != "--no-replay" {
+				key = "tensor.data"
+				wantDisagreement(t, "physarium.exact_zero", "", args...)
+			}
+			r := wantDisagreement(t, key, target, args...)
+			for _, d := range r.Disagreements {
+				if d.Tensor != "" && d.Tensor != target {
+					t.Errorf("a kill restored in %s blamed on %s: %+v", target, d.Tensor, d)
+				}
 			}
 		}
 	})
@@ -395,7 +405,9 @@ func TestAuditQuantizedKillRestored(t *testing.T) {
 		}
 		return b
 	})
-	wantDisagreement(t, "physarium.tensors.killed", target, "--against", orig, bad)
+	wantDisagreement(t, "physarium.tensors.killed", target, "--no-replay", "--against", orig, bad)
+	wantDisagreement(t, "tensor.data", target, "--against", orig, bad)
+	wantDisagreement(t, "physarium.exact_zero", "", "--against", orig, bad)
 }
 
 func TestAuditDenseStories(t *testing.T) {
