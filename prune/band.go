@@ -43,6 +43,10 @@ type bandBuffers struct {
 	mask   []byte    // the band's kill mask, row-major with the band's row length
 	tmask  []byte    // the tiles' own masks, packed one after another
 	tiles  []kernel.Tile
+	score  []float32 // row-ranked methods: the score of every weight
+	mould  []byte    // mould-informed ranks: the mould's natural-mode mask
+	colSum []float64 // flow ranks: column sums of the food over the band
+	idx    []int32   // row selection scratch
 }
 
 func grow[T any](s []T, n int) []T {
@@ -58,6 +62,8 @@ type worker struct {
 	k       *kernel.Kernel
 	ps      []tensorPlan
 	control bool // also produce the control twin's bytes
+	m       *methodPlan
+	kn      *kernel.Kernel // natural-mode kernel of the mould-informed ranks
 }
 
 // process does the surgery on one band: decode, kernel, zero the kills,
@@ -79,38 +85,18 @@ func (w *worker) process(j *bandJob) error {
 		return err
 	}
 	for i, v := range b.before {
-		if math.IsNaN(float64(v)) || math.IsInf(float64(v), 0) {
+		if math.Float32bits(v)&0x7f800000 == 0x7f800000 { // NaN or Inf
 			e := uint64(row0)*uint64(p.row) + uint64(i)
 			return fmt.Errorf("element %d (row %d, column %d) is %v: refusing to prune a tensor with NaN or Inf", e, row0+i/p.row, i%p.row, v)
 		}
 	}
 	copy(b.vals, b.before)
 
-	// Kernel, one tile per TileSize columns.
 	b.mask = grow(b.mask, n)
-	b.tmask = grow(b.tmask, n)
-	b.tiles = b.tiles[:0]
-	for c0, used := 0, 0; c0 < p.row; c0 += TileSize {
-		cols := min(TileSize, p.row-c0)
-		b.tiles = append(b.tiles, kernel.Tile{
-			W: b.vals[c0:], Rows: rows, Cols: cols, Stride: p.row,
-			Mask: b.tmask[used : used+rows*cols],
-		})
-		used += rows * cols
-	}
-	if err := w.k.Run(b.tiles); err != nil {
-		return fmt.Errorf("kernel on rows %d-%d: %w", row0, row0+rows-1, err)
+	if err := w.decide(j, p, row0, rows); err != nil {
+		return err
 	}
 	st := &j.stats
-	for i := range b.tiles {
-		t := &b.tiles[i]
-		st.processed += uint64(t.Stats.Weights)
-		st.zeroBefore += uint64(t.Stats.ZeroBefore)
-		c0 := i * TileSize
-		for r := 0; r < rows; r++ {
-			copy(b.mask[r*p.row+c0:r*p.row+c0+t.Cols], t.Mask[r*t.Cols:(r+1)*t.Cols])
-		}
-	}
 
 	// Zero the kills; re-encode runs of blocks that hold one.
 	b.out = grow(b.out, nb)
@@ -121,6 +107,9 @@ func (w *worker) process(j *bandJob) error {
 	}
 	b.check = grow(b.check, n)
 	bs, bb := p.blockSize, p.blockBytes
+	if bs == 1 {
+		return w.killElements(j, p, row0, n)
+	}
 	blocks := n / bs
 	for blk := 0; blk < blocks; {
 		if !w.killIn(b, blk, bs) {
@@ -185,4 +174,125 @@ func (w *worker) killIn(b *bandBuffers, blk, bs int) bool {
 		}
 	}
 	return false
+}
+
+// killElements is the surgery of a band of a type whose blocks are single
+// elements (F32, F16, BF16): each kill is its own block, re-encoded as the
+// type's zero, and every other element keeps its bytes.
+func (w *worker) killElements(j *bandJob, p *tensorPlan, row0, n int) error {
+	b, st, bb := j.bufs, &j.stats, p.blockBytes
+	for i := 0; i < n; i++ {
+		if b.mask[i] == 0 {
+			continue
+		}
+		if b.before[i] == 0 {
+			return fmt.Errorf("kernel marked element %d, already zero, as a kill", uint64(row0)*uint64(p.row)+uint64(i))
+		}
+		copy(b.out[i*bb:(i+1)*bb], p.zero)
+		st.killed++
+		if p.zeroExact {
+			st.exactZero++
+		}
+		if w.control {
+			if err := quantize.EncodeKeepZeros(p.info.Type, b.ctrl[i*bb:(i+1)*bb], b.before[i:i+1]); err != nil {
+				return err
+			}
+		}
+		st.reencoded++
+	}
+	j.out = b.out[:n*bb]
+	if w.control {
+		j.ctrl = b.ctrl[:n*bb]
+	}
+	return nil
+}
+
+// decide fills b.mask with the band's kills according to the method and
+// counts the processed and already-zero weights.
+func (w *worker) decide(j *bandJob, p *tensorPlan, row0, rows int) error {
+	b := j.bufs
+	n := rows * p.row
+	st := &j.stats
+	mat := row0 / p.rows
+	var act []float32
+	if p.act != nil {
+		act = p.act[mat*p.row : (mat+1)*p.row]
+	}
+	m := w.m
+	switch {
+	case m.method == Magnitude || m.method == Wanda || m.method == ActivationFlow && m.mode == kernel.Sparsity && m.rank != RankTile:
+		clear(b.mask[:n])
+		st.processed += uint64(n)
+		for _, v := range b.before[:n] {
+			if v == 0 {
+				st.zeroBefore++
+			}
+		}
+		if m.method == Magnitude {
+			magnitudeMask(p, j.band, b.vals[:n], b.mask[:n])
+			return nil
+		}
+		var mould []byte
+		if m.method == ActivationFlow && m.rank.usesMould() {
+			if err := w.runKernel(w.kn, b, p, row0, rows, act, nil); err != nil {
+				return err
+			}
+			b.mould = grow(b.mould, n)
+			copy(b.mould, b.mask[:n])
+			clear(b.mask[:n])
+			mould = b.mould
+		}
+		b.score = grow(b.score, n)
+		b.colSum = grow(b.colSum, p.row)
+		b.idx = grow(b.idx, p.row)
+		flow := m.method == ActivationFlow && m.rank != RankRowMould
+		scoreBand(b.score, b.vals, act, rows, p.row, flow, mould, b.colSum)
+		for r := 0; r < rows; r++ {
+			lo, hi := r*p.row, (r+1)*p.row
+			rowSelect(b.vals[lo:hi], b.score[lo:hi], b.mask[lo:hi], m.sparsity, b.idx)
+		}
+		return nil
+	}
+	return w.runKernel(w.k, b, p, row0, rows, act, st)
+}
+
+// runKernel runs k on the band's tiles (one per TileSize columns, food
+// |w|*act when act is set) and copies their masks into b.mask; st, when
+// set, receives the processed and already-zero counts.
+func (w *worker) runKernel(k *kernel.Kernel, b *bandBuffers, p *tensorPlan, row0, rows int, act []float32, st *bandStats) error {
+	n := rows * p.row
+	b.tmask = grow(b.tmask, n)
+	b.tiles = b.tiles[:0]
+	for c0, used := 0, 0; c0 < p.row; c0 += TileSize {
+		cols := min(TileSize, p.row-c0)
+		b.tiles = append(b.tiles, kernel.Tile{
+			W: b.vals[c0:], Rows: rows, Cols: cols, Stride: p.row, Act: tileAct(act, c0),
+			Mask: b.tmask[used : used+rows*cols],
+		})
+		used += rows * cols
+	}
+	if err := k.Run(b.tiles); err != nil {
+		return fmt.Errorf("kernel on rows %d-%d: %w", row0, row0+rows-1, err)
+	}
+	for i := range b.tiles {
+		t := &b.tiles[i]
+		if st != nil {
+			st.processed += uint64(t.Stats.Weights)
+			st.zeroBefore += uint64(t.Stats.ZeroBefore)
+		}
+		c0 := i * TileSize
+		for r := 0; r < rows; r++ {
+			copy(b.mask[r*p.row+c0:r*p.row+c0+t.Cols], t.Mask[r*t.Cols:(r+1)*t.Cols])
+		}
+	}
+	return nil
+}
+
+// tileAct returns the activation scales of the tile starting at column c0,
+// or nil for v1 food.
+func tileAct(act []float32, c0 int) []float32 {
+	if act == nil {
+		return nil
+	}
+	return act[c0:]
 }

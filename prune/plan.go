@@ -21,6 +21,16 @@ type tensorPlan struct {
 	// describe the type's blocks.
 	rowBytes, blockSize, blockBytes int
 	report                          int // index of the tensor's row in Report.Tensors, -1 for copies
+	// zero is the encoding of one 0.0 for single-element block types, and
+	// zeroExact whether it decodes to exactly 0.0.
+	zero      []byte
+	zeroExact bool
+	// act holds the activation scales a_i of every matrix, matrix after
+	// matrix (mats*row values), for the activation-aware methods; nil means
+	// |w| alone (v1 food).
+	act []float32
+	// mag holds the Magnitude baseline's threshold of every matrix.
+	mag []magThreshold
 }
 
 // plan decides the fate of every tensor: target or copy, with the checks that
@@ -51,6 +61,17 @@ func plan(f *gguf.File, sel *compiledSelection, skipUnsupported bool, r *Report)
 			}
 			rb, _ := t.Type.RowBytes(t.Shape[0])
 			p.rowBytes = int(rb)
+			if ti.BlockSize == 1 {
+				p.zero = make([]byte, ti.BlockBytes)
+				var back [1]float32
+				if err := quantize.EncodeKeepZeros(t.Type, p.zero, []float32{0}); err != nil {
+					return nil, fmt.Errorf("prune: %s: tensor %s: %w", f.Path, t.Name, err)
+				}
+				if err := quantize.Decode(t.Type, back[:], p.zero); err != nil {
+					return nil, fmt.Errorf("prune: %s: tensor %s: %w", f.Path, t.Name, err)
+				}
+				p.zeroExact = back[0] == 0
+			}
 			z, _ := quantize.Zero(t.Type)
 			p.report = len(r.Tensors)
 			r.Tensors = append(r.Tensors, TensorReport{
