@@ -14,7 +14,10 @@ func sqrt(x float64) float64 { return math.Sqrt(x) }
 
 // foodSentence says what the mould ate, for the errata wording.
 func foodSentence(r *Report) string {
-	if r.Version == 1 {
+	switch r.Version {
+	case 0:
+		return fmt.Sprintf("Baseline, no Physarium kernel ran (physarium.version 0): the %s method killed the weights with the smallest %s.", r.Method, r.Importance)
+	case 1:
 		return "v1 eats static weight magnitude only: it sees no activations, no gradients, no contribution to the loss."
 	}
 	return fmt.Sprintf("v%d eats %s: activation statistics from an importance matrix, no gradients; stability is not computed.", r.Version, r.Importance)
@@ -40,7 +43,7 @@ func Keys(r *Report) []gguf.KV {
 	kvs := []gguf.KV{
 		kv("version", gguf.Uint32(uint32(r.Version))),
 		kv("method", gguf.String(r.Method)),
-		kv("activation_aware", gguf.Bool(r.Version >= 2)),
+		kv("activation_aware", gguf.Bool(r.Version >= 2 || r.Method == string(Wanda))),
 		kv("importance", gguf.String(r.Importance)),
 		kv("tile", gguf.Uint32(uint32(r.Tile))),
 		kv("tiling", gguf.String(r.Tiling)),

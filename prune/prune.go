@@ -18,6 +18,7 @@ import (
 	"time"
 
 	"github.com/physarium/physarium-gguf/gguf"
+	"github.com/physarium/physarium-gguf/imatrix"
 	"github.com/physarium/physarium-gguf/kernel"
 )
 
@@ -46,6 +47,20 @@ type Options struct {
 	Control string
 	// Progress, when set, is called from one goroutine after each band.
 	Progress func(Progress)
+	// Method decides what dies; "" means MagnitudeFlow, or ActivationFlow
+	// when Imatrix is set. Magnitude and Wanda are the plain baselines and
+	// need sparsity mode.
+	Method Method
+	// Imatrix is the path of a llama.cpp importance matrix (GGUF or legacy
+	// .dat), needed by ActivationFlow and Wanda.
+	Imatrix string
+	// ImatrixMissingV1 lets a target without an importance-matrix entry be
+	// pruned on |w| alone (v1 food) instead of failing; such tensors are
+	// listed in Report.ImatrixMissing and in physarium.imatrix.
+	ImatrixMissingV1 bool
+	// Rank is how ActivationFlow ranks in sparsity mode; "" means
+	// RankRowFlow.
+	Rank Rank
 }
 
 // Progress tells how far a run is.
@@ -96,9 +111,42 @@ func File(ctx context.Context, in, out string, opts Options) (*Report, error) {
 	}
 	defer f.Close()
 
+	method := opts.Method
+	if method == "" {
+		method = MagnitudeFlow
+		if opts.Imatrix != "" {
+			method = ActivationFlow
+		}
+	}
+	if _, err := ParseMethod(string(method)); err != nil {
+		return nil, err
+	}
+	rank, err := ParseRank(string(opts.Rank))
+	if err != nil {
+		return nil, err
+	}
+	if method.activation() && opts.Imatrix == "" {
+		return nil, fmt.Errorf("prune: method %s needs an importance matrix (--imatrix)", method)
+	}
+	if !method.activation() && opts.Imatrix != "" {
+		return nil, fmt.Errorf("prune: method %s uses no importance matrix; drop --imatrix or choose activation-flow or wanda", method)
+	}
+	if method.version() == 0 && params.Mode != kernel.Sparsity {
+		return nil, fmt.Errorf("prune: the %s baseline needs sparsity mode (--mode sparsity --sparsity S)", method)
+	}
+	mp := &methodPlan{method: method, rank: rank, mode: params.Mode, sparsity: params.Sparsity}
+	mp.natural = params
+	mp.natural.Mode, mp.natural.Sparsity = kernel.Natural, 0
+	var imat *imatrix.Matrix
+	if opts.Imatrix != "" {
+		if imat, err = imatrix.Load(opts.Imatrix); err != nil {
+			return nil, fmt.Errorf("prune: %w", err)
+		}
+	}
+
 	r := &Report{
 		Input: filepath.Base(in), DryRun: opts.DryRun,
-		Version: 1, Method: "magnitude-flow", Importance: "|w|",
+		Version: method.version(), Method: string(method), Importance: importance(method, params.Mode, rank),
 		Mode: params.Mode.String(), Params: params.String(),
 		Threads: threads, Tile: TileSize, Tiling: "non-overlapping",
 		Targets: opts.Selection.Patterns(),
@@ -110,18 +158,40 @@ func File(ctx context.Context, in, out string, opts Options) (*Report, error) {
 	if err != nil {
 		return nil, err
 	}
+	if imat != nil {
+		if err := attachImatrix(plans, imat, opts.ImatrixMissingV1, r); err != nil {
+			return nil, err
+		}
+		r.Imatrix = describeImatrix(imat, r.ImatrixMissing)
+	}
+	if method == ActivationFlow && params.Mode == kernel.Sparsity {
+		r.Rank = string(rank)
+	}
 	workers := make([]*worker, threads)
 	for i := range workers {
 		k, err := kernel.New(opts.Impl, params)
 		if err != nil {
 			return nil, fmt.Errorf("prune: %w", err)
 		}
-		workers[i] = &worker{f: f, k: k, ps: plans, control: opts.Control != ""}
+		workers[i] = &worker{f: f, k: k, ps: plans, control: opts.Control != "", m: mp}
+		if method == ActivationFlow && params.Mode == kernel.Sparsity && rank.usesMould() && rank != RankTile {
+			if workers[i].kn, err = kernel.New(opts.Impl, mp.natural); err != nil {
+				return nil, fmt.Errorf("prune: %w", err)
+			}
+		}
 		r.Kernel = k.Impl().String()
+	}
+	if method.version() == 0 {
+		r.Kernel = "none"
 	}
 
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
+	if method == Magnitude {
+		if err := magnitudeThresholds(ctx, f, plans, params.Sparsity); err != nil {
+			return nil, err
+		}
+	}
 	hash := hashFile(ctx, f)
 
 	sinks := []io.Writer{io.Discard}

@@ -133,8 +133,14 @@ type Report struct {
 	SkippedNote string          `json:"skipped_note,omitempty"`
 	Seconds     float64         `json:"seconds"`
 	Imatrix     string          `json:"imatrix,omitempty"`
-	Control     *ControlTwin    `json:"control,omitempty"`
-	Errata      string          `json:"errata"`
+	// ImatrixMissing lists the targets that had no importance-matrix entry
+	// and were pruned on |w| alone (--imatrix-missing v1).
+	ImatrixMissing []string `json:"imatrix_missing,omitempty"`
+	// Rank is the v2 sparsity-mode ranking (activation-flow in sparsity
+	// mode only); physarium.importance states its formula.
+	Rank    string       `json:"rank,omitempty"`
+	Control *ControlTwin `json:"control,omitempty"`
+	Errata  string       `json:"errata"`
 }
 
 // finish derives the totals, rates, kind ranges and layer rates from the
