@@ -28,6 +28,22 @@ original's, that every changed block of a target holds a kill, that the
 original's sha256 is the one in physarium.source, and recounts zero_before
 and the kills.
 
+Replay: for a version-1 (magnitude-flow) file and --against ORIGINAL, the
+kernel is re-run on the original's decoded values with the stored
+physarium.params and physarium.mode (it is deterministic and bit-identical
+on every implementation), tiled as prune tiles them. That gives the exact
+kill mask for every type: per-tensor and total kills, exact_zero and the
+rates are then exact, every block holding a kill must be the re-encoding
+of the original's values with the kills zeroed and every other block the
+original's. --no-replay skips it (kills of quantized types are then only
+bounded). Other versions/methods are reported as not verifiable by replay.
+
+Control twins (physarium.control = true, written by prune --control) are
+audited as such: zero kill figures, the control wording, and with
+--against every changed block a re-encoding of the original's values;
+--pruned PRUNED also checks control_of's sha256 and that the control
+re-encoded exactly the blocks the pruned twin did.
+
 Every check says whether it was verified exactly, only within bounds, or
 not at all, and whether it rests on the file alone or on the original.
 A file without physarium.* keys gets the sparsity of each projection tensor.
@@ -39,7 +55,8 @@ or read errors.
 Examples:
   physarium-gguf audit model.pruned.gguf
   physarium-gguf audit --against model.gguf model.pruned.gguf
-  physarium-gguf audit --json --against model.gguf model.pruned.gguf | jq .disagreements`,
+  physarium-gguf audit --json --against model.gguf model.pruned.gguf | jq .disagreements
+  physarium-gguf audit --against model.gguf --pruned model.pruned.gguf model.control.gguf`,
 		Flags: []ucli.Flag{
 			&ucli.BoolFlag{Name: "json", Usage: "print the audit as JSON"},
 			&ucli.StringFlag{Name: "against", Usage: "the original (unpruned) file to compare with"},
@@ -123,6 +140,17 @@ func writeAudit(w io.Writer, r *audit.Report) {
 		fmt.Fprintln(w, "no physarium.* keys: sparsity of the projection tensors (weights that read exactly 0)")
 	} else {
 		fmt.Fprintf(w, "Physarium-v%d %s, mode %s\n", r.Version, r.Method, r.Mode)
+		if r.Control {
+			fmt.Fprintln(w, "control twin (re-encoding only): every kill figure must be 0")
+			if r.PrunedTwin != "" {
+				fmt.Fprintf(w, "pruned twin: %s (sha256 %s)\n", r.PrunedTwin, r.PrunedTwinSHA256)
+			}
+		}
+		if r.Replay.Ran {
+			fmt.Fprintf(w, "replay: the kernel (%s, %s) re-ran on the original's values: kills are exact\n", r.Replay.Kernel, r.Replay.Params)
+		} else {
+			fmt.Fprintf(w, "replay: NOT RUN, %s\n", r.Replay.Reason)
+		}
 	}
 	fmt.Fprintf(w, "denominators: target %d weights (%d tensors), processed %d, model %d\n", r.Weights.Target, r.TargetTensors, r.Weights.Processed, r.Weights.Model)
 	fmt.Fprintf(w, "coverage:               %s\n", r.Coverage)
@@ -142,6 +170,12 @@ func writeAudit(w io.Writer, r *audit.Report) {
 		fmt.Fprintf(w, "  %-28s %-7s zeros %s", t.Name, t.Type, t.Zeros)
 		if t.Killed != nil && t.StoredKilled != nil {
 			fmt.Fprintf(w, "; killed stored %d, recounted %s", *t.StoredKilled, t.Killed)
+		}
+		if t.Replay != nil && t.Replay.KilledNonZero > 0 {
+			fmt.Fprintf(w, "; %d killed read non-zero, max |value| %g", t.Replay.KilledNonZero, t.Replay.MaxKilledAbs)
+		}
+		if t.Control != nil {
+			fmt.Fprintf(w, "; %d of %d blocks re-encoded", t.Control.Changed, t.Control.Blocks)
 		}
 		if !t.Decoded {
 			fmt.Fprint(w, " (type cannot be decoded)")

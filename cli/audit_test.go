@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/binary"
 	"encoding/json"
+	"fmt"
 	"io"
 	"math"
 	"os"
@@ -447,4 +448,372 @@ func TestAuditErrors(t *testing.T) {
 			t.Errorf("%q: exit %d (%v), want 2", args, ExitCode(err), err)
 		}
 	}
+}
+
+// checkStatuses returns how many checks have each status.
+func checkStatuses(r audit.Report) map[string]int {
+	n := map[string]int{}
+	for _, c := range r.Checks {
+		n[c.Status]++
+	}
+	return n
+}
+
+// findCheck returns the first check on key (and tensor, when given).
+func findCheck(t *testing.T, r audit.Report, key, tensor string) audit.Check {
+	t.Helper()
+	for _, c := range r.Checks {
+		if c.Key == key && (tensor == "" || c.Tensor == tensor) {
+			return c
+		}
+	}
+	t.Fatalf("no check on %s %s", key, tensor)
+	return audit.Check{}
+}
+
+// TestAuditReplayExact: replaying the kernel makes the kills of quantized
+// types (with a min, K-quants, no zero code) exact against the original,
+// where the data alone only bounds them.
+func TestAuditReplayExact(t *testing.T) {
+	for _, tc := range []struct {
+		typ      gguf.Type
+		sparsity float64
+	}{{gguf.TypeQ4_K, 0}, {gguf.TypeQ4_1, 0}, {gguf.TypeQ2_K, 0}, {gguf.TypeIQ4_NL, 0}, {gguf.TypeQ4_K, 0.4}} {
+		t.Run(fmt.Sprintf("%s_%g", tc.typ, tc.sparsity), func(t *testing.T) {
+			orig, pruned, rep := prunedPair(t, tc.typ, tc.sparsity)
+			r := wantAgree(t, "--against", orig, pruned)
+			if !r.Replay.Ran || r.Replay.Params != rep.Params {
+				t.Fatalf("replay %+v, prune params %q", r.Replay, rep.Params)
+			}
+			if r.Killed == nil || !r.Killed.Exact || r.Killed.Lo != rep.Killed {
+				t.Errorf("killed %+v, prune reported %d", r.Killed, rep.Killed)
+			}
+			st := checkStatuses(r)
+			if st[audit.StatusBounds] != 0 || st[audit.StatusUnverifiable] != 0 {
+				for _, c := range r.Checks {
+					if c.Status != audit.StatusExact {
+						t.Errorf("%s %s: %s (%s)", c.Key, c.Tensor, c.Status, c.Note)
+					}
+				}
+			}
+			for _, key := range []string{"physarium.killed", "physarium.exact_zero", "physarium.kill_rate.over_target", "physarium.kill_rate.over_model", "physarium.errata", "physarium.params"} {
+				var found bool
+				for _, c := range r.Checks {
+					if c.Key == key && c.Status == audit.StatusExact && (key == "physarium.params" || c.Basis == audit.BasisAgainst) {
+						found = true
+					}
+				}
+				if !found {
+					t.Errorf("no exact check of %s on the original", key)
+				}
+			}
+			var exactZero uint64
+			for i, ta := range r.Tensors {
+				pt := rep.Tensors[i]
+				if ta.Replay == nil || ta.Killed == nil || !ta.Killed.Exact || ta.Killed.Lo != pt.Killed ||
+					ta.Replay.ExactZero != pt.ExactZero || ta.Replay.KillBlocks != pt.Reencoded || ta.Replay.MaxKilledAbs != pt.MaxKilledAbs {
+					t.Errorf("tensor %s: replay %+v killed %+v; prune %+v", ta.Name, ta.Replay, ta.Killed, pt)
+				}
+				exactZero += ta.Replay.ExactZero
+			}
+			if exactZero != rep.ExactZero {
+				t.Errorf("replayed exact_zero %d, prune %d", exactZero, rep.ExactZero)
+			}
+			// Without the replay the same file is only bounded (for types
+			// where re-encoding can zero survivors or has no zero code).
+			nr := wantAgree(t, "--no-replay", "--against", orig, pruned)
+			if nr.Replay.Ran || !strings.Contains(nr.Replay.Reason, "--no-replay") {
+				t.Errorf("--no-replay: %+v", nr.Replay)
+			}
+			t.Logf("%s: kills %d; with replay %d checks all exact; --no-replay: killed %s, %v", tc.typ, rep.Killed, len(r.Checks), nr.Killed, checkStatuses(nr))
+			out := mustRun(t, "audit", "--no-replay", "--against", orig, pruned)
+			if !strings.Contains(out, "replay: NOT RUN, skipped (--no-replay)") {
+				t.Errorf("text output does not say the replay was skipped:\n%s", out)
+			}
+			out = mustRun(t, "audit", "--against", orig, pruned)
+			if !strings.Contains(out, "kills are exact") {
+				t.Errorf("text output does not say the replay ran:\n%s", out)
+			}
+			// Alone, the replay cannot run and says why.
+			alone := wantAgree(t, pruned)
+			if alone.Replay.Ran || !strings.Contains(alone.Replay.Reason, "--against") {
+				t.Errorf("alone: %+v", alone.Replay)
+			}
+		})
+	}
+}
+
+// replaceKeys rewrites every physarium.* key of a file with kvs.
+func replaceKeys(keys []gguf.KV) func([]gguf.KV) []gguf.KV {
+	return func(kvs []gguf.KV) []gguf.KV {
+		var out []gguf.KV
+		for _, kv := range kvs {
+			if !strings.HasPrefix(kv.Key, "physarium.") {
+				out = append(out, kv)
+			}
+		}
+		return append(out, keys...)
+	}
+}
+
+// TestAuditReplayTamperQ4K: in a Q4_K file, a kill turned back and a
+// consistent lie about the kill count (every key rewritten to match) are
+// both caught exactly by the replay.
+func TestAuditReplayTamperQ4K(t *testing.T) {
+	orig, pruned, rep := prunedPair(t, gguf.TypeQ4_K, 0)
+	bad := filepath.Join(t.TempDir(), "bad.gguf")
+	target := rep.Tensors[3].Name
+
+	t.Run("kill block restored", func(t *testing.T) {
+		fo, _ := gguf.Open(orig)
+		to, _ := fo.Tensor(target)
+		a, _ := io.ReadAll(fo.TensorReader(to))
+		fo.Close()
+		const bb = 144 // bytes of a Q4_K block
+		rewrite(t, pruned, bad, nil, func(name string, b []byte) []byte {
+			if name == target {
+				for i := 0; i+bb <= len(b); i += bb {
+					if string(b[i:i+bb]) != string(a[i:i+bb]) {
+						copy(b[i:i+bb], a[i:i+bb]) // one changed block back to the original
+						break
+					}
+				}
+			}
+			return b
+		})
+		r := wantDisagreement(t, "tensor.data", target, "--against", orig, bad)
+		wantDisagreement(t, "physarium.exact_zero", "", "--against", orig, bad)
+		for _, d := range r.Disagreements {
+			if d.Tensor != "" && d.Tensor != target {
+				t.Errorf("blamed on %s: %+v", d.Tensor, d)
+			}
+		}
+	})
+	t.Run("one kill fewer, consistently", func(t *testing.T) {
+		lie := *rep
+		lie.Tensors = append([]prune.TensorReport(nil), rep.Tensors...)
+		lie.Tensors[3].Killed--
+		lie.Tensors[3].ExactZero--
+		lie.Killed--
+		lie.ExactZero--
+		lie.OverTarget = prune.NewRate(lie.Killed, lie.Weights.Target, "target")
+		lie.OverModel = prune.NewRate(lie.Killed, lie.Weights.Model, "model")
+		lie.Errata = prune.Errata(&lie)
+		rewrite(t, pruned, bad, replaceKeys(prune.Keys(&lie)), nil)
+		nr, code := auditJSON(t, "--no-replay", "--against", orig, bad)
+		t.Logf("without the replay: exit %d, killed recount %s, stored %d", code, nr.Killed, lie.Killed)
+		r := wantDisagreement(t, "physarium.tensors.killed", target, "--against", orig, bad)
+		for _, d := range r.Disagreements {
+			if d.Key == "physarium.tensors.killed" && (d.Tensor != target || d.Stored != fmt.Sprint(rep.Tensors[3].Killed-1) || d.Recounted != fmt.Sprint(rep.Tensors[3].Killed)) {
+				t.Errorf("%+v", d)
+			}
+		}
+		wantDisagreement(t, "physarium.killed", "", "--against", orig, bad)
+		wantDisagreement(t, "physarium.errata", "", "--against", orig, bad)
+	})
+	t.Run("params edited", func(t *testing.T) {
+		rewrite(t, pruned, bad, setKV("physarium.params", gguf.String("g=1.75 T=4 K=2 h=0.5 theta=0.3")), nil)
+		wantDisagreement(t, "physarium.tensors.killed", target, "--against", orig, bad)
+		rewrite(t, pruned, bad, setKV("physarium.params", gguf.String("g=1.75 T=4 K=2 h=0.5")), nil)
+		wantDisagreement(t, "physarium.params", "", bad)
+	})
+}
+
+// controlTriple writes a one-block test model of type typ, its pruned twin
+// and its control twin.
+func controlTriple(t *testing.T, typ gguf.Type) (orig, pruned, control string, r *prune.Report) {
+	t.Helper()
+	dir := t.TempDir()
+	cfg := testmodels.DefaultConfig()
+	cfg.Layers, cfg.Type = 1, typ
+	orig = filepath.Join(dir, "model.gguf")
+	if err := testmodels.Write(orig, cfg, gguf.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	pruned = filepath.Join(dir, "model.pruned.gguf")
+	control = filepath.Join(dir, "model.control.gguf")
+	r, err := prune.File(context.Background(), orig, pruned, prune.Options{Threads: 1, Control: control})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if r.Killed == 0 || r.Control == nil {
+		t.Fatal("no kills or no control twin")
+	}
+	return orig, pruned, control, r
+}
+
+func reencodedBlocks(r *prune.Report) uint64 {
+	var n uint64
+	for _, t := range r.Tensors {
+		n += t.Reencoded
+	}
+	return n
+}
+
+// TestAuditControlTwin: a control twin audits clean alone, against the
+// original (with and without the replay) and with its pruned twin, each
+// check as exact as its inputs allow.
+func TestAuditControlTwin(t *testing.T) {
+	for _, typ := range []gguf.Type{gguf.TypeQ4_K, gguf.TypeIQ4_NL} {
+		t.Run(typ.String(), func(t *testing.T) {
+			orig, pruned, control, rep := controlTriple(t, typ)
+			n := fmt.Sprint(reencodedBlocks(rep))
+			alone := wantAgree(t, control)
+			if !alone.Control || alone.Weights != rep.Weights {
+				t.Fatalf("alone: control %v weights %+v", alone.Control, alone.Weights)
+			}
+			if c := findCheck(t, alone, "physarium.killed", ""); c.Status != audit.StatusExact || c.Recounted != "0" {
+				t.Errorf("killed: %+v", c)
+			}
+			if c := findCheck(t, alone, "physarium.control_of", ""); c.Status != audit.StatusUnverifiable {
+				t.Errorf("control_of alone: %+v", c)
+			}
+			if c := findCheck(t, alone, "physarium.errata", ""); c.Status != audit.StatusBounds {
+				t.Errorf("errata alone: %+v", c)
+			}
+
+			r := wantAgree(t, "--against", orig, control)
+			if c := findCheck(t, r, "physarium.reencoded_blocks", ""); c.Status != audit.StatusExact || c.Recounted != n {
+				t.Errorf("reencoded_blocks with the replay: %+v, prune re-encoded %s", c, n)
+			}
+			if c := findCheck(t, r, "physarium.errata", ""); c.Status != audit.StatusExact {
+				t.Errorf("errata: %+v", c)
+			}
+			for _, ta := range r.Tensors {
+				if ta.Control == nil || ta.Control.NotReencoding != 0 || ta.Replay == nil || ta.Replay.AsExpected != ta.Replay.KillBlocks {
+					t.Errorf("%s: control %+v replay %+v", ta.Name, ta.Control, ta.Replay)
+				}
+			}
+
+			nr := wantAgree(t, "--no-replay", "--against", orig, control)
+			if c := findCheck(t, nr, "physarium.reencoded_blocks", ""); c.Status != audit.StatusBounds {
+				t.Errorf("reencoded_blocks without replay or pruned twin: %+v", c)
+			}
+
+			both := wantAgree(t, "--no-replay", "--against", orig, "--pruned", pruned, control)
+			c := findCheck(t, both, "physarium.reencoded_blocks", "")
+			wantStatus := audit.StatusExact // a zero code: the pruned twin changed exactly the kill blocks
+			if typ == gguf.TypeIQ4_NL {
+				wantStatus = audit.StatusBounds
+			}
+			if c.Status != wantStatus || (wantStatus == audit.StatusExact && c.Recounted != n) {
+				t.Errorf("reencoded_blocks with the pruned twin: %+v, want %s (%s)", c, wantStatus, n)
+			}
+			if c := findCheck(t, both, "physarium.control_of", ""); c.Status != audit.StatusExact || both.PrunedTwinSHA256 != rep.Control.OfSHA256 {
+				t.Errorf("control_of: %+v", c)
+			}
+
+			all := wantAgree(t, "--against", orig, "--pruned", pruned, control)
+			if st := checkStatuses(all); st[audit.StatusBounds] != 0 || st[audit.StatusUnverifiable] != 0 {
+				for _, c := range all.Checks {
+					if c.Status != audit.StatusExact {
+						t.Errorf("with everything: %s %s: %s (%s)", c.Key, c.Tensor, c.Status, c.Note)
+					}
+				}
+			}
+			wantAgree(t, "--pruned", pruned, control)
+			out := mustRun(t, "audit", "--against", orig, "--pruned", pruned, control)
+			if !strings.Contains(out, "control twin") || !strings.Contains(out, "verdict: agree") {
+				t.Errorf("text:\n%s", out)
+			}
+		})
+	}
+}
+
+// TestAuditControlTampered: a changed block, the control flag removed,
+// control_of, reencoded_blocks or a kill figure edited are caught (exit 1),
+// and --pruned on a file that is no control twin is a usage error.
+func TestAuditControlTampered(t *testing.T) {
+	orig, pruned, control, rep := controlTriple(t, gguf.TypeQ4_K)
+	bad := filepath.Join(t.TempDir(), "bad.gguf")
+	target := rep.Tensors[2].Name
+
+	t.Run("block changed", func(t *testing.T) {
+		for _, blk := range []int{0, 1, 2, 3} {
+			rewrite(t, control, bad, nil, func(name string, b []byte) []byte {
+				if name == target {
+					b[blk*144+20] ^= 0x11 // a quant byte of block blk
+				}
+				return b
+			})
+			wantAgree(t, bad) // nothing alone describes the bytes
+			wantDisagreement(t, "tensor.data", target, "--against", orig, bad)
+			wantDisagreement(t, "tensor.data", target, "--no-replay", "--against", orig, bad)
+		}
+	})
+	t.Run("block kept", func(t *testing.T) {
+		// Put one re-encoded block back to the original's bytes: only the
+		// replay or the pruned twin knows it should have been re-encoded.
+		fo, _ := gguf.Open(orig)
+		to, _ := fo.Tensor(target)
+		a, _ := io.ReadAll(fo.TensorReader(to))
+		fo.Close()
+		rewrite(t, control, bad, nil, func(name string, b []byte) []byte {
+			if name == target {
+				for i := 0; i+144 <= len(b); i += 144 {
+					if string(b[i:i+144]) != string(a[i:i+144]) {
+						copy(b[i:i+144], a[i:i+144])
+						break
+					}
+				}
+			}
+			return b
+		})
+		wantDisagreement(t, "tensor.data", target, "--against", orig, bad)
+		wantDisagreement(t, "tensor.data", target, "--no-replay", "--against", orig, "--pruned", pruned, bad)
+	})
+	t.Run("control flag removed", func(t *testing.T) {
+		rewrite(t, control, bad, func(kvs []gguf.KV) []gguf.KV {
+			var out []gguf.KV
+			for _, kv := range kvs {
+				if kv.Key != "physarium.control" {
+					out = append(out, kv)
+				}
+			}
+			return out
+		}, nil)
+		wantDisagreement(t, "physarium.control_of", "", bad)
+		wantDisagreement(t, "physarium.errata", "", bad)
+		wantDisagreement(t, "physarium.tensors.killed", target, "--against", orig, bad)
+	})
+	t.Run("control flag false", func(t *testing.T) {
+		rewrite(t, control, bad, setKV("physarium.control", gguf.Bool(false)), nil)
+		wantDisagreement(t, "physarium.control", "", bad)
+	})
+	t.Run("control_of edited", func(t *testing.T) {
+		of, _ := kvValue(t, control, "physarium.control_of").AsString()
+		edited := of[:len(of)-1] + map[bool]string{true: "1", false: "0"}[of[len(of)-1] == '0']
+		rewrite(t, control, bad, setKV("physarium.control_of", gguf.String(edited)), nil)
+		wantDisagreement(t, "physarium.errata", "", bad) // the wording names the old hash
+		wantDisagreement(t, "physarium.control_of", "", "--pruned", pruned, bad)
+		rewrite(t, control, bad, setKV("physarium.control_of", gguf.String("model.pruned.gguf")), nil)
+		wantDisagreement(t, "physarium.control_of", "", bad)
+	})
+	t.Run("reencoded_blocks edited", func(t *testing.T) {
+		rewrite(t, control, bad, setKV("physarium.reencoded_blocks", gguf.Uint64(reencodedBlocks(rep)-1)), nil)
+		wantDisagreement(t, "physarium.reencoded_blocks", "", "--against", orig, bad)
+		wantDisagreement(t, "physarium.reencoded_blocks", "", "--no-replay", "--against", orig, "--pruned", pruned, bad)
+	})
+	t.Run("kill figure edited", func(t *testing.T) {
+		rewrite(t, control, bad, setKV("physarium.killed", gguf.Uint64(1)), nil)
+		wantDisagreement(t, "physarium.killed", "", bad)
+	})
+	t.Run("wrong pruned twin", func(t *testing.T) {
+		// Another pruned file of the same original (other params) is not
+		// the one the control names.
+		other := filepath.Join(t.TempDir(), "other.gguf")
+		p := kernel.DefaultParams()
+		p.Theta = 0.5
+		if _, err := prune.File(context.Background(), orig, other, prune.Options{Threads: 1, Params: &p}); err != nil {
+			t.Fatal(err)
+		}
+		wantDisagreement(t, "physarium.control_of", "", "--pruned", other, control)
+		wantDisagreement(t, "physarium.params", "", "--against", orig, "--pruned", other, control)
+	})
+	t.Run("pruned given for a pruned file", func(t *testing.T) {
+		_, _, err := run(t, "audit", "--pruned", pruned, pruned)
+		if ExitCode(err) != ExitUsage {
+			t.Errorf("exit %d (%v), want 2", ExitCode(err), err)
+		}
+	})
 }
