@@ -817,3 +817,29 @@ func TestAuditControlTampered(t *testing.T) {
 		}
 	})
 }
+
+// TestAuditReplayOtherVersions: a file claiming version 2 is not replayed,
+// and the audit says so (the imatrix is not given); --no-replay is said too.
+func TestAuditReplayOtherVersions(t *testing.T) {
+	orig, pruned, _ := prunedPair(t, gguf.TypeQ8_0, 0)
+	bad := filepath.Join(t.TempDir(), "v2.gguf")
+	rewrite(t, pruned, bad, func(kvs []gguf.KV) []gguf.KV {
+		kvs = setKV("physarium.version", gguf.Uint32(2))(kvs)
+		kvs = setKV("physarium.method", gguf.String("activation-flow"))(kvs)
+		kvs = setKV("physarium.activation_aware", gguf.Bool(true))(kvs)
+		return setKV("physarium.importance", gguf.String("|w|*sqrt(in_sum2/count)"))(kvs)
+	}, nil)
+	r, _ := auditJSON(t, "--against", orig, bad)
+	if r.Replay.Ran || !strings.Contains(r.Replay.Reason, "imatrix") {
+		t.Fatalf("replay %+v", r.Replay)
+	}
+	if c := findCheck(t, r, "replay", ""); c.Status != audit.StatusUnverifiable {
+		t.Errorf("replay check %+v", c)
+	}
+	if c := findCheck(t, r, "physarium.params", ""); c.Status != audit.StatusUnverifiable {
+		t.Errorf("params check %+v", c)
+	}
+	if r.Killed == nil || r.Killed.Exact {
+		t.Errorf("a v2 Q8_0 file's kills cannot be exact without the replay: %+v", r.Killed)
+	}
+}
