@@ -1,0 +1,186 @@
+package prune
+
+import (
+	"context"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"runtime"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/physarium/physarium-gguf/gguf"
+	"github.com/physarium/physarium-gguf/kernel"
+	"github.com/physarium/physarium-gguf/quantize"
+)
+
+var stagesModel = flag.String("stages.model", "", "time prune and each of its stages alone on this GGUF (see scripts/bench-prune.sh)")
+
+// TestStages times, on one model and with the same threads, a plain copy
+// of the file, the kernel alone on its target weights, decoding and
+// re-encoding alone on the same blocks, and the whole prune, and prints a
+// table row. It runs only with -stages.model.
+func TestStages(t *testing.T) {
+	if *stagesModel == "" {
+		t.Skip("needs -stages.model FILE")
+	}
+	in := *stagesModel
+	threads := runtime.NumCPU()
+	dir := t.TempDir()
+	f, err := gguf.Open(in)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	var r Report
+	sel, _ := Selection{}.compile()
+	plans, err := plan(f, sel, false, &r)
+	if err != nil {
+		t.Fatal(err)
+	}
+
+	// 1. A plain copy of the file, fsync included.
+	t0 := time.Now()
+	copyFile(t, in, filepath.Join(dir, "copy.gguf"))
+	copyTime := time.Since(t0)
+	os.Remove(filepath.Join(dir, "copy.gguf"))
+
+	// 2 and 3: the kernel alone, and decode + re-encode alone, over the
+	// same bands with the same number of threads.
+	kernelTime := overBands(t, f, plans, threads, func(b *bandBuffers, p *tensorPlan, rows int, k *kernel.Kernel) time.Duration {
+		b.tiles = b.tiles[:0]
+		used := 0
+		b.tmask = grow(b.tmask, rows*p.row)
+		for c0 := 0; c0 < p.row; c0 += TileSize {
+			cols := min(TileSize, p.row-c0)
+			b.tiles = append(b.tiles, kernel.Tile{W: b.vals[c0:], Rows: rows, Cols: cols, Stride: p.row, Mask: b.tmask[used : used+rows*cols]})
+			used += rows * cols
+		}
+		s := time.Now()
+		if err := k.Run(b.tiles); err != nil {
+			t.Error(err)
+		}
+		return time.Since(s)
+	})
+	codecTime := overBands(t, f, plans, threads, func(b *bandBuffers, p *tensorPlan, rows int, _ *kernel.Kernel) time.Duration {
+		n := rows * p.row
+		s := time.Now()
+		if err := quantize.Decode(p.info.Type, b.before[:n], b.raw[:rows*p.rowBytes]); err != nil {
+			t.Error(err)
+		}
+		// Every block re-encoded, as after natural-mode kills (about 22 %
+		// of weights killed leaves almost no block untouched): zero every
+		// fifth weight, encode, decode to check.
+		for i := 0; i < n; i += 5 {
+			b.vals[i] = 0
+		}
+		b.out = grow(b.out, rows*p.rowBytes)
+		if err := quantize.EncodeKeepZeros(p.info.Type, b.out, b.vals[:n]); err != nil {
+			t.Error(err)
+		}
+		b.check = grow(b.check, n)
+		if err := quantize.Decode(p.info.Type, b.check, b.out); err != nil {
+			t.Error(err)
+		}
+		return time.Since(s)
+	})
+
+	// 4. The whole prune.
+	t0 = time.Now()
+	rep, err := File(context.Background(), in, filepath.Join(dir, "out.gguf"), Options{Threads: threads})
+	if err != nil {
+		t.Fatal(err)
+	}
+	pruneTime := time.Since(t0)
+	slowest := max(copyTime, kernelTime, codecTime)
+	types := map[string]bool{}
+	for _, tr := range rep.Tensors {
+		types[tr.Type] = true
+	}
+	row := fmt.Sprintf("| %s | %v | %.2f GB | %d | %.1f s | %.1f s | %.1f s | %.1f s | %.2f |",
+		filepath.Base(in), keys(types), float64(f.Size)/1e9, threads,
+		copyTime.Seconds(), kernelTime.Seconds(), codecTime.Seconds(), pruneTime.Seconds(), pruneTime.Seconds()/slowest.Seconds())
+	t.Logf("killed %v", rep.OverTarget)
+	fmt.Fprintln(testOutput, "| model | target types | size | threads | copy | kernel alone | decode+encode alone | prune | prune / slowest stage |")
+	fmt.Fprintln(testOutput, "|---|---|---|---|---|---|---|---|---|")
+	fmt.Fprintln(testOutput, row)
+}
+
+func keys(m map[string]bool) []string {
+	var ks []string
+	for k := range m {
+		ks = append(ks, k)
+	}
+	return ks
+}
+
+func copyFile(t *testing.T, from, to string) {
+	t.Helper()
+	src, err := os.Open(from)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer src.Close()
+	dst, err := os.Create(to)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := io.Copy(dst, src); err != nil {
+		t.Fatal(err)
+	}
+	if err := dst.Sync(); err != nil {
+		t.Fatal(err)
+	}
+	dst.Close()
+}
+
+// overBands reads and decodes every target band on threads workers and
+// returns the wall time of the stage: the largest per-worker sum of what
+// stage reports for its bands (reading and decoding for the kernel stage
+// are outside the clock).
+func overBands(t *testing.T, f *gguf.File, plans []tensorPlan, threads int, stage func(*bandBuffers, *tensorPlan, int, *kernel.Kernel) time.Duration) time.Duration {
+	type job struct{ p, b int }
+	jobs := make(chan job)
+	var mu sync.Mutex
+	var worst time.Duration
+	var wg sync.WaitGroup
+	for range threads {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			k, err := kernel.New(kernel.Auto, kernel.DefaultParams())
+			if err != nil {
+				t.Error(err)
+				return
+			}
+			var sum time.Duration
+			b := &bandBuffers{}
+			for j := range jobs {
+				p := &plans[j.p]
+				row0, rows := p.band(j.b)
+				n := rows * p.row
+				b.raw = grow(b.raw, rows*p.rowBytes)
+				f.ReadAt(b.raw, f.DataOffset+int64(p.info.Offset)+int64(row0)*int64(p.rowBytes))
+				b.before, b.vals = grow(b.before, n), grow(b.vals, n)
+				quantize.Decode(p.info.Type, b.vals, b.raw)
+				sum += stage(b, p, rows, k)
+			}
+			mu.Lock()
+			worst = max(worst, sum)
+			mu.Unlock()
+		}()
+	}
+	for i := range plans {
+		if plans[i].target {
+			for b := 0; b < plans[i].bands(); b++ {
+				jobs <- job{i, b}
+			}
+		}
+	}
+	close(jobs)
+	wg.Wait()
+	return worst
+}
