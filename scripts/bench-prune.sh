@@ -44,6 +44,6 @@ echo "|---|---|---|"
 for m in f16-05g.gguf f16-2g.gguf; do
 	rss=$( { /usr/bin/time -f '%M' "$bin" prune --quiet --force "$work/$m" "$work/out.gguf" >/dev/null; } 2>&1 | tail -n 1)
 	size=$(stat -c %s "$work/$m")
-	printf '| %s | %.2f GB | %d MB |\n' "$m" "$(echo "$size / 1000000000" | bc -l)" $((rss / 1024))
+	awk -v m="$m" -v s="$size" -v r="$rss" 'BEGIN { printf "| %s | %.2f GB | %d MB |\n", m, s / 1e9, r / 1024 }'
 	rm -f "$work/out.gguf"
 done
