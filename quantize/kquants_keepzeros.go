@@ -35,7 +35,7 @@ type kKZFormat struct {
 	ratios      []int32       // candidate dmin/d ratios
 	dfac        []float64     // candidate d, as multiples of (largest step)/scMax
 	sfac        []float64     // sub-block steps tried, as multiples of the covering step
-	qspan       int32         // zero levels tried on each side of the best covering one
+	qspan       int32         // zero levels tried on each side of the continuous optimum
 	refine      int           // least-squares refinement passes
 	grid        [][32]kKZGrid // per ratio and zero level, the allowed scale codes
 }
@@ -43,7 +43,7 @@ type kKZFormat struct {
 var (
 	kKZQ2K = kKZFormat{nsub: 16, sub: 16, nmax: 3, scMax: 15, mMax: 15,
 		ratios: []int32{1, 2, 3, 4, 5, 6, 8}, dfac: []float64{1, 1.04, 1.08, 1.12, 1.2},
-		sfac: []float64{1, 0.95, 0.9, 0.85, 0.8, 0.75, 0.7}, qspan: 3, refine: 2}
+		sfac: []float64{1.1, 1, 0.95, 0.9, 0.85, 0.8, 0.75, 0.7, 0.65, 0.6, 0.55, 0.5}, qspan: 3, refine: 4}
 	kKZQ4K = kKZFormat{nsub: 8, sub: 32, nmax: 15, scMax: 63, mMax: 63,
 		ratios: []int32{4, 5, 6, 7, 8, 9, 10, 12, 14, 16}, dfac: []float64{1, 1.02, 1.04, 1.07, 1.1, 1.14},
 		sfac: []float64{1, 0.94, 0.88}, qspan: 1, refine: 2}
@@ -127,21 +127,19 @@ func kKZFitSub(f *kKZFormat, ys []float32, fit *kKZSubFit) {
 		return s
 	}
 	// The continuous optimum of the covering step is at q0 = nmax*fl/(fl+fh).
-	qc := int32(float64(nmax) * fl / (fl + fh))
-	if qc < nmax && cover(qc+1) < cover(qc) {
-		qc++
-	}
+	// The levels either side of it, and qspan-1 more on each side.
+	qf := int32(float64(nmax) * fl / (fl + fh))
 	pass := func(s float64, kmin, kmax int32) (B, C float64) {
 		is := float32(1 / s)
+		var ci int32
 		for _, v := range ys {
 			k := max(kmin, min(kmax, kNearestInt(v*is)))
-			fk := float64(k)
-			B += float64(v) * fk
-			C += fk * fk
+			B += float64(v) * float64(k)
+			ci += k * k
 		}
-		return B, C
+		return B, float64(ci)
 	}
-	for q0 := max(0, qc-f.qspan); q0 <= min(nmax, qc+f.qspan); q0++ {
+	for q0 := max(0, qf+1-f.qspan); q0 <= min(nmax, qf+f.qspan); q0++ {
 		s0 := cover(q0)
 		if math.IsInf(s0, 1) || !(s0 > 0) {
 			continue
@@ -408,18 +406,20 @@ func kKeepZerosFit(f *kKZFormat, x []float32, r *kKZResult) (ok bool) {
 		_, sc, q0 := kKZPick(f, fit, float64(bd), 1/float64(bd), bri, &alt)
 		bestE := float32(math.Inf(1))
 		bsc, bq0 := int32(-1), int32(0)
+		var tmp [32]uint8
 		for _, c := range [3][2]int32{{sc, q0}, alt[0], alt[1]} {
 			if c[0] < 0 {
 				continue
 			}
-			if e, ok := kKZExact(f, xs, nil, bd, bdmin, bR, c[0], c[1], bestE); ok && e < bestE {
+			if e, ok := kKZExact(f, xs, tmp[:len(xs)], bd, bdmin, bR, c[0], c[1], bestE); ok && e < bestE {
 				bestE, bsc, bq0 = e, c[0], c[1]
+				copy(ls, tmp[:len(xs)])
 			}
 		}
 		if bsc < 0 {
 			bsc, bq0 = 0, 0
+			kKZExact(f, xs, ls, bd, bdmin, bR, 0, 0, float32(math.Inf(1)))
 		}
-		kKZExact(f, xs, ls, bd, bdmin, bR, bsc, bq0, float32(math.Inf(1)))
 		r.sc[j], r.m[j] = uint8(bsc), uint8(bsc*bq0/bR)
 	}
 	return true
@@ -427,9 +427,9 @@ func kKeepZerosFit(f *kKZFormat, x []float32, r *kKZResult) (ok bool) {
 
 // kKZExact computes the squared error on the survivors of sub-block xs
 // encoded with scale code sc and zero level q0 (m = sc*q0/R), as the
-// decoder computes the values, stopping early once it reaches limit; ok is
-// false when the choice does not decode zero exactly. When ls is not nil it
-// receives the levels.
+// decoder computes the values, writing the levels to ls; ok is false when
+// the choice does not decode zero exactly. It stops early, with ls
+// incomplete, once the error reaches limit.
 func kKZExact(f *kKZFormat, xs []float32, ls []uint8, d, dmin float32, R, sc, q0 int32, limit float32) (e float32, ok bool) {
 	m := sc * q0 / R
 	if m*R != sc*q0 || m > f.mMax || sc > f.scMax {
@@ -443,9 +443,7 @@ func kKZExact(f *kKZFormat, xs []float32, ls []uint8, d, dmin float32, R, sc, q0
 	if sc == 0 {
 		for i, v := range xs {
 			e += float32(v * v)
-			if ls != nil {
-				ls[i] = 0
-			}
+			ls[i] = 0
 		}
 		return e, true
 	}
@@ -458,9 +456,8 @@ func kKZExact(f *kKZFormat, xs []float32, ls []uint8, d, dmin float32, R, sc, q0
 			diff := v - (float32(d1*float32(q)) - m1)
 			e += float32(diff * diff)
 		}
-		if ls != nil {
-			ls[i] = uint8(q)
-		} else if e >= limit {
+		ls[i] = uint8(q)
+		if e >= limit {
 			return e, true
 		}
 	}
@@ -504,7 +501,7 @@ func encodeQ4KKeepZeros(dst []byte, src []float32) {
 	for len(src) >= kQK && len(dst) >= kQ4KBytes {
 		b, x := dst[:kQ4KBytes], src[:kQK]
 		if !kHasZero(x) || !kKeepZerosFit(&kKZQ4K, x, &r) {
-			encodeQ4KBlock(b, x)
+			encodeQ4K(b, x)
 		} else {
 			kStoreKZQ45(b, &r)
 			q := b[16:144]
