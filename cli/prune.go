@@ -35,7 +35,18 @@ renamed into place; on any error or Ctrl-C nothing is left behind.
 
 Modes:
   natural   (default) the mould decides how much of each tile dies
-  sparsity  each tile ends with exactly round(S * weights) zeros (--sparsity S)
+  sparsity  each tile ends with exactly round(S * weights) zeros (--sparsity S);
+            v2 activation-flow and wanda instead end each output row with
+            round(S * row length) zeros, magnitude each tensor (per matrix)
+
+Methods:
+  magnitude-flow   v1, the mould eats |w| (default without --imatrix)
+  activation-flow  v2, the mould eats |w|*a_i, a_i = sqrt(in_sum2_i/count_i)
+                   from --imatrix (default with it); in sparsity mode the
+                   ranking is --rank (physarium.importance states the formula)
+  magnitude        baseline, no kernel: smallest |w| of each tensor
+  wanda            baseline, no kernel: smallest |w|*a_i of each output row
+  Baselines are written with physarium.version 0.
 
 Examples:
   physarium-gguf prune model.gguf model.pruned.gguf
@@ -43,6 +54,8 @@ Examples:
   physarium-gguf prune --layers 0-3 --exclude 'ffn_down' --report r.json in.gguf out.gguf
   physarium-gguf prune --dry-run --report - model.gguf x   # JSON report on stdout, no file
   physarium-gguf prune --control control.gguf model.gguf pruned.gguf
+  physarium-gguf prune --imatrix imatrix.gguf --mode sparsity --sparsity 0.4 in.gguf out.gguf
+  physarium-gguf prune --method wanda --imatrix imatrix.gguf --mode sparsity --sparsity 0.4 in.gguf out.gguf
 
 With --control, perplexity(control) - perplexity(original) is what
 re-encoding cost and perplexity(pruned) - perplexity(control) what pruning
@@ -58,6 +71,10 @@ cost: two numbers, never one.`,
 			&ucli.BoolFlag{Name: "skip-unsupported", Usage: "leave selected tensors of types that cannot be decoded or encoded untouched (they leave the target denominator)"},
 			&ucli.StringFlag{Name: "report", Usage: "write the JSON report to this file (- for stdout)"},
 			&ucli.StringFlag{Name: "control", Usage: "also write the control twin to this file: the same blocks re-encoded, nothing zeroed (separates re-encoding cost from pruning cost)"},
+			&ucli.StringFlag{Name: "imatrix", Usage: "llama.cpp importance matrix (GGUF or legacy .dat from llama-imatrix): enables v2 activation-flow (food |w|*sqrt(in_sum2/count)) and wanda"},
+			&ucli.StringFlag{Name: "imatrix-missing", Value: "error", Usage: "a target without an imatrix entry: error, or v1 (prune it on |w| alone; listed in the report and physarium.imatrix)"},
+			&ucli.StringFlag{Name: "method", Usage: "activation-flow (v2, default with --imatrix), magnitude-flow (v1, default without), or the plain baselines magnitude (per-tensor |w|) and wanda (|w|*a_i per output row), which need --mode sparsity"},
+			&ucli.StringFlag{Name: "rank", Usage: "v2 sparsity-mode ranking: row-flow (default), row-flow-mould, row-mould or tile"},
 			&ucli.BoolFlag{Name: "dry-run", Usage: "compute and report, write no GGUF"},
 			&ucli.BoolFlag{Name: "force", Usage: "replace OUT if it exists"},
 			&ucli.BoolFlag{Name: "quiet", Aliases: []string{"q"}, Usage: "no progress and no summary"},
@@ -110,6 +127,32 @@ func pruneOptions(c *ucli.Context) (prune.Options, error) {
 	}
 	o.Overwrite = c.Bool("force")
 	o.SkipUnsupported = c.Bool("skip-unsupported")
+	if o.Method, err = prune.ParseMethod(c.String("method")); err != nil {
+		return o, usageErrorf("%v", err)
+	}
+	if !c.IsSet("method") {
+		o.Method = "" // chosen by prune from --imatrix
+	}
+	o.Imatrix = c.String("imatrix")
+	switch c.String("imatrix-missing") {
+	case "error":
+	case "v1":
+		if o.Imatrix == "" {
+			return o, usageErrorf("prune: --imatrix-missing v1 needs --imatrix")
+		}
+		o.ImatrixMissingV1 = true
+	default:
+		return o, usageErrorf("prune: --imatrix-missing %q: want error or v1", c.String("imatrix-missing"))
+	}
+	if o.Rank, err = prune.ParseRank(c.String("rank")); err != nil {
+		return o, usageErrorf("%v", err)
+	}
+	if c.IsSet("rank") && (p.Mode != kernel.Sparsity || o.Imatrix == "" || c.IsSet("method") && o.Method != prune.ActivationFlow) {
+		return o, usageErrorf("prune: --rank applies to activation-flow in sparsity mode only")
+	}
+	if (o.Method == prune.Magnitude || o.Method == prune.Wanda) && p.Mode != kernel.Sparsity {
+		return o, usageErrorf("prune: --method %s is a fixed-rate baseline: it needs --mode sparsity --sparsity S", o.Method)
+	}
 	return o, nil
 }
 
