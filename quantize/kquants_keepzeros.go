@@ -43,7 +43,7 @@ type kKZFormat struct {
 var (
 	kKZQ2K = kKZFormat{nsub: 16, sub: 16, nmax: 3, scMax: 15, mMax: 15,
 		ratios: []int32{1, 2, 3, 4, 5, 6, 8}, dfac: []float64{1, 1.04, 1.08, 1.12, 1.2},
-		sfac: []float64{1.1, 1, 0.95, 0.9, 0.85, 0.8, 0.75, 0.7, 0.65, 0.6, 0.55, 0.5}, qspan: 3, refine: 4}
+		qspan: 2}
 	kKZQ4K = kKZFormat{nsub: 8, sub: 32, nmax: 15, scMax: 63, mMax: 63,
 		ratios: []int32{4, 5, 6, 7, 8, 9, 10, 12, 14, 16}, dfac: []float64{1, 1.02, 1.04, 1.07, 1.1, 1.14},
 		sfac: []float64{1, 0.94, 0.88}, qspan: 1, refine: 2}
@@ -99,6 +99,10 @@ func kKZFitSub(f *kKZFormat, ys []float32, fit *kKZSubFit) {
 	fit.n = len(ys)
 	fit.nc = 0
 	if len(ys) == 0 {
+		return
+	}
+	if nmax == 3 && len(ys) <= 16 {
+		kKZFitSubQ2(ys, fit)
 		return
 	}
 	var lo, hi float32
@@ -218,6 +222,95 @@ func kKZNearest(c *kKZCand, gr *kKZGrid, d, id float64) (e float64, sc int32) {
 	sc = max(gr.g, min(gr.hi, sc*gr.g))
 	diff := d*float64(sc) - c.s
 	return c.emin + c.C*diff*diff, sc
+}
+
+// kKZEvent is one value of a Q2_K sub-block, of magnitude m and on the
+// negative side or not, moving from k to k+1 levels away from the zero
+// level once the step falls below t = m/(k+0.5).
+type kKZEvent struct {
+	m, dk float64 // magnitude, and 2k+1: the growth of k*k
+	act   uint8   // bit q0 set when the move exists with zero level q0
+}
+
+// kKZFitSubQ2 is kKZFitSub for Q2_K (levels 0..3, at most 16 values): for
+// every zero level q0 it finds the least-squares optimum over all steps.
+// At a step s, rounding to the nearest level puts a value of magnitude m at
+// least k+1 levels from q0 (on its side, up to the levels that side has)
+// once s < m/(k+0.5); sweeping s down through those thresholds visits every
+// assignment rounding can produce, updating sum(x*k) and sum(k*k) one move
+// at a time, and the best least-squares step of any of them is the optimum.
+func kKZFitSubQ2(ys []float32, fit *kKZSubFit) {
+	// Magnitudes in decreasing order (insertion sort: at most 16 values).
+	var mag [16]float64
+	var neg [16]bool
+	var A, An, Ap float64
+	n := 0
+	for _, v := range ys {
+		x := float64(v)
+		A += x * x
+		m, ng := x, false
+		if v < 0 {
+			m, ng = -x, true
+			An += x * x
+		} else {
+			Ap += x * x
+		}
+		i := n
+		for ; i > 0 && mag[i-1] < m; i-- {
+			mag[i], neg[i] = mag[i-1], neg[i-1]
+		}
+		mag[i], neg[i] = m, ng
+		n++
+	}
+	fit.A = A
+	// Merge the three threshold sequences m/0.5, m/1.5, m/2.5 (each
+	// decreasing) into one decreasing list of events.
+	var ev [48]kKZEvent
+	inv := [3]float64{2, 1 / 1.5, 1 / 2.5}
+	var head [3]int
+	for e := 0; e < 3*n; e++ {
+		bk, bt := -1, -1.0
+		for k := 0; k < 3; k++ {
+			if head[k] < n {
+				if t := mag[head[k]] * inv[k]; t > bt {
+					bk, bt = k, t
+				}
+			}
+		}
+		i := head[bk]
+		// A negative value has q0 levels below the zero level, a positive
+		// one 3-q0 above it.
+		act := uint8(0b1111 << (bk + 1) & 0b1111)
+		if !neg[i] {
+			act = uint8(0b1111 >> (bk + 1))
+		}
+		ev[e] = kKZEvent{m: mag[i], dk: float64(2*bk + 1), act: act}
+		head[bk]++
+	}
+	best := A
+	for _, q0 := range [4]int32{1, 2, 0, 3} {
+		// With q0 == 0 every negative value reads back 0, and so on.
+		if q0 == 0 && An >= best || q0 == 3 && Ap >= best {
+			continue
+		}
+		var B, C, bB, bC float64
+		for _, e := range ev[:3*n] {
+			a := float64(e.act >> q0 & 1)
+			B += e.m * a
+			C += e.dk * a
+			// B*B/C > bB*bB/bC, without dividing (and false while C == 0).
+			if B*B*bC > bB*bB*C || bC == 0 && C > 0 {
+				bB, bC = B, C
+			}
+		}
+		if bC == 0 {
+			continue
+		}
+		e := A - bB*bB/bC
+		best = min(best, e)
+		fit.cands[fit.nc] = kKZCand{q0: q0, s: bB / bC, B: bB, C: bC, emin: e}
+		fit.nc++
+	}
 }
 
 // kKZPick returns the scale code sc and zero level q0 (with m = sc*q0/R) of
