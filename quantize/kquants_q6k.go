@@ -58,6 +58,8 @@ func decodeQ6K(dst []float32, src []byte) {
 // kMakeQx1 is ggml's make_qx_quants with rmse_type 1 and no importance
 // weights, for 16 values: a symmetric fit to levels in [-nmax, nmax-1] with
 // weights x^2, trying 18 perturbed inverse scales. L receives level+nmax.
+// The weights w = x*x and the products w*x are computed once (the same
+// float32 values the reference computes in every pass).
 func kMakeQx1(x []float32, L []int8, nmax int32) float32 {
 	x = x[:16]
 	L = L[:16]
@@ -73,6 +75,11 @@ func kMakeQx1(x []float32, L []int8, nmax int32) float32 {
 		clear(L)
 		return 0
 	}
+	var w, wx [16]float32
+	for i, v := range x {
+		w[i] = float32(v * v)
+		wx[i] = float32(w[i] * v)
+	}
 	fnmax := float32(nmax)
 	iscale := float32(-nmax) / xmax
 	var sumlx, suml2 float32
@@ -80,35 +87,32 @@ func kMakeQx1(x []float32, L []int8, nmax int32) float32 {
 		l := kNearestInt(iscale * v)
 		l = max(-nmax, min(nmax-1, l))
 		L[i] = int8(l + nmax)
-		w := float32(v * v)
 		fl := float32(l)
-		sumlx += float32(float32(w*v) * fl)
-		suml2 += float32(float32(w*fl) * fl)
+		sumlx += float32(wx[i] * fl)
+		suml2 += float32(float32(w[i]*fl) * fl)
 	}
 	var scale float32
 	if suml2 != 0 {
 		scale = sumlx / suml2
 	}
 	best := scale * sumlx
+	var laux [16]int8
 	for is := int32(-9); is <= 9; is++ {
 		if is == 0 {
 			continue
 		}
 		iscale = -float32(fnmax+float32(0.1*float32(is))) / xmax
 		sumlx, suml2 = 0, 0
-		for _, v := range x {
+		for i, v := range x {
 			l := kNearestInt(iscale * v)
 			l = max(-nmax, min(nmax-1, l))
-			w := float32(v * v)
+			laux[i] = int8(l + nmax)
 			fl := float32(l)
-			sumlx += float32(float32(w*v) * fl)
-			suml2 += float32(float32(w*fl) * fl)
+			sumlx += float32(wx[i] * fl)
+			suml2 += float32(float32(w[i]*fl) * fl)
 		}
 		if suml2 > 0 && float32(sumlx*sumlx) > float32(best*suml2) {
-			for i, v := range x {
-				l := kNearestInt(iscale * v)
-				L[i] = int8(nmax + max(-nmax, min(nmax-1, l)))
-			}
+			copy(L, laux[:])
 			scale = sumlx / suml2
 			best = scale * sumlx
 		}
