@@ -313,3 +313,52 @@ func TestKQuantQ2KKeepZerosOptimum(t *testing.T) {
 		}
 	}
 }
+
+// TestKQuantKeepZerosCases runs EncodeKeepZeros of Q2_K, Q4_K and Q5_K on
+// every generated case of the parity framework (tiny, subnormal, huge,
+// constant, one-sided, outliers...) with a third of the values zeroed and
+// some NaN and infinite blocks: it must not panic, and in every finite block
+// whose values stay within fp16's comfortable range every zero must decode
+// to exactly 0.
+func TestKQuantKeepZerosCases(t *testing.T) {
+	for _, typ := range []gguf.Type{gguf.TypeQ2_K, gguf.TypeQ4_K, gguf.TypeQ5_K} {
+		for ci, c := range genCases {
+			const nb = 8
+			x := genRows(c, 1, nb*kQK, kQK, uint64(1000+ci))
+			r := rand.New(rand.NewPCG(uint64(ci), 99))
+			for i := range x {
+				if r.IntN(3) == 0 {
+					x[i] = 0
+				}
+			}
+			x[3*kQK+5] = float32(math.NaN())
+			x[6*kQK+1] = float32(math.Inf(-1))
+			n, _ := typ.RowBytes(uint64(len(x)))
+			enc := make([]byte, n)
+			if err := EncodeKeepZeros(typ, enc, x); err != nil {
+				t.Fatal(err)
+			}
+			y := make([]float32, len(x))
+			if err := Decode(typ, y, enc); err != nil {
+				t.Fatal(err)
+			}
+			for b := 0; b < nb; b++ {
+				blk := x[b*kQK : (b+1)*kQK]
+				ok := true
+				for _, v := range blk {
+					if v-v != 0 || kAbs(v) > 1000 {
+						ok = false
+					}
+				}
+				if !ok {
+					continue
+				}
+				for i, v := range blk {
+					if v == 0 && math.Float32bits(y[b*kQK+i]) != 0 {
+						t.Fatalf("%s %s block %d: zero input %d decodes to %g", typ, c.name, b, i, y[b*kQK+i])
+					}
+				}
+			}
+		}
+	}
+}
