@@ -15,7 +15,8 @@ var kBenchTypes = []gguf.Type{gguf.TypeQ2_K, gguf.TypeQ3_K, gguf.TypeQ4_K, gguf.
 // BenchmarkKQuants measures Encode, EncodeKeepZeros and Decode of each K-quant
 // type on 16 rows of 4096 Gaussian values (SetBytes: 4 bytes per value), with
 // ggml's ggml_quantize_chunk and to_float beside them when PHYSARIUM_LLAMA
-// is set.
+// is set, and Q4_K/Q6_K Encode with the AVX2 path off (go-nosimd) where it
+// is on.
 func BenchmarkKQuants(b *testing.B) {
 	const nrows, ncols = 16, 4096
 	r := rand.New(rand.NewPCG(1, 2))
@@ -40,6 +41,17 @@ func BenchmarkKQuants(b *testing.B) {
 				Encode(typ, enc, src)
 			}
 		})
+		if typ == gguf.TypeQ4_K && kEncQ4KSIMD != nil || typ == gguf.TypeQ6_K && kEncQ6KSIMD != nil {
+			// The same encoder with the AVX2 path off: the pure-Go code.
+			b.Run(typ.String()+"/encode/go-nosimd", func(b *testing.B) {
+				was := SetSIMD(false)
+				defer SetSIMD(was)
+				b.SetBytes(int64(4 * len(src)))
+				for b.Loop() {
+					Encode(typ, enc, src)
+				}
+			})
+		}
 		if lib != nil {
 			b.Run(typ.String()+"/encode/ggml", func(b *testing.B) {
 				b.SetBytes(int64(4 * len(src)))
