@@ -16,7 +16,8 @@ package quantize
 // reference encoder. Per sub-block, the survivors' min and max give the zero
 // levels whose grids cover them with the smallest steps; for each, a few
 // clipping steps are tried (assign levels, refit the step by least squares)
-// and the best is refined. That leaves, per candidate zero level, the error
+// and the best is refined (Q2_K, with 4 levels and 16 values, gets the exact
+// optimum for every zero level instead: kKZFitSubQ2). That leaves, per candidate zero level, the error
 // as a quadratic in the step, emin + C*(step - s)^2 (an upper bound: the
 // levels may be re-rounded). The ratio R and d are then chosen by that
 // predicted error, each sub-block taking the allowed scale code nearest its
