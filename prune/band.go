@@ -249,7 +249,7 @@ func (w *worker) decide(j *bandJob, p *tensorPlan, row0, rows int) error {
 		scoreBand(b.score, b.vals, act, rows, p.row, flow, mould, b.colSum)
 		for r := 0; r < rows; r++ {
 			lo, hi := r*p.row, (r+1)*p.row
-			rowSelect(b.vals[lo:hi], b.score[lo:hi], b.mask[lo:hi], m.sparsity, b.idx)
+			rowSelect(b.vals[lo:hi], b.score[lo:hi], b.mask[lo:hi], rowQuota(row0%p.rows+r, p.row, m.sparsity), b.idx)
 		}
 		return nil
 	}

@@ -59,7 +59,7 @@ type Options struct {
 	// listed in Report.ImatrixMissing and in physarium.imatrix.
 	ImatrixMissingV1 bool
 	// Rank is how ActivationFlow ranks in sparsity mode; "" means
-	// RankRowFlow.
+	// RankRowMould.
 	Rank Rank
 }
 

@@ -157,10 +157,18 @@ func TestV2MethodsOnStories(t *testing.T) {
 					}
 					return z
 				}
+				if z := zeros(v); c.method != ActivationFlow || c.rank != RankTile {
+					if z != int(math.Round(0.4*float64(len(v)))) {
+						t.Fatalf("%s: %d zeros of %d, want round(0.4*n)", tr.Name, z, len(v))
+					}
+				}
 				switch {
 				case c.perRow:
 					for o := 0; o*row < len(v); o++ {
-						want := int(math.Round(0.4 * float64(row)))
+						want := rowQuota(o%int(tr.Shape[1]), row, 0.4)
+						if want != 25 && want != 26 && row == 64 {
+							t.Fatalf("quota %d", want)
+						}
 						if z := zeros(v[o*row : (o+1)*row]); z != max(want, zeros(before[o*row:(o+1)*row])) {
 							t.Fatalf("%s row %d: %d zeros, want %d", tr.Name, o, z, want)
 						}
