@@ -11,8 +11,8 @@
 #     for tools/mtmd/); CGO_CPPFLAGS points at the vendor/ folder of the
 #     llama.cpp source that scripts/llama-runtime.sh unpacks from the npm
 #     bundle. Skipped when the binary of that version is already there
-#     (`go version -m` names the module version). About 7 minutes cold on 2
-#     idle cores.
+#     (`go version -m` names the module version). A cold build took 8.4 minutes
+#     (wall) on 2 cores shared with other work; most of it is cgo C/C++.
 #  2. Without PRUNED.gguf: prunes ../shared/models/stories260K.gguf (relative
 #     to the repo root; a real model, so the text that comes back is real
 #     text), or, when that file is missing or --testmodel is given, a random
@@ -115,7 +115,7 @@ fi
 if [ "$(built_version)" = "v$OLLAMA_VERSION" ]; then
 	say "ollama v$OLLAMA_VERSION already built: $ollama"
 else
-	say "building ollama v$OLLAMA_VERSION (go install, cgo; about 7 minutes cold on 2 cores)"
+	say "building ollama v$OLLAMA_VERSION (go install, cgo; 8 to 11 minutes cold on 2 cores)"
 	tmpbin=$(mktemp -d "$cache/bin.tmp.XXXXXX")
 	t0=$(date +%s)
 	# Outside any module (cd to the cache), so the project's go.mod/go.work
