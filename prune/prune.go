@@ -313,7 +313,12 @@ func hashFile(ctx context.Context, f *gguf.File) <-chan hashResult {
 // run streams every tensor's data, in file order, to data: copies of the
 // non-target tensors and the pruned bands of the targets, processed by the
 // workers concurrently and written back in order.
+//
+// run returns only when every goroutine it started has finished, so that
+// the caller may close f (unmap it) at once.
 func run(ctx context.Context, f *gguf.File, plans []tensorPlan, workers []*worker, r *Report, sinks []io.Writer, progress func(Progress)) error {
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
 	inflight := 2 * len(workers)
 	free := make(chan *bandBuffers, inflight)
 	for i := 0; i < inflight; i++ {
@@ -371,12 +376,11 @@ func run(ctx context.Context, f *gguf.File, plans []tensorPlan, workers []*worke
 
 	err := writeOrdered(ctx, f, plans, r, sinks, done, free, progress)
 	if err != nil {
-		// Drain so that the workers and the producer finish.
-		go func() {
-			for j := range done {
-				free <- j.bufs
-			}
-		}()
+		// Stop the producer and wait for the workers: they read f.
+		cancel()
+		for j := range done {
+			free <- j.bufs
+		}
 	}
 	return err
 }
