@@ -48,7 +48,7 @@ func decodeIQ4NL(dst []float32, src []byte) {
 	for len(src) >= iq4nlBlockBytes && len(dst) >= 32 {
 		b := src[:iq4nlBlockBytes]
 		y := dst[:32]
-		d := iqF16ToF32(binary.LittleEndian.Uint16(b))
+		d := halfToFloat(binary.LittleEndian.Uint16(b))
 		qs := b[2:18]
 		for j := 0; j < 16; j++ {
 			y[j] = d * float32(kvaluesIQ4NL[qs[j]&0xf])
@@ -61,7 +61,7 @@ func decodeIQ4NL(dst []float32, src []byte) {
 func decodeIQ4XS(dst []float32, src []byte) {
 	for len(src) >= iq4xsBlockBytes && len(dst) >= 256 {
 		b := src[:iq4xsBlockBytes]
-		d := iqF16ToF32(binary.LittleEndian.Uint16(b))
+		d := halfToFloat(binary.LittleEndian.Uint16(b))
 		scalesH := binary.LittleEndian.Uint16(b[2:])
 		scalesL := b[4:8]
 		qs := b[8:136]
@@ -174,7 +174,7 @@ func encodeIQ4NL(dst []byte, src []float32) {
 		b := dst[:iq4nlBlockBytes]
 		var L [32]uint8
 		s := iq4GroupScale(xb)
-		binary.LittleEndian.PutUint16(b, iqF32ToF16(s))
+		binary.LittleEndian.PutUint16(b, floatToHalf(s))
 		var id float32
 		if s != 0 {
 			id = 1 / s
@@ -202,7 +202,7 @@ func encodeIQ4XS(dst []byte, src []float32) {
 			}
 		}
 		d := -maxScale / 32
-		binary.LittleEndian.PutUint16(b, iqF32ToF16(d))
+		binary.LittleEndian.PutUint16(b, floatToHalf(d))
 		var id float32
 		if d != 0 {
 			id = 1 / d

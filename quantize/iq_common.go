@@ -6,53 +6,6 @@ import "math"
 // ggml's C code, and products that C rounds before an addition are wrapped in
 // float32() so that Go never fuses them into an FMA.
 
-// iqF16ToF32 converts an IEEE half to float32 with ggml's software routine
-// (the shipped libggml-base has no F16C path): normal values through one
-// multiply by 2^-112, subnormals through a magic-number subtraction. NaNs come
-// out quieted, as the multiply quiets them.
-func iqF16ToF32(h uint16) float32 {
-	w := uint32(h) << 16
-	sign := w & 0x80000000
-	twoW := w + w
-	const expOffset = 0xE0 << 23
-	const expScale = 0x1.0p-112
-	normalized := math.Float32frombits((twoW>>4)+expOffset) * float32(expScale)
-	const magicMask = 126 << 23
-	denormalized := math.Float32frombits((twoW>>17)|magicMask) - 0.5
-	var r uint32
-	if twoW < 1<<27 {
-		r = sign | math.Float32bits(denormalized)
-	} else {
-		r = sign | math.Float32bits(normalized)
-	}
-	return math.Float32frombits(r)
-}
-
-// iqF32ToF16 converts float32 to an IEEE half, rounding to nearest even, with
-// ggml's software routine; every NaN becomes 0x7E00 with the input's sign.
-func iqF32ToF16(f float32) uint16 {
-	const scaleToInf = 0x1.0p+112
-	const scaleToZero = 0x1.0p-110
-	abs := math.Float32frombits(math.Float32bits(f) &^ 0x80000000)
-	base := float32(float32(abs*float32(scaleToInf)) * float32(scaleToZero))
-	w := math.Float32bits(f)
-	shl1W := w + w
-	sign := w & 0x80000000
-	bias := shl1W & 0xFF000000
-	if bias < 0x71000000 {
-		bias = 0x71000000
-	}
-	base = math.Float32frombits((bias>>1)+0x07800000) + base
-	bits := math.Float32bits(base)
-	expBits := (bits >> 13) & 0x00007C00
-	mantissaBits := bits & 0x00000FFF
-	nonsign := expBits + mantissaBits
-	if shl1W > 0xFF000000 {
-		nonsign = 0x7E00
-	}
-	return uint16(sign>>16) | uint16(nonsign)
-}
-
 // ksignsIQ2XS maps 7 stored sign bits to 8 sign bits: the eighth (bit 7) is
 // set when the seven hold an odd number of ones, so every group of eight has
 // an even number of negative values.

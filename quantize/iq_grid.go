@@ -56,7 +56,7 @@ func grid8(y []float32, db float32, g uint64, signs uint8) {
 func decodeIQ2XXS(dst []float32, src []byte) {
 	for len(src) >= iq2xxsBytes && len(dst) >= 256 {
 		b := src[:iq2xxsBytes]
-		d := iqF16ToF32(binary.LittleEndian.Uint16(b))
+		d := halfToFloat(binary.LittleEndian.Uint16(b))
 		for ib := 0; ib < 8; ib++ {
 			q := b[2+8*ib : 2+8*ib+8]
 			aux1 := binary.LittleEndian.Uint32(q[4:])
@@ -73,7 +73,7 @@ func decodeIQ2XXS(dst []float32, src []byte) {
 func decodeIQ2XS(dst []float32, src []byte) {
 	for len(src) >= iq2xsBytes && len(dst) >= 256 {
 		b := src[:iq2xsBytes]
-		d := iqF16ToF32(binary.LittleEndian.Uint16(b))
+		d := halfToFloat(binary.LittleEndian.Uint16(b))
 		scales := b[66:74]
 		for ib := 0; ib < 8; ib++ {
 			db0 := float32(d*(0.5+float32(scales[ib]&0xf))) * 0.25
@@ -94,7 +94,7 @@ func decodeIQ2XS(dst []float32, src []byte) {
 func decodeIQ2S(dst []float32, src []byte) {
 	for len(src) >= iq2sBytes && len(dst) >= 256 {
 		b := src[:iq2sBytes]
-		d := iqF16ToF32(binary.LittleEndian.Uint16(b))
+		d := halfToFloat(binary.LittleEndian.Uint16(b))
 		qs := b[2:34]
 		signs := b[34:66]
 		qh := b[66:74]
@@ -127,7 +127,7 @@ func grid4x2(y []float32, db float32, g1, g2 uint32, signs uint8) {
 func decodeIQ3XXS(dst []float32, src []byte) {
 	for len(src) >= iq3xxsBytes && len(dst) >= 256 {
 		b := src[:iq3xxsBytes]
-		d := iqF16ToF32(binary.LittleEndian.Uint16(b))
+		d := halfToFloat(binary.LittleEndian.Uint16(b))
 		qs := b[2:66]
 		ss := b[66:98]
 		for ib := 0; ib < 8; ib++ {
@@ -146,7 +146,7 @@ func decodeIQ3XXS(dst []float32, src []byte) {
 func decodeIQ3S(dst []float32, src []byte) {
 	for len(src) >= iq3sBytes && len(dst) >= 256 {
 		b := src[:iq3sBytes]
-		d := iqF16ToF32(binary.LittleEndian.Uint16(b))
+		d := halfToFloat(binary.LittleEndian.Uint16(b))
 		qs := b[2:66]
 		qh := b[66:74]
 		signs := b[74:106]
@@ -177,7 +177,7 @@ func iq1Group(y []float32, dl, delta float32, g uint64) {
 func decodeIQ1S(dst []float32, src []byte) {
 	for len(src) >= iq1sBytes && len(dst) >= 256 {
 		b := src[:iq1sBytes]
-		d := iqF16ToF32(binary.LittleEndian.Uint16(b))
+		d := halfToFloat(binary.LittleEndian.Uint16(b))
 		qs := b[2:34]
 		for ib := 0; ib < 8; ib++ {
 			qh := binary.LittleEndian.Uint16(b[34+2*ib:])
@@ -206,7 +206,7 @@ func decodeIQ1M(dst []float32, src []byte) {
 		}
 		// The fp16 super-scale is spread over the top nibbles of the four
 		// scale words.
-		d := iqF16ToF32(sc[0]>>12 | sc[1]>>8&0x00f0 | sc[2]>>4&0x0f00 | sc[3]&0xf000)
+		d := halfToFloat(sc[0]>>12 | sc[1]>>8&0x00f0 | sc[2]>>4&0x0f00 | sc[3]&0xf000)
 		for ib := 0; ib < 8; ib++ {
 			s := sc[ib/2] >> (6 * (ib % 2))
 			dl1 := d * float32(2*int(s&7)+1)

@@ -327,12 +327,12 @@ func codeAt(typ gguf.Type, enc []byte, i int) uint8 {
 // groupUnit returns what code +1 decodes to in the group of 32 starting at g.
 func groupUnit(typ gguf.Type, enc []byte, g int) float32 {
 	if typ == gguf.TypeIQ4_NL {
-		return iqF16ToF32(binary.LittleEndian.Uint16(enc[g/32*18:]))
+		return halfToFloat(binary.LittleEndian.Uint16(enc[g/32*18:]))
 	}
 	b := enc[g/256*136:]
 	ib := (g % 256) / 32
 	ls := int(b[4+ib/2]>>(4*(ib%2))&0xf) | int(binary.LittleEndian.Uint16(b[2:])>>(2*ib)&3)<<4
-	return iqF16ToF32(binary.LittleEndian.Uint16(b)) * float32(ls-32)
+	return halfToFloat(binary.LittleEndian.Uint16(b)) * float32(ls-32)
 }
 
 // TestIQNoAllocs: the codecs work in place on whole blocks.
@@ -356,8 +356,8 @@ func TestIQNoAllocs(t *testing.T) {
 // float-to-half rounding is to nearest even at the midpoints.
 func TestIQFP16(t *testing.T) {
 	for h := 0; h < 1<<16; h++ {
-		f := iqF16ToF32(uint16(h))
-		back := iqF32ToF16(f)
+		f := halfToFloat(uint16(h))
+		back := floatToHalf(f)
 		isNaN := h&0x7c00 == 0x7c00 && h&0x3ff != 0
 		if isNaN {
 			if back != uint16(h)&0x8000|0x7E00 {
@@ -370,13 +370,13 @@ func TestIQFP16(t *testing.T) {
 		}
 	}
 	// 1 + 2^-11 is halfway between 1 and the next half: ties to even (1).
-	if h := iqF32ToF16(1 + 0x1p-11); h != 0x3C00 {
+	if h := floatToHalf(1 + 0x1p-11); h != 0x3C00 {
 		t.Errorf("tie 1+2^-11 -> %#04x, want 0x3c00", h)
 	}
-	if h := iqF32ToF16(1 + 3*0x1p-11); h != 0x3C02 {
+	if h := floatToHalf(1 + 3*0x1p-11); h != 0x3C02 {
 		t.Errorf("tie 1+3*2^-11 -> %#04x, want 0x3c02", h)
 	}
-	if h := iqF32ToF16(65520); h != 0x7C00 {
+	if h := floatToHalf(65520); h != 0x7C00 {
 		t.Errorf("65520 -> %#04x, want Inf", h)
 	}
 }

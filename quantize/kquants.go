@@ -40,49 +40,8 @@ func kSqrt(f float32) float32 {
 	return float32(math.Sqrt(float64(f)))
 }
 
-// kF16ToF32 converts an IEEE half to float32 exactly as ggml's
-// ggml_compute_fp16_to_fp32 does (including its NaN payloads).
-func kF16ToF32(h uint16) float32 {
-	w := uint32(h) << 16
-	sign := w & 0x80000000
-	twoW := w + w
-	const expOffset = 0xE0 << 23
-	normalized := math.Float32frombits((twoW>>4)+expOffset) * 0x1p-112
-	const magicMask = 126 << 23
-	denormalized := math.Float32frombits((twoW>>17)|magicMask) - 0.5
-	var r uint32
-	if twoW < 1<<27 {
-		r = math.Float32bits(denormalized)
-	} else {
-		r = math.Float32bits(normalized)
-	}
-	return math.Float32frombits(sign | r)
-}
-
-// kF32ToF16 converts float32 to an IEEE half (round to nearest even) exactly
-// as ggml's ggml_compute_fp32_to_fp16 does.
-func kF32ToF16(f float32) uint16 {
-	base := float32(float32(kAbs(f)*0x1p+112) * 0x1p-110)
-	w := math.Float32bits(f)
-	shl1W := w + w
-	sign := w & 0x80000000
-	bias := shl1W & 0xFF000000
-	if bias < 0x71000000 {
-		bias = 0x71000000
-	}
-	base = math.Float32frombits((bias>>1)+0x07800000) + base
-	bits := math.Float32bits(base)
-	expBits := (bits >> 13) & 0x00007C00
-	mantissaBits := bits & 0x00000FFF
-	nonsign := expBits + mantissaBits
-	if shl1W > 0xFF000000 {
-		nonsign = 0x7E00
-	}
-	return uint16((sign >> 16) | nonsign)
-}
-
 // kRoundF16 is the float32 value of the half nearest to f.
-func kRoundF16(f float32) float32 { return kF16ToF32(kF32ToF16(f)) }
+func kRoundF16(f float32) float32 { return halfToFloat(floatToHalf(f)) }
 
 func kGet16(b []byte) uint16 { return uint16(b[0]) | uint16(b[1])<<8 }
 

@@ -29,7 +29,7 @@ static inline int32_t kq_nearest(float f) {
 	return (int32_t)(kq_f_bits(v) & 0x007fffffu) - 0x00400000;
 }
 
-// kF16ToF32.
+// kq_h2f is halfToFloat (quantize/float.go) in C.
 static inline float kq_h2f(uint16_t h) {
 	uint32_t w = (uint32_t)h << 16, sign = w & 0x80000000u, two_w = w + w;
 	float r;
@@ -38,7 +38,7 @@ static inline float kq_h2f(uint16_t h) {
 	return kq_bits_f(sign | kq_f_bits(r));
 }
 
-// kF32ToF16.
+// kq_f2h is floatToHalf (quantize/float.go) in C.
 static inline uint16_t kq_f2h(float f) {
 	uint32_t w = kq_f_bits(f), shl1 = w + w, sign = w & 0x80000000u;
 	float base = (kq_bits_f(w & 0x7fffffffu) * 0x1p+112f) * 0x1p-110f;

@@ -487,7 +487,7 @@ func kKeepZerosFit(f *kKZFormat, x []float32, r *kKZResult) (ok bool) {
 	}
 	bR := f.ratios[bri]
 	// Per sub-block, the exact error of the best predicted choices decides.
-	r.hd, r.hm = kF32ToF16(bd), kF32ToF16(bdmin)
+	r.hd, r.hm = floatToHalf(bd), floatToHalf(bdmin)
 	for j := 0; j < f.nsub; j++ {
 		xs := x[f.sub*j : f.sub*j+f.sub]
 		ls := r.L[f.sub*j : f.sub*j+f.sub]
@@ -560,7 +560,7 @@ func kKZExact(f *kKZFormat, xs []float32, ls []uint8, d, dmin float32, R, sc, q0
 
 // kKZScales returns d near target and dmin = R*d, both exact halves.
 func kKZScales(target float32, R int32) (d, dmin float32, ok bool) {
-	h := kF32ToF16(target)
+	h := floatToHalf(target)
 	if h == 0 {
 		h = 1
 	}
@@ -574,8 +574,8 @@ func kKZScales(target float32, R int32) (d, dmin float32, ok bool) {
 				hh = h &^ mask
 			}
 		}
-		d = kF16ToF32(hh)
-		dmin = kF16ToF32(kF32ToF16(d * float32(R)))
+		d = halfToFloat(hh)
+		dmin = halfToFloat(floatToHalf(d * float32(R)))
 		if d > 0 && dmin == d*float32(R) && dmin < 65504 {
 			return d, dmin, true
 		}

@@ -21,8 +21,8 @@ func decodeQ2K(dst []float32, src []byte) {
 	for len(src) >= kQ2KBytes && len(dst) >= kQK {
 		b := src[:kQ2KBytes]
 		y := dst[:kQK]
-		d := kF16ToF32(kGet16(b[80:]))
-		dmin := kF16ToF32(kGet16(b[82:]))
+		d := halfToFloat(kGet16(b[80:]))
+		dmin := halfToFloat(kGet16(b[82:]))
 		scales := b[0:16]
 		for n := 0; n < 2; n++ {
 			q := b[16+32*n : 16+32*n+32]
@@ -86,19 +86,19 @@ func encodeQ2KBlock(b []byte, x []float32) {
 		for j := range sb {
 			sb[j] = uint8(kNearestInt(iscale * scales[j]))
 		}
-		kPut16(b[80:], kF32ToF16(maxScale/q4scale))
+		kPut16(b[80:], floatToHalf(maxScale/q4scale))
 	} else {
 		clear(sb)
-		kPut16(b[80:], kF32ToF16(0))
+		kPut16(b[80:], floatToHalf(0))
 	}
 	if maxMin > 0 {
 		iscale := q4scale / maxMin
 		for j := range sb {
 			sb[j] |= uint8(kNearestInt(iscale*mins[j]) << 4)
 		}
-		kPut16(b[82:], kF32ToF16(maxMin/q4scale))
+		kPut16(b[82:], floatToHalf(maxMin/q4scale))
 	} else {
-		kPut16(b[82:], kF32ToF16(0))
+		kPut16(b[82:], floatToHalf(0))
 	}
 	kRequantQ2K(b, x, &L)
 	kPackQ2K(b, &L)
@@ -106,8 +106,8 @@ func encodeQ2KBlock(b []byte, x []float32) {
 
 // kRequantQ2K recomputes the levels L against the stored scales of b.
 func kRequantQ2K(b []byte, x []float32, L *[kQK]uint8) {
-	fd := kF16ToF32(kGet16(b[80:]))
-	fm := kF16ToF32(kGet16(b[82:]))
+	fd := halfToFloat(kGet16(b[80:]))
+	fm := halfToFloat(kGet16(b[82:]))
 	for j := 0; j < 16; j++ {
 		sc := b[j]
 		d := fd * float32(sc&0xF)

@@ -35,7 +35,7 @@ func decodeQ3K(dst []float32, src []byte) {
 	for len(src) >= kQ3KBytes && len(dst) >= kQK {
 		b := src[:kQ3KBytes]
 		y := dst[:kQK]
-		dAll := kF16ToF32(kGet16(b[108:]))
+		dAll := halfToFloat(kGet16(b[108:]))
 		var sc [16]int8
 		kQ3KScales(b[96:108], &sc)
 		hm := b[0:32]
@@ -166,13 +166,13 @@ func encodeQ3KBlock(b []byte, x []float32) {
 			l >>= 4
 			sb[j%4+8] |= uint8(l) << (2 * (j / 4))
 		}
-		kPut16(b[108:], kF32ToF16(1/iscale))
+		kPut16(b[108:], floatToHalf(1/iscale))
 	} else {
-		kPut16(b[108:], kF32ToF16(0))
+		kPut16(b[108:], floatToHalf(0))
 	}
 	var sc [16]int8
 	kQ3KScales(sb, &sc)
-	fd := kF16ToF32(kGet16(b[108:]))
+	fd := halfToFloat(kGet16(b[108:]))
 	for j := 0; j < 16; j++ {
 		d := fd * float32(sc[j])
 		if d == 0 {

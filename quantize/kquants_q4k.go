@@ -29,8 +29,8 @@ func decodeQ4K(dst []float32, src []byte) {
 func decodeQ4KAVX2(dst []float32, src []byte) {
 	for len(src) >= kQ4KBytes && len(dst) >= kQK {
 		b := src[:kQ4KBytes]
-		d := kF16ToF32(kGet16(b[0:]))
-		dmin := kF16ToF32(kGet16(b[2:]))
+		d := halfToFloat(kGet16(b[0:]))
+		dmin := halfToFloat(kGet16(b[2:]))
 		scales := b[4:16]
 		for j := 0; j < 4; j++ {
 			sc, m := kScaleMinK4(2*j, scales)
@@ -49,8 +49,8 @@ func decodeQ4KGo(dst []float32, src []byte) {
 	for len(src) >= kQ4KBytes && len(dst) >= kQK {
 		b := src[:kQ4KBytes]
 		y := dst[:kQK]
-		d := kF16ToF32(kGet16(b[0:]))
-		dmin := kF16ToF32(kGet16(b[2:]))
+		d := halfToFloat(kGet16(b[0:]))
+		dmin := halfToFloat(kGet16(b[2:]))
 		scales := b[4:16]
 		var t1, t2 [16]float32
 		for j := 0; j < 4; j++ {
@@ -151,11 +151,11 @@ func kFinishQ45K(b []byte, x []float32, L *[kQK]uint8, scales, mins *[8]float32,
 	}
 	sb := b[4:16]
 	kPackScaleMinK4(sb, &ls, &lm)
-	hd := kF32ToF16(maxScale / 63)
-	hm := kF32ToF16(maxMin / 63)
+	hd := floatToHalf(maxScale / 63)
+	hm := floatToHalf(maxMin / 63)
 	kPut16(b[0:], hd)
 	kPut16(b[2:], hm)
-	fd, fm := kF16ToF32(hd), kF16ToF32(hm)
+	fd, fm := halfToFloat(hd), halfToFloat(hm)
 	for j := 0; j < 8; j++ {
 		sc, m := kScaleMinK4(j, sb)
 		d := fd * float32(sc)

@@ -21,8 +21,8 @@ func decodeQ5K(dst []float32, src []byte) {
 	for len(src) >= kQ5KBytes && len(dst) >= kQK {
 		b := src[:kQ5KBytes]
 		y := dst[:kQK]
-		d := kF16ToF32(kGet16(b[0:]))
-		dmin := kF16ToF32(kGet16(b[2:]))
+		d := halfToFloat(kGet16(b[0:]))
+		dmin := halfToFloat(kGet16(b[2:]))
 		scales := b[4:16]
 		qh := b[16:48]
 		var t1, t2 [32]float32

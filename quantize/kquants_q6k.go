@@ -28,7 +28,7 @@ func decodeQ6K(dst []float32, src []byte) {
 	for len(src) >= kQ6KBytes && len(dst) >= kQK {
 		b := src[:kQ6KBytes]
 		y := dst[:kQK]
-		d := kF16ToF32(kGet16(b[208:]))
+		d := halfToFloat(kGet16(b[208:]))
 		sc := b[192:208]
 		for n := 0; n < 2; n++ {
 			ql := b[64*n : 64*n+64]
@@ -153,16 +153,16 @@ func encodeQ6KBlock(b []byte, x []float32) {
 	}
 	if maxAbsScale < kGroupMaxEps {
 		clear(b)
-		kPut16(b[208:], kF32ToF16(0))
+		kPut16(b[208:], floatToHalf(0))
 		return
 	}
 	iscale := -128 / maxScale
-	kPut16(b[208:], kF32ToF16(1/iscale))
+	kPut16(b[208:], floatToHalf(1/iscale))
 	sb := b[192:208]
 	for ib := range sb {
 		sb[ib] = uint8(int8(min(127, kNearestInt(iscale*scales[ib]))))
 	}
-	fd := kF16ToF32(kGet16(b[208:]))
+	fd := halfToFloat(kGet16(b[208:]))
 	for j := 0; j < 16; j++ {
 		d := fd * float32(int8(sb[j]))
 		if d == 0 {
