@@ -102,6 +102,12 @@ type Tile struct {
 	// (it was non-zero and must be zeroed), 0 elsewhere. Run reuses it when
 	// len(Mask) >= Rows*Cols and allocates it otherwise.
 	Mask []byte
+	// D is an optional output, row-major Rows x Cols: when len(D) >=
+	// Rows*Cols, Run fills it with the final conductivity D_T of every
+	// weight (0 for zero weights, which are no tubes, and for every weight
+	// of a tile whose food is all zero). D_T is the same in every
+	// implementation, bit for bit. nil (or shorter) means not wanted.
+	D []float32
 	// Stats is the output: the tile's figures.
 	Stats TileStats
 }
@@ -310,6 +316,9 @@ func (k *Kernel) runBatch(tiles []Tile, first int) {
 		tl.Mask = tl.Mask[:n]
 		clear(tl.Mask)
 		tl.Stats = TileStats{Weights: n}
+		if len(tl.D) >= n {
+			clear(tl.D[:n])
+		}
 		if j, ok := k.prepare(tl, work); ok {
 			k.jobs = append(k.jobs, j)
 			k.idx = append(k.idx, t)
@@ -515,6 +524,11 @@ func (k *Kernel) finish(tl *Tile, j *job, tileIndex int) {
 	D := k.arena[j.D : j.D+int64(R*cp)]
 	if k.debugD != nil {
 		k.debugD(tileIndex, D, cp)
+	}
+	if len(tl.D) >= R*C {
+		for o := 0; o < R; o++ {
+			copy(tl.D[o*C:o*C+C], D[o*cp:o*cp+C])
+		}
 	}
 	st := &tl.Stats
 	st.MeanD = j.SumD / float32(j.N)
