@@ -27,9 +27,14 @@ type auditor struct {
 	control  bool           // the file is a control twin
 	noReplay bool           // Options.NoReplay
 	k        *kernel.Kernel // the replay's kernel, nil when not replaying
-	// paramsErr says why a version-1 physarium.params is unusable.
+	// paramsErr says why physarium.params is unusable; params holds it
+	// parsed when paramsErr is nil and hasParams.
 	paramsErr error
-	bufs      passBuffers
+	params    kernel.Params
+	hasParams bool
+	// mi is what the stored method labels say (checkMethod).
+	mi   methodInfo
+	bufs passBuffers
 }
 
 var projection = regexp.MustCompile(prune.DefaultTargetPattern)
@@ -387,8 +392,8 @@ func (a *auditor) checkSource() error {
 	return nil
 }
 
-// prepareReplay parses a version-1 file's physarium.params and sets up the
-// kernel for the replay when it can run, or says why it cannot.
+// prepareReplay parses physarium.params and sets up the kernel for the
+// replay of a version-1 file when it can run, or says why it cannot.
 func (a *auditor) prepareReplay() {
 	ri := &a.r.Replay
 	version, _ := a.u64("version")
@@ -396,23 +401,23 @@ func (a *auditor) prepareReplay() {
 	imp, _ := a.str("importance")
 	params, hasParams := a.str("params")
 	mode, _ := a.str("mode")
-	v1 := version == 1 && method == "magnitude-flow" && imp == "|w|"
-	var p kernel.Params
-	if v1 && hasParams {
-		var err error
-		p, err = ParseParams(params, mode)
+	v1 := version == 1 && method == string(prune.MagnitudeFlow) && imp == "|w|"
+	if hasParams {
+		p, err := ParseParams(params, mode)
 		switch {
 		case err != nil:
 			a.paramsErr = err
 		case p.String() != params:
 			a.paramsErr = fmt.Errorf("not in the canonical form %q", p.String())
+		default:
+			a.params, a.hasParams = p, true
 		}
 	}
 	switch {
 	case a.noReplay:
 		ri.Reason = "skipped (--no-replay)"
 	case !v1:
-		ri.Reason = fmt.Sprintf("physarium.version %d, method %q, importance %q: only version 1 magnitude-flow (|w|) is replayed; other methods need inputs the audit is not given (an imatrix)", version, method, imp)
+		ri.Reason = notReplayable(version, method, imp)
 	case !hasParams:
 		ri.Reason = "physarium.params missing"
 	case a.paramsErr != nil:
@@ -420,7 +425,7 @@ func (a *auditor) prepareReplay() {
 	case a.o == nil:
 		ri.Reason = "needs the original (--against)"
 	default:
-		k, err := kernel.New(kernel.Auto, p)
+		k, err := kernel.New(kernel.Auto, a.params)
 		if err != nil {
 			ri.Reason = err.Error()
 			return
@@ -428,4 +433,19 @@ func (a *auditor) prepareReplay() {
 		a.k = k
 		ri.Ran, ri.Kernel, ri.Params = true, k.Impl().String(), params
 	}
+}
+
+// notReplayable says why a file that is no version-1 magnitude-flow file
+// is not verifiable by replay.
+func notReplayable(version uint64, method, imp string) string {
+	head := fmt.Sprintf("not verifiable by replay: physarium.version %d, method %q: ", version, method)
+	switch prune.Method(method) {
+	case prune.ActivationFlow:
+		return head + "the mould ate |w|*a_i with a_i from an importance matrix (imatrix) that the audit is not given, and prune exposes no function to recompute its mask; the kill counts of sparsity mode are checked against the rule instead"
+	case prune.Wanda:
+		return head + "the baseline ranks |w|*a_i per output row with a_i from an importance matrix (imatrix) that the audit is not given, and prune exposes no function to recompute its mask; the kill counts are checked against the per-row quotas instead"
+	case prune.Magnitude:
+		return head + "the baseline ranks |w| per matrix without the kernel and prune exposes no function to recompute its mask; the kill counts are checked against the per-matrix rule instead"
+	}
+	return fmt.Sprintf("not verifiable by replay: physarium.version %d, method %q, importance %q: only version 1 magnitude-flow (|w|) is replayed; other methods need inputs the audit is not given (an imatrix)", version, method, imp)
 }

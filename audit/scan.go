@@ -54,6 +54,10 @@ type scan struct {
 	firstNoKill    int64  // index of the first such block, -1 if none
 	firstNotKill   int64  // element index of the first non-kill change, -1
 	firstLost      int64  // element index of the first lost zero, -1
+	// segZeros counts the original's zeros per row and 256-column segment
+	// (row-major, ceil(ne[0]/256) segments a row) of a matrix tensor, for
+	// the sparsity-mode count rules (ruleKills).
+	segZeros []uint16
 }
 
 // scanTarget decodes a target tensor of f (and, when ot is given, the same
@@ -73,9 +77,15 @@ func scanTarget(ctx context.Context, f, o *gguf.File, t gguf.TensorInfo, ot *ggu
 	valsF := make([]float32, per*bs)
 	var rawO []byte
 	var valsO []float32
+	rowLen, segs := uint64(0), uint64(0)
 	if ot != nil {
 		rawO = make([]byte, per*bb)
 		valsO = make([]float32, per*bs)
+		if len(t.Shape) >= 2 && t.Shape[0] > 0 {
+			rowLen = t.Shape[0]
+			segs = (rowLen + prune.TileSize - 1) / prune.TileSize
+			s.segZeros = make([]uint16, t.Elements()/rowLen*segs)
+		}
 	}
 	for b0 := uint64(0); b0 < nBlocks; b0 += uint64(per) {
 		if err := ctx.Err(); err != nil {
@@ -115,6 +125,10 @@ func scanTarget(ctx context.Context, f, o *gguf.File, t gguf.TensorInfo, ot *ggu
 				}
 				if a == 0 {
 					s.zeroBefore++
+					if segs > 0 {
+						e := uint64(elem)
+						s.segZeros[e/rowLen*segs+e%rowLen/prune.TileSize]++
+					}
 					if b != 0 {
 						s.lostZero++
 						if s.firstLost < 0 {
