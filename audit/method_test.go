@@ -116,7 +116,9 @@ func TestMethodsMirrorPrune(t *testing.T) {
 	}{
 		{"f32", func(c *testmodels.Config) {}},
 		{"q8_0", func(c *testmodels.Config) { c.Type = gguf.TypeQ8_0 }}, // zeros before in the original
-		{"moe-f16", func(c *testmodels.Config) { c.Embd, c.FF, c.Type, c.Experts, c.ExpertsUsed = 64, 96, gguf.TypeF16, 3, 2 }},
+		{"moe-f16", func(c *testmodels.Config) {
+			c.Embd, c.FF, c.Type, c.Experts, c.ExpertsUsed = 64, 96, gguf.TypeF16, 3, 2
+		}},
 	} {
 		t.Run(mc.name, func(t *testing.T) {
 			dir := t.TempDir()
