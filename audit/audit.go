@@ -37,8 +37,20 @@
 // checked byte for byte (a block with a kill must be the re-encoding of the
 // original's values with the kills zeroed, by this build's
 // quantize.EncodeKeepZeros; a block without one must be the original's).
-// Other versions and methods need inputs the audit is not given (an
-// imatrix) and are reported as not verifiable by replay.
+// Other methods are reported as not verifiable by replay: activation-flow
+// (version 2) and wanda (version 0) need the importance matrix, which the
+// audit is not given, and prune exposes no function that recomputes their
+// masks (nor the magnitude baseline's).
+//
+// Methods: the labels physarium.version, method, activation_aware, mode,
+// importance and imatrix are checked against each other exactly as prune
+// writes them for each method (see method.go), and the errata wording is
+// prune.Errata filled with the recount. In sparsity mode the kill count of
+// every tensor follows from the original's zeros and the method's rule
+// (per 256x256 tile for the kernel, per output row for wanda and the row
+// ranks of activation-flow, per matrix for magnitude), so with the
+// original the kill counts are exact for every method even without a
+// replay (a "sparsity.rule" disagreement when the data excludes them).
 //
 // Control twins (physarium.control = true, written by prune --control) are
 // checked as such: every kill figure 0, the control wording, and with the

@@ -147,6 +147,7 @@ func (a *auditor) checkMethod() methodInfo {
 		return mi
 	}
 	mi.method = m
+	r.check(Check{Key: prune.KeyPrefix + "method", Stored: method, Recounted: method, Status: StatusExact, Basis: BasisFile, Note: "a method prune writes; version, activation_aware, mode, importance and imatrix are checked against it"})
 	mi.ok = hasVersion && hasMode
 	if hasVersion {
 		want := methodVersion(m)

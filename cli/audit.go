@@ -36,7 +36,22 @@ kill mask for every type: per-tensor and total kills, exact_zero and the
 rates are then exact, every block holding a kill must be the re-encoding
 of the original's values with the kills zeroed and every other block the
 original's. --no-replay skips it (kills of quantized types are then only
-bounded). Other versions/methods are reported as not verifiable by replay.
+bounded).
+
+Other methods are reported as not verifiable by replay, with the reason:
+activation-flow (physarium.version 2) and the wanda baseline (version 0)
+rank with an importance matrix the audit is not given, and the magnitude
+baseline (version 0) has no exported mask function to call. Their labels
+are checked against each other exactly as prune writes them (version,
+method, activation_aware, mode, importance, the presence of
+physarium.imatrix and the targets it lists as pruned on |w| alone by
+--imatrix-missing v1), and the errata wording is rebuilt from the recount
+for every method. In sparsity mode, with --against ORIGINAL, the kill
+count of every tensor follows from the original's zeros and the method's
+rule (per 256x256 tile for the kernel, per output row
+round(s*(o+1)*n)-round(s*o*n) for wanda and the row ranks of v2, per
+matrix round(s*n) for magnitude), so the kill counts, rates and errata are
+exact there too.
 
 Control twins (physarium.control = true, written by prune --control) are
 audited as such: zero kill figures, the control wording, and with

@@ -11,12 +11,14 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/physarium/physarium-gguf/audit"
 	"github.com/physarium/physarium-gguf/gguf"
 	"github.com/physarium/physarium-gguf/kernel"
 	"github.com/physarium/physarium-gguf/prune"
 	"github.com/physarium/physarium-gguf/testmodels"
+	"github.com/physarium/physarium-gguf/testmodels/llamacpp"
 )
 
 // prunedPair writes a one-block test model of type typ and its pruned twin;
@@ -842,4 +844,133 @@ func TestAuditReplayOtherVersions(t *testing.T) {
 	if r.Killed == nil || r.Killed.Exact {
 		t.Errorf("a v2 Q8_0 file's kills cannot be exact without the replay: %+v", r.Killed)
 	}
+}
+
+// storiesImatrix computes an importance matrix of stories260K over the
+// sample text with the real llama-imatrix (skipped when PHYSARIUM_LLAMA is
+// unset).
+func storiesImatrix(t *testing.T) string {
+	t.Helper()
+	needStories(t)
+	llamacpp.Require(t)
+	out := filepath.Join(t.TempDir(), "stories.imatrix.gguf")
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	if err := llamacpp.Imatrix(ctx, stories, "../../shared/models/tinystories_sample.txt", 64, out); err != nil {
+		t.Fatal(err)
+	}
+	return out
+}
+
+// TestAuditMethods: files written by prune with every method other than
+// magnitude-flow (the wanda and magnitude baselines, version 0; v2
+// activation-flow in natural and sparsity mode, and with a target missing
+// from the imatrix pruned on |w| alone) audit clean alone and against the
+// original, are reported as not verifiable by replay, get exact kill
+// counts in sparsity mode from the count rule, and tampering is caught.
+func TestAuditMethods(t *testing.T) {
+	imat := storiesImatrix(t)
+	dir := t.TempDir()
+	// An imatrix without blk.1.attn_k.weight, for --imatrix-missing v1.
+	const missing = "blk.1.attn_k.weight"
+	part := filepath.Join(dir, "part.imatrix.gguf")
+	rewrite(t, imat, part, nil, func(name string, b []byte) []byte {
+		if strings.HasPrefix(name, missing+".") {
+			return nil
+		}
+		return b
+	})
+	sp := []string{"--mode", "sparsity", "--sparsity", "0.5"}
+	files := map[string]string{}
+	for _, c := range []struct {
+		name     string
+		args     []string
+		version  uint32
+		sparsity bool
+	}{
+		{"wanda", append([]string{"--method", "wanda", "--imatrix", imat}, sp...), 0, true},
+		{"magnitude", append([]string{"--method", "magnitude"}, sp...), 0, true},
+		{"v2-natural", []string{"--imatrix", imat}, 2, false},
+		{"v2-sparsity", append([]string{"--imatrix", imat}, sp...), 2, true},
+		{"v2-sparsity-tile", append([]string{"--imatrix", imat, "--rank", "tile"}, sp...), 2, true},
+		{"v2-fallback", append([]string{"--imatrix", part, "--imatrix-missing", "v1"}, sp...), 2, true},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			out := filepath.Join(dir, c.name+".gguf")
+			rep := filepath.Join(dir, c.name+".json")
+			mustRun(t, append(append([]string{"prune", "--quiet", "--threads", "1", "--report", rep}, c.args...), stories, out)...)
+			files[c.name] = out
+			var pr prune.Report
+			b, err := os.ReadFile(rep)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if err := json.Unmarshal(b, &pr); err != nil {
+				t.Fatal(err)
+			}
+			if v, _ := kvValue(t, out, "physarium.version").AsUint64(); v != uint64(c.version) || pr.Killed == 0 {
+				t.Fatalf("version %d, killed %d", v, pr.Killed)
+			}
+			if c.name == "v2-fallback" && (len(pr.ImatrixMissing) != 1 || pr.ImatrixMissing[0] != missing) {
+				t.Fatalf("imatrix missing %q", pr.ImatrixMissing)
+			}
+			wantAgree(t, out)
+			r := wantAgree(t, "--against", stories, out)
+			if r.Replay.Ran || !strings.Contains(r.Replay.Reason, "not verifiable by replay") {
+				t.Errorf("replay %+v", r.Replay)
+			}
+			if c.sparsity && (r.Killed == nil || !r.Killed.Exact) || r.Killed == nil || pr.Killed < r.Killed.Lo || pr.Killed > r.Killed.Hi {
+				t.Errorf("killed %+v, prune %d", r.Killed, pr.Killed)
+			}
+			for _, key := range []string{"physarium.version", "physarium.method", "physarium.activation_aware", "physarium.importance", "physarium.errata"} {
+				if ck := findCheck(t, r, key, ""); ck.Status == audit.StatusDisagrees || ck.Status == audit.StatusUnverifiable {
+					t.Errorf("%s: %+v", key, ck)
+				}
+			}
+			txt := mustRun(t, "audit", "--against", stories, out)
+			if !strings.Contains(txt, "not verifiable by replay") {
+				t.Errorf("text output does not say the replay cannot run:\n%s", txt)
+			}
+			t.Logf("%s: killed %d of %d target weights; audit killed %s; zero before %d", c.name, pr.Killed, pr.Weights.Target, r.Killed, pr.ZeroBefore)
+		})
+	}
+	bad := filepath.Join(dir, "bad.gguf")
+	for _, tc := range []struct {
+		file, key string
+		v         gguf.Value
+		want      string // the disagreement named with the original
+		alone     bool   // caught without the original too
+	}{
+		{"wanda", "physarium.killed", gguf.Uint64(1), "physarium.killed", true},
+		{"wanda", "physarium.activation_aware", gguf.Bool(false), "physarium.activation_aware", true},
+		{"wanda", "physarium.version", gguf.Uint32(2), "physarium.version", true},
+		{"magnitude", "physarium.mode", gguf.String("natural"), "physarium.mode", true},
+		{"magnitude", "physarium.importance", gguf.String("|w|"), "physarium.importance", true},
+		{"v2-natural", "physarium.importance", gguf.String("|w|"), "physarium.importance", true},
+		{"v2-natural", "physarium.method", gguf.String("wanda"), "physarium.version", true},
+		{"v2-sparsity", "physarium.imatrix", gguf.String("other.gguf format=gguf datasets=x chunks=1 chunk_size=64 missing(v1 food |w|)=token_embd.weight"), "physarium.imatrix", true},
+		// The stored sparsity no longer fixes the stored kill counts.
+		{"v2-sparsity", "physarium.params", gguf.String("g=1.75 T=4 K=2 h=0.5 theta=0.29 sparsity=0.6"), "sparsity.rule", false},
+		{"magnitude", "physarium.params", gguf.String("g=1.75 T=4 K=2 h=0.5 theta=0.29 sparsity=0.4"), "sparsity.rule", false},
+	} {
+		t.Run("tampered "+tc.file+" "+tc.key, func(t *testing.T) {
+			rewrite(t, files[tc.file], bad, setKV(tc.key, tc.v), nil)
+			if _, code := auditJSON(t, bad); (code == ExitFailure) != tc.alone {
+				t.Errorf("alone: exit %d, caught alone %v", code, tc.alone)
+			}
+			wantDisagreement(t, tc.want, "", "--against", stories, bad)
+		})
+	}
+	t.Run("imatrix removed from wanda", func(t *testing.T) {
+		rewrite(t, files["wanda"], bad, func(kvs []gguf.KV) []gguf.KV {
+			var out []gguf.KV
+			for _, kv := range kvs {
+				if kv.Key != "physarium.imatrix" {
+					out = append(out, kv)
+				}
+			}
+			return out
+		}, nil)
+		wantDisagreement(t, "physarium.imatrix", "", bad)
+	})
 }
