@@ -37,10 +37,12 @@
 // checked byte for byte (a block with a kill must be the re-encoding of the
 // original's values with the kills zeroed, by this build's
 // quantize.EncodeKeepZeros; a block without one must be the original's).
-// Other methods are reported as not verifiable by replay: activation-flow
-// (version 2) and wanda (version 0) need the importance matrix, which the
-// audit is not given, and prune exposes no function that recomputes their
-// masks (nor the magnitude baseline's).
+// The magnitude baseline (version 0) is replayed from its documented rule
+// (magnitude.go: per matrix the round(s*n) smallest |w|, zeros first, ties
+// by index), with the same block-by-block checks. Other methods are
+// reported as not verifiable by replay: activation-flow (version 2) and
+// wanda (version 0) need the importance matrix, which the audit is not
+// given, and prune exposes no function that recomputes their masks.
 //
 // Methods: the labels physarium.version, method, activation_aware, mode,
 // importance and imatrix are checked against each other exactly as prune

@@ -206,6 +206,9 @@ func (a *auditor) checkKeys() {
 		case r.Replay.Ran:
 			ck.Recounted, ck.Status = s, StatusExact
 			ck.Note = "parsed with physarium.mode, renders back identically; the kernel was replayed with them"
+			if a.magReplay {
+				ck.Note = "parsed with physarium.mode, renders back identically; the magnitude baseline was replayed at its sparsity (the kernel constants are unused by a baseline)"
+			}
 		case a.mi.rule != ruleNone && a.mi.method != prune.MagnitudeFlow:
 			ck.Recounted, ck.Status = s, StatusUnverifiable
 			ck.Note = fmt.Sprintf("parsed with physarium.mode, renders back identically; sparsity=%g enters the count rule (%s)", a.params.Sparsity, a.mi.rule)

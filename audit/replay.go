@@ -80,8 +80,9 @@ type passBuffers struct {
 }
 
 // walkTarget walks target tensor t of f band by band beside the original's
-// ot (same type and shape). k, when set, replays the kernel; pt, when set,
-// is the tensor in a control's pruned twin a.p.
+// ot (same type and shape). k, when set, replays the kernel; a.magReplay
+// replays the magnitude baseline instead; pt, when set, is the tensor in a
+// control's pruned twin a.p.
 func (a *auditor) walkTarget(t, ot gguf.TensorInfo, pt *gguf.TensorInfo, k *kernel.Kernel) (pass, error) {
 	ps := pass{firstBadKill: -1, firstKept: -1, firstNotReenc: -1, firstMissed: -1, firstExtra: -1, firstOffTile: -1, firstKilledNZ: -1, firstPrunedOutside: -1}
 	ti, ok := t.Type.Info()
@@ -111,7 +112,15 @@ func (a *auditor) walkTarget(t, ot gguf.TensorInfo, pt *gguf.TensorInfo, k *kern
 	for _, n := range t.Shape[2:] {
 		mats *= int(n)
 	}
-	if k != nil {
+	replay := k != nil || a.magReplay
+	var cuts []magCut
+	if a.magReplay {
+		var err error
+		if cuts, err = a.magnitudeCuts(ot, a.params.Sparsity); err != nil {
+			return ps, err
+		}
+	}
+	if replay {
 		ps.replay = &TensorReplay{Blocks: t.Elements() / uint64(bs)}
 	}
 	if a.control {
@@ -151,7 +160,7 @@ func (a *auditor) walkTarget(t, ot gguf.TensorInfo, pt *gguf.TensorInfo, k *kern
 				return ps, fmt.Errorf("audit: %s: tensor %s: %w", a.o.Path, t.Name, err)
 			}
 			var mask []byte
-			if k != nil {
+			if replay {
 				for i, v := range b.before {
 					if math.IsNaN(float64(v)) || math.IsInf(float64(v), 0) {
 						ps.problem = fmt.Sprintf("element %d of the original is %v (prune refuses such tensors)", g0*uint64(row)+uint64(i), v)
@@ -159,9 +168,13 @@ func (a *auditor) walkTarget(t, ot gguf.TensorInfo, pt *gguf.TensorInfo, k *kern
 						return ps, nil
 					}
 				}
-				var err error
-				if mask, err = a.replayBand(ps.replay, k, nr, row, blk0*int64(bs), &ps); err != nil {
-					return ps, fmt.Errorf("audit: %s: tensor %s: %w", a.o.Path, t.Name, err)
+				if k != nil {
+					var err error
+					if mask, err = a.replayBand(ps.replay, k, nr, row, blk0*int64(bs), &ps); err != nil {
+						return ps, fmt.Errorf("audit: %s: tensor %s: %w", a.o.Path, t.Name, err)
+					}
+				} else {
+					mask = a.magnitudeBand(ps.replay, &cuts[m], nr, row)
 				}
 			}
 			kill := func(blk int) bool {
@@ -169,7 +182,7 @@ func (a *auditor) walkTarget(t, ot gguf.TensorInfo, pt *gguf.TensorInfo, k *kern
 			}
 			// The expected bytes: the original's, and with a replay the
 			// kill blocks re-encoded in runs as prune does.
-			if k != nil {
+			if replay {
 				b.exp = grow(b.exp, nb)
 				copy(b.exp, b.rawO)
 				src := b.before
@@ -215,7 +228,7 @@ func (a *auditor) walkTarget(t, ot gguf.TensorInfo, pt *gguf.TensorInfo, k *kern
 				at := blk0 + int64(blk)
 				bf, bo := b.rawF[blk*bb:(blk+1)*bb], b.rawO[blk*bb:(blk+1)*bb]
 				changed := !bytes.Equal(bf, bo)
-				if k != nil {
+				if replay {
 					r := ps.replay
 					if kill(blk) {
 						r.KillBlocks++
@@ -265,7 +278,7 @@ func (a *auditor) walkTarget(t, ot gguf.TensorInfo, pt *gguf.TensorInfo, k *kern
 				pChanged := !bytes.Equal(b.rawP[blk*bb:(blk+1)*bb], bo)
 				if pChanged {
 					*c.PrunedChanged++
-					if k != nil && !kill(blk) {
+					if replay && !kill(blk) {
 						ps.prunedOutside++
 						if ps.firstPrunedOutside < 0 {
 							ps.firstPrunedOutside = at

@@ -27,6 +27,8 @@ type auditor struct {
 	control  bool           // the file is a control twin
 	noReplay bool           // Options.NoReplay
 	k        *kernel.Kernel // the replay's kernel, nil when not replaying
+	// magReplay replays the magnitude baseline (no kernel).
+	magReplay bool
 	// paramsErr says why physarium.params is unusable; params holds it
 	// parsed when paramsErr is nil and hasParams.
 	paramsErr error
@@ -113,7 +115,7 @@ func (a *auditor) run() error {
 			return err
 		}
 		ta := a.tensorAudit(t, s)
-		if ot != nil && (a.k != nil || a.control) {
+		if ot != nil && (a.k != nil || a.magReplay || a.control) {
 			var pt *gguf.TensorInfo
 			if a.p != nil {
 				if x, ok := a.p.Tensor(name); ok && x.Type == t.Type && reflect.DeepEqual(x.Shape, t.Shape) {
@@ -402,6 +404,7 @@ func (a *auditor) prepareReplay() {
 	params, hasParams := a.str("params")
 	mode, _ := a.str("mode")
 	v1 := version == 1 && method == string(prune.MagnitudeFlow) && imp == "|w|"
+	mag := version == 0 && method == string(prune.Magnitude) && imp == importance(prune.Magnitude, kernel.Sparsity, "") && mode == "sparsity" && !a.control
 	if hasParams {
 		p, err := ParseParams(params, mode)
 		switch {
@@ -416,14 +419,17 @@ func (a *auditor) prepareReplay() {
 	switch {
 	case a.noReplay:
 		ri.Reason = "skipped (--no-replay)"
-	case !v1:
-		ri.Reason = notReplayable(version, method, imp)
+	case !v1 && !mag:
+		ri.Reason = notReplayable(version, method, imp, a.control)
 	case !hasParams:
 		ri.Reason = "physarium.params missing"
 	case a.paramsErr != nil:
 		ri.Reason = "physarium.params unusable: " + a.paramsErr.Error()
 	case a.o == nil:
 		ri.Reason = "needs the original (--against)"
+	case mag:
+		a.magReplay = true
+		ri.Ran, ri.Kernel, ri.Params = true, "none (magnitude baseline: per matrix, the round(s*n) smallest |w|, zeros first, ties by index)", params
 	default:
 		k, err := kernel.New(kernel.Auto, a.params)
 		if err != nil {
@@ -437,15 +443,18 @@ func (a *auditor) prepareReplay() {
 
 // notReplayable says why a file that is no version-1 magnitude-flow file
 // is not verifiable by replay.
-func notReplayable(version uint64, method, imp string) string {
+func notReplayable(version uint64, method, imp string, control bool) string {
 	head := fmt.Sprintf("not verifiable by replay: physarium.version %d, method %q: ", version, method)
 	switch prune.Method(method) {
+	case prune.Magnitude:
+		if control {
+			return head + "the magnitude replay is not implemented for control twins"
+		}
+		return head + "importance " + fmt.Sprintf("%q", imp) + " or mode is not what prune writes for the magnitude baseline"
 	case prune.ActivationFlow:
 		return head + "the mould ate |w|*a_i with a_i from an importance matrix (imatrix) that the audit is not given, and prune exposes no function to recompute its mask; the kill counts of sparsity mode are checked against the rule instead"
 	case prune.Wanda:
 		return head + "the baseline ranks |w|*a_i per output row with a_i from an importance matrix (imatrix) that the audit is not given, and prune exposes no function to recompute its mask; the kill counts are checked against the per-row quotas instead"
-	case prune.Magnitude:
-		return head + "the baseline ranks |w| per matrix without the kernel and prune exposes no function to recompute its mask; the kill counts are checked against the per-matrix rule instead"
 	}
 	return fmt.Sprintf("not verifiable by replay: physarium.version %d, method %q, importance %q: only version 1 magnitude-flow (|w|) is replayed; other methods need inputs the audit is not given (an imatrix)", version, method, imp)
 }

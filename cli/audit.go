@@ -38,10 +38,11 @@ of the original's values with the kills zeroed and every other block the
 original's. --no-replay skips it (kills of quantized types are then only
 bounded).
 
-Other methods are reported as not verifiable by replay, with the reason:
-activation-flow (physarium.version 2) and the wanda baseline (version 0)
-rank with an importance matrix the audit is not given, and the magnitude
-baseline (version 0) has no exported mask function to call. Their labels
+The magnitude baseline (physarium.version 0) is replayed from its rule
+(per matrix, the round(s*n) smallest |w|, zeros first, ties by index) with
+the same block-by-block checks. activation-flow (version 2) and the wanda
+baseline (version 0) are reported as not verifiable by replay, with the
+reason: they rank with an importance matrix the audit is not given. Their labels
 are checked against each other exactly as prune writes them (version,
 method, activation_aware, mode, importance, the presence of
 physarium.imatrix and the targets it lists as pruned on |w| alone by
