@@ -146,7 +146,9 @@ func TestMethodsMirrorPrune(t *testing.T) {
 							opts.Imatrix, opts.ImatrixMissingV1 = part, true
 						}
 					}
-					out := filepath.Join(t.TempDir(), "p.gguf")
+					tmp := t.TempDir()
+					out, ctl := filepath.Join(tmp, "p.gguf"), filepath.Join(tmp, "c.gguf")
+					opts.Control = ctl
 					rep, err := prune.File(ctx, orig, out, opts)
 					if err != nil {
 						t.Fatal(err)
@@ -190,6 +192,16 @@ func TestMethodsMirrorPrune(t *testing.T) {
 						ck := findCheck(t, r, key)
 						if ck.Status != StatusExact && !(key == "physarium.errata" && ck.Status == StatusBounds && c.mode == kernel.Natural) {
 							t.Errorf("%s: %+v", key, ck)
+						}
+					}
+					// The control twin of every method audits clean as such.
+					for _, o := range []Options{{}, {Against: orig}, {Against: orig, Pruned: out}} {
+						cr, err := File(ctx, ctl, o)
+						if err != nil {
+							t.Fatal(err)
+						}
+						if !cr.OK() || !cr.Control {
+							t.Fatalf("control twin %+v: %+v", o, cr.Disagreements)
 						}
 					}
 					t.Logf("killed %d of %d (zero before %d); audit killed %s, replay %v", rep.Killed, rep.Weights.Target, rep.ZeroBefore, r.Killed, r.Replay.Ran)
