@@ -32,7 +32,7 @@ gen f16-2g.gguf f16 20
 echo "## prune beside its stages alone (same threads)"
 first=1
 for m in f16-1g.gguf q4k-1g.gguf; do
-	go test ./prune -run '^TestStages$' -count 1 -timeout 2h -stages.model "$work/$m" 2>&1 |
+	go test ./prune -v -run '^TestStages$' -count 1 -timeout 2h -stages.model "$work/$m" 2>&1 |
 		grep '^|' | { if [ $first = 1 ]; then cat; else tail -n 1; fi; }
 	first=0
 done
