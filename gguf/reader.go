@@ -7,6 +7,7 @@ import (
 	"io"
 	"math"
 	"math/bits"
+	"os"
 	"unicode/utf8"
 
 	"golang.org/x/exp/mmap"
@@ -114,6 +115,7 @@ type File struct {
 	Tensors    []TensorInfo // in file order
 
 	r       *mmap.ReaderAt
+	data    *os.File // the same file, for reads of tensor data
 	kvIndex map[string]int
 	tIndex  map[string]int
 }
@@ -121,14 +123,25 @@ type File struct {
 // Open memory-maps the GGUF file at path and reads and validates its header:
 // every count, length, type, shape and offset is checked against the file
 // size before anything is allocated. The file stays mapped until Close.
+//
+// The header is parsed from the mapping; ReadAt and TensorReader read with
+// pread on a read-only descriptor of the same file instead, so that
+// streaming a whole model does not leave its pages resident in the process:
+// memory stays flat whatever the model's size.
 func Open(path string) (*File, error) {
 	r, err := mmap.Open(path)
 	if err != nil {
 		return nil, fmt.Errorf("gguf: %w", err)
 	}
-	f := &File{Path: path, Size: int64(r.Len()), r: r}
+	data, err := os.Open(path)
+	if err != nil {
+		r.Close()
+		return nil, fmt.Errorf("gguf: %w", err)
+	}
+	f := &File{Path: path, Size: int64(r.Len()), r: r, data: data}
 	if err := f.parse(); err != nil {
 		r.Close()
+		data.Close()
 		return nil, err
 	}
 	return f, nil
@@ -141,7 +154,10 @@ func (f *File) Close() error {
 		return nil
 	}
 	err := f.r.Close()
-	f.r = nil
+	if err2 := f.data.Close(); err == nil {
+		err = err2
+	}
+	f.r, f.data = nil, nil
 	if err != nil {
 		return fmt.Errorf("gguf: %s: %w", f.Path, err)
 	}
@@ -171,7 +187,7 @@ func (f *File) TensorReader(t TensorInfo) *io.SectionReader {
 	return io.NewSectionReader(f, f.DataOffset+int64(t.Offset), int64(t.Bytes()))
 }
 
-// ReadAt reads raw bytes of the mapping at absolute offset off.
+// ReadAt reads raw bytes of the file at absolute offset off.
 func (f *File) ReadAt(p []byte, off int64) (int, error) {
 	if f.r == nil {
 		return 0, fmt.Errorf("gguf: %s: file is closed", f.Path)
@@ -185,7 +201,14 @@ func (f *File) ReadAt(p []byte, off int64) (int, error) {
 		}
 		return 0, io.EOF
 	}
-	return f.r.ReadAt(p, off)
+	if int64(len(p)) > f.Size-off {
+		n, err := f.data.ReadAt(p[:f.Size-off], off)
+		if err == nil {
+			err = io.EOF
+		}
+		return n, err
+	}
+	return f.data.ReadAt(p, off)
 }
 
 // errShort marks a read past the end of the file.
