@@ -232,6 +232,13 @@ func (w *worker) decide(j *bandJob, p *tensorPlan, row0, rows int) error {
 			magnitudeMask(p, j.band, b.vals[:n], b.mask[:n])
 			return nil
 		}
+		if m.method == ActivationFlow && m.rank == RankFlowShare {
+			b.score = grow(b.score, n)
+			b.idx = grow(b.idx, n)
+			shareBand(b.score, b.vals, act, rows, p.row)
+			rowSelect(b.vals[:n], b.score[:n], b.mask[:n], bandQuota(row0%p.rows, rows, p.row, m.sparsity), b.idx)
+			return nil
+		}
 		var mould []byte
 		if m.method == ActivationFlow && m.rank.usesMould() {
 			if err := w.runKernel(w.kn, b, p, row0, rows, act, nil); err != nil {

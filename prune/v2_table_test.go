@@ -56,9 +56,9 @@ func TestV2Table(t *testing.T) {
 			&tableRow{label: "magnitude", method: Magnitude, sparsity: s},
 			&tableRow{label: "wanda", method: Wanda, sparsity: s},
 			&tableRow{label: "v1 magnitude-flow", method: MagnitudeFlow, sparsity: s},
-			&tableRow{label: "v2 activation-flow (" + string(RankRowMould) + ", default)", method: ActivationFlow, rank: RankRowMould, sparsity: s})
+			&tableRow{label: "v2 activation-flow (" + string(DefaultRank) + ", default)", method: ActivationFlow, rank: DefaultRank, sparsity: s})
 		if *allRanks {
-			for _, r := range []Rank{RankRowFlow, RankRowFlowMould, RankTile} {
+			for _, r := range []Rank{RankRowMould, RankRowFlow, RankRowFlowMould, RankTile} {
 				rows = append(rows, &tableRow{label: "v2 activation-flow (" + string(r) + ")", method: ActivationFlow, rank: r, sparsity: s})
 			}
 		}
@@ -117,7 +117,7 @@ func TestV2Table(t *testing.T) {
 	}
 	t.Logf("\n%s", b.String())
 	for _, s := range []float64{0.3, 0.4, 0.5} {
-		v2 := ppl[fmt.Sprintf("%s/%s@%g", ActivationFlow, RankRowMould, s)]
+		v2 := ppl[fmt.Sprintf("%s/%s@%g", ActivationFlow, DefaultRank, s)]
 		for _, other := range []string{string(Wanda) + "/", string(MagnitudeFlow) + "/"} {
 			o := ppl[fmt.Sprintf("%s@%g", other, s)]
 			if !(v2 < o) {

@@ -109,6 +109,8 @@ func TestV2MethodsOnStories(t *testing.T) {
 		{ActivationFlow, RankRowFlowMould, 2, true},
 		{ActivationFlow, RankRowMould, 2, true},
 		{ActivationFlow, RankTile, 2, false},
+		{ActivationFlow, RankFlowShare, 2, false},
+		{ActivationFlow, "", 2, false}, // the default, RankFlowShare
 	} {
 		t.Run(string(c.method)+"-"+string(c.rank), func(t *testing.T) {
 			out := filepath.Join(dir, string(c.method)+string(c.rank)+".gguf")
@@ -171,6 +173,43 @@ func TestV2MethodsOnStories(t *testing.T) {
 						}
 						if z := zeros(v[o*row : (o+1)*row]); z != max(want, zeros(before[o*row:(o+1)*row])) {
 							t.Fatalf("%s row %d: %d zeros, want %d", tr.Name, o, z, want)
+						}
+					}
+				case c.method == ActivationFlow && (c.rank == RankFlowShare || c.rank == ""):
+					// Per 256-row band: bandQuota zeros, and every kill's
+					// share F/rowsum(F) (a_i = i%7+1 in this imatrix) is at
+					// most every survivor's.
+					rows := len(v) / row
+					for o0 := 0; o0 < rows; o0 += TileSize {
+						n := min(TileSize, rows-o0)
+						bv, bb := v[o0*row:(o0+n)*row], before[o0*row:(o0+n)*row]
+						if z := zeros(bv); z != bandQuota(o0, n, row, 0.4) {
+							t.Fatalf("%s band at row %d: %d zeros, want %d", tr.Name, o0, z, bandQuota(o0, n, row, 0.4))
+						}
+						maxKilled, minKept := float32(-1), float32(math.Inf(1))
+						for r := 0; r < n; r++ {
+							var rs float64
+							for i, w := range bb[r*row : (r+1)*row] {
+								rs += float64(float32(math.Abs(float64(w))) * float32(i%7+1))
+							}
+							kept := 0
+							for i, w := range bb[r*row : (r+1)*row] {
+								sh := float32(float64(float32(math.Abs(float64(w)))*float32(i%7+1)) / rs)
+								switch {
+								case w == 0:
+								case bv[r*row+i] == 0:
+									maxKilled = max(maxKilled, sh)
+								default:
+									minKept = min(minKept, sh)
+									kept++
+								}
+							}
+							if kept == 0 {
+								t.Fatalf("%s row %d lost every weight", tr.Name, o0+r)
+							}
+						}
+						if maxKilled > minKept {
+							t.Fatalf("%s band at row %d: killed share %g > kept share %g", tr.Name, o0, maxKilled, minKept)
 						}
 					}
 				case c.method == Magnitude:
