@@ -78,7 +78,7 @@ const (
 	// in natural mode, else 1), F = |w|*a_i. Measured on stories260K
 	// (TestV2Table) it was within noise of Wanda and lost at 50 %.
 	RankRowMould Rank = "row-mould"
-	// RankFlowShare is the default: the share of its output node's flow
+	// RankFlowShare is the best rank measured: the share of its output node's flow
 	// that a tube carries when every tube carries its food,
 	//   share_oi = F_oi / sum_j F_oj,  F = |w|*a_i,
 	// with sum_j over the whole output row (0 when the row's food is all
@@ -102,8 +102,12 @@ const (
 // a tube the mould starves.
 const MouldPenalty = 0.5
 
-// DefaultRank is the v2 sparsity-mode rank used when none is given.
-const DefaultRank = RankFlowShare
+// DefaultRank is the v2 sparsity-mode rank used when none is given. It
+// stays RankRowMould until the audit's mirror of the ranks (audit/method.go:
+// ranks, importance, and a per-band count rule for bandQuota) knows
+// RankFlowShare, which beats it (TestV2Table); then it becomes
+// RankFlowShare.
+const DefaultRank = RankRowMould
 
 // ParseRank parses a v2 ranking name; "" means DefaultRank.
 func ParseRank(s string) (Rank, error) {

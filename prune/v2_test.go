@@ -110,7 +110,7 @@ func TestV2MethodsOnStories(t *testing.T) {
 		{ActivationFlow, RankRowMould, 2, true},
 		{ActivationFlow, RankTile, 2, false},
 		{ActivationFlow, RankFlowShare, 2, false},
-		{ActivationFlow, "", 2, false}, // the default, RankFlowShare
+		{ActivationFlow, "", 2, DefaultRank != RankFlowShare}, // the default
 	} {
 		t.Run(string(c.method)+"-"+string(c.rank), func(t *testing.T) {
 			out := filepath.Join(dir, string(c.method)+string(c.rank)+".gguf")
@@ -175,7 +175,7 @@ func TestV2MethodsOnStories(t *testing.T) {
 							t.Fatalf("%s row %d: %d zeros, want %d", tr.Name, o, z, want)
 						}
 					}
-				case c.method == ActivationFlow && (c.rank == RankFlowShare || c.rank == ""):
+				case c.method == ActivationFlow && (c.rank == RankFlowShare || c.rank == "" && DefaultRank == RankFlowShare):
 					// Per 256-row band: bandQuota zeros, and every kill's
 					// share F/rowsum(F) (a_i = i%7+1 in this imatrix) is at
 					// most every survivor's.
