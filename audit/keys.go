@@ -212,7 +212,7 @@ func (a *auditor) checkKeys() {
 		case a.mi.rule != ruleNone && a.mi.method != prune.MagnitudeFlow:
 			ck.Recounted, ck.Status = s, StatusUnverifiable
 			ck.Note = fmt.Sprintf("parsed with physarium.mode, renders back identically; sparsity=%g enters the count rule (%s)", a.params.Sparsity, a.mi.rule)
-			if methodVersion(a.mi.method) == 0 {
+			if a.mi.method.Version() == 0 {
 				ck.Note += "; the kernel constants are unused by a baseline"
 			}
 		default:

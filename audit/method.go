@@ -10,31 +10,13 @@ import (
 	"github.com/physarium/physarium-gguf/prune"
 )
 
-// What prune writes for each method. Where prune exposes the rule (method
-// names: prune.ParseMethod; activation_aware: prune.Keys; the wording:
-// prune.Errata) it is called, so the two cannot drift. Three rules are
-// unexported in prune and mirrored here: Method.version, Method.activation
-// and importance (the physarium.importance formula per method, mode and
-// rank), plus rowQuota. TestMethodsMirrorPrune runs prune for every method,
-// mode and rank and checks the mirrors against what it wrote.
-
-// methodVersion mirrors prune's Method.version: 1 and 2 are the mould's
-// versions, 0 a plain baseline that runs no Physarium kernel.
-func methodVersion(m prune.Method) int {
-	switch m {
-	case prune.MagnitudeFlow:
-		return 1
-	case prune.ActivationFlow:
-		return 2
-	}
-	return 0
-}
-
-// methodActivation mirrors prune's Method.activation: the method needs an
-// importance matrix (and prune writes physarium.imatrix).
-func methodActivation(m prune.Method) bool {
-	return m == prune.ActivationFlow || m == prune.Wanda
-}
+// What prune writes for each method. Every rule is prune's own (method
+// names: prune.ParseMethod; versions: Method.Version; importance matrices:
+// Method.NeedsImatrix; formulas: prune.Importance; quotas: prune.RowQuota
+// and prune.BandQuota; activation_aware: prune.Keys; the wording:
+// prune.Errata), called here so the two cannot drift.
+// TestMethodsMirrorPrune runs prune for every method, mode and rank and
+// checks the audit against what it wrote.
 
 // activationAware is the physarium.activation_aware prune.Keys writes for
 // version and method.
@@ -48,37 +30,6 @@ func activationAware(version int, method string) bool {
 	return false
 }
 
-// ranks are prune's v2 sparsity-mode ranks.
-var ranks = []prune.Rank{prune.RankRowFlow, prune.RankRowFlowMould, prune.RankRowMould, prune.RankTile}
-
-// importance mirrors prune's importance: the exact physarium.importance of a
-// method, mode and (activation-flow in sparsity mode) rank.
-func importance(m prune.Method, mode kernel.Mode, r prune.Rank) string {
-	const a = "a_i=sqrt(in_sum2_i/count_i) (count 0 -> 1)"
-	const stab = "; stability not computed"
-	switch m {
-	case prune.MagnitudeFlow:
-		return "|w|"
-	case prune.Magnitude:
-		return "|w| ranked within each tensor (each matrix of a 3-D tensor on its own)"
-	case prune.Wanda:
-		return "|w|*" + a + " ranked within each output row"
-	}
-	if mode == kernel.Natural {
-		return "|w|*" + a + stab
-	}
-	const flow = "F*(1/rowsum(F)+1/colsum_band(F)), F=|w|*" + a + ", rowsum over the output row, colsum over the 256-row band"
-	switch r {
-	case prune.RankRowFlow:
-		return flow + "; ranked within each output row" + stab
-	case prune.RankRowFlowMould:
-		return flow + fmt.Sprintf(", times %g where the mould fed F starves the tube (natural kill rule)", prune.MouldPenalty) + "; ranked within each output row" + stab
-	case prune.RankRowMould:
-		return "F=|w|*" + a + fmt.Sprintf(", times %g where the mould fed F starves the tube (natural kill rule); ranked within each output row", prune.MouldPenalty) + stab
-	}
-	return "D_T of the mould fed |w|*" + a + ", ranked within each 256x256 tile" + stab
-}
-
 // rule is how a method's sparsity mode decides how many weights die, which
 // fixes the kill count of every tensor from the original's zeros alone.
 type rule int
@@ -86,7 +37,8 @@ type rule int
 const (
 	ruleNone   rule = iota // natural mode: no count rule
 	ruleTile               // per 256x256 tile: round(s*n) zeros (the kernel's sparsity mode)
-	ruleRow                // per output row o of n weights: rowQuota(o, n, s) zeros
+	ruleRow                // per output row o of n weights: prune.RowQuota(o, n, s) zeros
+	ruleBand               // per 256-row band [o0, o0+r): prune.BandQuota(o0, r, n, s) zeros
 	ruleMatrix             // per matrix (each expert on its own): round(s*n) zeros
 )
 
@@ -96,16 +48,12 @@ func (r rule) String() string {
 		return "each 256x256 tile ends with round(s*n) zeros"
 	case ruleRow:
 		return "output row o of n weights ends with round(s*(o+1)*n)-round(s*o*n) zeros"
+	case ruleBand:
+		return "the 256-row band of rows [o0, o0+r) ends with round(s*(o0+r)*n)-round(s*o0*n) zeros"
 	case ruleMatrix:
 		return "each matrix ends with round(s*n) zeros"
 	}
 	return "none"
-}
-
-// rowQuota mirrors prune's rowQuota: the zeros row o (0-based within its
-// matrix) of rows of n weights ends with at sparsity s.
-func rowQuota(o, n int, s float64) int {
-	return int(math.Round(s*float64(o+1)*float64(n))) - int(math.Round(s*float64(o)*float64(n)))
 }
 
 // methodInfo is what the stored labels say about the run, once they are
@@ -150,7 +98,7 @@ func (a *auditor) checkMethod() methodInfo {
 	r.check(Check{Key: prune.KeyPrefix + "method", Stored: method, Recounted: method, Status: StatusExact, Basis: BasisFile, Note: "a method prune writes; version, activation_aware, mode, importance and imatrix are checked against it"})
 	mi.ok = hasVersion && hasMode
 	if hasVersion {
-		want := methodVersion(m)
+		want := m.Version()
 		ck := Check{Key: prune.KeyPrefix + "version", Stored: fmt.Sprint(version), Recounted: fmt.Sprint(want), Status: statusOf(version == uint64(want)), Basis: BasisFile, Note: "the version prune writes for method " + method + " (0: a baseline that runs no Physarium kernel)"}
 		r.check(ck)
 		mi.ok = mi.ok && ck.Status == StatusExact
@@ -159,7 +107,7 @@ func (a *auditor) checkMethod() methodInfo {
 			a.stringCheck("activation_aware", fmt.Sprint(v), fmt.Sprint(activationAware(int(version), method)), BasisFile)
 		}
 	}
-	if hasMode && methodVersion(m) == 0 && mi.mode != kernel.Sparsity {
+	if hasMode && m.Version() == 0 && mi.mode != kernel.Sparsity {
 		r.disagree(prune.KeyPrefix+"mode", "", modeS, "sparsity (the "+method+" baseline runs in sparsity mode only)", BasisFile)
 		mi.ok = false
 	}
@@ -167,11 +115,11 @@ func (a *auditor) checkMethod() methodInfo {
 		var want []string
 		var rk []prune.Rank
 		if m == prune.ActivationFlow && mi.mode == kernel.Sparsity {
-			for _, x := range ranks {
-				want, rk = append(want, importance(m, mi.mode, x)), append(rk, x)
+			for _, x := range prune.Ranks {
+				want, rk = append(want, prune.Importance(m, mi.mode, x)), append(rk, x)
 			}
 		} else {
-			want, rk = []string{importance(m, mi.mode, "")}, []prune.Rank{""}
+			want, rk = []string{prune.Importance(m, mi.mode, "")}, []prune.Rank{""}
 		}
 		i := slices.Index(want, imp)
 		ck := Check{Key: prune.KeyPrefix + "importance", Stored: imp, Recounted: strings.Join(want, " | "), Status: statusOf(i >= 0), Basis: BasisFile, Note: "the formula prune writes for method " + method + " in " + modeS + " mode"}
@@ -190,6 +138,8 @@ func (a *auditor) checkMethod() methodInfo {
 		switch {
 		case m == prune.Magnitude:
 			mi.rule = ruleMatrix
+		case m == prune.ActivationFlow && mi.rank == prune.RankFlowShare:
+			mi.rule = ruleBand
 		case m == prune.Wanda, m == prune.ActivationFlow && mi.rank != prune.RankTile:
 			mi.rule = ruleRow
 		default:
@@ -201,7 +151,7 @@ func (a *auditor) checkMethod() methodInfo {
 
 // missingMark starts the list of targets pruned on v1 food in
 // physarium.imatrix (prune's describeImatrix).
-const missingMark = " missing(v1 food |w|)="
+const missingMark = prune.ImatrixMissingMark
 
 // checkImatrix checks that physarium.imatrix is present exactly for the
 // methods that read an importance matrix, and that the targets it lists as
@@ -214,10 +164,10 @@ func (a *auditor) checkImatrix(m prune.Method) {
 		return // mistyped, reported by checkTypes
 	}
 	switch {
-	case has && !methodActivation(m):
+	case has && !m.NeedsImatrix():
 		r.disagree(key, "", s, "absent: method "+string(m)+" reads no importance matrix", BasisFile)
 		return
-	case !has && methodActivation(m):
+	case !has && m.NeedsImatrix():
 		r.disagree(key, "", "missing", "a STRING naming the importance matrix (method "+string(m)+" reads one)", BasisFile)
 		return
 	case !has:
@@ -289,7 +239,12 @@ func ruleKills(ru rule, shape []uint64, seg []uint16, s float64) (uint64, bool) 
 			lose(int(math.Round(s*float64(rows)*float64(row))), sum(mat))
 		case ruleRow:
 			for o := 0; o < rows; o++ {
-				lose(rowQuota(o, row, s), sum(mat[o*segs:(o+1)*segs]))
+				lose(prune.RowQuota(o, row, s), sum(mat[o*segs:(o+1)*segs]))
+			}
+		case ruleBand:
+			for r0 := 0; r0 < rows; r0 += prune.TileSize {
+				nr := min(prune.TileSize, rows-r0)
+				lose(prune.BandQuota(r0, nr, row, s), sum(mat[r0*segs:(r0+nr)*segs]))
 			}
 		case ruleTile:
 			for r0 := 0; r0 < rows; r0 += prune.TileSize {

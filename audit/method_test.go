@@ -96,7 +96,7 @@ func methodCases() []methodCase {
 		{method: prune.Wanda, mode: kernel.Sparsity},
 		{method: prune.Wanda, mode: kernel.Sparsity, fallback: true},
 	}
-	for _, r := range ranks {
+	for _, r := range prune.Ranks {
 		cs = append(cs, methodCase{method: prune.ActivationFlow, mode: kernel.Sparsity, rank: r})
 	}
 	return append(cs, methodCase{method: prune.ActivationFlow, mode: kernel.Sparsity, rank: prune.RankRowMould, fallback: true})
@@ -104,7 +104,7 @@ func methodCases() []methodCase {
 
 // TestMethodsMirrorPrune prunes generated models with every method, mode
 // and v2 rank prune offers (and the --imatrix-missing v1 fallback), checks
-// that the mirrors of prune's unexported rules give what prune wrote, and
+// that prune's rules, as the audit calls them, give what prune wrote, and
 // that every file audits clean alone and against its original, with the
 // kill counts of sparsity mode exact by the count rule where no replay
 // ran.
@@ -140,7 +140,7 @@ func TestMethodsMirrorPrune(t *testing.T) {
 						p.Mode, p.Sparsity = kernel.Sparsity, 0.4
 					}
 					opts := prune.Options{Threads: 1, Method: c.method, Rank: c.rank, Params: &p}
-					if methodActivation(c.method) {
+					if c.method.NeedsImatrix() {
 						opts.Imatrix = full
 						if c.fallback {
 							opts.Imatrix, opts.ImatrixMissingV1 = part, true
@@ -155,11 +155,11 @@ func TestMethodsMirrorPrune(t *testing.T) {
 					}
 					rank := c.rank
 					if rank == "" && c.method == prune.ActivationFlow && c.mode == kernel.Sparsity {
-						rank = prune.RankRowMould
+						rank = prune.DefaultRank
 					}
-					if rep.Version != methodVersion(c.method) || rep.Importance != importance(c.method, c.mode, rank) || (rep.Imatrix != "") != methodActivation(c.method) {
-						t.Fatalf("mirror drifted: prune wrote version %d importance %q imatrix %q; mirror %d %q activation %v",
-							rep.Version, rep.Importance, rep.Imatrix, methodVersion(c.method), importance(c.method, c.mode, rank), methodActivation(c.method))
+					if rep.Version != c.method.Version() || rep.Importance != prune.Importance(c.method, c.mode, rank) || (rep.Imatrix != "") != c.method.NeedsImatrix() {
+						t.Fatalf("rules drifted: prune wrote version %d importance %q imatrix %q; mirror %d %q activation %v",
+							rep.Version, rep.Importance, rep.Imatrix, c.method.Version(), prune.Importance(c.method, c.mode, rank), c.method.NeedsImatrix())
 					}
 					if c.fallback && (len(rep.ImatrixMissing) != 1 || rep.ImatrixMissing[0] != skipped) {
 						t.Fatalf("fallback: %q", rep.ImatrixMissing)

@@ -404,7 +404,7 @@ func (a *auditor) prepareReplay() {
 	params, hasParams := a.str("params")
 	mode, _ := a.str("mode")
 	v1 := version == 1 && method == string(prune.MagnitudeFlow) && imp == "|w|"
-	mag := version == 0 && method == string(prune.Magnitude) && imp == importance(prune.Magnitude, kernel.Sparsity, "") && mode == "sparsity" && !a.control
+	mag := version == 0 && method == string(prune.Magnitude) && imp == prune.Importance(prune.Magnitude, kernel.Sparsity, "") && mode == "sparsity" && !a.control
 	if hasParams {
 		p, err := ParseParams(params, mode)
 		switch {

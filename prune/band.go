@@ -236,7 +236,7 @@ func (w *worker) decide(j *bandJob, p *tensorPlan, row0, rows int) error {
 			b.score = grow(b.score, n)
 			b.idx = grow(b.idx, n)
 			shareBand(b.score, b.vals, act, rows, p.row)
-			rowSelect(b.vals[:n], b.score[:n], b.mask[:n], bandQuota(row0%p.rows, rows, p.row, m.sparsity), b.idx)
+			rowSelect(b.vals[:n], b.score[:n], b.mask[:n], BandQuota(row0%p.rows, rows, p.row, m.sparsity), b.idx)
 			return nil
 		}
 		var mould []byte
@@ -256,7 +256,7 @@ func (w *worker) decide(j *bandJob, p *tensorPlan, row0, rows int) error {
 		scoreBand(b.score, b.vals, act, rows, p.row, flow, mould, b.colSum)
 		for r := 0; r < rows; r++ {
 			lo, hi := r*p.row, (r+1)*p.row
-			rowSelect(b.vals[lo:hi], b.score[lo:hi], b.mask[lo:hi], rowQuota(row0%p.rows+r, p.row, m.sparsity), b.idx)
+			rowSelect(b.vals[lo:hi], b.score[lo:hi], b.mask[lo:hi], RowQuota(row0%p.rows+r, p.row, m.sparsity), b.idx)
 		}
 		return nil
 	}

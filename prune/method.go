@@ -39,9 +39,9 @@ func ParseMethod(s string) (Method, error) {
 	return "", fmt.Errorf("prune: unknown method %q (want magnitude-flow, activation-flow, magnitude or wanda)", s)
 }
 
-// version is the physarium.version of a method: 1 and 2 are the mould's
+// Version is the physarium.version of a method: 1 and 2 are the mould's
 // versions, 0 marks a plain baseline that runs no Physarium kernel.
-func (m Method) version() int {
+func (m Method) Version() int {
 	switch m {
 	case MagnitudeFlow:
 		return 1
@@ -51,8 +51,8 @@ func (m Method) version() int {
 	return 0
 }
 
-// activation reports whether the method needs an importance matrix.
-func (m Method) activation() bool { return m == ActivationFlow || m == Wanda }
+// NeedsImatrix reports whether the method reads an importance matrix.
+func (m Method) NeedsImatrix() bool { return m == ActivationFlow || m == Wanda }
 
 // Rank is how v2 (activation-flow) chooses its kills in sparsity mode.
 // Natural mode always kills where the mould fed |w|*a_i starves
@@ -73,7 +73,7 @@ const (
 	// where the mould fed F (natural mode, default constants) starves the
 	// tube.
 	RankRowFlowMould Rank = "row-flow-mould"
-	// RankRowMould: per output row (quota rowQuota), kill the weights with
+	// RankRowMould: per output row (quota RowQuota), kill the weights with
 	// the smallest F * (MouldPenalty where the mould fed F starves the tube
 	// in natural mode, else 1), F = |w|*a_i. Measured on stories260K
 	// (TestV2Table) it was within noise of Wanda and lost at 50 %.
@@ -83,9 +83,9 @@ const (
 	//   share_oi = F_oi / sum_j F_oj,  F = |w|*a_i,
 	// with sum_j over the whole output row (0 when the row's food is all
 	// zero). Per 256-row band of each matrix (each matrix of an MoE tensor
-	// on its own), the bandQuota weights with the smallest share die
+	// on its own), the BandQuota weights with the smallest share die
 	// (already-zero ones counting first; ties: lowest row-major index), where
-	// bandQuota is the sum of the rows' rowQuota, so every matrix ends with
+	// BandQuota is the sum of the rows' RowQuota, so every matrix ends with
 	// exactly round(s*rows*n) zeros while the band's rows share the kills
 	// unevenly: a row whose food is spread thin loses fewer tubes than one
 	// fed through a few thick ones. Unlike the row ranks, a row's share of
@@ -102,12 +102,17 @@ const (
 // a tube the mould starves.
 const MouldPenalty = 0.5
 
-// DefaultRank is the v2 sparsity-mode rank used when none is given. It
-// stays RankRowMould until the audit's mirror of the ranks (audit/method.go:
-// ranks, importance, and a per-band count rule for bandQuota) knows
-// RankFlowShare, which beats it (TestV2Table); then it becomes
-// RankFlowShare.
-const DefaultRank = RankRowMould
+// ImatrixMissingMark starts, in physarium.imatrix, the list of targets that
+// had no importance-matrix entry and were pruned on v1 food
+// (Options.ImatrixMissingV1).
+const ImatrixMissingMark = " missing(v1 food |w|)="
+
+// Ranks lists every v2 sparsity-mode rank.
+var Ranks = []Rank{RankFlowShare, RankRowFlow, RankRowFlowMould, RankRowMould, RankTile}
+
+// DefaultRank is the v2 sparsity-mode rank used when none is given: the
+// best measured (TestV2Table).
+const DefaultRank = RankFlowShare
 
 // ParseRank parses a v2 ranking name; "" means DefaultRank.
 func ParseRank(s string) (Rank, error) {
@@ -123,8 +128,9 @@ func ParseRank(s string) (Rank, error) {
 // usesMould reports whether the rank runs the kernel.
 func (r Rank) usesMould() bool { return r != RankRowFlow && r != RankFlowShare }
 
-// importance returns the exact formula stored in physarium.importance.
-func importance(m Method, mode kernel.Mode, r Rank) string {
+// Importance returns the exact formula stored in physarium.importance for a
+// method, mode and (activation-flow in sparsity mode) rank.
+func Importance(m Method, mode kernel.Mode, r Rank) string {
 	const a = "a_i=sqrt(in_sum2_i/count_i) (count 0 -> 1)"
 	const stab = "; stability not computed"
 	switch m {
@@ -192,17 +198,17 @@ func attachImatrix(plans []tensorPlan, m *imatrix.Matrix, fallback bool, r *Repo
 func describeImatrix(m *imatrix.Matrix, missing []string) string {
 	s := m.Describe()
 	if len(missing) > 0 {
-		s += " missing(v1 food |w|)=" + strings.Join(missing, ",")
+		s += ImatrixMissingMark + strings.Join(missing, ",")
 	}
 	return s
 }
 
-// rowQuota is the number of zeros row o (0-based within its matrix) of
+// RowQuota is the number of zeros row o (0-based within its matrix) of
 // rows of n weights must end with at sparsity s: round(s*(o+1)*n) -
 // round(s*o*n), so that every row gets floor or ceil of s*n and each matrix
 // ends with exactly round(s*rows*n) zeros, like the per-tile and per-tensor
 // rules (when no row holds more zeros than its quota).
-func rowQuota(o, n int, s float64) int {
+func RowQuota(o, n int, s float64) int {
 	return int(math.Round(s*float64(o+1)*float64(n))) - int(math.Round(s*float64(o)*float64(n)))
 }
 
@@ -237,11 +243,11 @@ func rowSelect(vals, score []float32, mask []byte, want int, idx []int32) int {
 	return want
 }
 
-// bandQuota is the number of zeros the band of rows [o0, o0+rows) (row
+// BandQuota is the number of zeros the band of rows [o0, o0+rows) (row
 // indices within the matrix) of rows of n weights must end with at
-// sparsity s under RankFlowShare: the sum of the rows' rowQuota, which
+// sparsity s under RankFlowShare: the sum of the rows' RowQuota, which
 // telescopes to round(s*(o0+rows)*n) - round(s*o0*n).
-func bandQuota(o0, rows, n int, s float64) int {
+func BandQuota(o0, rows, n int, s float64) int {
 	return int(math.Round(s*float64(o0+rows)*float64(n))) - int(math.Round(s*float64(o0)*float64(n)))
 }
 

@@ -59,7 +59,7 @@ type Options struct {
 	// listed in Report.ImatrixMissing and in physarium.imatrix.
 	ImatrixMissingV1 bool
 	// Rank is how ActivationFlow ranks in sparsity mode; "" means
-	// RankRowMould.
+	// DefaultRank (RankFlowShare).
 	Rank Rank
 }
 
@@ -125,13 +125,13 @@ func File(ctx context.Context, in, out string, opts Options) (*Report, error) {
 	if err != nil {
 		return nil, err
 	}
-	if method.activation() && opts.Imatrix == "" {
+	if method.NeedsImatrix() && opts.Imatrix == "" {
 		return nil, fmt.Errorf("prune: method %s needs an importance matrix (--imatrix)", method)
 	}
-	if !method.activation() && opts.Imatrix != "" {
+	if !method.NeedsImatrix() && opts.Imatrix != "" {
 		return nil, fmt.Errorf("prune: method %s uses no importance matrix; drop --imatrix or choose activation-flow or wanda", method)
 	}
-	if method.version() == 0 && params.Mode != kernel.Sparsity {
+	if method.Version() == 0 && params.Mode != kernel.Sparsity {
 		return nil, fmt.Errorf("prune: the %s baseline needs sparsity mode (--mode sparsity --sparsity S)", method)
 	}
 	mp := &methodPlan{method: method, rank: rank, mode: params.Mode, sparsity: params.Sparsity}
@@ -146,7 +146,7 @@ func File(ctx context.Context, in, out string, opts Options) (*Report, error) {
 
 	r := &Report{
 		Input: filepath.Base(in), DryRun: opts.DryRun,
-		Version: method.version(), Method: string(method), Importance: importance(method, params.Mode, rank),
+		Version: method.Version(), Method: string(method), Importance: Importance(method, params.Mode, rank),
 		Mode: params.Mode.String(), Params: params.String(),
 		Threads: threads, Tile: TileSize, Tiling: "non-overlapping",
 		Targets: opts.Selection.Patterns(),
@@ -181,7 +181,7 @@ func File(ctx context.Context, in, out string, opts Options) (*Report, error) {
 		}
 		r.Kernel = k.Impl().String()
 	}
-	if method.version() == 0 {
+	if method.Version() == 0 {
 		r.Kernel = "none"
 	}
 

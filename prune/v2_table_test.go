@@ -80,7 +80,7 @@ func TestV2Table(t *testing.T) {
 				p := kernel.DefaultParams()
 				p.Mode, p.Sparsity = kernel.Sparsity, row.sparsity
 				opts := Options{Params: &p, Method: row.method, Rank: row.rank, Threads: 1}
-				if row.method.activation() {
+				if row.method.NeedsImatrix() {
 					opts.Imatrix = imat
 				}
 				out := filepath.Join(tmp, fmt.Sprintf("%s-%s-%g.gguf", row.method, row.rank, row.sparsity))

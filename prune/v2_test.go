@@ -115,7 +115,7 @@ func TestV2MethodsOnStories(t *testing.T) {
 		t.Run(string(c.method)+"-"+string(c.rank), func(t *testing.T) {
 			out := filepath.Join(dir, string(c.method)+string(c.rank)+".gguf")
 			opts := Options{Params: sparsityParams(0.4), Method: c.method, Rank: c.rank, Threads: 2}
-			if c.method.activation() {
+			if c.method.NeedsImatrix() {
 				opts.Imatrix = imat
 			}
 			r, err := File(ctx, in, out, opts)
@@ -125,7 +125,7 @@ func TestV2MethodsOnStories(t *testing.T) {
 			if r.Version != c.version || r.Method != string(c.method) {
 				t.Errorf("version %d method %s", r.Version, r.Method)
 			}
-			if c.method.activation() != (r.Imatrix != "") || c.method.activation() && !strings.HasPrefix(r.Imatrix, "im.gguf format=gguf datasets=calib.txt chunks=5 chunk_size=128") {
+			if c.method.NeedsImatrix() != (r.Imatrix != "") || c.method.NeedsImatrix() && !strings.HasPrefix(r.Imatrix, "im.gguf format=gguf datasets=calib.txt chunks=5 chunk_size=128") {
 				t.Errorf("imatrix %q", r.Imatrix)
 			}
 			if c.method == ActivationFlow && !strings.Contains(r.Importance, "stability not computed") {
@@ -167,7 +167,7 @@ func TestV2MethodsOnStories(t *testing.T) {
 				switch {
 				case c.perRow:
 					for o := 0; o*row < len(v); o++ {
-						want := rowQuota(o%int(tr.Shape[1]), row, 0.4)
+						want := RowQuota(o%int(tr.Shape[1]), row, 0.4)
 						if want != 25 && want != 26 && row == 64 {
 							t.Fatalf("quota %d", want)
 						}
@@ -176,15 +176,15 @@ func TestV2MethodsOnStories(t *testing.T) {
 						}
 					}
 				case c.method == ActivationFlow && (c.rank == RankFlowShare || c.rank == "" && DefaultRank == RankFlowShare):
-					// Per 256-row band: bandQuota zeros, and every kill's
+					// Per 256-row band: BandQuota zeros, and every kill's
 					// share F/rowsum(F) (a_i = i%7+1 in this imatrix) is at
 					// most every survivor's.
 					rows := len(v) / row
 					for o0 := 0; o0 < rows; o0 += TileSize {
 						n := min(TileSize, rows-o0)
 						bv, bb := v[o0*row:(o0+n)*row], before[o0*row:(o0+n)*row]
-						if z := zeros(bv); z != bandQuota(o0, n, row, 0.4) {
-							t.Fatalf("%s band at row %d: %d zeros, want %d", tr.Name, o0, z, bandQuota(o0, n, row, 0.4))
+						if z := zeros(bv); z != BandQuota(o0, n, row, 0.4) {
+							t.Fatalf("%s band at row %d: %d zeros, want %d", tr.Name, o0, z, BandQuota(o0, n, row, 0.4))
 						}
 						maxKilled, minKept := float32(-1), float32(math.Inf(1))
 						for r := 0; r < n; r++ {
