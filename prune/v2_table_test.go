@@ -15,8 +15,7 @@ import (
 	"github.com/physarium/physarium-gguf/testmodels/llamacpp"
 )
 
-// v2Best is the v2 rank the bar applies to: RankFlowShare (also the default
-// once the audit mirrors it; see DefaultRank).
+// v2Best is the v2 rank the bar applies to: RankFlowShare, the default.
 const v2Best = RankFlowShare
 
 var allRanks = flag.Bool("v2ranks", false, "TestV2Table: also measure every other v2 rank design, not only flow-share")
