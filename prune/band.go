@@ -121,15 +121,21 @@ func (w *worker) process(j *bandJob) error {
 			end++
 		}
 		lo, hi := blk*bs, end*bs
-		for i := lo; i < hi; i++ {
-			if b.mask[i] != 0 {
-				if b.before[i] == 0 {
-					return fmt.Errorf("kernel marked element %d, already zero, as a kill", uint64(row0)*uint64(p.row)+uint64(i))
-				}
-				b.vals[i] = 0
-				st.killed++
-			}
+		// Branch-free: vals keeps its bits where the mask is 0 and becomes
+		// +0 where it is 1; a kill of a weight that was already zero is a
+		// kernel bug, reported below.
+		var killed, bad uint64
+		for i, m := range b.mask[lo:hi] {
+			keep := uint32(m) - 1 // 0xFFFFFFFF when kept, 0 when killed
+			v := math.Float32bits(b.before[lo+i])
+			b.vals[lo+i] = math.Float32frombits(v & keep)
+			killed += uint64(m)
+			bad += uint64(m) & uint64(b2u(v<<1 == 0))
 		}
+		if bad != 0 {
+			return fmt.Errorf("the kernel marked %d already-zero elements of rows %d-%d as kills", bad, row0, row0+rows-1)
+		}
+		st.killed += killed
 		dst := b.out[blk*bb : end*bb]
 		if err := quantize.EncodeKeepZeros(p.info.Type, dst, b.vals[lo:hi]); err != nil {
 			return err
@@ -137,20 +143,23 @@ func (w *worker) process(j *bandJob) error {
 		if err := quantize.Decode(p.info.Type, b.check[lo:hi], dst); err != nil {
 			return err
 		}
-		for i := lo; i < hi; i++ {
-			got := b.check[i]
-			if b.mask[i] != 0 {
-				if got == 0 {
-					st.exactZero++
-				} else if a := math.Abs(float64(got)); a > st.maxKilledAbs {
-					st.maxKilledAbs = a
-				}
+		var exact, survivors uint64
+		var sq, maxKilled float64
+		for i, m := range b.mask[lo:hi] {
+			got := b.check[lo+i]
+			if m != 0 {
+				exact += uint64(b2u(got == 0))
+				maxKilled = max(maxKilled, math.Abs(float64(got)))
 				continue
 			}
-			d := float64(got) - float64(b.before[i])
-			st.survivorSq += d * d
-			st.survivorN++
+			d := float64(got) - float64(b.before[lo+i])
+			sq += d * d
+			survivors++
 		}
+		st.exactZero += exact
+		st.survivorSq += sq
+		st.survivorN += survivors
+		st.maxKilledAbs = max(st.maxKilledAbs, maxKilled)
 		if w.control {
 			if err := quantize.EncodeKeepZeros(p.info.Type, b.ctrl[blk*bb:end*bb], b.before[lo:hi]); err != nil {
 				return err
@@ -302,4 +311,13 @@ func tileAct(act []float32, c0 int) []float32 {
 		return nil
 	}
 	return act[c0:]
+}
+
+// b2u is 1 for true and 0 for false, without a branch.
+func b2u(b bool) uint32 {
+	var u uint32
+	if b {
+		u = 1
+	}
+	return u
 }
