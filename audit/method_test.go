@@ -2,13 +2,12 @@ package audit
 
 import (
 	"context"
-	"encoding/binary"
-	"math"
 	"path/filepath"
 	"strings"
 	"testing"
 
 	"github.com/physarium/physarium-gguf/gguf"
+	"github.com/physarium/physarium-gguf/imatrix"
 	"github.com/physarium/physarium-gguf/kernel"
 	"github.com/physarium/physarium-gguf/prune"
 	"github.com/physarium/physarium-gguf/testmodels"
@@ -24,8 +23,7 @@ func writeImatrix(t *testing.T, path, model string, skip map[string]bool) {
 		t.Fatal(err)
 	}
 	defer f.Close()
-	var ts []gguf.TensorInfo
-	var data [][]float32
+	m := &imatrix.Matrix{Datasets: []string{"calib.txt"}, ChunkCount: 5, ChunkSize: 128, Entries: map[string]*imatrix.Entry{}}
 	for _, ti := range f.Tensors {
 		if len(ti.Shape) < 2 || !projection.MatchString(ti.Name) || skip[ti.Name] {
 			continue
@@ -39,30 +37,9 @@ func writeImatrix(t *testing.T, path, model string, skip map[string]bool) {
 			a := float32(i*7919%13 + 1)
 			sums[i] = a * a * 10
 		}
-		ts = append(ts, gguf.TensorInfo{Name: ti.Name + ".in_sum2", Type: gguf.TypeF32, Shape: []uint64{uint64(len(sums)), 1}},
-			gguf.TensorInfo{Name: ti.Name + ".counts", Type: gguf.TypeF32, Shape: []uint64{1, 1}})
-		data = append(data, sums, []float32{10})
+		m.Entries[ti.Name] = &imatrix.Entry{Name: ti.Name, Sums: sums, Counts: []float64{10}}
 	}
-	kvs := []gguf.KV{
-		{Key: "general.type", Value: gguf.String("imatrix")},
-		{Key: "imatrix.datasets", Value: gguf.Strings([]string{"calib.txt"})},
-		{Key: "imatrix.chunk_count", Value: gguf.Uint32(5)},
-		{Key: "imatrix.chunk_size", Value: gguf.Uint32(128)},
-	}
-	w, err := gguf.Create(path, gguf.Header{Version: 3, KVs: kvs, Tensors: ts}, gguf.CreateOptions{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	for _, d := range data {
-		var b []byte
-		for _, v := range d {
-			b = binary.LittleEndian.AppendUint32(b, math.Float32bits(v))
-		}
-		if _, err := w.Write(b); err != nil {
-			t.Fatal(err)
-		}
-	}
-	if err := w.Close(); err != nil {
+	if err := m.WriteGGUF(path, gguf.CreateOptions{}); err != nil {
 		t.Fatal(err)
 	}
 }
