@@ -255,3 +255,196 @@ TGT void phys_run_avx2(float *arena, phys_job *jobs, int njobs, const phys_param
 	for (int j = 0; j < njobs; j++)
 		run_one(arena, &jobs[j], p);
 }
+
+// The per-element set-up and finish of a tile for the AVX2 path (kernel.go
+// keeps the control flow; the Go path has its own loops with the same
+// results). Every float operation below is one the Go loops do, on the same
+// operands: counts, maxima and minima are order-free (up to the sign of
+// zero, which kernel.go settles), and the row sums take the canonical lanes.
+
+// tail_mask returns lanes 0..n-1 set (0 <= n <= 8).
+TGT static inline __m256i tail_mask(int n) {
+	const __m256i idx = _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7);
+	return _mm256_cmpgt_epi32(_mm256_set1_epi32(n), idx);
+}
+
+// phys_check reports whether every weight is finite and, with act, every
+// food |w|*a is at most FLT_MAX.
+TGT int phys_check(const float *w, int64_t stride, int rows, int cols, const float *act) {
+	const __m256 absmask = _mm256_castsi256_ps(_mm256_set1_epi32(0x7fffffff)), big = _mm256_set1_ps(FLT_MAX);
+	__m256 ok = _mm256_castsi256_ps(_mm256_set1_epi32(-1));
+	const int full = cols & ~7;
+	for (int o = 0; o < rows; o++) {
+		const float *wr = w + (int64_t)o * stride;
+		int i = 0;
+		for (; i < full; i += 8) {
+			__m256 f = _mm256_and_ps(_mm256_loadu_ps(wr + i), absmask);
+			ok = _mm256_and_ps(ok, _mm256_cmp_ps(f, big, _CMP_LE_OQ));
+			if (act)
+				ok = _mm256_and_ps(ok, _mm256_cmp_ps(_mm256_mul_ps(f, _mm256_loadu_ps(act + i)), big, _CMP_LE_OQ));
+		}
+		for (; i < cols; i++) {
+			float f = fabsf(wr[i]);
+			if (!(f <= FLT_MAX))
+				return 0;
+			if (act && !(f * act[i] <= FLT_MAX))
+				return 0;
+		}
+	}
+	return _mm256_movemask_ps(ok) == 0xff;
+}
+
+// phys_food writes the food of a tile into d (rows x cp, padding +0) and
+// returns the count of zero weights, the count of non-zero foods, the
+// maximum food and the tile reduction of the food.
+TGT void phys_food(const float *w, int64_t stride, int rows, int cols, const float *act, float *d, int cp, phys_food_out *out) {
+	const __m256 absmask = _mm256_castsi256_ps(_mm256_set1_epi32(0x7fffffff)), zero = _mm256_setzero_ps();
+	__m256i zc = _mm256_setzero_si256(), nc = _mm256_setzero_si256();
+	__m256 mx = zero;
+	float sumf = 0;
+	const int full = cols & ~7, rest = cols - full;
+	const __m256i tm = tail_mask(rest);
+	for (int o = 0; o < rows; o++) {
+		const float *wr = w + (int64_t)o * stride;
+		float *dr = d + (int64_t)o * cp;
+		__m256 l = zero;
+		for (int i = 0; i < full; i += 8) {
+			__m256 x = _mm256_loadu_ps(wr + i);
+			__m256 f = _mm256_and_ps(x, absmask);
+			if (act)
+				f = _mm256_mul_ps(f, _mm256_loadu_ps(act + i));
+			_mm256_storeu_ps(dr + i, f);
+			zc = _mm256_sub_epi32(zc, _mm256_castps_si256(_mm256_cmp_ps(x, zero, _CMP_EQ_OQ)));
+			nc = _mm256_sub_epi32(nc, _mm256_castps_si256(_mm256_cmp_ps(f, zero, _CMP_NEQ_UQ)));
+			mx = _mm256_max_ps(f, mx);
+			l = _mm256_add_ps(l, f);
+		}
+		if (rest) {
+			__m256 x = _mm256_maskload_ps(wr + full, tm);
+			__m256 f = _mm256_and_ps(x, absmask);
+			if (act)
+				f = _mm256_mul_ps(f, _mm256_maskload_ps(act + full, tm));
+			_mm256_storeu_ps(dr + full, f);
+			zc = _mm256_sub_epi32(zc, _mm256_and_si256(tm, _mm256_castps_si256(_mm256_cmp_ps(x, zero, _CMP_EQ_OQ))));
+			nc = _mm256_sub_epi32(nc, _mm256_and_si256(tm, _mm256_castps_si256(_mm256_cmp_ps(f, zero, _CMP_NEQ_UQ))));
+			mx = _mm256_max_ps(f, mx);
+			l = _mm256_add_ps(l, f);
+		}
+		for (int i = full + (rest ? 8 : 0); i < cp; i += 8) // never: cp = pad8(cols)
+			_mm256_storeu_ps(dr + i, zero);
+		sumf += tree(l);
+	}
+	int32_t z[8], n[8];
+	float m[8];
+	_mm256_storeu_si256((__m256i *)z, zc);
+	_mm256_storeu_si256((__m256i *)n, nc);
+	_mm256_storeu_ps(m, mx);
+	out->zero = 0;
+	out->n = 0;
+	out->maxf = 0;
+	for (int k = 0; k < 8; k++) {
+		out->zero += z[k];
+		out->n += n[k];
+		if (m[k] > out->maxf)
+			out->maxf = m[k];
+	}
+	out->sumf = sumf;
+}
+
+// phys_scale multiplies the food by scale (columns < cols) and counts the
+// non-zero results per row (rownz) and per column (colnz, added to).
+TGT void phys_scale(float *d, int rows, int cols, int cp, float scale, int32_t *rownz, int32_t *colnz) {
+	const __m256 s = _mm256_set1_ps(scale), zero = _mm256_setzero_ps();
+	const int full = cols & ~7;
+	for (int o = 0; o < rows; o++) {
+		float *dr = d + (int64_t)o * cp;
+		int nz = 0, i = 0;
+		for (; i < full; i += 8) {
+			__m256 v = _mm256_mul_ps(_mm256_loadu_ps(dr + i), s);
+			_mm256_storeu_ps(dr + i, v);
+			__m256 m = _mm256_cmp_ps(v, zero, _CMP_NEQ_UQ);
+			nz += __builtin_popcount((unsigned)_mm256_movemask_ps(m));
+			_mm256_storeu_si256((__m256i *)(colnz + i),
+				_mm256_sub_epi32(_mm256_loadu_si256((const __m256i *)(colnz + i)), _mm256_castps_si256(m)));
+		}
+		for (; i < cols; i++) {
+			float v = dr[i] * scale;
+			dr[i] = v;
+			if (v != 0) {
+				nz++;
+				colnz[i]++;
+			}
+		}
+		rownz[o] = nz;
+	}
+}
+
+// phys_finish copies D_T out (outd, rows x cols, when not NULL), marks the
+// non-zero weights with D_T < thr in mask (every byte of the tile written),
+// counts the survivors per column (alive[i]) and row (alive[cols+o]), and
+// returns the kills and the range of D_T over the non-zero weights.
+TGT void phys_finish(const float *w, int64_t stride, int rows, int cols, const float *d, int cp, float thr,
+                     uint8_t *mask, float *outd, int32_t *alive, phys_finish_out *out) {
+	const __m256 zero = _mm256_setzero_ps(), tv = _mm256_set1_ps(thr);
+	const __m128i one8 = _mm_set1_epi8(1);
+	__m256 mn = _mm256_set1_ps(INFINITY), mx = _mm256_set1_ps(-INFINITY);
+	float smn = INFINITY, smx = -INFINITY;
+	int killed = 0;
+	const int full = cols & ~7;
+	int32_t *col = alive, *row = alive + cols;
+	for (int o = 0; o < rows; o++) {
+		const float *wr = w + (int64_t)o * stride, *dr = d + (int64_t)o * cp;
+		uint8_t *mr = mask + (int64_t)o * cols;
+		float *od = outd ? outd + (int64_t)o * cols : NULL;
+		int ra = 0, i = 0;
+		for (; i < full; i += 8) {
+			__m256 v = _mm256_loadu_ps(dr + i);
+			__m256 nzw = _mm256_cmp_ps(_mm256_loadu_ps(wr + i), zero, _CMP_NEQ_UQ);
+			__m256 lt = _mm256_cmp_ps(v, tv, _CMP_LT_OQ);
+			__m256 kill = _mm256_and_ps(nzw, lt), live = _mm256_andnot_ps(lt, nzw);
+			__m256i ki = _mm256_castps_si256(kill);
+			__m128i p16 = _mm_packs_epi32(_mm256_castsi256_si128(ki), _mm256_extracti128_si256(ki, 1));
+			_mm_storel_epi64((__m128i *)(mr + i), _mm_and_si128(_mm_packs_epi16(p16, p16), one8));
+			killed += __builtin_popcount((unsigned)_mm256_movemask_ps(kill));
+			ra += __builtin_popcount((unsigned)_mm256_movemask_ps(live));
+			_mm256_storeu_si256((__m256i *)(col + i),
+				_mm256_sub_epi32(_mm256_loadu_si256((const __m256i *)(col + i)), _mm256_castps_si256(live)));
+			mn = _mm256_blendv_ps(mn, v, _mm256_and_ps(nzw, _mm256_cmp_ps(v, mn, _CMP_LT_OQ)));
+			mx = _mm256_blendv_ps(mx, v, _mm256_and_ps(nzw, _mm256_cmp_ps(v, mx, _CMP_GT_OQ)));
+			if (od)
+				_mm256_storeu_ps(od + i, v);
+		}
+		for (; i < cols; i++) {
+			float v = dr[i];
+			if (od)
+				od[i] = v;
+			mr[i] = 0;
+			if (wr[i] == 0)
+				continue;
+			if (v < smn)
+				smn = v;
+			if (v > smx)
+				smx = v;
+			if (v < thr) {
+				mr[i] = 1;
+				killed++;
+			} else {
+				col[i]++;
+				ra++;
+			}
+		}
+		row[o] = ra;
+	}
+	float a[8], b[8];
+	_mm256_storeu_ps(a, mn);
+	_mm256_storeu_ps(b, mx);
+	for (int k = 0; k < 8; k++) {
+		if (a[k] < smn)
+			smn = a[k];
+		if (b[k] > smx)
+			smx = b[k];
+	}
+	out->killed = killed;
+	out->mn = smn;
+	out->mx = smx;
+}

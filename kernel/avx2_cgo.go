@@ -34,6 +34,46 @@ func runAVX2(arena []float32, jobs []job, p *coreParams) {
 		C.int(len(jobs)), (*C.phys_params)(unsafe.Pointer(p)))
 }
 
+// The Go mirrors of the output structs of the set-up and finish helpers.
+var _ = [1]struct{}{}[unsafe.Sizeof(foodOut{})-C.sizeof_phys_food_out]
+var _ = [1]struct{}{}[unsafe.Sizeof(finishOut{})-C.sizeof_phys_finish_out]
+
+func actPtr(act []float32) *C.float {
+	if act == nil {
+		return nil
+	}
+	return (*C.float)(unsafe.Pointer(&act[0]))
+}
+
+// checkAVX2 reports whether every weight of the tile is finite and every
+// food |w|*a (with Act) is at most MaxFloat32, like checkTile's loop.
+func checkAVX2(t *Tile, stride int) bool {
+	return C.phys_check((*C.float)(unsafe.Pointer(&t.W[0])), C.int64_t(stride), C.int(t.Rows), C.int(t.Cols), actPtr(t.Act)) != 0
+}
+
+// foodAVX2 writes the food of the tile into D (rows x cp, padding zeroed).
+func foodAVX2(t *Tile, stride int, D []float32, cp int, out *foodOut) {
+	C.phys_food((*C.float)(unsafe.Pointer(&t.W[0])), C.int64_t(stride), C.int(t.Rows), C.int(t.Cols), actPtr(t.Act),
+		(*C.float)(unsafe.Pointer(&D[0])), C.int(cp), (*C.phys_food_out)(unsafe.Pointer(out)))
+}
+
+// scaleAVX2 scales the food into D0 and counts the edges per row and column.
+func scaleAVX2(D []float32, rows, cols, cp int, scale float32, rowNZ, colNZ []int32) {
+	C.phys_scale((*C.float)(unsafe.Pointer(&D[0])), C.int(rows), C.int(cols), C.int(cp), C.float(scale),
+		(*C.int32_t)(unsafe.Pointer(&rowNZ[0])), (*C.int32_t)(unsafe.Pointer(&colNZ[0])))
+}
+
+// finishAVX2 is the per-element part of finish (see phys_finish).
+func finishAVX2(t *Tile, stride int, D []float32, cp int, thr float32, outD []float32, alive []int32, out *finishOut) {
+	var od *C.float
+	if outD != nil {
+		od = (*C.float)(unsafe.Pointer(&outD[0]))
+	}
+	C.phys_finish((*C.float)(unsafe.Pointer(&t.W[0])), C.int64_t(stride), C.int(t.Rows), C.int(t.Cols),
+		(*C.float)(unsafe.Pointer(&D[0])), C.int(cp), C.float(thr), (*C.uint8_t)(unsafe.Pointer(&t.Mask[0])), od,
+		(*C.int32_t)(unsafe.Pointer(&alive[0])), (*C.phys_finish_out)(unsafe.Pointer(out)))
+}
+
 // haveCFMA is true: cFMA calls C's fmaf (tests compare fma32 with it).
 const haveCFMA = true
 

@@ -15,3 +15,17 @@ func runAVX2(arena []float32, jobs []job, p *coreParams) {
 const haveCFMA = false
 
 func cFMA(a, b, c float32) float32 { panic("kernel: C fmaf not compiled in") }
+
+func checkAVX2(t *Tile, stride int) bool { panic("kernel: avx2 implementation not compiled in") }
+
+func foodAVX2(t *Tile, stride int, D []float32, cp int, out *foodOut) {
+	panic("kernel: avx2 implementation not compiled in")
+}
+
+func scaleAVX2(D []float32, rows, cols, cp int, scale float32, rowNZ, colNZ []int32) {
+	panic("kernel: avx2 implementation not compiled in")
+}
+
+func finishAVX2(t *Tile, stride int, D []float32, cp int, thr float32, outD []float32, alive []int32, out *finishOut) {
+	panic("kernel: avx2 implementation not compiled in")
+}

@@ -148,6 +148,8 @@ type Kernel struct {
 	compC  []int32
 	keys   []uint32
 	alive  []int32
+	food   foodOut   // AVX2 set-up output (kept here: no allocation per call)
+	fin    finishOut // AVX2 finish output
 
 	// debugD, when set (tests), receives D_T of each solved tile.
 	debugD func(tile int, d []float32, cp int)
@@ -202,7 +204,7 @@ var guardBits = math.Float32bits(-1234.5678)
 // weight, activation or food value.
 func (k *Kernel) Run(tiles []Tile) error {
 	for t := range tiles {
-		if err := checkTile(&tiles[t]); err != nil {
+		if err := checkTile(&tiles[t], k.impl == AVX2); err != nil {
 			return fmt.Errorf("kernel: tile %d: %w", t, err)
 		}
 	}
@@ -218,7 +220,21 @@ func (k *Kernel) Run(tiles []Tile) error {
 	return nil
 }
 
-func checkTile(t *Tile) error {
+// foodOut mirrors phys_food_out: the food figures of a tile (AVX2 set-up).
+type foodOut struct {
+	Zero, N    int32
+	MaxF, SumF float32
+}
+
+// finishOut mirrors phys_finish_out: kills and the range of D_T (AVX2 finish).
+type finishOut struct {
+	Killed int32
+	Mn, Mx float32
+}
+
+// checkTile validates a tile; fast lets the AVX2 helper scan the weights
+// (the Go loop then runs only to name the first bad weight).
+func checkTile(t *Tile, fast bool) error {
 	if t.Rows < 1 || t.Rows > MaxDim || t.Cols < 1 || t.Cols > MaxDim {
 		return fmt.Errorf("shape %dx%d outside 1..%d", t.Rows, t.Cols, MaxDim)
 	}
@@ -245,6 +261,9 @@ func checkTile(t *Tile) error {
 			}
 		}
 	}
+	if fast && checkAVX2(t, stride) {
+		return nil
+	}
 	for o := 0; o < t.Rows; o++ {
 		row := t.W[o*stride : o*stride+t.Cols]
 		for i, w := range row {
@@ -261,11 +280,18 @@ func checkTile(t *Tile) error {
 
 func pad8(x int) int { return (x + 7) &^ 7 }
 
-// reserve appends n floats plus a guard to the arena and returns the offset.
+// reserve appends n zeroed floats plus a guard to the arena and returns the
+// offset.
 func (k *Kernel) reserve(n int) int64 {
+	off := k.reserveRaw(n)
+	clear(k.arena[off : off+int64(n)])
+	return off
+}
+
+// reserveRaw is reserve without zeroing the n floats (the caller writes them).
+func (k *Kernel) reserveRaw(n int) int64 {
 	off := len(k.arena)
 	k.arena = slices.Grow(k.arena, n+guardLen)[:off+n+guardLen]
-	clear(k.arena[off : off+n])
 	g := math.Float32frombits(guardBits)
 	for i := off + n; i < off+n+guardLen; i++ {
 		k.arena[i] = g
@@ -314,14 +340,22 @@ func (k *Kernel) runBatch(tiles []Tile, first int) {
 			tl.Mask = make([]byte, n)
 		}
 		tl.Mask = tl.Mask[:n]
-		clear(tl.Mask)
 		tl.Stats = TileStats{Weights: n}
-		if len(tl.D) >= n {
-			clear(tl.D[:n])
+		// The AVX2 finish writes every byte of Mask and D of a solved tile.
+		if k.impl != AVX2 {
+			clear(tl.Mask)
+			if len(tl.D) >= n {
+				clear(tl.D[:n])
+			}
 		}
 		if j, ok := k.prepare(tl, work); ok {
 			k.jobs = append(k.jobs, j)
 			k.idx = append(k.idx, t)
+		} else if k.impl == AVX2 {
+			clear(tl.Mask)
+			if len(tl.D) >= n {
+				clear(tl.D[:n])
+			}
 		}
 	}
 	if len(k.jobs) > 0 {
@@ -349,13 +383,24 @@ func (k *Kernel) prepare(tl *Tile, work int64) (job, bool) {
 	}
 	cp, rp := pad8(C), pad8(R)
 	mark := len(k.arena)
-	dOff := k.reserve(R * cp)
+	fast := k.impl == AVX2
+	var dOff int64
+	if fast {
+		dOff = k.reserveRaw(R * cp) // phys_food writes every float, padding too
+	} else {
+		dOff = k.reserve(R * cp)
+	}
 	D := k.arena[dOff : dOff+int64(R*cp)]
 
 	// Food, its tile sum and maximum; zero weights.
 	zero, n := 0, 0
-	var maxF float32
-	for o := 0; o < R; o++ {
+	var maxF, sumF float32
+	haveSum := false
+	if fast {
+		foodAVX2(tl, stride, D, cp, &k.food)
+		zero, n, maxF, sumF, haveSum = int(k.food.Zero), int(k.food.N), k.food.MaxF, k.food.SumF, true
+	}
+	for o := 0; o < R && !fast; o++ {
 		row := tl.W[o*stride : o*stride+C]
 		drow := D[o*cp : o*cp+C]
 		for i, w := range row {
@@ -383,7 +428,7 @@ func (k *Kernel) prepare(tl *Tile, work int64) (job, bool) {
 	// Exact power-of-two rescale keeps the sums far from overflow.
 	if e := math.Ilogb(float64(maxF)); e > 64 || e < -64 {
 		s := float32(math.Ldexp(1, -e))
-		n = 0
+		n, sumF, haveSum = 0, 0, false
 		for x := range D {
 			D[x] = float32(D[x] * s)
 			if D[x] != 0 {
@@ -391,8 +436,7 @@ func (k *Kernel) prepare(tl *Tile, work int64) (job, bool) {
 			}
 		}
 	}
-	var sumF float32
-	for o := 0; o < R; o++ {
+	for o := 0; o < R && !haveSum; o++ {
 		sumF += sumGo(D[o*cp : o*cp+cp])
 	}
 	// D0 is normalized over the tile's edges (non-zero food, counted in n):
@@ -403,7 +447,10 @@ func (k *Kernel) prepare(tl *Tile, work int64) (job, bool) {
 	k.rowNZ = resize(k.rowNZ, R)
 	k.colNZ = resize(k.colNZ, C)
 	fullRow, fullCol := false, false
-	for o := 0; o < R; o++ {
+	if fast {
+		scaleAVX2(D, R, C, cp, scale, k.rowNZ, k.colNZ)
+	}
+	for o := 0; o < R && !fast; o++ {
 		drow := D[o*cp : o*cp+C]
 		nz := int32(0)
 		for i := range drow {
@@ -415,6 +462,8 @@ func (k *Kernel) prepare(tl *Tile, work int64) (job, bool) {
 			}
 		}
 		k.rowNZ[o] = nz
+	}
+	for _, nz := range k.rowNZ {
 		fullRow = fullRow || int(nz) == C
 	}
 	for _, nz := range k.colNZ {
@@ -525,13 +574,17 @@ func (k *Kernel) finish(tl *Tile, j *job, tileIndex int) {
 	if k.debugD != nil {
 		k.debugD(tileIndex, D, cp)
 	}
+	st := &tl.Stats
+	st.MeanD = j.SumD / float32(j.N)
+	if k.impl == AVX2 {
+		k.finishFast(tl, D, cp, stride)
+		return
+	}
 	if len(tl.D) >= R*C {
 		for o := 0; o < R; o++ {
 			copy(tl.D[o*C:o*C+C], D[o*cp:o*cp+C])
 		}
 	}
-	st := &tl.Stats
-	st.MeanD = j.SumD / float32(j.N)
 	if k.p.Mode == Sparsity {
 		st.MinD, st.MaxD = minMax(tl, D, cp, stride)
 		k.killSmallest(tl, D, cp, stride)
@@ -574,6 +627,43 @@ func (k *Kernel) finish(tl *Tile, j *job, tileIndex int) {
 		rowAlive[o] = alive
 	}
 	st.MinD, st.MaxD = mn, mx
+	k.rescue(tl, D, cp, stride, killed)
+}
+
+// finishFast is finish on the AVX2 path: phys_finish does the per-element
+// work (mask, D_T copy, survivor counts, range), Go the rules.
+func (k *Kernel) finishFast(tl *Tile, D []float32, cp, stride int) {
+	R, C := tl.Rows, tl.Cols
+	st := &tl.Stats
+	thr := float32(math.Inf(-1)) // sparsity mode: no kills here
+	if k.p.Mode != Sparsity {
+		thr = float32(k.p.Theta * st.MeanD)
+		st.Threshold = thr
+	}
+	var outD []float32
+	if len(tl.D) >= R*C {
+		outD = tl.D
+	}
+	k.alive = resize(k.alive, R+C)
+	finishAVX2(tl, stride, D, cp, thr, outD, k.alive, &k.fin)
+	st.MinD, st.MaxD = k.fin.Mn, k.fin.Mx
+	if st.MinD == 0 || st.MaxD == 0 {
+		// The lanes may have met +0 and -0 in another order than the
+		// row-major scan: let the scan settle the sign.
+		st.MinD, st.MaxD = minMax(tl, D, cp, stride)
+	}
+	if k.p.Mode == Sparsity {
+		k.killSmallest(tl, D, cp, stride)
+		return
+	}
+	k.rescue(tl, D, cp, stride, int(k.fin.Killed))
+}
+
+// rescue applies the alive rule to the natural-mode mask, given the kills
+// and the survivor counts in k.alive, and sets Killed and Rescued.
+func (k *Kernel) rescue(tl *Tile, D []float32, cp, stride, killed int) {
+	R, C := tl.Rows, tl.Cols
+	st := &tl.Stats
 	// Alive rule: rows first, then columns.
 	rescued := 0
 	for o := 0; o < R; o++ {
