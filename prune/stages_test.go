@@ -51,37 +51,44 @@ func TestStages(t *testing.T) {
 	// 2 and 3: the kernel alone, and decode + re-encode alone, over the
 	// same bands with the same number of threads.
 	kernelTime := overBands(t, f, plans, threads, func(b *bandBuffers, p *tensorPlan, rows int, k *kernel.Kernel) time.Duration {
-		b.tiles = b.tiles[:0]
-		used := 0
-		b.tmask = grow(b.tmask, rows*p.row)
-		for c0 := 0; c0 < p.row; c0 += TileSize {
-			cols := min(TileSize, p.row-c0)
-			b.tiles = append(b.tiles, kernel.Tile{W: b.vals[c0:], Rows: rows, Cols: cols, Stride: p.row, Mask: b.tmask[used : used+rows*cols]})
-			used += rows * cols
-		}
 		s := time.Now()
-		if err := k.Run(b.tiles); err != nil {
-			t.Error(err)
-		}
+		runTiles(t, b, p, rows, k)
 		return time.Since(s)
 	})
-	codecTime := overBands(t, f, plans, threads, func(b *bandBuffers, p *tensorPlan, rows int, _ *kernel.Kernel) time.Duration {
+	codecTime := overBands(t, f, plans, threads, func(b *bandBuffers, p *tensorPlan, rows int, k *kernel.Kernel) time.Duration {
+		// The kernel's own kills, outside the clock; then what prune does
+		// with them: decode, zero the kills, re-encode (the zero's bytes
+		// per kill for single-element types, every block with a kill
+		// otherwise) and decode the re-encoded blocks to check them.
+		runTiles(t, b, p, rows, k)
 		n := rows * p.row
+		for i, tl := range b.tiles {
+			for r := 0; r < rows; r++ {
+				for c, m := range tl.Mask[r*tl.Cols : (r+1)*tl.Cols] {
+					if m != 0 {
+						b.vals[r*p.row+i*TileSize+c] = 0
+					}
+				}
+			}
+		}
+		b.out = grow(b.out, rows*p.rowBytes)
+		b.check = grow(b.check, n)
 		s := time.Now()
 		if err := quantize.Decode(p.info.Type, b.before[:n], b.raw[:rows*p.rowBytes]); err != nil {
 			t.Error(err)
 		}
-		// Every block re-encoded, as after natural-mode kills (about 22 %
-		// of weights killed leaves almost no block untouched): zero every
-		// fifth weight, encode, decode to check.
-		for i := 0; i < n; i += 5 {
-			b.vals[i] = 0
+		if p.blockSize == 1 {
+			copy(b.out, b.raw)
+			for i, v := range b.vals[:n] {
+				if v == 0 {
+					copy(b.out[i*p.blockBytes:(i+1)*p.blockBytes], p.zero)
+				}
+			}
+			return time.Since(s)
 		}
-		b.out = grow(b.out, rows*p.rowBytes)
 		if err := quantize.EncodeKeepZeros(p.info.Type, b.out, b.vals[:n]); err != nil {
 			t.Error(err)
 		}
-		b.check = grow(b.check, n)
 		if err := quantize.Decode(p.info.Type, b.check, b.out); err != nil {
 			t.Error(err)
 		}
@@ -107,6 +114,21 @@ func TestStages(t *testing.T) {
 	fmt.Fprintln(testOutput, "| model | target types | size | threads | copy | kernel alone | decode+encode alone | prune | prune / slowest stage |")
 	fmt.Fprintln(testOutput, "|---|---|---|---|---|---|---|---|---|")
 	fmt.Fprintln(testOutput, row)
+}
+
+// runTiles runs the kernel on every tile of a decoded band (b.vals).
+func runTiles(t *testing.T, b *bandBuffers, p *tensorPlan, rows int, k *kernel.Kernel) {
+	b.tiles = b.tiles[:0]
+	used := 0
+	b.tmask = grow(b.tmask, rows*p.row)
+	for c0 := 0; c0 < p.row; c0 += TileSize {
+		cols := min(TileSize, p.row-c0)
+		b.tiles = append(b.tiles, kernel.Tile{W: b.vals[c0:], Rows: rows, Cols: cols, Stride: p.row, Mask: b.tmask[used : used+rows*cols]})
+		used += rows * cols
+	}
+	if err := k.Run(b.tiles); err != nil {
+		t.Error(err)
+	}
 }
 
 func keys(m map[string]bool) []string {
