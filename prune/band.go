@@ -190,30 +190,57 @@ func (w *worker) killIn(b *bandBuffers, blk, bs int) bool {
 // type's zero, and every other element keeps its bytes.
 func (w *worker) killElements(j *bandJob, p *tensorPlan, row0, n int) error {
 	b, st, bb := j.bufs, &j.stats, p.blockBytes
-	for i := 0; i < n; i++ {
-		if b.mask[i] == 0 {
-			continue
+	var killed, bad uint64
+	if allZero(p.zero) && !w.control {
+		// The zero is all-zero bytes (F32, F16, BF16): a kill clears the
+		// element's bytes, branch-free.
+		for i, m := range b.mask[:n] {
+			keep := byte(m) - 1 // 0xFF when kept, 0 when killed
+			e := b.out[i*bb : (i+1)*bb]
+			for k := range e {
+				e[k] &= keep
+			}
+			killed += uint64(m)
+			bad += uint64(m) & uint64(b2u(math.Float32bits(b.before[i])<<1 == 0))
 		}
-		if b.before[i] == 0 {
-			return fmt.Errorf("kernel marked element %d, already zero, as a kill", uint64(row0)*uint64(p.row)+uint64(i))
-		}
-		copy(b.out[i*bb:(i+1)*bb], p.zero)
-		st.killed++
-		if p.zeroExact {
-			st.exactZero++
-		}
-		if w.control {
-			if err := quantize.EncodeKeepZeros(p.info.Type, b.ctrl[i*bb:(i+1)*bb], b.before[i:i+1]); err != nil {
-				return err
+	} else {
+		for i, m := range b.mask[:n] {
+			if m == 0 {
+				continue
+			}
+			bad += uint64(b2u(b.before[i] == 0))
+			copy(b.out[i*bb:(i+1)*bb], p.zero)
+			killed++
+			if w.control {
+				if err := quantize.EncodeKeepZeros(p.info.Type, b.ctrl[i*bb:(i+1)*bb], b.before[i:i+1]); err != nil {
+					return err
+				}
 			}
 		}
-		st.reencoded++
+	}
+	if bad != 0 {
+		return fmt.Errorf("the kernel marked %d already-zero elements of rows %d-%d as kills", bad, row0, row0+n/p.row-1)
+	}
+	st.killed += killed
+	st.reencoded += killed
+	if p.zeroExact {
+		st.exactZero += killed
 	}
 	j.out = b.out[:n*bb]
 	if w.control {
 		j.ctrl = b.ctrl[:n*bb]
 	}
 	return nil
+}
+
+// allZero reports whether every byte of b is 0.
+func allZero(b []byte) bool {
+	for _, x := range b {
+		if x != 0 {
+			return false
+		}
+	}
+	return true
 }
 
 // decide fills b.mask with the band's kills according to the method and
