@@ -106,25 +106,8 @@ func encodeQ4KGo(dst []byte, src []float32) {
 }
 
 func encodeQ4KBlock(b []byte, x []float32) {
-	var (
-		L       [kQK]uint8
-		weights [32]float32
-		mins    [8]float32
-		scales  [8]float32
-	)
-	var maxScale, maxMin float32
-	for j := 0; j < 8; j++ {
-		xs := x[32*j : 32*j+32]
-		kSubblockWeights32(xs, &weights)
-		scales[j], mins[j] = kMakeQkx2x32((*[32]float32)(xs), &weights, (*[32]uint8)(L[32*j:32*j+32]), 15, -1, 0.1, 20)
-		if scales[j] > maxScale {
-			maxScale = scales[j]
-		}
-		if mins[j] > maxMin {
-			maxMin = mins[j]
-		}
-	}
-	kFinishQ45K(b, x, &L, &scales, &mins, maxScale, maxMin, 15)
+	var L [kQK]uint8
+	kEncodeQ45KScales(b, x, &L, 15, -1, 20)
 	q := b[16:144]
 	for j := 0; j < 4; j++ {
 		for l := 0; l < 32; l++ {
@@ -170,4 +153,29 @@ func kFinishQ45K(b []byte, x []float32, L *[kQK]uint8, scales, mins *[8]float32,
 			ls[ii] = uint8(max(0, min(nmax, l)))
 		}
 	}
+}
+
+// kEncodeQ45KScales is the part Q4_K and Q5_K encoders share: each of the
+// eight 32-value sub-blocks gets its scale and min from make_qkx2_quants
+// (nmax levels, search from rmin in nstep steps of 0.1, weights from
+// kSubblockWeights32) and its levels in L; kFinishQ45K then packs the
+// super-block's scales, mins and requantized levels into b.
+func kEncodeQ45KScales(b []byte, x []float32, L *[kQK]uint8, nmax int32, rmin float32, nstep int) {
+	var (
+		weights          [32]float32
+		mins, scales     [8]float32
+		maxScale, maxMin float32
+	)
+	for j := 0; j < 8; j++ {
+		xs := x[32*j : 32*j+32]
+		kSubblockWeights32(xs, &weights)
+		scales[j], mins[j] = kMakeQkx2x32((*[32]float32)(xs), &weights, (*[32]uint8)(L[32*j:32*j+32]), nmax, rmin, 0.1, nstep)
+		if scales[j] > maxScale {
+			maxScale = scales[j]
+		}
+		if mins[j] > maxMin {
+			maxMin = mins[j]
+		}
+	}
+	kFinishQ45K(b, x, L, &scales, &mins, maxScale, maxMin, nmax)
 }

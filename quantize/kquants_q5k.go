@@ -58,25 +58,8 @@ func encodeQ5K(dst []byte, src []float32) {
 }
 
 func encodeQ5KBlock(b []byte, x []float32) {
-	var (
-		L       [kQK]uint8
-		weights [32]float32
-		mins    [8]float32
-		scales  [8]float32
-	)
-	var maxScale, maxMin float32
-	for j := 0; j < 8; j++ {
-		xs := x[32*j : 32*j+32]
-		kSubblockWeights32(xs, &weights)
-		scales[j], mins[j] = kMakeQkx2x32((*[32]float32)(xs), &weights, (*[32]uint8)(L[32*j:32*j+32]), 31, -0.5, 0.1, 15)
-		if scales[j] > maxScale {
-			maxScale = scales[j]
-		}
-		if mins[j] > maxMin {
-			maxMin = mins[j]
-		}
-	}
-	kFinishQ45K(b, x, &L, &scales, &mins, maxScale, maxMin, 31)
+	var L [kQK]uint8
+	kEncodeQ45KScales(b, x, &L, 31, -0.5, 15)
 	kPackQ5K(b, &L)
 }
 
