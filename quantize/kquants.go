@@ -253,3 +253,28 @@ func kMakeQkx2x32(x, w *[32]float32, L *[32]uint8, nmax int32, rmin, rdelta floa
 	}
 	return scale, -xmin
 }
+
+// kSignedAbsMax returns the value of x with the largest magnitude (the
+// first one on ties) and that magnitude, as ggml's symmetric fits search it.
+func kSignedAbsMax(x []float32) (xmax, amax float32) {
+	for _, v := range x {
+		if ax := kAbs(v); ax > amax {
+			amax, xmax = ax, v
+		}
+	}
+	return xmax, amax
+}
+
+// kLevelTables fills t1 and t2 with the decoded value of every level of
+// sub-blocks 2j and 2j+1 of a Q4_K/Q5_K super-block: d*sc*k - dmin*m, the
+// product rounded before the subtraction, as dequantize_row_q4_K/q5_K.
+func kLevelTables(d, dmin float32, scales []byte, j int, t1, t2 []float32) {
+	sc, m := kScaleMinK4(2*j, scales)
+	d1, m1 := d*float32(sc), dmin*float32(m)
+	sc, m = kScaleMinK4(2*j+1, scales)
+	d2, m2 := d*float32(sc), dmin*float32(m)
+	for k := range t1 {
+		t1[k] = float32(d1*float32(k)) - m1
+		t2[k] = float32(d2*float32(k)) - m2
+	}
+}

@@ -27,14 +27,7 @@ func decodeQ5K(dst []float32, src []byte) {
 		qh := b[16:48]
 		var t1, t2 [32]float32
 		for j := 0; j < 4; j++ {
-			sc, m := kScaleMinK4(2*j, scales)
-			d1, m1 := d*float32(sc), dmin*float32(m)
-			sc, m = kScaleMinK4(2*j+1, scales)
-			d2, m2 := d*float32(sc), dmin*float32(m)
-			for k := range t1 {
-				t1[k] = float32(d1*float32(k)) - m1
-				t2[k] = float32(d2*float32(k)) - m2
-			}
+			kLevelTables(d, dmin, scales, j, t1[:], t2[:])
 			ql := b[48+32*j : 48+32*j+32]
 			yy := y[64*j : 64*j+64]
 			s1 := uint(2 * j)

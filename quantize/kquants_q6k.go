@@ -63,14 +63,7 @@ func decodeQ6K(dst []float32, src []byte) {
 func kMakeQx1(x []float32, L []int8, nmax int32) float32 {
 	x = x[:16]
 	L = L[:16]
-	var xmax, amax float32
-	for _, v := range x {
-		ax := kAbs(v)
-		if ax > amax {
-			amax = ax
-			xmax = v
-		}
-	}
+	xmax, amax := kSignedAbsMax(x)
 	if amax < kGroupMaxEps {
 		clear(L)
 		return 0
