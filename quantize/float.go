@@ -2,6 +2,7 @@ package quantize
 
 import (
 	"encoding/binary"
+	"fmt"
 	"math"
 
 	"github.com/physarium/physarium-gguf/gguf"
@@ -82,7 +83,26 @@ func encodeF32(dst []byte, src []float32) {
 	}
 }
 
+// The SIMD paths of the single-value types (float_avx2.go, chosen once from
+// the CPU's features when cgo is available; SetSIMD(false) turns them off).
+// They compute the same bits as the Go code below. The clear functions
+// return the kills and, of those, the elements that were already ±0.
+var (
+	simdDecodeF16  func(dst []float32, src []byte)
+	simdDecodeBF16 func(dst []float32, src []byte)
+	simdClear16    func(data, mask []byte) (killed, wasZero uint64)
+	simdClear32    func(data, mask []byte) (killed, wasZero uint64)
+)
+
 func decodeF16(dst []float32, src []byte) {
+	if simdDecodeF16 != nil && !simdOff && len(dst) > 0 {
+		simdDecodeF16(dst, src)
+		return
+	}
+	decodeF16Go(dst, src)
+}
+
+func decodeF16Go(dst []float32, src []byte) {
 	src = src[:2*len(dst)]
 	for i := range dst {
 		dst[i] = halfToFloat(binary.LittleEndian.Uint16(src[2*i:]))
@@ -97,6 +117,14 @@ func encodeF16(dst []byte, src []float32) {
 }
 
 func decodeBF16(dst []float32, src []byte) {
+	if simdDecodeBF16 != nil && !simdOff && len(dst) > 0 {
+		simdDecodeBF16(dst, src)
+		return
+	}
+	decodeBF16Go(dst, src)
+}
+
+func decodeBF16Go(dst []float32, src []byte) {
 	src = src[:2*len(dst)]
 	for i := range dst {
 		dst[i] = bf16ToFloat(binary.LittleEndian.Uint16(src[2*i:]))
@@ -108,4 +136,57 @@ func encodeBF16(dst []byte, src []float32) {
 	for i, v := range src {
 		binary.LittleEndian.PutUint16(dst[2*i:], floatToBF16(v))
 	}
+}
+
+// ClearKilled is the surgery of the single-value types whose zero is all
+// zero bytes (F32, F16, BF16): for every i with mask[i] != 0 it sets the
+// stored element i of data to +0, leaving every other byte as it was. It
+// returns how many elements it cleared, and how many of those were already
+// +0 or -0 before (a kill of a zero weight is a caller's bug to report).
+// data must hold exactly len(mask) elements of type t.
+func ClearKilled(t gguf.Type, data, mask []byte) (killed, wasZero uint64, err error) {
+	var size int
+	switch t {
+	case gguf.TypeF16, gguf.TypeBF16:
+		size = 2
+	case gguf.TypeF32:
+		size = 4
+	default:
+		return 0, 0, fmt.Errorf("quantize: clear killed elements: type %s has multi-value blocks or a non-zero zero code", t)
+	}
+	if len(data) != size*len(mask) {
+		return 0, 0, fmt.Errorf("quantize: clear killed elements: %d bytes of %s for %d mask entries", len(data), t, len(mask))
+	}
+	simd := simdClear16
+	if size == 4 {
+		simd = simdClear32
+	}
+	if simd != nil && !simdOff && len(mask) > 0 {
+		killed, wasZero = simd(data, mask)
+		return killed, wasZero, nil
+	}
+	killed, wasZero = clearKilledGo(data, mask, size)
+	return killed, wasZero, nil
+}
+
+// clearKilledGo is ClearKilled for elements of size bytes, one at a time.
+func clearKilledGo(data, mask []byte, size int) (killed, wasZero uint64) {
+	for i, m := range mask {
+		if m == 0 {
+			continue
+		}
+		e := data[i*size : (i+1)*size]
+		var bits uint32
+		if size == 2 {
+			bits = uint32(binary.LittleEndian.Uint16(e)) << 16
+		} else {
+			bits = binary.LittleEndian.Uint32(e)
+		}
+		killed++
+		if bits<<1 == 0 {
+			wasZero++
+		}
+		clear(e)
+	}
+	return killed, wasZero
 }
