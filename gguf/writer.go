@@ -7,6 +7,7 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"slices"
 )
 
 // Header is what Create writes before the tensor data.
@@ -39,6 +40,13 @@ type Writer struct {
 	pos       uint64 // bytes written so far
 	err       error  // sticky: set on the first failure
 	closed    bool
+	version   uint32
+	// deferred: CreateDeferred left dataStart bytes for the header, which
+	// CloseHeader writes; moved says the final header did not fit the room
+	// and the data were copied behind it.
+	deferred  bool
+	dataStart uint64
+	moved     bool
 }
 
 var zeros [4096]byte
@@ -49,6 +57,50 @@ var skipSync bool
 // Create validates h, computes the tensor offsets and writes the header to
 // a temporary file in the directory of path.
 func Create(path string, h Header, opts CreateOptions) (*Writer, error) {
+	w, err := newWriter(path, h, opts)
+	if err != nil {
+		return nil, err
+	}
+	if err := w.createTemp(); err != nil {
+		return nil, err
+	}
+	if err := w.header(h, w.raw); err != nil {
+		return nil, err
+	}
+	if err := w.pad(); err != nil {
+		return nil, err
+	}
+	return w, nil
+}
+
+// CreateDeferred is Create for a header whose KV values are only known once
+// the tensor data have been written (counts, checksums). h is a provisional
+// header with the final tensors; the writer leaves room for it, padded to
+// the alignment, and the data go behind that room. CloseHeader then writes
+// the final header. The room fits when the final header pads to the same
+// size, which is the case whenever the values that change keep their
+// encoded lengths or change them by less than the padding slack.
+func CreateDeferred(path string, h Header, opts CreateOptions) (*Writer, error) {
+	w, err := newWriter(path, h, opts)
+	if err != nil {
+		return nil, err
+	}
+	var size uint64
+	w.header(h, func(b []byte) error { size += uint64(len(b)); return nil })
+	if err := w.createTemp(); err != nil {
+		return nil, err
+	}
+	w.pos = alignUp(size, w.align)
+	w.dataStart = w.pos
+	w.deferred = true
+	if _, err := w.file.Seek(int64(w.pos), io.SeekStart); err != nil {
+		return nil, w.fatal(fmt.Errorf("gguf: %s: %w", w.path, err))
+	}
+	return w, nil
+}
+
+// newWriter validates h and computes the tensor offsets; it creates no file.
+func newWriter(path string, h Header, opts CreateOptions) (*Writer, error) {
 	fail := func(format string, args ...any) (*Writer, error) {
 		return nil, fmt.Errorf("gguf: %s: "+format, append([]any{path}, args...)...)
 	}
@@ -83,7 +135,7 @@ func Create(path string, h Header, opts CreateOptions) (*Writer, error) {
 			align = uint64(a)
 		}
 	}
-	w := &Writer{path: path, overwrite: opts.Overwrite, align: align}
+	w := &Writer{path: path, overwrite: opts.Overwrite, align: align, version: version}
 	names := make(map[string]bool, len(h.Tensors))
 	off := uint64(0)
 	for i, t := range h.Tensors {
@@ -115,29 +167,69 @@ func Create(path string, h Header, opts CreateOptions) (*Writer, error) {
 			return nil, fmt.Errorf("gguf: %w", err)
 		}
 	}
+	return w, nil
+}
 
-	dir, base := filepath.Split(path)
+// createTemp opens the temporary file beside the target.
+func (w *Writer) createTemp() error {
+	file, err := w.newTemp()
+	if err != nil {
+		return err
+	}
+	w.file = file
+	w.tmp = file.Name()
+	w.bw = bufio.NewWriterSize(&writeBehind{f: file}, 1<<20)
+	return nil
+}
+
+// writebackEvery is how many bytes the writer lets the page cache collect
+// before it asks the kernel to start writing them out.
+const writebackEvery = 64 << 20
+
+// writeBehind writes to f and starts the writeback of what it wrote every
+// writebackEvery bytes, so that a large output streams to disk while it is
+// being produced instead of all at the closing fsync.
+type writeBehind struct {
+	f     *os.File
+	since int64
+}
+
+func (b *writeBehind) Write(p []byte) (int, error) {
+	n, err := b.f.Write(p)
+	b.since += int64(n)
+	if b.since >= writebackEvery {
+		startWriteback(b.f)
+		b.since = 0
+	}
+	return n, err
+}
+
+// newTemp creates a readable (0644) temporary file beside the target.
+func (w *Writer) newTemp() (*os.File, error) {
+	dir, base := filepath.Split(w.path)
 	if dir == "" {
 		dir = "."
 	}
 	file, err := os.CreateTemp(dir, "."+base+".tmp-*")
 	if err != nil {
-		return nil, fmt.Errorf("gguf: %s: %w", path, err)
+		return nil, fmt.Errorf("gguf: %s: %w", w.path, err)
 	}
-	w.file = file
-	w.tmp = file.Name()
 	// CreateTemp makes the file private (0600); a model is an ordinary
 	// readable file, as the other tools of the ecosystem write it.
 	if err := file.Chmod(0o644); err != nil {
 		file.Close()
-		os.Remove(w.tmp)
-		return nil, fmt.Errorf("gguf: %s: %w", path, err)
+		os.Remove(file.Name())
+		return nil, fmt.Errorf("gguf: %s: %w", w.path, err)
 	}
-	w.bw = bufio.NewWriterSize(file, 1<<20)
+	return file, nil
+}
 
+// header encodes the header of h with the writer's tensor infos, handing
+// it to emit in pieces of about 1 MB.
+func (w *Writer) header(h Header, emit func([]byte) error) error {
 	b := make([]byte, 0, 4096)
 	b = append(b, magic[:]...)
-	b = appendU32(b, version)
+	b = appendU32(b, w.version)
 	b = appendU64(b, uint64(len(w.tensors)))
 	b = appendU64(b, uint64(len(h.KVs)))
 	for _, kv := range h.KVs {
@@ -145,8 +237,8 @@ func Create(path string, h Header, opts CreateOptions) (*Writer, error) {
 		b = appendU32(b, uint32(kv.Value.Type))
 		b = appendValue(b, kv.Value)
 		if len(b) >= 1<<20 {
-			if err := w.raw(b); err != nil {
-				return nil, err
+			if err := emit(b); err != nil {
+				return err
 			}
 			b = b[:0]
 		}
@@ -160,13 +252,7 @@ func Create(path string, h Header, opts CreateOptions) (*Writer, error) {
 		b = appendU32(b, uint32(t.Type))
 		b = appendU64(b, t.Offset)
 	}
-	if err := w.raw(b); err != nil {
-		return nil, err
-	}
-	if err := w.pad(); err != nil {
-		return nil, err
-	}
-	return w, nil
+	return emit(b)
 }
 
 // Tensors returns the tensor infos with the offsets the writer computed.
@@ -320,12 +406,20 @@ func (o onlyWriter) Write(p []byte) (int, error) { return o.w.Write(p) }
 // Close checks that every tensor was written, flushes and fsyncs the
 // temporary file, renames it to the target and fsyncs the directory.
 func (w *Writer) Close() error {
-	if w.closed {
+	if w.closed || w.err != nil {
 		return w.err
 	}
-	if w.err != nil {
-		return w.err
+	if w.deferred {
+		return w.fatal(fmt.Errorf("gguf: %s: a writer from CreateDeferred is closed with CloseHeader", w.path))
 	}
+	if err := w.complete(); err != nil {
+		return err
+	}
+	return w.commit()
+}
+
+// complete checks that every tensor was written and flushes the buffer.
+func (w *Writer) complete() error {
 	if w.done == 0 {
 		w.skipEmpty()
 	}
@@ -336,6 +430,87 @@ func (w *Writer) Close() error {
 	if err := w.bw.Flush(); err != nil {
 		return w.fatal(fmt.Errorf("gguf: %s: %w", w.path, err))
 	}
+	return nil
+}
+
+// CloseHeader finishes a writer from CreateDeferred: it checks that every
+// tensor was written, writes h (whose tensors must be those given to
+// CreateDeferred, name, type and shape, with the same alignment) in front
+// of the data, then fsyncs and renames as Close does. When h does not pad
+// to the room left for it, the data are copied behind it into a new
+// temporary file (see Moved).
+func (w *Writer) CloseHeader(h Header) error {
+	if w.closed || w.err != nil {
+		return w.err
+	}
+	if !w.deferred {
+		return w.fatal(fmt.Errorf("gguf: %s: CloseHeader on a writer whose header is written", w.path))
+	}
+	final, err := newWriter(w.path, h, CreateOptions{Overwrite: true})
+	if err != nil {
+		return w.fatal(err)
+	}
+	if final.align != w.align || final.version != w.version || len(final.tensors) != len(w.tensors) {
+		return w.fatal(fmt.Errorf("gguf: %s: the final header changes the version, the alignment or the tensor count", w.path))
+	}
+	for i, t := range final.tensors {
+		o := w.tensors[i]
+		if t.Name != o.Name || t.Type != o.Type || !slices.Equal(t.Shape, o.Shape) {
+			return w.fatal(fmt.Errorf("gguf: %s: the final header changes tensor %d (%q)", w.path, i, o.Name))
+		}
+	}
+	if err := w.complete(); err != nil {
+		return err
+	}
+	var hb []byte
+	w.header(h, func(b []byte) error { hb = append(hb, b...); return nil })
+	size := alignUp(uint64(len(hb)), w.align)
+	hb = append(hb, make([]byte, size-uint64(len(hb)))...)
+	if size == w.dataStart {
+		if _, err := w.file.WriteAt(hb, 0); err != nil {
+			return w.fatal(fmt.Errorf("gguf: %s: %w", w.path, err))
+		}
+		return w.commit()
+	}
+	// The header does not fit: write it to a new temporary file and copy
+	// the data behind it inside the kernel.
+	nf, err := w.newTemp()
+	if err != nil {
+		return w.fatal(err)
+	}
+	fail := func(err error) error {
+		nf.Close()
+		os.Remove(nf.Name())
+		return w.fatal(fmt.Errorf("gguf: %s: %w", w.path, err))
+	}
+	if _, err := nf.Write(hb); err != nil {
+		return fail(err)
+	}
+	if _, err := w.file.Seek(int64(w.dataStart), io.SeekStart); err != nil {
+		return fail(err)
+	}
+	n := int64(w.pos - w.dataStart)
+	copied, err := nf.ReadFrom(io.LimitReader(w.file, n))
+	if err == nil && copied != n {
+		err = io.ErrUnexpectedEOF
+	}
+	if err != nil {
+		return fail(err)
+	}
+	w.file.Close()
+	os.Remove(w.tmp)
+	w.file, w.tmp, w.moved = nf, nf.Name(), true
+	w.pos = size + uint64(n)
+	return w.commit()
+}
+
+// Moved reports whether CloseHeader had to copy the data behind a header
+// that did not fit the room CreateDeferred left.
+func (w *Writer) Moved() bool { return w.moved }
+
+// commit fsyncs the temporary file, renames it to the target and fsyncs
+// the directory.
+func (w *Writer) commit() error {
 	if err := w.sync(); err != nil {
 		return w.fatal(fmt.Errorf("gguf: %s: fsync: %w", w.path, err))
 	}
