@@ -3,6 +3,7 @@ package prune
 import (
 	"fmt"
 	"math"
+	"unsafe"
 
 	"github.com/physarium/physarium-gguf/gguf"
 	"github.com/physarium/physarium-gguf/kernel"
@@ -34,11 +35,12 @@ type bandStats struct {
 
 // bandBuffers are a worker's reusable buffers, sized for the largest band.
 type bandBuffers struct {
-	raw    []byte    // the band's stored bytes
-	out    []byte    // the band's bytes after surgery
+	raw    []byte    // the band's stored bytes, read by the producer
+	out    []byte    // the band's bytes after surgery: raw, changed in place
 	ctrl   []byte    // the control twin's bytes: the same blocks re-encoded, nothing zeroed
-	vals   []float32 // decoded values; killed ones set to 0
-	before []float32 // decoded values as stored (for survivor error)
+	vals   []float32 // decoded values; killed ones set to 0 (block types)
+	before []float32 // decoded values as stored: vals itself for single-value types, else orig
+	orig   []float32 // the storage of before for block types
 	check  []float32 // re-encoded blocks decoded again
 	mask   []byte    // the band's kill mask, row-major with the band's row length
 	tmask  []byte    // the tiles' own masks, packed one after another
@@ -74,23 +76,28 @@ func (w *worker) process(j *bandJob) error {
 	b := j.bufs
 	n := rows * p.row
 	nb := rows * p.rowBytes
-	b.raw = grow(b.raw, nb)
-	off := w.f.DataOffset + int64(p.info.Offset) + int64(row0)*int64(p.rowBytes)
-	if _, err := w.f.ReadAt(b.raw, off); err != nil {
-		return fmt.Errorf("read rows %d-%d: %w", row0, row0+rows-1, err)
-	}
+	// Single-value types never change vals (kills are cleared in the
+	// stored bytes), so before is vals itself; block types zero the kills
+	// in vals and keep the stored values apart for the survivors' error.
 	b.vals = grow(b.vals, n)
-	b.before = grow(b.before, n)
+	b.before = b.vals
+	if p.blockSize > 1 {
+		b.orig = grow(b.orig, n)
+		b.before = b.orig
+	}
 	if err := quantize.Decode(p.info.Type, b.before, b.raw); err != nil {
 		return err
 	}
-	for i, v := range b.before {
-		if math.Float32bits(v)&0x7f800000 == 0x7f800000 { // NaN or Inf
-			e := uint64(row0)*uint64(p.row) + uint64(i)
-			return fmt.Errorf("element %d (row %d, column %d) is %v: refusing to prune a tensor with NaN or Inf", e, row0+i/p.row, i%p.row, v)
+	// The kernel checks its weights itself (runKernel names the element
+	// when it refuses); the row-ranked methods are checked here.
+	if w.m.rowRanked() {
+		if err := finite(b.before, p, row0); err != nil {
+			return err
 		}
 	}
-	copy(b.vals, b.before)
+	if p.blockSize > 1 {
+		copy(b.vals, b.before)
+	}
 
 	b.mask = grow(b.mask, n)
 	if err := w.decide(j, p, row0, rows); err != nil {
@@ -98,13 +105,14 @@ func (w *worker) process(j *bandJob) error {
 	}
 	st := &j.stats
 
-	// Zero the kills; re-encode runs of blocks that hold one.
-	b.out = grow(b.out, nb)
-	copy(b.out, b.raw)
+	// Zero the kills; re-encode runs of blocks that hold one. The surgery
+	// works in the stored bytes themselves (b.out is b.raw): every block
+	// without a kill keeps its bytes.
 	if w.control {
 		b.ctrl = grow(b.ctrl, nb)
 		copy(b.ctrl, b.raw)
 	}
+	b.out = b.raw[:nb]
 	b.check = grow(b.check, n)
 	bs, bb := p.blockSize, p.blockBytes
 	if bs == 1 {
@@ -193,15 +201,10 @@ func (w *worker) killElements(j *bandJob, p *tensorPlan, row0, n int) error {
 	var killed, bad uint64
 	if allZero(p.zero) && !w.control {
 		// The zero is all-zero bytes (F32, F16, BF16): a kill clears the
-		// element's bytes, branch-free.
-		for i, m := range b.mask[:n] {
-			keep := byte(m) - 1 // 0xFF when kept, 0 when killed
-			e := b.out[i*bb : (i+1)*bb]
-			for k := range e {
-				e[k] &= keep
-			}
-			killed += uint64(m)
-			bad += uint64(m) & uint64(b2u(math.Float32bits(b.before[i])<<1 == 0))
+		// element's bytes, in one vector pass.
+		var err error
+		if killed, bad, err = quantize.ClearKilled(p.info.Type, b.out[:n*bb], b.mask[:n]); err != nil {
+			return err
 		}
 	} else {
 		for i, m := range b.mask[:n] {
@@ -256,7 +259,7 @@ func (w *worker) decide(j *bandJob, p *tensorPlan, row0, rows int) error {
 	}
 	m := w.m
 	switch {
-	case m.method == Magnitude || m.method == Wanda || m.method == ActivationFlow && m.mode == kernel.Sparsity && m.rank != RankTile:
+	case m.rowRanked():
 		clear(b.mask[:n])
 		st.processed += uint64(n)
 		for _, v := range b.before[:n] {
@@ -315,6 +318,9 @@ func (w *worker) runKernel(k *kernel.Kernel, b *bandBuffers, p *tensorPlan, row0
 		used += rows * cols
 	}
 	if err := k.Run(b.tiles); err != nil {
+		if err := finite(b.before[:n], p, row0); err != nil {
+			return err
+		}
 		return fmt.Errorf("kernel on rows %d-%d: %w", row0, row0+rows-1, err)
 	}
 	for i := range b.tiles {
@@ -338,6 +344,50 @@ func tileAct(act []float32, c0 int) []float32 {
 		return nil
 	}
 	return act[c0:]
+}
+
+// finite returns an error naming the first NaN or infinity of the band
+// whose values are v and whose first row is row0, or nil.
+func finite(v []float32, p *tensorPlan, row0 int) error {
+	i := firstNonFinite(v)
+	if i < 0 {
+		return nil
+	}
+	e := uint64(row0)*uint64(p.row) + uint64(i)
+	return fmt.Errorf("element %d (row %d, column %d) is %v: refusing to prune a tensor with NaN or Inf", e, row0+i/p.row, i%p.row, v[i])
+}
+
+// firstNonFinite returns the index of the first NaN or infinity in v, or -1.
+// It reads two values per 64-bit word: a value's exponent field is all
+// ones exactly when adding 1 to that field carries into the sign bit, and
+// the carry stays inside the value's own 32 bits, so one OR-accumulated
+// word per chunk says whether the chunk needs a closer look.
+func firstNonFinite(v []float32) int {
+	const (
+		exp   = 0x7f800000_7f800000
+		one   = 0x00800000_00800000
+		carry = 0x80000000_80000000
+	)
+	for lo := 0; lo < len(v); lo += 1024 {
+		c := v[lo:min(lo+1024, len(v))]
+		words := unsafe.Slice((*uint64)(unsafe.Pointer(unsafe.SliceData(c))), len(c)/2)
+		var acc uint64
+		for _, w := range words {
+			acc |= w&exp + one
+		}
+		if len(c)%2 == 1 {
+			acc |= uint64(math.Float32bits(c[len(c)-1]))&exp + one
+		}
+		if acc&carry == 0 {
+			continue
+		}
+		for i, x := range c {
+			if math.Float32bits(x)&0x7f800000 == 0x7f800000 {
+				return lo + i
+			}
+		}
+	}
+	return -1
 }
 
 // b2u is 1 for true and 0 for false, without a branch.

@@ -168,6 +168,13 @@ type methodPlan struct {
 	natural  kernel.Params // the mould's constants in natural mode (mould-informed ranks)
 }
 
+// rowRanked reports whether the method ranks weights row by row (the
+// baselines and activation-flow's sparsity ranks other than the tile rank)
+// instead of taking the kernel's mask.
+func (m *methodPlan) rowRanked() bool {
+	return m.method == Magnitude || m.method == Wanda || m.method == ActivationFlow && m.mode == kernel.Sparsity && m.rank != RankTile
+}
+
 // attachImatrix gives every target its activation scales from m; a target
 // without an entry is an error unless fallback, which leaves it on |w|
 // (v1 food) and lists it in the report.

@@ -14,7 +14,9 @@ import (
 	"os"
 	"path/filepath"
 	"runtime"
+	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/physarium/physarium-gguf/gguf"
@@ -192,50 +194,75 @@ func File(ctx context.Context, in, out string, opts Options) (*Report, error) {
 			return nil, err
 		}
 	}
-	hash := hashFile(ctx, f)
+	// The input's sha256 comes from the bytes the run reads, when the
+	// tensors lie in file order; otherwise from a pass of its own.
+	var ih *inputHash
+	var hashed <-chan hashResult
+	if inOrder(f) {
+		ih = newInputHash(f)
+	} else {
+		hashed = hashFile(ctx, f)
+	}
+	stopHash := func() {
+		cancel()
+		if hashed != nil {
+			<-hashed
+		}
+	}
 
-	sinks := []io.Writer{io.Discard}
-	var spools []*os.File
+	// The data go straight to their place in the output; the header, whose
+	// figures are known only at the end, is written last into the room left
+	// for a provisional one (see provisional).
+	var sinks []*gguf.Writer
 	if !opts.DryRun {
+		prov := provisional(r, params, opts.Control, out)
+		keys := [][]gguf.KV{Keys(prov)}
 		outs := []string{out}
 		if opts.Control != "" {
+			keys = append(keys, ControlKeys(prov))
 			outs = append(outs, opts.Control)
 		}
-		sinks = sinks[:0]
-		for _, o := range outs {
-			sp, err := os.CreateTemp(filepath.Dir(o), "."+filepath.Base(o)+".data-*")
+		for i, o := range outs {
+			w, err := gguf.CreateDeferred(o, outputHeader(f, keys[i]), gguf.CreateOptions{Overwrite: opts.Overwrite})
 			if err != nil {
+				stopHash()
 				return nil, fmt.Errorf("prune: %w", err)
 			}
-			defer func() {
-				sp.Close()
-				os.Remove(sp.Name())
-			}()
-			spools = append(spools, sp)
-			sinks = append(sinks, sp)
+			defer w.Abort()
+			sinks = append(sinks, w)
 		}
 	}
-	if err := run(ctx, f, plans, workers, r, sinks, opts.Progress); err != nil {
-		cancel()
-		<-hash
+	if err := run(ctx, f, plans, workers, r, sinks, ih, opts.Progress); err != nil {
+		stopHash()
 		return nil, err
 	}
-	h := <-hash
+	var h hashResult
+	if ih != nil {
+		h.sum, h.err = ih.sum(ctx)
+	} else {
+		h = <-hashed
+	}
 	if h.err != nil {
 		return nil, h.err
 	}
 	r.InputSHA256 = h.sum
 	r.finish()
 	if !opts.DryRun {
-		sum, err := writeOutput(ctx, f, out, spools[0], plans, Keys(r), opts.Overwrite)
-		if err != nil {
-			return nil, err
+		if err := sinks[0].CloseHeader(outputHeader(f, Keys(r))); err != nil {
+			return nil, fmt.Errorf("prune: %w", err)
+		}
+		if sinks[0].Moved() {
+			headerMisses.Add(1)
 		}
 		if opts.Control != "" {
-			r.Control = &ControlTwin{Path: opts.Control, Of: filepath.Base(out), OfSHA256: sum}
-			if _, err := writeOutput(ctx, f, opts.Control, spools[1], plans, ControlKeys(r), opts.Overwrite); err != nil {
+			sum, err := fileSHA256(ctx, out)
+			if err == nil {
+				r.Control = &ControlTwin{Path: opts.Control, Of: filepath.Base(out), OfSHA256: sum}
+				err = sinks[1].CloseHeader(outputHeader(f, ControlKeys(r)))
+			}
+			if err != nil {
 				os.Remove(out)
-				return nil, err
+				return nil, fmt.Errorf("prune: %w", err)
 			}
 		}
 	}
@@ -281,45 +308,19 @@ func samePath(a, b string) bool {
 	return err1 == nil && err2 == nil && os.SameFile(sa, sb)
 }
 
-type hashResult struct {
-	sum string
-	err error
-}
-
-// hashFile computes the input's sha256 concurrently with the surgery.
-func hashFile(ctx context.Context, f *gguf.File) <-chan hashResult {
-	ch := make(chan hashResult, 1)
-	go func() {
-		h := sha256.New()
-		buf := make([]byte, 4<<20)
-		for off := int64(0); off < f.Size; {
-			if err := ctx.Err(); err != nil {
-				ch <- hashResult{err: err}
-				return
-			}
-			n := min(int64(len(buf)), f.Size-off)
-			if _, err := f.ReadAt(buf[:n], off); err != nil {
-				ch <- hashResult{err: fmt.Errorf("prune: %s: %w", f.Path, err)}
-				return
-			}
-			h.Write(buf[:n])
-			off += n
-		}
-		ch <- hashResult{sum: hex.EncodeToString(h.Sum(nil))}
-	}()
-	return ch
-}
-
 // run streams every tensor's data, in file order, to data: copies of the
 // non-target tensors and the pruned bands of the targets, processed by the
 // workers concurrently and written back in order.
 //
 // run returns only when every goroutine it started has finished, so that
 // the caller may close f (unmap it) at once.
-func run(ctx context.Context, f *gguf.File, plans []tensorPlan, workers []*worker, r *Report, sinks []io.Writer, progress func(Progress)) error {
+//
+// The producer reads each target band into its buffers before handing it
+// to a worker, and, when ih is set, hashes the input on the way.
+func run(ctx context.Context, f *gguf.File, plans []tensorPlan, workers []*worker, r *Report, sinks []*gguf.Writer, ih *inputHash, progress func(Progress)) error {
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
-	inflight := 2 * len(workers)
+	inflight := len(workers) + 2
 	free := make(chan *bandBuffers, inflight)
 	for i := 0; i < inflight; i++ {
 		free <- &bandBuffers{}
@@ -332,7 +333,7 @@ func run(ctx context.Context, f *gguf.File, plans []tensorPlan, workers []*worke
 		go func(w *worker) {
 			defer wg.Done()
 			for j := range jobs {
-				if j.band >= 0 {
+				if j.band >= 0 && j.err == nil {
 					if err := w.process(j); err != nil {
 						j.err = fmt.Errorf("prune: %s: tensor %s: %w", f.Path, plans[j.tensor].info.Name, err)
 					}
@@ -362,11 +363,17 @@ func run(ctx context.Context, f *gguf.File, plans []tensorPlan, workers []*worke
 				j := &bandJob{seq: seq, tensor: ti, band: -1, bufs: bufs}
 				if p.target {
 					j.band = b
+					if err := readBand(ctx, f, p, j, ih); err != nil {
+						j.err = fmt.Errorf("prune: %s: tensor %s: %w", f.Path, p.info.Name, err)
+					}
 				}
 				seq++
 				select {
 				case jobs <- j:
 				case <-ctx.Done():
+					return
+				}
+				if j.err != nil {
 					return
 				}
 			}
@@ -385,10 +392,27 @@ func run(ctx context.Context, f *gguf.File, plans []tensorPlan, workers []*worke
 	return err
 }
 
+// readBand reads the stored bytes of band j.band of p into j.bufs.raw and
+// hands them to ih (when set).
+func readBand(ctx context.Context, f *gguf.File, p *tensorPlan, j *bandJob, ih *inputHash) error {
+	row0, rows := p.band(j.band)
+	b := j.bufs
+	b.raw = grow(b.raw, rows*p.rowBytes)
+	off := f.DataOffset + int64(p.info.Offset) + int64(row0)*int64(p.rowBytes)
+	if _, err := f.ReadAt(b.raw, off); err != nil {
+		return fmt.Errorf("read rows %d-%d: %w", row0, row0+rows-1, err)
+	}
+	if ih != nil {
+		return ih.add(ctx, b.raw, off)
+	}
+	return nil
+}
+
 // writeOrdered writes the jobs' results in seq order and adds their figures
 // to the report.
-// sinks[0] receives the pruned data, sinks[1] (if any) the control twin's.
-func writeOrdered(ctx context.Context, f *gguf.File, plans []tensorPlan, r *Report, sinks []io.Writer, done <-chan *bandJob, free chan<- *bandBuffers, progress func(Progress)) error {
+// sinks[0] (if any: a dry run has none) receives the pruned data, sinks[1]
+// (if any) the control twin's.
+func writeOrdered(ctx context.Context, f *gguf.File, plans []tensorPlan, r *Report, sinks []*gguf.Writer, done <-chan *bandJob, free chan<- *bandBuffers, progress func(Progress)) error {
 	var total int64
 	for _, p := range plans {
 		total += int64(p.info.Bytes())
@@ -414,7 +438,7 @@ func writeOrdered(ctx context.Context, f *gguf.File, plans []tensorPlan, r *Repo
 			p := &plans[j.tensor]
 			if j.band < 0 {
 				for _, sink := range sinks {
-					if _, err := io.Copy(sink, f.TensorReader(p.info)); err != nil {
+					if err := sink.WriteTensor(f.TensorReader(p.info)); err != nil {
 						return fmt.Errorf("prune: copy tensor %s: %w", p.info.Name, err)
 					}
 				}
@@ -453,46 +477,60 @@ func writeOrdered(ctx context.Context, f *gguf.File, plans []tensorPlan, r *Repo
 	return nil
 }
 
-// writeOutput writes a final GGUF: the input's KVs, then keys, the same
-// tensor infos, and the data spooled by run. It returns the file's sha256.
-func writeOutput(ctx context.Context, f *gguf.File, out string, spool *os.File, plans []tensorPlan, keys []gguf.KV, overwrite bool) (string, error) {
+// adjustProvisional, when set, changes the provisional report (tests use
+// it to exercise a header that does not fit its room).
+var adjustProvisional func(*Report)
+
+// headerMisses counts the outputs whose final header did not fit the room
+// left for the provisional one (for tests).
+var headerMisses atomic.Int64
+
+// outputHeader is the header of an output file: the input's KVs (less any
+// physarium.* keys of an earlier run, which keys replace), then keys, and
+// the input's tensor infos.
+func outputHeader(f *gguf.File, keys []gguf.KV) gguf.Header {
 	h := gguf.Header{Version: f.Version, Tensors: make([]gguf.TensorInfo, len(f.Tensors))}
 	for _, kv := range f.KVs {
 		if len(kv.Key) >= len(KeyPrefix) && kv.Key[:len(KeyPrefix)] == KeyPrefix {
-			continue // a previous run's keys; this run's replace them
+			continue
 		}
 		h.KVs = append(h.KVs, kv)
 	}
 	h.KVs = append(h.KVs, keys...)
 	copy(h.Tensors, f.Tensors)
-	w, err := gguf.Create(out, h, gguf.CreateOptions{Overwrite: overwrite})
-	if err != nil {
-		return "", fmt.Errorf("prune: %w", err)
+	return h
+}
+
+// provisional returns a copy of the planned report r filled with the
+// figures the run is expected to produce (the kill rate of the mode, every
+// weight processed, every block with a kill re-encoded, a placeholder
+// checksum of the right length), from which the output's room for its
+// header is sized. The header's length depends on the figures only through
+// the digits of the kill counts and percentages in the errata wording, so
+// a close guess gives a header of the same padded length; a wrong one only
+// costs CloseHeader a copy of the data.
+func provisional(r *Report, params kernel.Params, control, out string) *Report {
+	rate := 0.22 // natural mode: about what the calibrated kernel kills
+	if params.Mode == kernel.Sparsity {
+		rate = params.Sparsity
 	}
-	if _, err := spool.Seek(0, io.SeekStart); err != nil {
-		w.Abort()
-		return "", fmt.Errorf("prune: %w", err)
+	p := *r
+	p.Tensors = append([]TensorReport(nil), r.Tensors...)
+	for i := range p.Tensors {
+		t := &p.Tensors[i]
+		t.Processed = t.Weights
+		t.Killed = uint64(rate * float64(t.Weights))
+		t.Reencoded = min(t.Killed, t.Blocks)
 	}
-	for _, p := range plans {
-		if err := ctx.Err(); err != nil {
-			w.Abort()
-			return "", err
-		}
-		if err := w.WriteTensor(spool); err != nil {
-			w.Abort()
-			return "", fmt.Errorf("prune: %s: tensor %s: %w", out, p.info.Name, err)
-		}
+	p.InputSHA256 = strings.Repeat("0", sha256.Size*2)
+	p.finish()
+	if adjustProvisional != nil {
+		adjustProvisional(&p)
 	}
-	if err := w.Close(); err != nil {
-		w.Abort()
-		return "", fmt.Errorf("prune: %w", err)
+	if control != "" {
+		p.Control = &ControlTwin{Path: control, Of: filepath.Base(out), OfSHA256: p.InputSHA256}
 	}
-	sum, err := fileSHA256(ctx, out)
-	if err != nil {
-		os.Remove(out)
-		return "", err
-	}
-	return sum, nil
+	return &p
 }
 
 // fileSHA256 returns the hex sha256 of a file.

@@ -15,6 +15,7 @@ import (
 	"testing"
 
 	"github.com/physarium/physarium-gguf/gguf"
+	"github.com/physarium/physarium-gguf/kernel"
 	"github.com/physarium/physarium-gguf/testmodels"
 )
 
@@ -127,18 +128,29 @@ func nanModel(t *testing.T, dir string) (string, string) {
 	return in, ti.Name
 }
 
+// TestNaNFailsCleanly: the kernel's path (which finds the NaN itself) and
+// a row-ranked baseline's (checked before ranking) both name the file,
+// tensor and element, and leave nothing behind.
 func TestNaNFailsCleanly(t *testing.T) {
-	dir := t.TempDir()
-	in, name := nanModel(t, dir)
-	sum := fileSum(t, in)
-	out := filepath.Join(dir, "out.gguf")
-	_, err := File(context.Background(), in, out, Options{Control: filepath.Join(dir, "ctrl.gguf")})
-	if err == nil || !strings.Contains(err.Error(), name) || !strings.Contains(err.Error(), "element 1000") || !strings.Contains(err.Error(), in) {
-		t.Fatalf("err = %v, want one naming the file, tensor %s and element 1000", err, name)
-	}
-	onlyFiles(t, dir, "in.gguf")
-	if fileSum(t, in) != sum {
-		t.Fatal("input modified")
+	sparse := kernel.DefaultParams()
+	sparse.Mode, sparse.Sparsity = kernel.Sparsity, 0.3
+	for name, opts := range map[string]Options{
+		"magnitude-flow": {},
+		"magnitude":      {Method: Magnitude, Params: &sparse},
+	} {
+		dir := t.TempDir()
+		in, tensor := nanModel(t, dir)
+		sum := fileSum(t, in)
+		out := filepath.Join(dir, "out.gguf")
+		opts.Control = filepath.Join(dir, "ctrl.gguf")
+		_, err := File(context.Background(), in, out, opts)
+		if err == nil || !strings.Contains(err.Error(), tensor) || !strings.Contains(err.Error(), "element 1000") || !strings.Contains(err.Error(), in) {
+			t.Fatalf("%s: err = %v, want one naming the file, tensor %s and element 1000", name, err, tensor)
+		}
+		onlyFiles(t, dir, "in.gguf")
+		if fileSum(t, in) != sum {
+			t.Fatalf("%s: input modified", name)
+		}
 	}
 }
 

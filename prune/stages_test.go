@@ -17,7 +17,10 @@ import (
 	"github.com/physarium/physarium-gguf/quantize"
 )
 
-var stagesModel = flag.String("stages.model", "", "time prune and each of its stages alone on this GGUF (see scripts/bench-prune.sh)")
+var (
+	stagesModel   = flag.String("stages.model", "", "time prune and each of its stages alone on this GGUF (see scripts/bench-prune.sh)")
+	stagesThreads = flag.Int("stages.threads", 0, "worker threads of every stage and of prune (0: one per CPU)")
+)
 
 // TestStages times, on one model and with the same threads, a plain copy
 // of the file, the kernel alone on its target weights, decoding and
@@ -28,7 +31,10 @@ func TestStages(t *testing.T) {
 		t.Skip("needs -stages.model FILE")
 	}
 	in := *stagesModel
-	threads := runtime.NumCPU()
+	threads := *stagesThreads
+	if threads <= 0 {
+		threads = runtime.NumCPU()
+	}
 	dir := t.TempDir()
 	f, err := gguf.Open(in)
 	if err != nil {
@@ -57,32 +63,32 @@ func TestStages(t *testing.T) {
 	})
 	codecTime := overBands(t, f, plans, threads, func(b *bandBuffers, p *tensorPlan, rows int, k *kernel.Kernel) time.Duration {
 		// The kernel's own kills, outside the clock; then what prune does
-		// with them: decode, zero the kills, re-encode (the zero's bytes
-		// per kill for single-element types, every block with a kill
-		// otherwise) and decode the re-encoded blocks to check them.
+		// with them: decode, and either clear the killed elements in the
+		// stored bytes (single-value types) or zero them, re-encode every
+		// block with a kill and decode the re-encoded blocks to check them.
 		runTiles(t, b, p, rows, k)
 		n := rows * p.row
+		b.mask = grow(b.mask, n)
 		for i, tl := range b.tiles {
 			for r := 0; r < rows; r++ {
-				for c, m := range tl.Mask[r*tl.Cols : (r+1)*tl.Cols] {
-					if m != 0 {
-						b.vals[r*p.row+i*TileSize+c] = 0
-					}
-				}
+				copy(b.mask[r*p.row+i*TileSize:], tl.Mask[r*tl.Cols:(r+1)*tl.Cols])
+			}
+		}
+		for i, m := range b.mask[:n] {
+			if m != 0 {
+				b.vals[i] = 0
 			}
 		}
 		b.out = grow(b.out, rows*p.rowBytes)
 		b.check = grow(b.check, n)
+		b.orig = grow(b.orig, n)
 		s := time.Now()
-		if err := quantize.Decode(p.info.Type, b.before[:n], b.raw[:rows*p.rowBytes]); err != nil {
+		if err := quantize.Decode(p.info.Type, b.orig[:n], b.raw[:rows*p.rowBytes]); err != nil {
 			t.Error(err)
 		}
 		if p.blockSize == 1 {
-			copy(b.out, b.raw)
-			for i, v := range b.vals[:n] {
-				if v == 0 {
-					copy(b.out[i*p.blockBytes:(i+1)*p.blockBytes], p.zero)
-				}
+			if _, _, err := quantize.ClearKilled(p.info.Type, b.raw[:rows*p.rowBytes], b.mask[:n]); err != nil {
+				t.Error(err)
 			}
 			return time.Since(s)
 		}
@@ -186,7 +192,7 @@ func overBands(t *testing.T, f *gguf.File, plans []tensorPlan, threads int, stag
 				n := rows * p.row
 				b.raw = grow(b.raw, rows*p.rowBytes)
 				f.ReadAt(b.raw, f.DataOffset+int64(p.info.Offset)+int64(row0)*int64(p.rowBytes))
-				b.before, b.vals = grow(b.before, n), grow(b.vals, n)
+				b.vals = grow(b.vals, n)
 				quantize.Decode(p.info.Type, b.vals, b.raw)
 				sum += stage(b, p, rows, k)
 			}

@@ -1,0 +1,94 @@
+package prune
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"fmt"
+	"hash"
+
+	"github.com/physarium/physarium-gguf/gguf"
+)
+
+// inputHash computes the input's sha256 (physarium.source) from the bytes
+// the run reads anyway: the producer hands it each target band as it reads
+// it, in file order, and inputHash reads only what lies between (the
+// header, padding, the tensors that are copied). It needs the tensors'
+// data in increasing offset order without overlap; inOrder says whether
+// they are, and File falls back to hashFile, a separate pass, when not.
+type inputHash struct {
+	f   *gguf.File
+	h   hash.Hash
+	pos int64 // bytes hashed so far
+	buf []byte
+}
+
+func newInputHash(f *gguf.File) *inputHash {
+	return &inputHash{f: f, h: sha256.New()}
+}
+
+// inOrder reports whether the tensors' data lie in file order, without
+// overlap, so that hashing band by band in plan order covers the file once.
+func inOrder(f *gguf.File) bool {
+	end := uint64(0)
+	for _, t := range f.Tensors {
+		if t.Offset < end {
+			return false
+		}
+		end = t.Offset + t.Bytes()
+	}
+	return true
+}
+
+// upTo hashes the file from the current position to off, reading it.
+func (ih *inputHash) upTo(ctx context.Context, off int64) error {
+	if ih.buf == nil && off > ih.pos {
+		ih.buf = make([]byte, 1<<20)
+	}
+	for ih.pos < off {
+		if err := ctx.Err(); err != nil {
+			return err
+		}
+		n := min(int64(len(ih.buf)), off-ih.pos)
+		if _, err := ih.f.ReadAt(ih.buf[:n], ih.pos); err != nil {
+			return fmt.Errorf("prune: %s: %w", ih.f.Path, err)
+		}
+		ih.h.Write(ih.buf[:n])
+		ih.pos += n
+	}
+	return nil
+}
+
+// add hashes b, the bytes of the file at off, after what lies before it.
+func (ih *inputHash) add(ctx context.Context, b []byte, off int64) error {
+	if err := ih.upTo(ctx, off); err != nil {
+		return err
+	}
+	ih.h.Write(b)
+	ih.pos += int64(len(b))
+	return nil
+}
+
+// sum hashes the rest of the file and returns the hex digest.
+func (ih *inputHash) sum(ctx context.Context) (string, error) {
+	if err := ih.upTo(ctx, ih.f.Size); err != nil {
+		return "", err
+	}
+	return hex.EncodeToString(ih.h.Sum(nil)), nil
+}
+
+type hashResult struct {
+	sum string
+	err error
+}
+
+// hashFile computes the input's sha256 in a pass of its own, concurrently
+// with the surgery (for files whose tensors are not in file order).
+func hashFile(ctx context.Context, f *gguf.File) <-chan hashResult {
+	ch := make(chan hashResult, 1)
+	go func() {
+		sum, err := newInputHash(f).sum(ctx)
+		ch <- hashResult{sum: sum, err: err}
+	}()
+	return ch
+}
