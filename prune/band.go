@@ -1,8 +1,10 @@
 package prune
 
 import (
+	"encoding/binary"
 	"fmt"
 	"math"
+	"math/bits"
 	"unsafe"
 
 	"github.com/physarium/physarium-gguf/gguf"
@@ -38,10 +40,9 @@ type bandBuffers struct {
 	raw    []byte    // the band's stored bytes, read by the producer
 	out    []byte    // the band's bytes after surgery: raw, changed in place
 	ctrl   []byte    // the control twin's bytes: the same blocks re-encoded, nothing zeroed
-	vals   []float32 // decoded values; killed ones set to 0 (block types)
-	before []float32 // decoded values as stored: vals itself for single-value types, else orig
-	orig   []float32 // the storage of before for block types
-	check  []float32 // re-encoded blocks decoded again
+	before []float32 // the band's values as stored (decoded)
+	vals   []float32 // a chunk of values to re-encode, killed ones set to +0 (block types)
+	check  []float32 // that chunk's re-encoded blocks decoded again
 	mask   []byte    // the band's kill mask, row-major with the band's row length
 	tmask  []byte    // the tiles' own masks, packed one after another
 	tiles  []kernel.Tile
@@ -75,16 +76,7 @@ func (w *worker) process(j *bandJob) error {
 	row0, rows := p.band(j.band)
 	b := j.bufs
 	n := rows * p.row
-	nb := rows * p.rowBytes
-	// Single-value types never change vals (kills are cleared in the
-	// stored bytes), so before is vals itself; block types zero the kills
-	// in vals and keep the stored values apart for the survivors' error.
-	b.vals = grow(b.vals, n)
-	b.before = b.vals
-	if p.blockSize > 1 {
-		b.orig = grow(b.orig, n)
-		b.before = b.orig
-	}
+	b.before = grow(b.before, n)
 	if err := quantize.Decode(p.info.Type, b.before, b.raw); err != nil {
 		return err
 	}
@@ -95,16 +87,19 @@ func (w *worker) process(j *bandJob) error {
 			return err
 		}
 	}
-	if p.blockSize > 1 {
-		copy(b.vals, b.before)
-	}
 
 	b.mask = grow(b.mask, n)
 	if err := w.decide(j, p, row0, rows); err != nil {
 		return err
 	}
-	st := &j.stats
+	return w.surgery(j, p, row0, rows)
+}
 
+// surgery applies the band's mask (b.mask) to its stored bytes (b.raw,
+// decoded in b.before) and sets j.out (and j.ctrl).
+func (w *worker) surgery(j *bandJob, p *tensorPlan, row0, rows int) error {
+	b, st := j.bufs, &j.stats
+	n, nb := rows*p.row, rows*p.rowBytes
 	// Zero the kills; re-encode runs of blocks that hold one. The surgery
 	// works in the stored bytes themselves (b.out is b.raw): every block
 	// without a kill keeps its bytes.
@@ -113,11 +108,16 @@ func (w *worker) process(j *bandJob) error {
 		copy(b.ctrl, b.raw)
 	}
 	b.out = b.raw[:nb]
-	b.check = grow(b.check, n)
 	bs, bb := p.blockSize, p.blockBytes
 	if bs == 1 {
 		return w.killElements(j, p, row0, n)
 	}
+	// Runs of blocks holding a kill are re-encoded a chunk of at most
+	// chunkValues values at a time, so that zeroing, encoding, decoding
+	// and measuring work on data that stays in the core's cache.
+	chunk := max(1, chunkValues/bs)
+	b.vals = grow(b.vals, chunk*bs)
+	b.check = grow(b.check, chunk*bs)
 	blocks := n / bs
 	for blk := 0; blk < blocks; {
 		if !w.killIn(b, blk, bs) {
@@ -125,49 +125,24 @@ func (w *worker) process(j *bandJob) error {
 			continue
 		}
 		end := blk + 1
-		for end < blocks && w.killIn(b, end, bs) {
+		for end < blocks && end-blk < chunk && w.killIn(b, end, bs) {
 			end++
 		}
 		lo, hi := blk*bs, end*bs
-		// Branch-free: vals keeps its bits where the mask is 0 and becomes
-		// +0 where it is 1; a kill of a weight that was already zero is a
-		// kernel bug, reported below.
-		var killed, bad uint64
-		for i, m := range b.mask[lo:hi] {
-			keep := uint32(m) - 1 // 0xFFFFFFFF when kept, 0 when killed
-			v := math.Float32bits(b.before[lo+i])
-			b.vals[lo+i] = math.Float32frombits(v & keep)
-			killed += uint64(m)
-			bad += uint64(m) & uint64(b2u(v<<1 == 0))
-		}
+		vals, check := b.vals[:hi-lo], b.check[:hi-lo]
+		killed, bad := zeroKills(vals, b.before[lo:hi], b.mask[lo:hi])
 		if bad != 0 {
 			return fmt.Errorf("the kernel marked %d already-zero elements of rows %d-%d as kills", bad, row0, row0+rows-1)
 		}
 		st.killed += killed
 		dst := b.out[blk*bb : end*bb]
-		if err := quantize.EncodeKeepZeros(p.info.Type, dst, b.vals[lo:hi]); err != nil {
+		if err := quantize.EncodeKeepZeros(p.info.Type, dst, vals); err != nil {
 			return err
 		}
-		if err := quantize.Decode(p.info.Type, b.check[lo:hi], dst); err != nil {
+		if err := quantize.Decode(p.info.Type, check, dst); err != nil {
 			return err
 		}
-		var exact, survivors uint64
-		var sq, maxKilled float64
-		for i, m := range b.mask[lo:hi] {
-			got := b.check[lo+i]
-			if m != 0 {
-				exact += uint64(b2u(got == 0))
-				maxKilled = max(maxKilled, math.Abs(float64(got)))
-				continue
-			}
-			d := float64(got) - float64(b.before[lo+i])
-			sq += d * d
-			survivors++
-		}
-		st.exactZero += exact
-		st.survivorSq += sq
-		st.survivorN += survivors
-		st.maxKilledAbs = max(st.maxKilledAbs, maxKilled)
+		st.measure(check, b.before[lo:hi], b.mask[lo:hi])
 		if w.control {
 			if err := quantize.EncodeKeepZeros(p.info.Type, b.ctrl[blk*bb:end*bb], b.before[lo:hi]); err != nil {
 				return err
@@ -181,6 +156,65 @@ func (w *worker) process(j *bandJob) error {
 		j.ctrl = b.ctrl[:nb]
 	}
 	return nil
+}
+
+// chunkValues is about how many values a block-type band re-encodes at a
+// time (16 KB of float32: zeroing, encoding and checking stay in cache).
+const chunkValues = 4096
+
+// byteNonZero maps each byte of x to 0x80 when it is not zero, else 0.
+func byteNonZero(x uint64) uint64 {
+	const low7, high = 0x7f7f7f7f_7f7f7f7f, 0x80808080_80808080
+	return ((x & low7) + low7 | x) & high
+}
+
+// zeroKills copies before into vals with every element whose mask byte is
+// not zero set to +0, and returns the number of kills and, of those, the
+// weights that were already ±0 (a kernel bug if ever non-zero).
+func zeroKills(vals, before []float32, mask []byte) (killed, bad uint64) {
+	copy(vals, before)
+	i := 0
+	for ; i+8 <= len(mask); i += 8 {
+		hit := byteNonZero(binary.LittleEndian.Uint64(mask[i:]))
+		killed += uint64(bits.OnesCount64(hit))
+		for hit != 0 {
+			k := i + bits.TrailingZeros64(hit)>>3
+			bad += uint64(b2u(math.Float32bits(before[k])<<1 == 0))
+			vals[k] = 0
+			hit &= hit - 1
+		}
+	}
+	for ; i < len(mask); i++ {
+		if mask[i] != 0 {
+			killed++
+			bad += uint64(b2u(math.Float32bits(before[i])<<1 == 0))
+			vals[i] = 0
+		}
+	}
+	return killed, bad
+}
+
+// measure adds to st what re-encoding did to a chunk: of the killed
+// elements (mask byte not zero), those that read back as exactly ±0 and
+// the largest magnitude one reads back as; of the others, the squared
+// error against the stored values. The loop has no data-dependent branch.
+func (st *bandStats) measure(got, before []float32, mask []byte) {
+	var sq [2]float64
+	var exact, kills uint64
+	var maxBits uint32
+	for i, m := range mask {
+		kill := uint32(b2u(m != 0))
+		g := math.Float32bits(got[i]) & 0x7fffffff & -kill // |got| of a kill, else 0
+		maxBits = max(maxBits, g)
+		exact += uint64(kill & b2u(g == 0))
+		kills += uint64(kill)
+		d := (float64(got[i]) - float64(before[i])) * float64(1-kill)
+		sq[i&1] += d * d
+	}
+	st.exactZero += exact
+	st.survivorSq += sq[0] + sq[1]
+	st.survivorN += uint64(len(mask)) - kills
+	st.maxKilledAbs = max(st.maxKilledAbs, float64(math.Float32frombits(maxBits)))
 }
 
 // killIn reports whether block blk (of bs elements) holds a kill.
@@ -268,14 +302,14 @@ func (w *worker) decide(j *bandJob, p *tensorPlan, row0, rows int) error {
 			}
 		}
 		if m.method == Magnitude {
-			magnitudeMask(p, j.band, b.vals[:n], b.mask[:n])
+			magnitudeMask(p, j.band, b.before[:n], b.mask[:n])
 			return nil
 		}
 		if m.method == ActivationFlow && m.rank == RankFlowShare {
 			b.score = grow(b.score, n)
 			b.idx = grow(b.idx, n)
-			shareBand(b.score, b.vals, act, rows, p.row)
-			rowSelect(b.vals[:n], b.score[:n], b.mask[:n], BandQuota(row0%p.rows, rows, p.row, m.sparsity), b.idx)
+			shareBand(b.score, b.before, act, rows, p.row)
+			rowSelect(b.before[:n], b.score[:n], b.mask[:n], BandQuota(row0%p.rows, rows, p.row, m.sparsity), b.idx)
 			return nil
 		}
 		var mould []byte
@@ -292,10 +326,10 @@ func (w *worker) decide(j *bandJob, p *tensorPlan, row0, rows int) error {
 		b.colSum = grow(b.colSum, p.row)
 		b.idx = grow(b.idx, p.row)
 		flow := m.method == ActivationFlow && m.rank != RankRowMould
-		scoreBand(b.score, b.vals, act, rows, p.row, flow, mould, b.colSum)
+		scoreBand(b.score, b.before, act, rows, p.row, flow, mould, b.colSum)
 		for r := 0; r < rows; r++ {
 			lo, hi := r*p.row, (r+1)*p.row
-			rowSelect(b.vals[lo:hi], b.score[lo:hi], b.mask[lo:hi], RowQuota(row0%p.rows+r, p.row, m.sparsity), b.idx)
+			rowSelect(b.before[lo:hi], b.score[lo:hi], b.mask[lo:hi], RowQuota(row0%p.rows+r, p.row, m.sparsity), b.idx)
 		}
 		return nil
 	}
@@ -312,7 +346,7 @@ func (w *worker) runKernel(k *kernel.Kernel, b *bandBuffers, p *tensorPlan, row0
 	for c0, used := 0, 0; c0 < p.row; c0 += TileSize {
 		cols := min(TileSize, p.row-c0)
 		b.tiles = append(b.tiles, kernel.Tile{
-			W: b.vals[c0:], Rows: rows, Cols: cols, Stride: p.row, Act: tileAct(act, c0),
+			W: b.before[c0:], Rows: rows, Cols: cols, Stride: p.row, Act: tileAct(act, c0),
 			Mask: b.tmask[used : used+rows*cols],
 		})
 		used += rows * cols

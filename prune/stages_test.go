@@ -63,9 +63,9 @@ func TestStages(t *testing.T) {
 	})
 	codecTime := overBands(t, f, plans, threads, func(b *bandBuffers, p *tensorPlan, rows int, k *kernel.Kernel) time.Duration {
 		// The kernel's own kills, outside the clock; then what prune does
-		// with them: decode, and either clear the killed elements in the
-		// stored bytes (single-value types) or zero them, re-encode every
-		// block with a kill and decode the re-encoded blocks to check them.
+		// with them: decode, and the surgery (clear the killed elements
+		// in the stored bytes, or zero them, re-encode every block with a
+		// kill and decode it again to measure it).
 		runTiles(t, b, p, rows, k)
 		n := rows * p.row
 		b.mask = grow(b.mask, n)
@@ -74,28 +74,13 @@ func TestStages(t *testing.T) {
 				copy(b.mask[r*p.row+i*TileSize:], tl.Mask[r*tl.Cols:(r+1)*tl.Cols])
 			}
 		}
-		for i, m := range b.mask[:n] {
-			if m != 0 {
-				b.vals[i] = 0
-			}
-		}
-		b.out = grow(b.out, rows*p.rowBytes)
-		b.check = grow(b.check, n)
-		b.orig = grow(b.orig, n)
+		w := &worker{ps: []tensorPlan{*p}, m: &methodPlan{method: MagnitudeFlow}}
+		j := &bandJob{bufs: b}
 		s := time.Now()
-		if err := quantize.Decode(p.info.Type, b.orig[:n], b.raw[:rows*p.rowBytes]); err != nil {
+		if err := quantize.Decode(p.info.Type, b.before[:n], b.raw[:rows*p.rowBytes]); err != nil {
 			t.Error(err)
 		}
-		if p.blockSize == 1 {
-			if _, _, err := quantize.ClearKilled(p.info.Type, b.raw[:rows*p.rowBytes], b.mask[:n]); err != nil {
-				t.Error(err)
-			}
-			return time.Since(s)
-		}
-		if err := quantize.EncodeKeepZeros(p.info.Type, b.out, b.vals[:n]); err != nil {
-			t.Error(err)
-		}
-		if err := quantize.Decode(p.info.Type, b.check, b.out); err != nil {
+		if err := w.surgery(j, p, 0, rows); err != nil {
 			t.Error(err)
 		}
 		return time.Since(s)
@@ -122,14 +107,14 @@ func TestStages(t *testing.T) {
 	fmt.Fprintln(testOutput, row)
 }
 
-// runTiles runs the kernel on every tile of a decoded band (b.vals).
+// runTiles runs the kernel on every tile of a decoded band (b.before).
 func runTiles(t *testing.T, b *bandBuffers, p *tensorPlan, rows int, k *kernel.Kernel) {
 	b.tiles = b.tiles[:0]
 	used := 0
 	b.tmask = grow(b.tmask, rows*p.row)
 	for c0 := 0; c0 < p.row; c0 += TileSize {
 		cols := min(TileSize, p.row-c0)
-		b.tiles = append(b.tiles, kernel.Tile{W: b.vals[c0:], Rows: rows, Cols: cols, Stride: p.row, Mask: b.tmask[used : used+rows*cols]})
+		b.tiles = append(b.tiles, kernel.Tile{W: b.before[c0:], Rows: rows, Cols: cols, Stride: p.row, Mask: b.tmask[used : used+rows*cols]})
 		used += rows * cols
 	}
 	if err := k.Run(b.tiles); err != nil {
@@ -192,8 +177,8 @@ func overBands(t *testing.T, f *gguf.File, plans []tensorPlan, threads int, stag
 				n := rows * p.row
 				b.raw = grow(b.raw, rows*p.rowBytes)
 				f.ReadAt(b.raw, f.DataOffset+int64(p.info.Offset)+int64(row0)*int64(p.rowBytes))
-				b.vals = grow(b.vals, n)
-				quantize.Decode(p.info.Type, b.vals, b.raw)
+				b.before = grow(b.before, n)
+				quantize.Decode(p.info.Type, b.before, b.raw)
 				sum += stage(b, p, rows, k)
 			}
 			mu.Lock()
