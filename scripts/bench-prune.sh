@@ -4,9 +4,10 @@
 #   scripts/bench-prune.sh [WORKDIR]
 #
 # Generates F16 and Q4_K models of about 1 GB (and F16 models of 0.5 GB and
-# 2 GB for memory), then for each 1 GB model times a plain copy, the kernel
-# alone, decoding + re-encoding alone and the whole prune with the same
-# threads (go test ./prune -run TestStages), and measures the peak RSS of
+# 2 GB for memory), then for each 1 GB model, with one worker thread and
+# with one per CPU, times a plain copy, the kernel alone, decoding +
+# re-encoding alone and the whole prune with the same threads (go test
+# ./prune -run TestStages), and measures the peak RSS of
 # `physarium-gguf prune` on the 0.5 GB and 2 GB models. Needs about 8 GB of
 # free disk in WORKDIR (default: a new temporary directory, removed after).
 set -euo pipefail
@@ -29,12 +30,14 @@ gen q4k-1g.gguf q4_k 35
 gen f16-05g.gguf f16 5
 gen f16-2g.gguf f16 20
 
-echo "## prune beside its stages alone (same threads)"
+echo "## prune beside its stages alone (same threads: one, and one per CPU)"
 first=1
 for m in f16-1g.gguf q4k-1g.gguf; do
-	go test ./prune -v -run '^TestStages$' -count 1 -timeout 2h -stages.model "$work/$m" 2>&1 |
-		grep '^|' | { if [ $first = 1 ]; then cat; else tail -n 1; fi; }
-	first=0
+	for threads in 1 "$(nproc)"; do
+		go test ./prune -v -run '^TestStages$' -count 1 -timeout 2h -stages.model "$work/$m" -stages.threads "$threads" 2>&1 |
+			grep '^|' | { if [ $first = 1 ]; then cat; else tail -n 1; fi; }
+		first=0
+	done
 done
 
 echo
