@@ -24,8 +24,9 @@ type CreateOptions struct {
 }
 
 // Writer streams a GGUF file to a temporary file beside the target. Close
-// fsyncs it and renames it into place; Abort, or any error, removes the
-// temporary file and leaves no output.
+// (CloseHeader for a writer from CreateDeferred) fsyncs it and renames it
+// into place; Abort, or any error, removes the temporary file and leaves no
+// output.
 type Writer struct {
 	path      string
 	tmp       string
