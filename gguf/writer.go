@@ -363,10 +363,7 @@ func (w *Writer) Write(p []byte) (int, error) {
 }
 
 // WriteTensor writes the whole next tensor from r, which must supply at
-// least Bytes() bytes (only that many are read). When r is an *os.File the
-// bytes are copied from its current offset inside the kernel
-// (copy_file_range where the system has it), without passing through user
-// memory.
+// least Bytes() bytes (only that many are read).
 func (w *Writer) WriteTensor(r io.Reader) error {
 	if err := w.usable(); err != nil {
 		return err
@@ -382,9 +379,6 @@ func (w *Writer) WriteTensor(r io.Reader) error {
 	if n == 0 {
 		w.cur++
 		return nil
-	}
-	if f, ok := r.(*os.File); ok {
-		return w.tensorFromFile(f, t, n)
 	}
 	copied, err := io.CopyN(onlyWriter{w}, r, int64(n))
 	if err != nil {
@@ -569,25 +563,4 @@ func syncDir(dir string) error {
 	}
 	defer d.Close()
 	return d.Sync()
-}
-
-// tensorFromFile writes the current tensor's n bytes from f's current
-// offset with the file-to-file copy of os.File.ReadFrom.
-func (w *Writer) tensorFromFile(f *os.File, t TensorInfo, n uint64) error {
-	if err := w.bw.Flush(); err != nil {
-		return w.fatal(fmt.Errorf("gguf: %s: %w", w.path, err))
-	}
-	copied, err := w.file.ReadFrom(io.LimitReader(f, int64(n)))
-	w.pos += uint64(copied)
-	if err == nil && uint64(copied) < n {
-		err = io.ErrUnexpectedEOF
-	}
-	if err != nil {
-		return w.fatal(fmt.Errorf("gguf: %s: tensor %q: read %d of %d bytes from %s: %w", w.path, t.Name, copied, n, f.Name(), err))
-	}
-	if err := w.pad(); err != nil {
-		return err
-	}
-	w.cur++
-	return nil
 }

@@ -215,9 +215,9 @@ func TestCreateRejects(t *testing.T) {
 	}
 }
 
-// TestWriteTensorFromFile checks the file-to-file path of WriteTensor: the
-// bytes come from the source file's current offset, the offset advances,
-// and the result equals writing the same bytes through Write.
+// TestWriteTensorFromFile checks WriteTensor reading from a file: the bytes
+// come from the source file's current offset, the offset advances, and the
+// result equals writing the same bytes through Write.
 func TestWriteTensorFromFile(t *testing.T) {
 	dir := t.TempDir()
 	src := filepath.Join(dir, "spool")

@@ -13,12 +13,12 @@ import (
 )
 
 // bandJob is one unit of work: a band of up to TileSize rows of one target
-// tensor, or a whole non-target tensor to copy. The writer puts results back
-// in seq order.
+// tensor, or a piece of a non-target tensor to copy. The writer puts results
+// back in seq order.
 type bandJob struct {
 	seq    int
 	tensor int // index into the plan
-	band   int // band index within the tensor; -1 for a copy
+	band   int // band index within the tensor (a target), else copyChunk piece
 	out    []byte
 	ctrl   []byte // the control twin's bytes (Options.Control), else nil
 	stats  bandStats
@@ -37,8 +37,7 @@ type bandStats struct {
 
 // bandBuffers are a worker's reusable buffers, sized for the largest band.
 type bandBuffers struct {
-	raw    []byte    // the band's stored bytes, read by the producer
-	out    []byte    // the band's bytes after surgery: raw, changed in place
+	raw    []byte    // the band's stored bytes, read by the producer; the surgery changes them in place
 	ctrl   []byte    // the control twin's bytes: the same blocks re-encoded, nothing zeroed
 	before []float32 // the band's values as stored (decoded)
 	vals   []float32 // a chunk of values to re-encode, killed ones set to +0 (block types)
@@ -101,13 +100,12 @@ func (w *worker) surgery(j *bandJob, p *tensorPlan, row0, rows int) error {
 	b, st := j.bufs, &j.stats
 	n, nb := rows*p.row, rows*p.rowBytes
 	// Zero the kills; re-encode runs of blocks that hold one. The surgery
-	// works in the stored bytes themselves (b.out is b.raw): every block
+	// works in the stored bytes themselves (b.raw): every block
 	// without a kill keeps its bytes.
 	if w.control {
 		b.ctrl = grow(b.ctrl, nb)
 		copy(b.ctrl, b.raw)
 	}
-	b.out = b.raw[:nb]
 	bs, bb := p.blockSize, p.blockBytes
 	if bs == 1 {
 		return w.killElements(j, p, row0, n)
@@ -135,7 +133,7 @@ func (w *worker) surgery(j *bandJob, p *tensorPlan, row0, rows int) error {
 			return fmt.Errorf("the kernel marked %d already-zero elements of rows %d-%d as kills", bad, row0, row0+rows-1)
 		}
 		st.killed += killed
-		dst := b.out[blk*bb : end*bb]
+		dst := b.raw[blk*bb : end*bb]
 		if err := quantize.EncodeKeepZeros(p.info.Type, dst, vals); err != nil {
 			return err
 		}
@@ -151,7 +149,7 @@ func (w *worker) surgery(j *bandJob, p *tensorPlan, row0, rows int) error {
 		st.reencoded += uint64(end - blk)
 		blk = end
 	}
-	j.out = b.out[:nb]
+	j.out = b.raw[:nb]
 	if w.control {
 		j.ctrl = b.ctrl[:nb]
 	}
@@ -233,11 +231,11 @@ func (w *worker) killIn(b *bandBuffers, blk, bs int) bool {
 func (w *worker) killElements(j *bandJob, p *tensorPlan, row0, n int) error {
 	b, st, bb := j.bufs, &j.stats, p.blockBytes
 	var killed, bad uint64
-	if allZero(p.zero) && !w.control {
-		// The zero is all-zero bytes (F32, F16, BF16): a kill clears the
-		// element's bytes, in one vector pass.
+	if !w.control {
+		// A kill clears the element's bytes (the zero of F32, F16 and
+		// BF16), in one vector pass.
 		var err error
-		if killed, bad, err = quantize.ClearKilled(p.info.Type, b.out[:n*bb], b.mask[:n]); err != nil {
+		if killed, bad, err = quantize.ClearKilled(p.info.Type, b.raw[:n*bb], b.mask[:n]); err != nil {
 			return err
 		}
 	} else {
@@ -246,7 +244,7 @@ func (w *worker) killElements(j *bandJob, p *tensorPlan, row0, n int) error {
 				continue
 			}
 			bad += uint64(b2u(b.before[i] == 0))
-			copy(b.out[i*bb:(i+1)*bb], p.zero)
+			copy(b.raw[i*bb:(i+1)*bb], p.zero)
 			killed++
 			if w.control {
 				if err := quantize.EncodeKeepZeros(p.info.Type, b.ctrl[i*bb:(i+1)*bb], b.before[i:i+1]); err != nil {
@@ -263,21 +261,11 @@ func (w *worker) killElements(j *bandJob, p *tensorPlan, row0, n int) error {
 	if p.zeroExact {
 		st.exactZero += killed
 	}
-	j.out = b.out[:n*bb]
+	j.out = b.raw[:n*bb]
 	if w.control {
 		j.ctrl = b.ctrl[:n*bb]
 	}
 	return nil
-}
-
-// allZero reports whether every byte of b is 0.
-func allZero(b []byte) bool {
-	for _, x := range b {
-		if x != 0 {
-			return false
-		}
-	}
-	return true
 }
 
 // decide fills b.mask with the band's kills according to the method and

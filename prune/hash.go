@@ -6,25 +6,29 @@ import (
 	"encoding/hex"
 	"fmt"
 	"hash"
+	"io"
+	"os"
 
 	"github.com/physarium/physarium-gguf/gguf"
 )
 
-// inputHash computes the input's sha256 (physarium.source) from the bytes
-// the run reads anyway: the producer hands it each target band as it reads
-// it, in file order, and inputHash reads only what lies between (the
-// header, padding, the tensors that are copied). It needs the tensors'
+// inputHash computes a file's sha256 in file order. For the input
+// (physarium.source) it takes the bytes the run reads anyway: the producer
+// hands it every piece of tensor data as it reads it, and inputHash reads
+// only what lies between (the header, padding). That needs the tensors'
 // data in increasing offset order without overlap; inOrder says whether
 // they are, and File falls back to hashFile, a separate pass, when not.
 type inputHash struct {
-	f   *gguf.File
-	h   hash.Hash
-	pos int64 // bytes hashed so far
-	buf []byte
+	r    io.ReaderAt
+	size int64
+	path string // for errors
+	h    hash.Hash
+	pos  int64 // bytes hashed so far
+	buf  []byte
 }
 
 func newInputHash(f *gguf.File) *inputHash {
-	return &inputHash{f: f, h: sha256.New()}
+	return &inputHash{r: f, size: f.Size, path: f.Path, h: sha256.New()}
 }
 
 // inOrder reports whether the tensors' data lie in file order, without
@@ -50,8 +54,8 @@ func (ih *inputHash) upTo(ctx context.Context, off int64) error {
 			return err
 		}
 		n := min(int64(len(ih.buf)), off-ih.pos)
-		if _, err := ih.f.ReadAt(ih.buf[:n], ih.pos); err != nil {
-			return fmt.Errorf("prune: %s: %w", ih.f.Path, err)
+		if _, err := ih.r.ReadAt(ih.buf[:n], ih.pos); err != nil {
+			return fmt.Errorf("prune: %s: %w", ih.path, err)
 		}
 		ih.h.Write(ih.buf[:n])
 		ih.pos += n
@@ -71,7 +75,7 @@ func (ih *inputHash) add(ctx context.Context, b []byte, off int64) error {
 
 // sum hashes the rest of the file and returns the hex digest.
 func (ih *inputHash) sum(ctx context.Context) (string, error) {
-	if err := ih.upTo(ctx, ih.f.Size); err != nil {
+	if err := ih.upTo(ctx, ih.size); err != nil {
 		return "", err
 	}
 	return hex.EncodeToString(ih.h.Sum(nil)), nil
@@ -91,4 +95,18 @@ func hashFile(ctx context.Context, f *gguf.File) <-chan hashResult {
 		ch <- hashResult{sum: sum, err: err}
 	}()
 	return ch
+}
+
+// fileSHA256 returns the hex sha256 of the file at path.
+func fileSHA256(ctx context.Context, path string) (string, error) {
+	fh, err := os.Open(path)
+	if err != nil {
+		return "", fmt.Errorf("prune: %w", err)
+	}
+	defer fh.Close()
+	st, err := fh.Stat()
+	if err != nil {
+		return "", fmt.Errorf("prune: %w", err)
+	}
+	return (&inputHash{r: fh, size: st.Size(), path: path, h: sha256.New()}).sum(ctx)
 }

@@ -113,6 +113,15 @@ func (p *tensorPlan) bands() int {
 	return perMat * p.mats
 }
 
+// jobs returns the number of jobs of the tensor: its bands when it is a
+// target, else the copyChunk pieces of its data.
+func (p *tensorPlan) jobs() int {
+	if p.target {
+		return p.bands()
+	}
+	return int((p.info.Bytes() + copyChunk - 1) / copyChunk)
+}
+
 // band returns the first global row and the row count of band b.
 func (p *tensorPlan) band(b int) (row0, rows int) {
 	perMat := (p.rows + TileSize - 1) / TileSize

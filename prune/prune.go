@@ -7,10 +7,8 @@ package prune
 import (
 	"context"
 	"crypto/sha256"
-	"encoding/hex"
 	"errors"
 	"fmt"
-	"io"
 	"os"
 	"path/filepath"
 	"runtime"
@@ -315,8 +313,9 @@ func samePath(a, b string) bool {
 // run returns only when every goroutine it started has finished, so that
 // the caller may close f (unmap it) at once.
 //
-// The producer reads each target band into its buffers before handing it
-// to a worker, and, when ih is set, hashes the input on the way.
+// The producer reads every byte of tensor data once, in file order: each
+// target band, and the copied tensors in chunks of copyChunk bytes, which
+// pass the workers untouched. When ih is set it hashes them on the way.
 func run(ctx context.Context, f *gguf.File, plans []tensorPlan, workers []*worker, r *Report, sinks []*gguf.Writer, ih *inputHash, progress func(Progress)) error {
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
@@ -333,7 +332,7 @@ func run(ctx context.Context, f *gguf.File, plans []tensorPlan, workers []*worke
 		go func(w *worker) {
 			defer wg.Done()
 			for j := range jobs {
-				if j.band >= 0 && j.err == nil {
+				if plans[j.tensor].target && j.err == nil {
 					if err := w.process(j); err != nil {
 						j.err = fmt.Errorf("prune: %s: tensor %s: %w", f.Path, plans[j.tensor].info.Name, err)
 					}
@@ -349,23 +348,16 @@ func run(ctx context.Context, f *gguf.File, plans []tensorPlan, workers []*worke
 		seq := 0
 		for ti := range plans {
 			p := &plans[ti]
-			nb := 1
-			if p.target {
-				nb = p.bands()
-			}
-			for b := 0; b < nb; b++ {
+			for b := 0; b < p.jobs(); b++ {
 				var bufs *bandBuffers
 				select {
 				case bufs = <-free:
 				case <-ctx.Done():
 					return
 				}
-				j := &bandJob{seq: seq, tensor: ti, band: -1, bufs: bufs}
-				if p.target {
-					j.band = b
-					if err := readBand(ctx, f, p, j, ih); err != nil {
-						j.err = fmt.Errorf("prune: %s: tensor %s: %w", f.Path, p.info.Name, err)
-					}
+				j := &bandJob{seq: seq, tensor: ti, band: b, bufs: bufs}
+				if err := readJob(ctx, f, p, j, ih); err != nil {
+					j.err = fmt.Errorf("prune: %s: tensor %s: %w", f.Path, p.info.Name, err)
 				}
 				seq++
 				select {
@@ -392,15 +384,27 @@ func run(ctx context.Context, f *gguf.File, plans []tensorPlan, workers []*worke
 	return err
 }
 
-// readBand reads the stored bytes of band j.band of p into j.bufs.raw and
-// hands them to ih (when set).
-func readBand(ctx context.Context, f *gguf.File, p *tensorPlan, j *bandJob, ih *inputHash) error {
-	row0, rows := p.band(j.band)
+// copyChunk is the size of the pieces in which tensors that are not
+// targets are copied.
+const copyChunk = 4 << 20
+
+// readJob reads the stored bytes of job j (band j.band of a target, or
+// chunk j.band of a copied tensor, which it also makes the job's output)
+// into j.bufs.raw and hands them to ih (when set).
+func readJob(ctx context.Context, f *gguf.File, p *tensorPlan, j *bandJob, ih *inputHash) error {
 	b := j.bufs
-	b.raw = grow(b.raw, rows*p.rowBytes)
-	off := f.DataOffset + int64(p.info.Offset) + int64(row0)*int64(p.rowBytes)
+	start, n := int64(j.band)*copyChunk, min(copyChunk, int64(p.info.Bytes())-int64(j.band)*copyChunk)
+	if p.target {
+		row0, rows := p.band(j.band)
+		start, n = int64(row0)*int64(p.rowBytes), int64(rows)*int64(p.rowBytes)
+	}
+	b.raw = grow(b.raw, int(n))
+	off := f.DataOffset + int64(p.info.Offset) + start
 	if _, err := f.ReadAt(b.raw, off); err != nil {
-		return fmt.Errorf("read rows %d-%d: %w", row0, row0+rows-1, err)
+		return fmt.Errorf("read bytes %d-%d: %w", start, start+n-1, err)
+	}
+	if !p.target {
+		j.out = b.raw
 	}
 	if ih != nil {
 		return ih.add(ctx, b.raw, off)
@@ -436,24 +440,17 @@ func writeOrdered(ctx context.Context, f *gguf.File, plans []tensorPlan, r *Repo
 				return err
 			}
 			p := &plans[j.tensor]
-			if j.band < 0 {
-				for _, sink := range sinks {
-					if err := sink.WriteTensor(f.TensorReader(p.info)); err != nil {
-						return fmt.Errorf("prune: copy tensor %s: %w", p.info.Name, err)
-					}
+			for i, sink := range sinks {
+				b := j.out
+				if i == 1 && j.ctrl != nil {
+					b = j.ctrl
 				}
-				written += int64(p.info.Bytes())
-			} else {
-				for i, sink := range sinks {
-					b := j.out
-					if i == 1 {
-						b = j.ctrl
-					}
-					if _, err := sink.Write(b); err != nil {
-						return fmt.Errorf("prune: write tensor %s: %w", p.info.Name, err)
-					}
+				if _, err := sink.Write(b); err != nil {
+					return fmt.Errorf("prune: write tensor %s: %w", p.info.Name, err)
 				}
-				written += int64(len(j.out))
+			}
+			written += int64(len(j.out))
+			if p.target {
 				t := &r.Tensors[p.report]
 				s := j.stats
 				t.Processed += s.processed
@@ -531,28 +528,4 @@ func provisional(r *Report, params kernel.Params, control, out string) *Report {
 		p.Control = &ControlTwin{Path: control, Of: filepath.Base(out), OfSHA256: p.InputSHA256}
 	}
 	return &p
-}
-
-// fileSHA256 returns the hex sha256 of a file.
-func fileSHA256(ctx context.Context, path string) (string, error) {
-	fh, err := os.Open(path)
-	if err != nil {
-		return "", fmt.Errorf("prune: %w", err)
-	}
-	defer fh.Close()
-	h := sha256.New()
-	buf := make([]byte, 4<<20)
-	for {
-		if err := ctx.Err(); err != nil {
-			return "", err
-		}
-		n, err := fh.Read(buf)
-		h.Write(buf[:n])
-		if err == io.EOF {
-			return hex.EncodeToString(h.Sum(nil)), nil
-		}
-		if err != nil {
-			return "", fmt.Errorf("prune: %s: %w", path, err)
-		}
-	}
 }
