@@ -356,8 +356,11 @@ func run(ctx context.Context, f *gguf.File, plans []tensorPlan, workers []*worke
 					return
 				}
 				j := &bandJob{seq: seq, tensor: ti, band: b, bufs: bufs}
-				if err := readJob(ctx, f, p, j, ih); err != nil {
-					j.err = fmt.Errorf("prune: %s: tensor %s: %w", f.Path, p.info.Name, err)
+				// After the send, j belongs to a worker: the producer keeps
+				// its own copy of the read error.
+				failed := readJob(ctx, f, p, j, ih)
+				if failed != nil {
+					j.err = fmt.Errorf("prune: %s: tensor %s: %w", f.Path, p.info.Name, failed)
 				}
 				seq++
 				select {
@@ -365,7 +368,7 @@ func run(ctx context.Context, f *gguf.File, plans []tensorPlan, workers []*worke
 				case <-ctx.Done():
 					return
 				}
-				if j.err != nil {
+				if failed != nil {
 					return
 				}
 			}
