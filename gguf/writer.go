@@ -1,7 +1,6 @@
 package gguf
 
 import (
-	"bufio"
 	"errors"
 	"fmt"
 	"io"
@@ -31,7 +30,7 @@ type Writer struct {
 	path      string
 	tmp       string
 	file      *os.File
-	bw        *bufio.Writer
+	out       *output // what goes into file, staged, and written directly where it can
 	overwrite bool
 	align     uint64
 	tensors   []TensorInfo
@@ -62,7 +61,7 @@ func Create(path string, h Header, opts CreateOptions) (*Writer, error) {
 	if err != nil {
 		return nil, err
 	}
-	if err := w.createTemp(); err != nil {
+	if err := w.createTemp(0); err != nil {
 		return nil, err
 	}
 	if err := w.header(h, w.raw); err != nil {
@@ -71,6 +70,7 @@ func Create(path string, h Header, opts CreateOptions) (*Writer, error) {
 	if err := w.pad(); err != nil {
 		return nil, err
 	}
+	w.dataStart = w.pos
 	return w, nil
 }
 
@@ -88,14 +88,11 @@ func CreateDeferred(path string, h Header, opts CreateOptions) (*Writer, error) 
 	}
 	var size uint64
 	w.header(h, func(b []byte) error { size += uint64(len(b)); return nil })
-	if err := w.createTemp(); err != nil {
-		return nil, err
-	}
 	w.pos = alignUp(size, w.align)
 	w.dataStart = w.pos
 	w.deferred = true
-	if _, err := w.file.Seek(int64(w.pos), io.SeekStart); err != nil {
-		return nil, w.fatal(fmt.Errorf("gguf: %s: %w", w.path, err))
+	if err := w.createTemp(int64(w.pos)); err != nil {
+		return nil, err
 	}
 	return w, nil
 }
@@ -171,39 +168,41 @@ func newWriter(path string, h Header, opts CreateOptions) (*Writer, error) {
 	return w, nil
 }
 
-// createTemp opens the temporary file beside the target.
-func (w *Writer) createTemp() error {
+// createTemp opens the temporary file beside the target; the first byte
+// written goes to offset pos.
+func (w *Writer) createTemp(pos int64) error {
 	file, err := w.newTemp()
 	if err != nil {
 		return err
 	}
 	w.file = file
 	w.tmp = file.Name()
-	w.bw = bufio.NewWriterSize(&writeBehind{f: file}, 1<<20)
+	w.out = newOutput(file, w.tmp, pos)
 	return nil
 }
 
 // writebackEvery is how many bytes the writer lets the page cache collect
-// before it asks the kernel to start writing them out.
+// before it asks the kernel to start writing them out, so that a large
+// output streams to disk while it is being produced instead of all at the
+// closing fsync.
 const writebackEvery = 64 << 20
 
-// writeBehind writes to f and starts the writeback of what it wrote every
-// writebackEvery bytes, so that a large output streams to disk while it is
-// being produced instead of all at the closing fsync.
-type writeBehind struct {
-	f     *os.File
-	since int64
+// DirectAlign returns the alignment A of the writer's direct I/O, or 1
+// when it writes through the page cache. The aligned middle of a Write
+// whose memory starts at an address congruent to its file offset modulo A
+// goes to disk from the caller's memory; the rest is copied through a
+// staging buffer first. The bytes in the file are the same either way.
+func (w *Writer) DirectAlign() int {
+	if w.out == nil {
+		return 1
+	}
+	return w.out.align
 }
 
-func (b *writeBehind) Write(p []byte) (int, error) {
-	n, err := b.f.Write(p)
-	b.since += int64(n)
-	if b.since >= writebackEvery {
-		startWriteback(b.f)
-		b.since = 0
-	}
-	return n, err
-}
+// DataOffset returns the file offset at which the tensor data start: the
+// file offset of a tensor's first byte is DataOffset plus the Offset that
+// Tensors reports for it.
+func (w *Writer) DataOffset() uint64 { return w.dataStart }
 
 // newTemp creates a readable (0644) temporary file beside the target.
 func (w *Writer) newTemp() (*os.File, error) {
@@ -276,6 +275,9 @@ func (w *Writer) fatal(err error) error {
 }
 
 func (w *Writer) cleanup() {
+	if w.out != nil {
+		w.out.close()
+	}
 	if w.file != nil {
 		w.file.Close()
 		os.Remove(w.tmp)
@@ -285,8 +287,8 @@ func (w *Writer) cleanup() {
 
 // raw writes header or padding bytes.
 func (w *Writer) raw(b []byte) error {
-	n, err := w.bw.Write(b)
-	w.pos += uint64(n)
+	err := w.out.write(b)
+	w.pos += uint64(len(b))
 	if err != nil {
 		return w.fatal(fmt.Errorf("gguf: %s: %w", w.path, err))
 	}
@@ -346,12 +348,12 @@ func (w *Writer) Write(p []byte) (int, error) {
 	if uint64(len(p)) > left {
 		return 0, w.fatal(fmt.Errorf("gguf: %s: tensor %q: write of %d bytes, but only %d of its %d bytes are left", w.path, t.Name, len(p), left, w.sizes[w.cur]))
 	}
-	n, err := w.bw.Write(p)
+	if err := w.out.write(p); err != nil {
+		return 0, w.fatal(fmt.Errorf("gguf: %s: tensor %q: %w", w.path, t.Name, err))
+	}
+	n := len(p)
 	w.done += uint64(n)
 	w.pos += uint64(n)
-	if err != nil {
-		return n, w.fatal(fmt.Errorf("gguf: %s: tensor %q: %w", w.path, t.Name, err))
-	}
 	if w.done == w.sizes[w.cur] {
 		if err := w.pad(); err != nil {
 			return n, err
@@ -422,7 +424,7 @@ func (w *Writer) complete() error {
 		t := w.tensors[w.cur]
 		return w.fatal(fmt.Errorf("gguf: %s: tensor %q is incomplete (%d of %d bytes), %d tensors missing", w.path, t.Name, w.done, w.sizes[w.cur], len(w.tensors)-w.cur))
 	}
-	if err := w.bw.Flush(); err != nil {
+	if err := w.out.flush(true); err != nil {
 		return w.fatal(fmt.Errorf("gguf: %s: %w", w.path, err))
 	}
 	return nil
@@ -492,6 +494,7 @@ func (w *Writer) CloseHeader(h Header) error {
 	if err != nil {
 		return fail(err)
 	}
+	w.out.close()
 	w.file.Close()
 	os.Remove(w.tmp)
 	w.file, w.tmp, w.moved = nf, nf.Name(), true
@@ -506,6 +509,7 @@ func (w *Writer) Moved() bool { return w.moved }
 // commit fsyncs the temporary file, renames it to the target and fsyncs
 // the directory.
 func (w *Writer) commit() error {
+	w.out.close()
 	if err := w.sync(); err != nil {
 		return w.fatal(fmt.Errorf("gguf: %s: fsync: %w", w.path, err))
 	}
