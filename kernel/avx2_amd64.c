@@ -380,11 +380,12 @@ TGT void phys_scale(float *d, int rows, int cols, int cp, float scale, int32_t *
 }
 
 // phys_finish copies D_T out (outd, rows x cols, when not NULL), marks the
-// non-zero weights with D_T < thr in mask (every byte of the tile written),
+// non-zero weights with D_T < thr in mask (rows mstride bytes apart; every
+// byte of the tile written),
 // counts the survivors per column (alive[i]) and row (alive[cols+o]), and
 // returns the kills and the range of D_T over the non-zero weights.
 TGT void phys_finish(const float *w, int64_t stride, int rows, int cols, const float *d, int cp, float thr,
-                     uint8_t *mask, float *outd, int32_t *alive, phys_finish_out *out) {
+                     uint8_t *mask, int64_t mstride, float *outd, int32_t *alive, phys_finish_out *out) {
 	const __m256 zero = _mm256_setzero_ps(), tv = _mm256_set1_ps(thr);
 	const __m128i one8 = _mm_set1_epi8(1);
 	__m256 mn = _mm256_set1_ps(INFINITY), mx = _mm256_set1_ps(-INFINITY);
@@ -394,7 +395,7 @@ TGT void phys_finish(const float *w, int64_t stride, int rows, int cols, const f
 	int32_t *col = alive, *row = alive + cols;
 	for (int o = 0; o < rows; o++) {
 		const float *wr = w + (int64_t)o * stride, *dr = d + (int64_t)o * cp;
-		uint8_t *mr = mask + (int64_t)o * cols;
+		uint8_t *mr = mask + (int64_t)o * mstride;
 		float *od = outd ? outd + (int64_t)o * cols : NULL;
 		int ra = 0, i = 0;
 		for (; i < full; i += 8) {

@@ -70,7 +70,7 @@ func finishAVX2(t *Tile, stride int, D []float32, cp int, thr float32, outD []fl
 		od = (*C.float)(unsafe.Pointer(&outD[0]))
 	}
 	C.phys_finish((*C.float)(unsafe.Pointer(&t.W[0])), C.int64_t(stride), C.int(t.Rows), C.int(t.Cols),
-		(*C.float)(unsafe.Pointer(&D[0])), C.int(cp), C.float(thr), (*C.uint8_t)(unsafe.Pointer(&t.Mask[0])), od,
+		(*C.float)(unsafe.Pointer(&D[0])), C.int(cp), C.float(thr), (*C.uint8_t)(unsafe.Pointer(&t.Mask[0])), C.int64_t(t.maskStride()), od,
 		(*C.int32_t)(unsafe.Pointer(&alive[0])), (*C.phys_finish_out)(unsafe.Pointer(out)))
 }
 

@@ -280,3 +280,74 @@ func TestImplsBitIdentical(t *testing.T) {
 		}
 	}
 }
+
+// TestMaskStride runs every implementation on tiles whose mask is a window
+// of a wider buffer (MaskStride) and checks that the mask equals the
+// unstrided one element for element, that no byte between or after the
+// rows is written, and that a mask too short or too narrow is refused.
+func TestMaskStride(t *testing.T) {
+	rng := newRNG(33)
+	var gts []*guardedTile
+	for x, s := range shapesUnderTest(true) {
+		gts = append(gts, newGuarded(rng, s[0], s[1], x))
+	}
+	ps := DefaultParams()
+	ps.Mode, ps.Sparsity = Sparsity, 0.37
+	for _, params := range []Params{DefaultParams(), ps} {
+		for _, impl := range []Impl{Generic, AVX2} {
+			if !Available(impl) {
+				continue
+			}
+			want := runAll(t, impl, params, gts)
+			k, err := New(impl, params)
+			if err != nil {
+				t.Fatal(err)
+			}
+			tiles := make([]Tile, len(gts))
+			bufs := make([][]byte, len(gts))
+			for i, g := range gts {
+				tl := g.tile
+				tl.MaskStride = tl.Cols + 1 + i%40
+				bufs[i] = make([]byte, (tl.Rows-1)*tl.MaskStride+tl.Cols+16)
+				for x := range bufs[i] {
+					bufs[i][x] = 0xA5
+				}
+				tl.Mask = bufs[i][:(tl.Rows-1)*tl.MaskStride+tl.Cols]
+				tiles[i] = tl
+			}
+			if err := k.Run(tiles); err != nil {
+				t.Fatal(err)
+			}
+			for i := range tiles {
+				tl := &tiles[i]
+				if tl.Stats != want[i].stats {
+					t.Fatalf("%s %v tile %d %dx%d: stats %+v with a mask stride, %+v without", impl, params.Mode, i, tl.Rows, tl.Cols, tl.Stats, want[i].stats)
+				}
+				for x, b := range bufs[i] {
+					o, c := x/tl.MaskStride, x%tl.MaskStride
+					if o < tl.Rows && c < tl.Cols {
+						if b != want[i].mask[o*tl.Cols+c] {
+							t.Fatalf("%s %v tile %d %dx%d: mask (%d,%d) = %d with a stride, %d without", impl, params.Mode, i, tl.Rows, tl.Cols, o, c, b, want[i].mask[o*tl.Cols+c])
+						}
+					} else if b != 0xA5 {
+						t.Fatalf("%s %v tile %d %dx%d: byte %d outside the tile written", impl, params.Mode, i, tl.Rows, tl.Cols, x)
+					}
+				}
+			}
+		}
+	}
+	g := gts[len(gts)-1]
+	for _, c := range []struct {
+		name   string
+		stride int
+		short  int
+	}{{"narrow", g.tile.Cols - 1, 0}, {"short", g.tile.Cols + 3, 1}} {
+		tl := g.tile
+		tl.MaskStride = c.stride
+		tl.Mask = make([]byte, (tl.Rows-1)*max(c.stride, 0)+tl.Cols-c.short)
+		k, _ := New(Generic, DefaultParams())
+		if err := k.Run([]Tile{tl}); err == nil {
+			t.Errorf("%s mask (stride %d, %d bytes) accepted", c.name, c.stride, len(tl.Mask))
+		}
+	}
+}

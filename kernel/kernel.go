@@ -102,6 +102,12 @@ type Tile struct {
 	// (it was non-zero and must be zeroed), 0 elsewhere. Run reuses it when
 	// len(Mask) >= Rows*Cols and allocates it otherwise.
 	Mask []byte
+	// MaskStride, when not 0, is the distance between rows in Mask, so
+	// that the mask of a tile can be written straight into the mask of a
+	// wider matrix: element (o, i) is Mask[o*MaskStride+i], and Run writes
+	// only those elements. Mask must then hold (Rows-1)*MaskStride+Cols
+	// bytes; Run does not allocate it.
+	MaskStride int
 	// D is an optional output, row-major Rows x Cols: when len(D) >=
 	// Rows*Cols, Run fills it with the final conductivity D_T of every
 	// weight (0 for zero weights, which are no tubes, and for every weight
@@ -251,6 +257,14 @@ func checkTile(t *Tile, fast bool) error {
 	if need := (t.Rows-1)*stride + t.Cols; len(t.W) < need {
 		return fmt.Errorf("len(W)=%d < %d", len(t.W), need)
 	}
+	if t.MaskStride != 0 {
+		if t.MaskStride < t.Cols {
+			return fmt.Errorf("mask stride %d < cols %d", t.MaskStride, t.Cols)
+		}
+		if need := (t.Rows-1)*t.MaskStride + t.Cols; len(t.Mask) < need {
+			return fmt.Errorf("len(Mask)=%d < %d (mask stride %d)", len(t.Mask), need, t.MaskStride)
+		}
+	}
 	if t.Act != nil {
 		if len(t.Act) < t.Cols {
 			return fmt.Errorf("len(Act)=%d < cols %d", len(t.Act), t.Cols)
@@ -336,14 +350,16 @@ func (k *Kernel) runBatch(tiles []Tile, first int) {
 	for t := range tiles {
 		tl := &tiles[t]
 		n := tl.Rows * tl.Cols
-		if len(tl.Mask) < n {
-			tl.Mask = make([]byte, n)
+		if tl.MaskStride == 0 {
+			if len(tl.Mask) < n {
+				tl.Mask = make([]byte, n)
+			}
+			tl.Mask = tl.Mask[:n]
 		}
-		tl.Mask = tl.Mask[:n]
 		tl.Stats = TileStats{Weights: n}
 		// The AVX2 finish writes every byte of Mask and D of a solved tile.
 		if k.impl != AVX2 {
-			clear(tl.Mask)
+			clearMask(tl)
 			if len(tl.D) >= n {
 				clear(tl.D[:n])
 			}
@@ -352,7 +368,7 @@ func (k *Kernel) runBatch(tiles []Tile, first int) {
 			k.jobs = append(k.jobs, j)
 			k.idx = append(k.idx, t)
 		} else if k.impl == AVX2 {
-			clear(tl.Mask)
+			clearMask(tl)
 			if len(tl.D) >= n {
 				clear(tl.D[:n])
 			}
@@ -370,6 +386,26 @@ func (k *Kernel) runBatch(tiles []Tile, first int) {
 	}
 	for j := range k.jobs {
 		k.finish(&tiles[k.idx[j]], &k.jobs[j], first+k.idx[j])
+	}
+}
+
+// maskStride returns the distance between the rows of the tile's mask.
+func (t *Tile) maskStride() int {
+	if t.MaskStride != 0 {
+		return t.MaskStride
+	}
+	return t.Cols
+}
+
+// clearMask zeroes the tile's elements of its mask.
+func clearMask(t *Tile) {
+	ms := t.maskStride()
+	if ms == t.Cols {
+		clear(t.Mask[:t.Rows*t.Cols])
+		return
+	}
+	for o := 0; o < t.Rows; o++ {
+		clear(t.Mask[o*ms : o*ms+t.Cols])
 	}
 }
 
@@ -592,6 +628,7 @@ func (k *Kernel) finish(tl *Tile, j *job, tileIndex int) {
 	}
 	thr := float32(k.p.Theta * st.MeanD)
 	st.Threshold = thr
+	ms := tl.maskStride()
 	// alive[i] counts the survivors of column i, alive[C+o] those of row o.
 	k.alive = resize(k.alive, R+C)
 	colAlive, rowAlive := k.alive[:C], k.alive[C:]
@@ -600,7 +637,7 @@ func (k *Kernel) finish(tl *Tile, j *job, tileIndex int) {
 	for o := 0; o < R; o++ {
 		w := tl.W[o*stride : o*stride+C]
 		d := D[o*cp : o*cp+C]
-		m := tl.Mask[o*C : o*C+C]
+		m := tl.Mask[o*ms : o*ms+C]
 		m = m[:len(w)]
 		d = d[:len(w)]
 		ca := colAlive[:len(w)]
@@ -662,7 +699,7 @@ func (k *Kernel) finishFast(tl *Tile, D []float32, cp, stride int) {
 // rescue applies the alive rule to the natural-mode mask, given the kills
 // and the survivor counts in k.alive, and sets Killed and Rescued.
 func (k *Kernel) rescue(tl *Tile, D []float32, cp, stride, killed int) {
-	R, C := tl.Rows, tl.Cols
+	R, C, ms := tl.Rows, tl.Cols, tl.maskStride()
 	st := &tl.Stats
 	// Alive rule: rows first, then columns.
 	rescued := 0
@@ -677,7 +714,7 @@ func (k *Kernel) rescue(tl *Tile, D []float32, cp, stride, killed int) {
 			}
 		}
 		if best >= 0 {
-			tl.Mask[o*C+best] = 0
+			tl.Mask[o*ms+best] = 0
 			k.alive[C+o]++
 			k.alive[best]++
 			killed--
@@ -695,7 +732,7 @@ func (k *Kernel) rescue(tl *Tile, D []float32, cp, stride, killed int) {
 			}
 		}
 		if best >= 0 {
-			tl.Mask[best*C+i] = 0
+			tl.Mask[best*ms+i] = 0
 			k.alive[i]++
 			k.alive[C+best]++
 			killed--
@@ -729,7 +766,7 @@ func minMax(tl *Tile, D []float32, cp, stride int) (mn, mx float32) {
 // killSmallest marks the round(s*n) - ZeroBefore non-zero weights with the
 // smallest (D_T, row-major index), by a radix select on the bits of D_T.
 func (k *Kernel) killSmallest(tl *Tile, D []float32, cp, stride int) {
-	R, C := tl.Rows, tl.Cols
+	R, C, ms := tl.Rows, tl.Cols, tl.maskStride()
 	st := &tl.Stats
 	want := int(math.Round(k.p.Sparsity*float64(st.Weights))) - st.ZeroBefore
 	if want <= 0 {
@@ -781,7 +818,7 @@ func (k *Kernel) killSmallest(tl *Tile, D []float32, cp, stride int) {
 				if key == pivot {
 					need--
 				}
-				tl.Mask[o*C+i] = 1
+				tl.Mask[o*ms+i] = 1
 				killed++
 			}
 		}

@@ -32,7 +32,7 @@ int phys_check(const float *w, int64_t stride, int rows, int cols, const float *
 void phys_food(const float *w, int64_t stride, int rows, int cols, const float *act, float *d, int cp, phys_food_out *out);
 void phys_scale(float *d, int rows, int cols, int cp, float scale, int32_t *rownz, int32_t *colnz);
 void phys_finish(const float *w, int64_t stride, int rows, int cols, const float *d, int cp, float thr,
-                 uint8_t *mask, float *outd, int32_t *alive, phys_finish_out *out);
+                 uint8_t *mask, int64_t mstride, float *outd, int32_t *alive, phys_finish_out *out);
 void phys_run_avx2(float *arena, phys_job *jobs, int njobs, const phys_params *p);
 float phys_fmaf(float a, float b, float c);
 
