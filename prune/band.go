@@ -17,13 +17,18 @@ import (
 // back in seq order.
 type bandJob struct {
 	seq    int
-	tensor int // index into the plan
-	band   int // band index within the tensor (a target), else copyChunk piece
+	tensor int   // index into the plan
+	band   int   // band index within the tensor (a target), else copyChunk piece
+	off    int64 // file offset of the job's bytes in the input
 	out    []byte
 	ctrl   []byte // the control twin's bytes (Options.Control), else nil
 	stats  bandStats
 	err    error
-	bufs   *bandBuffers
+	bufs   *jobBuffers
+	// hashed is closed once the input's hash has taken the job's bytes
+	// (or needs them no more): the surgery, which changes them, waits for
+	// it.
+	hashed chan struct{}
 }
 
 // bandStats are the figures of one band, added to its tensor's row.
@@ -35,20 +40,39 @@ type bandStats struct {
 	maxKilledAbs                             float64
 }
 
-// bandBuffers are a worker's reusable buffers, sized for the largest band.
-type bandBuffers struct {
-	raw    []byte    // the band's stored bytes, read by the producer; the surgery changes them in place
+// jobBuffers are the bytes of a job, from the producer's read to the
+// writer; the run keeps a pool of them.
+type jobBuffers struct {
+	raw    []byte    // the job's stored bytes, read by the producer; the surgery changes them in place
+	store  []byte    // the memory raw lies in
+	before []float32 // a target band's values as stored, decoded by a decoder
 	ctrl   []byte    // the control twin's bytes: the same blocks re-encoded, nothing zeroed
-	before []float32 // the band's values as stored (decoded)
+}
+
+// bandBuffers are a worker's reusable scratch buffers, sized for the
+// largest band.
+type bandBuffers struct {
+	before []float32 // the band's values as stored (the job's, decoded)
 	vals   []float32 // a chunk of values to re-encode, killed ones set to +0 (block types)
 	check  []float32 // that chunk's re-encoded blocks decoded again
 	mask   []byte    // the band's kill mask, row-major with the band's row length
-	tmask  []byte    // the tiles' own masks, packed one after another
 	tiles  []kernel.Tile
 	score  []float32 // row-ranked methods: the score of every weight
 	mould  []byte    // mould-informed ranks: the mould's natural-mode mask
 	colSum []float64 // flow ranks: column sums of the food over the band
 	idx    []int32   // row selection scratch
+}
+
+// rawAt sets b.raw to n bytes of b.store whose address is congruent to
+// pos modulo align (a power of two), and returns it.
+func (b *jobBuffers) rawAt(n int, pos int64, align int) []byte {
+	if cap(b.store) < n+align {
+		b.store = make([]byte, n+align)
+	}
+	addr := int64(uintptr(unsafe.Pointer(unsafe.SliceData(b.store))))
+	skip := int(pos-addr) & (align - 1)
+	b.raw = b.store[skip : skip+n]
+	return b.raw
 }
 
 func grow[T any](s []T, n int) []T {
@@ -66,19 +90,26 @@ type worker struct {
 	control bool // also produce the control twin's bytes
 	m       *methodPlan
 	kn      *kernel.Kernel // natural-mode kernel of the mould-informed ranks
+	buf     bandBuffers
 }
 
-// process does the surgery on one band: decode, kernel, zero the kills,
-// re-encode the blocks that hold a kill, keep the others' bytes.
+// decodeJob decodes the stored bytes of band job j of p into
+// j.bufs.before.
+func decodeJob(p *tensorPlan, j *bandJob) error {
+	_, rows := p.band(j.band)
+	jb := j.bufs
+	jb.before = grow(jb.before, rows*p.row)
+	return quantize.Decode(p.info.Type, jb.before, jb.raw)
+}
+
+// process does the surgery on one band, decoded by decodeJob: kernel, zero
+// the kills, re-encode the blocks that hold a kill, keep the others' bytes.
 func (w *worker) process(j *bandJob) error {
 	p := &w.ps[j.tensor]
 	row0, rows := p.band(j.band)
-	b := j.bufs
+	b := &w.buf
 	n := rows * p.row
-	b.before = grow(b.before, n)
-	if err := quantize.Decode(p.info.Type, b.before, b.raw); err != nil {
-		return err
-	}
+	b.before = j.bufs.before[:n]
 	// The kernel checks its weights itself (runKernel names the element
 	// when it refuses); the row-ranked methods are checked here.
 	if w.m.rowRanked() {
@@ -91,20 +122,23 @@ func (w *worker) process(j *bandJob) error {
 	if err := w.decide(j, p, row0, rows); err != nil {
 		return err
 	}
+	if j.hashed != nil {
+		<-j.hashed
+	}
 	return w.surgery(j, p, row0, rows)
 }
 
-// surgery applies the band's mask (b.mask) to its stored bytes (b.raw,
-// decoded in b.before) and sets j.out (and j.ctrl).
+// surgery applies the band's mask (w.buf.mask) to its stored bytes
+// (j.bufs.raw, decoded in w.buf.before) and sets j.out (and j.ctrl).
 func (w *worker) surgery(j *bandJob, p *tensorPlan, row0, rows int) error {
-	b, st := j.bufs, &j.stats
+	b, jb, st := &w.buf, j.bufs, &j.stats
 	n, nb := rows*p.row, rows*p.rowBytes
 	// Zero the kills; re-encode runs of blocks that hold one. The surgery
 	// works in the stored bytes themselves (b.raw): every block
 	// without a kill keeps its bytes.
 	if w.control {
-		b.ctrl = grow(b.ctrl, nb)
-		copy(b.ctrl, b.raw)
+		jb.ctrl = grow(jb.ctrl, nb)
+		copy(jb.ctrl, jb.raw)
 	}
 	bs, bb := p.blockSize, p.blockBytes
 	if bs == 1 {
@@ -133,7 +167,7 @@ func (w *worker) surgery(j *bandJob, p *tensorPlan, row0, rows int) error {
 			return fmt.Errorf("the kernel marked %d already-zero elements of rows %d-%d as kills", bad, row0, row0+rows-1)
 		}
 		st.killed += killed
-		dst := b.raw[blk*bb : end*bb]
+		dst := jb.raw[blk*bb : end*bb]
 		if err := quantize.EncodeKeepZeros(p.info.Type, dst, vals); err != nil {
 			return err
 		}
@@ -142,16 +176,16 @@ func (w *worker) surgery(j *bandJob, p *tensorPlan, row0, rows int) error {
 		}
 		st.measure(check, b.before[lo:hi], b.mask[lo:hi])
 		if w.control {
-			if err := quantize.EncodeKeepZeros(p.info.Type, b.ctrl[blk*bb:end*bb], b.before[lo:hi]); err != nil {
+			if err := quantize.EncodeKeepZeros(p.info.Type, jb.ctrl[blk*bb:end*bb], b.before[lo:hi]); err != nil {
 				return err
 			}
 		}
 		st.reencoded += uint64(end - blk)
 		blk = end
 	}
-	j.out = b.raw[:nb]
+	j.out = jb.raw[:nb]
 	if w.control {
-		j.ctrl = b.ctrl[:nb]
+		j.ctrl = jb.ctrl[:nb]
 	}
 	return nil
 }
@@ -229,13 +263,13 @@ func (w *worker) killIn(b *bandBuffers, blk, bs int) bool {
 // elements (F32, F16, BF16): each kill is its own block, re-encoded as the
 // type's zero, and every other element keeps its bytes.
 func (w *worker) killElements(j *bandJob, p *tensorPlan, row0, n int) error {
-	b, st, bb := j.bufs, &j.stats, p.blockBytes
+	b, jb, st, bb := &w.buf, j.bufs, &j.stats, p.blockBytes
 	var killed, bad uint64
 	if !w.control {
 		// A kill clears the element's bytes (the zero of F32, F16 and
 		// BF16), in one vector pass.
 		var err error
-		if killed, bad, err = quantize.ClearKilled(p.info.Type, b.raw[:n*bb], b.mask[:n]); err != nil {
+		if killed, bad, err = quantize.ClearKilled(p.info.Type, jb.raw[:n*bb], b.mask[:n]); err != nil {
 			return err
 		}
 	} else {
@@ -244,10 +278,10 @@ func (w *worker) killElements(j *bandJob, p *tensorPlan, row0, n int) error {
 				continue
 			}
 			bad += uint64(b2u(b.before[i] == 0))
-			copy(b.raw[i*bb:(i+1)*bb], p.zero)
+			copy(jb.raw[i*bb:(i+1)*bb], p.zero)
 			killed++
 			if w.control {
-				if err := quantize.EncodeKeepZeros(p.info.Type, b.ctrl[i*bb:(i+1)*bb], b.before[i:i+1]); err != nil {
+				if err := quantize.EncodeKeepZeros(p.info.Type, jb.ctrl[i*bb:(i+1)*bb], b.before[i:i+1]); err != nil {
 					return err
 				}
 			}
@@ -261,9 +295,9 @@ func (w *worker) killElements(j *bandJob, p *tensorPlan, row0, n int) error {
 	if p.zeroExact {
 		st.exactZero += killed
 	}
-	j.out = b.raw[:n*bb]
+	j.out = jb.raw[:n*bb]
 	if w.control {
-		j.ctrl = b.ctrl[:n*bb]
+		j.ctrl = jb.ctrl[:n*bb]
 	}
 	return nil
 }
@@ -271,7 +305,7 @@ func (w *worker) killElements(j *bandJob, p *tensorPlan, row0, n int) error {
 // decide fills b.mask with the band's kills according to the method and
 // counts the processed and already-zero weights.
 func (w *worker) decide(j *bandJob, p *tensorPlan, row0, rows int) error {
-	b := j.bufs
+	b := &w.buf
 	n := rows * p.row
 	st := &j.stats
 	mat := row0 / p.rows
@@ -325,19 +359,17 @@ func (w *worker) decide(j *bandJob, p *tensorPlan, row0, rows int) error {
 }
 
 // runKernel runs k on the band's tiles (one per TileSize columns, food
-// |w|*act when act is set) and copies their masks into b.mask; st, when
+// |w|*act when act is set), which write their masks into b.mask; st, when
 // set, receives the processed and already-zero counts.
 func (w *worker) runKernel(k *kernel.Kernel, b *bandBuffers, p *tensorPlan, row0, rows int, act []float32, st *bandStats) error {
 	n := rows * p.row
-	b.tmask = grow(b.tmask, n)
 	b.tiles = b.tiles[:0]
-	for c0, used := 0, 0; c0 < p.row; c0 += TileSize {
+	for c0 := 0; c0 < p.row; c0 += TileSize {
 		cols := min(TileSize, p.row-c0)
 		b.tiles = append(b.tiles, kernel.Tile{
 			W: b.before[c0:], Rows: rows, Cols: cols, Stride: p.row, Act: tileAct(act, c0),
-			Mask: b.tmask[used : used+rows*cols],
+			Mask: b.mask[c0:n], MaskStride: p.row,
 		})
-		used += rows * cols
 	}
 	if err := k.Run(b.tiles); err != nil {
 		if err := finite(b.before[:n], p, row0); err != nil {
@@ -345,15 +377,10 @@ func (w *worker) runKernel(k *kernel.Kernel, b *bandBuffers, p *tensorPlan, row0
 		}
 		return fmt.Errorf("kernel on rows %d-%d: %w", row0, row0+rows-1, err)
 	}
-	for i := range b.tiles {
-		t := &b.tiles[i]
-		if st != nil {
-			st.processed += uint64(t.Stats.Weights)
-			st.zeroBefore += uint64(t.Stats.ZeroBefore)
-		}
-		c0 := i * TileSize
-		for r := 0; r < rows; r++ {
-			copy(b.mask[r*p.row+c0:r*p.row+c0+t.Cols], t.Mask[r*t.Cols:(r+1)*t.Cols])
+	if st != nil {
+		for i := range b.tiles {
+			st.processed += uint64(b.tiles[i].Stats.Weights)
+			st.zeroBefore += uint64(b.tiles[i].Stats.ZeroBefore)
 		}
 	}
 	return nil

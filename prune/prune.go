@@ -31,7 +31,9 @@ type Options struct {
 	Params *kernel.Params
 	// Impl chooses the kernel implementation (kernel.Auto by default).
 	Impl kernel.Impl
-	// Threads is the number of workers; 0 means runtime.NumCPU().
+	// Threads is the number of workers that run the kernel and the
+	// surgery, each with a decoder beside it; reading, hashing and writing
+	// have a goroutine each. 0 means runtime.NumCPU().
 	Threads int
 	// DryRun computes and reports without writing a GGUF.
 	DryRun bool
@@ -157,6 +159,9 @@ func File(ctx context.Context, in, out string, opts Options) (*Report, error) {
 	plans, err := plan(f, sel, opts.SkipUnsupported, r)
 	if err != nil {
 		return nil, err
+	}
+	if len(r.Tensors) == 0 {
+		return nil, fmt.Errorf("prune: %s: none of its %d tensors is a target (%d selected ones skipped as unsupported): nothing to prune; see --include, --exclude and --layers", in, len(f.Tensors), len(r.Skipped))
 	}
 	if imat != nil {
 		if err := attachImatrix(plans, imat, opts.ImatrixMissingV1, r); err != nil {
@@ -315,52 +320,112 @@ func samePath(a, b string) bool {
 //
 // The producer reads every byte of tensor data once, in file order: each
 // target band, and the copied tensors in chunks of copyChunk bytes, which
-// pass the workers untouched. When ih is set it hashes them on the way.
+// pass the workers untouched. When ih is set, a goroutine of its own hashes
+// them in the same order, behind the producer, so that reading is never
+// held up by hashing: a worker waits for its band to be hashed only before
+// the surgery changes its bytes, and the writer before it gives the bytes
+// back to the pool.
 func run(ctx context.Context, f *gguf.File, plans []tensorPlan, workers []*worker, r *Report, sinks []*gguf.Writer, ih *inputHash, progress func(Progress)) error {
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
-	inflight := len(workers) + 2
-	free := make(chan *bandBuffers, inflight)
+	inflight := jobsInFlight(plans, len(workers))
+	free := make(chan *jobBuffers, inflight)
 	for i := 0; i < inflight; i++ {
-		free <- &bandBuffers{}
+		free <- &jobBuffers{}
 	}
 	jobs := make(chan *bandJob)
+	decoded := make(chan *bandJob)
 	done := make(chan *bandJob, inflight)
-	var wg sync.WaitGroup
+	hashq := make(chan *bandJob, inflight) // never full: each job in it holds a buffer
+	// Each job's bytes are read into memory in the phase of their place in
+	// the output, so that the writer can send them to disk uncopied.
+	align, outBase := 1, make([]int64, len(plans))
+	if len(sinks) > 0 {
+		align = sinks[0].DirectAlign()
+		for i, t := range sinks[0].Tensors() {
+			outBase[i] = int64(sinks[0].DataOffset() + t.Offset)
+		}
+	}
+	// Decoders and workers are two pools of the same size, so that the
+	// decoding of one band overlaps the kernel of another wherever a CPU
+	// is free for it.
+	fail := func(j *bandJob, err error) {
+		j.err = fmt.Errorf("prune: %s: tensor %s: %w", f.Path, plans[j.tensor].info.Name, err)
+	}
+	var dwg, wg sync.WaitGroup
+	for range workers {
+		dwg.Add(1)
+		go func() {
+			defer dwg.Done()
+			for j := range jobs {
+				if plans[j.tensor].target && j.err == nil {
+					if err := decodeJob(&plans[j.tensor], j); err != nil {
+						fail(j, err)
+					}
+				}
+				decoded <- j
+			}
+		}()
+	}
+	go func() { dwg.Wait(); close(decoded) }()
 	for _, w := range workers {
 		wg.Add(1)
 		go func(w *worker) {
 			defer wg.Done()
-			for j := range jobs {
+			for j := range decoded {
 				if plans[j.tensor].target && j.err == nil {
 					if err := w.process(j); err != nil {
-						j.err = fmt.Errorf("prune: %s: tensor %s: %w", f.Path, plans[j.tensor].info.Name, err)
+						fail(j, err)
 					}
 				}
 				done <- j
 			}
 		}(w)
 	}
-	// The producer hands out jobs in order; a buffer set is taken before a
-	// job is sent and returned by the writer, which bounds memory.
+	// The hasher stops at its first error; when that is not the run being
+	// stopped, it is the run's error.
+	var hashErr error
+	hashed := make(chan struct{})
 	go func() {
+		defer close(hashed)
+		stopped := false
+		for j := range hashq {
+			if !stopped {
+				if err := ih.add(ctx, j.bufs.raw, j.off); err != nil {
+					stopped = true
+					if ctx.Err() == nil {
+						hashErr = err
+						cancel()
+					}
+				}
+			}
+			close(j.hashed)
+		}
+	}()
+	// The producer hands out jobs in order; a buffer is taken before a job
+	// is sent and returned by the writer, which bounds memory.
+	go func() {
+		defer close(hashq)
 		defer close(jobs)
 		seq := 0
 		for ti := range plans {
 			p := &plans[ti]
 			for b := 0; b < p.jobs(); b++ {
-				var bufs *bandBuffers
+				var bufs *jobBuffers
 				select {
 				case bufs = <-free:
 				case <-ctx.Done():
 					return
 				}
 				j := &bandJob{seq: seq, tensor: ti, band: b, bufs: bufs}
-				// After the send, j belongs to a worker: the producer keeps
-				// its own copy of the read error.
-				failed := readJob(ctx, f, p, j, ih)
+				// After the sends, j belongs to a worker and the hasher:
+				// the producer keeps its own copy of the read error.
+				failed := readJob(f, p, j, outBase[ti], align)
 				if failed != nil {
 					j.err = fmt.Errorf("prune: %s: tensor %s: %w", f.Path, p.info.Name, failed)
+				} else if ih != nil {
+					j.hashed = make(chan struct{})
+					hashq <- j
 				}
 				seq++
 				select {
@@ -380,12 +445,36 @@ func run(ctx context.Context, f *gguf.File, plans []tensorPlan, workers []*worke
 	if err != nil {
 		// Stop the producer and wait for the workers: they read f.
 		cancel()
-		for j := range done {
-			free <- j.bufs
+		for range done {
 		}
+	}
+	<-hashed
+	if hashErr != nil {
+		return hashErr
 	}
 	return err
 }
+
+// jobsInFlight is the number of job buffers of a run: enough that neither
+// a slow band nor a slow write holds the producer up, within a memory
+// budget of about jobBudget bytes, and at least one for each decoder and
+// worker and two more.
+func jobsInFlight(plans []tensorPlan, workers int) int {
+	largest := 1
+	for i := range plans {
+		p := &plans[i]
+		n := int(min(copyChunk, p.info.Bytes()))
+		if p.target {
+			band := min(TileSize, p.rows)
+			n = band*p.rowBytes + band*p.row*4 // stored and decoded
+		}
+		largest = max(largest, n)
+	}
+	return min(max(jobBudget/largest, 2*workers+2), 4*workers+4)
+}
+
+// jobBudget is about how many bytes of tensor data a run holds in flight.
+const jobBudget = 64 << 20
 
 // copyChunk is the size of the pieces in which tensors that are not
 // targets are copied.
@@ -393,24 +482,24 @@ const copyChunk = 4 << 20
 
 // readJob reads the stored bytes of job j (band j.band of a target, or
 // chunk j.band of a copied tensor, which it also makes the job's output)
-// into j.bufs.raw and hands them to ih (when set).
-func readJob(ctx context.Context, f *gguf.File, p *tensorPlan, j *bandJob, ih *inputHash) error {
+// into j.bufs.raw and sets j.off to their offset in the input. The
+// tensor's data start at file offset outBase in the output, and the bytes
+// are placed in memory congruent to their output offset modulo align (see
+// gguf.Writer.DirectAlign).
+func readJob(f *gguf.File, p *tensorPlan, j *bandJob, outBase int64, align int) error {
 	b := j.bufs
 	start, n := int64(j.band)*copyChunk, min(copyChunk, int64(p.info.Bytes())-int64(j.band)*copyChunk)
 	if p.target {
 		row0, rows := p.band(j.band)
 		start, n = int64(row0)*int64(p.rowBytes), int64(rows)*int64(p.rowBytes)
 	}
-	b.raw = grow(b.raw, int(n))
-	off := f.DataOffset + int64(p.info.Offset) + start
-	if _, err := f.ReadAt(b.raw, off); err != nil {
+	b.raw = b.rawAt(int(n), outBase+start, align)
+	j.off = f.DataOffset + int64(p.info.Offset) + start
+	if _, err := f.ReadAt(b.raw, j.off); err != nil {
 		return fmt.Errorf("read bytes %d-%d: %w", start, start+n-1, err)
 	}
 	if !p.target {
 		j.out = b.raw
-	}
-	if ih != nil {
-		return ih.add(ctx, b.raw, off)
 	}
 	return nil
 }
@@ -419,7 +508,7 @@ func readJob(ctx context.Context, f *gguf.File, p *tensorPlan, j *bandJob, ih *i
 // to the report.
 // sinks[0] (if any: a dry run has none) receives the pruned data, sinks[1]
 // (if any) the control twin's.
-func writeOrdered(ctx context.Context, f *gguf.File, plans []tensorPlan, r *Report, sinks []*gguf.Writer, done <-chan *bandJob, free chan<- *bandBuffers, progress func(Progress)) error {
+func writeOrdered(ctx context.Context, f *gguf.File, plans []tensorPlan, r *Report, sinks []*gguf.Writer, done <-chan *bandJob, free chan<- *jobBuffers, progress func(Progress)) error {
 	var total int64
 	for _, p := range plans {
 		total += int64(p.info.Bytes())
@@ -464,6 +553,9 @@ func writeOrdered(ctx context.Context, f *gguf.File, plans []tensorPlan, r *Repo
 				t.survivorSq += s.survivorSq
 				t.survivorN += s.survivorN
 				t.MaxKilledAbs = max(t.MaxKilledAbs, s.maxKilledAbs)
+			}
+			if j.hashed != nil {
+				<-j.hashed
 			}
 			free <- j.bufs
 			if progress != nil {

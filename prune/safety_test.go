@@ -227,3 +227,18 @@ func TestDryRunWritesNothing(t *testing.T) {
 	}
 	onlyFiles(t, dir, "in.gguf")
 }
+
+// TestNoTargetsRefused checks that a selection that leaves no target is an
+// error that says so, and writes nothing.
+func TestNoTargetsRefused(t *testing.T) {
+	dir := t.TempDir()
+	in := smallModel(t, dir, smallConfig())
+	out := filepath.Join(dir, "out.gguf")
+	for _, sel := range []Selection{{Exclude: []string{"."}}, {Layers: "7"}} {
+		_, err := File(context.Background(), in, out, Options{Selection: sel})
+		if err == nil || !strings.Contains(err.Error(), "nothing to prune") || !strings.Contains(err.Error(), in) {
+			t.Fatalf("selection %+v: err = %v, want one naming %s and saying there is nothing to prune", sel, err, in)
+		}
+		onlyFiles(t, dir, "in.gguf")
+	}
+}
