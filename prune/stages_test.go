@@ -23,9 +23,13 @@ var (
 )
 
 // TestStages times, on one model and with the same threads, a plain copy
-// of the file, the kernel alone on its target weights, decoding and
-// re-encoding alone on the same blocks, and the whole prune, and prints a
-// table row. It runs only with -stages.model.
+// of the file, prune's own reading, hashing and writing alone (its
+// pipeline with every tensor copied), the kernel alone on the target
+// weights, decoding and re-encoding alone on the same blocks, and the
+// whole prune, and prints a table row. The slowest stage is the slowest of
+// the last three stages; the plain copy, which goes through the page cache
+// where prune writes with direct I/O, is shown beside them. It runs only
+// with -stages.model.
 func TestStages(t *testing.T) {
 	if *stagesModel == "" {
 		t.Skip("needs -stages.model FILE")
@@ -54,30 +58,31 @@ func TestStages(t *testing.T) {
 	copyTime := time.Since(t0)
 	os.Remove(filepath.Join(dir, "copy.gguf"))
 
-	// 2 and 3: the kernel alone, and decode + re-encode alone, over the
+	// 2. Reading, hashing and writing alone.
+	t0 = time.Now()
+	ioAlone(t, f, plans, threads, filepath.Join(dir, "io.gguf"))
+	ioTime := time.Since(t0)
+	os.Remove(filepath.Join(dir, "io.gguf"))
+
+	// 3 and 4: the kernel alone, and decode + re-encode alone, over the
 	// same bands with the same number of threads.
-	kernelTime := overBands(t, f, plans, threads, func(b *bandBuffers, p *tensorPlan, rows int, k *kernel.Kernel) time.Duration {
+	kernelTime := overBands(t, f, plans, threads, func(w *worker, jb *jobBuffers, p *tensorPlan, rows int) time.Duration {
 		s := time.Now()
-		runTiles(t, b, p, rows, k)
+		runTiles(t, &w.buf, p, rows, w.k)
 		return time.Since(s)
 	})
-	codecTime := overBands(t, f, plans, threads, func(b *bandBuffers, p *tensorPlan, rows int, k *kernel.Kernel) time.Duration {
+	codecTime := overBands(t, f, plans, threads, func(w *worker, jb *jobBuffers, p *tensorPlan, rows int) time.Duration {
 		// The kernel's own kills, outside the clock; then what prune does
 		// with them: decode, and the surgery (clear the killed elements
 		// in the stored bytes, or zero them, re-encode every block with a
 		// kill and decode it again to measure it).
-		runTiles(t, b, p, rows, k)
+		b := &w.buf
+		runTiles(t, b, p, rows, w.k)
 		n := rows * p.row
-		b.mask = grow(b.mask, n)
-		for i, tl := range b.tiles {
-			for r := 0; r < rows; r++ {
-				copy(b.mask[r*p.row+i*TileSize:], tl.Mask[r*tl.Cols:(r+1)*tl.Cols])
-			}
-		}
-		w := &worker{ps: []tensorPlan{*p}, m: &methodPlan{method: MagnitudeFlow}}
-		j := &bandJob{bufs: b}
+		w.ps = []tensorPlan{*p}
+		j := &bandJob{bufs: jb}
 		s := time.Now()
-		if err := quantize.Decode(p.info.Type, b.before[:n], b.raw[:rows*p.rowBytes]); err != nil {
+		if err := quantize.Decode(p.info.Type, b.before[:n], jb.raw[:rows*p.rowBytes]); err != nil {
 			t.Error(err)
 		}
 		if err := w.surgery(j, p, 0, rows); err != nil {
@@ -86,39 +91,71 @@ func TestStages(t *testing.T) {
 		return time.Since(s)
 	})
 
-	// 4. The whole prune.
+	// 5. The whole prune.
 	t0 = time.Now()
 	rep, err := File(context.Background(), in, filepath.Join(dir, "out.gguf"), Options{Threads: threads})
 	if err != nil {
 		t.Fatal(err)
 	}
 	pruneTime := time.Since(t0)
-	slowest := max(copyTime, kernelTime, codecTime)
+	slowest := max(ioTime, kernelTime, codecTime)
 	types := map[string]bool{}
 	for _, tr := range rep.Tensors {
 		types[tr.Type] = true
 	}
-	row := fmt.Sprintf("| %s | %v | %.2f GB | %d | %.1f s | %.1f s | %.1f s | %.1f s | %.2f |",
+	row := fmt.Sprintf("| %s | %v | %.2f GB | %d | %.2f s | %.2f s | %.2f s | %.2f s | %.2f s | %.2f |",
 		filepath.Base(in), keys(types), float64(f.Size)/1e9, threads,
-		copyTime.Seconds(), kernelTime.Seconds(), codecTime.Seconds(), pruneTime.Seconds(), pruneTime.Seconds()/slowest.Seconds())
+		copyTime.Seconds(), ioTime.Seconds(), kernelTime.Seconds(), codecTime.Seconds(), pruneTime.Seconds(), pruneTime.Seconds()/slowest.Seconds())
 	t.Logf("killed %v", rep.OverTarget)
-	fmt.Fprintln(testOutput, "| model | target types | size | threads | copy | kernel alone | decode+encode alone | prune | prune / slowest stage |")
-	fmt.Fprintln(testOutput, "|---|---|---|---|---|---|---|---|---|")
+	fmt.Fprintln(testOutput, "| model | target types | size | threads | plain copy | read+hash+write alone | kernel alone | decode+encode alone | prune | prune / slowest stage |")
+	fmt.Fprintln(testOutput, "|---|---|---|---|---|---|---|---|---|---|")
 	fmt.Fprintln(testOutput, row)
 }
 
-// runTiles runs the kernel on every tile of a decoded band (b.before).
+// runTiles runs the kernel on every tile of a decoded band (b.before),
+// which write the band's mask (b.mask), as prune runs it.
 func runTiles(t *testing.T, b *bandBuffers, p *tensorPlan, rows int, k *kernel.Kernel) {
 	b.tiles = b.tiles[:0]
-	used := 0
-	b.tmask = grow(b.tmask, rows*p.row)
+	n := rows * p.row
+	b.mask = grow(b.mask, n)
 	for c0 := 0; c0 < p.row; c0 += TileSize {
 		cols := min(TileSize, p.row-c0)
-		b.tiles = append(b.tiles, kernel.Tile{W: b.before[c0:], Rows: rows, Cols: cols, Stride: p.row, Mask: b.tmask[used : used+rows*cols]})
-		used += rows * cols
+		b.tiles = append(b.tiles, kernel.Tile{W: b.before[c0:], Rows: rows, Cols: cols, Stride: p.row, Mask: b.mask[c0:n], MaskStride: p.row})
 	}
 	if err := k.Run(b.tiles); err != nil {
 		t.Error(err)
+	}
+}
+
+// ioAlone runs prune's pipeline on f with every tensor copied, with
+// threads workers: reading, hashing and writing out every byte, nothing
+// decoded.
+func ioAlone(t *testing.T, f *gguf.File, plans []tensorPlan, threads int, out string) {
+	t.Helper()
+	copies := make([]tensorPlan, len(plans))
+	for i, p := range plans {
+		copies[i] = tensorPlan{info: p.info, report: -1}
+	}
+	h := outputHeader(f, nil)
+	w, err := gguf.CreateDeferred(out, h, gguf.CreateOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer w.Abort()
+	workers := make([]*worker, threads)
+	for i := range workers {
+		workers[i] = &worker{f: f, ps: copies}
+	}
+	ctx := context.Background()
+	ih := newInputHash(f)
+	if err := run(ctx, f, copies, workers, &Report{}, []*gguf.Writer{w}, ih, nil); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := ih.sum(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if err := w.CloseHeader(h); err != nil {
+		t.Fatal(err)
 	}
 }
 
@@ -154,7 +191,7 @@ func copyFile(t *testing.T, from, to string) {
 // returns the wall time of the stage: the largest per-worker sum of what
 // stage reports for its bands (reading and decoding for the kernel stage
 // are outside the clock).
-func overBands(t *testing.T, f *gguf.File, plans []tensorPlan, threads int, stage func(*bandBuffers, *tensorPlan, int, *kernel.Kernel) time.Duration) time.Duration {
+func overBands(t *testing.T, f *gguf.File, plans []tensorPlan, threads int, stage func(*worker, *jobBuffers, *tensorPlan, int) time.Duration) time.Duration {
 	type job struct{ p, b int }
 	jobs := make(chan job)
 	var mu sync.Mutex
@@ -170,16 +207,17 @@ func overBands(t *testing.T, f *gguf.File, plans []tensorPlan, threads int, stag
 				return
 			}
 			var sum time.Duration
-			b := &bandBuffers{}
+			w := &worker{k: k, m: &methodPlan{method: MagnitudeFlow}}
+			jb := &jobBuffers{}
 			for j := range jobs {
 				p := &plans[j.p]
 				row0, rows := p.band(j.b)
 				n := rows * p.row
-				b.raw = grow(b.raw, rows*p.rowBytes)
-				f.ReadAt(b.raw, f.DataOffset+int64(p.info.Offset)+int64(row0)*int64(p.rowBytes))
-				b.before = grow(b.before, n)
-				quantize.Decode(p.info.Type, b.before, b.raw)
-				sum += stage(b, p, rows, k)
+				jb.raw = grow(jb.raw, rows*p.rowBytes)
+				f.ReadAt(jb.raw, f.DataOffset+int64(p.info.Offset)+int64(row0)*int64(p.rowBytes))
+				w.buf.before = grow(w.buf.before, n)
+				quantize.Decode(p.info.Type, w.buf.before, jb.raw)
+				sum += stage(w, jb, p, rows)
 			}
 			mu.Lock()
 			worst = max(worst, sum)
