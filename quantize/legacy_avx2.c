@@ -8,34 +8,7 @@
 // block with the scalar code, whose NaN handling depends on element order.
 // The target is avx2 without fma, so no multiply-add can be contracted.
 
-#include <immintrin.h>
-#include <stdint.h>
-#include <string.h>
-
-static inline float pg_bits_f(uint32_t w) { float f; memcpy(&f, &w, 4); return f; }
-static inline uint32_t pg_f_bits(float f) { uint32_t w; memcpy(&w, &f, 4); return w; }
-
-// halfToFloat of float.go.
-static inline float pg_half_to_float(uint16_t h) {
-	uint32_t w = (uint32_t)h << 16, sign = w & 0x80000000u, two_w = w + w;
-	float r;
-	if (two_w < (1u << 27)) r = pg_bits_f((two_w >> 17) | (126u << 23)) - 0.5f;
-	else r = pg_bits_f((two_w >> 4) + (0xE0u << 23)) * 0x1p-112f;
-	return pg_bits_f(sign | pg_f_bits(r));
-}
-
-// floatToHalf of float.go.
-static inline uint16_t pg_float_to_half(float f) {
-	uint32_t w = pg_f_bits(f), shl1 = w + w;
-	uint16_t sign = (uint16_t)((w & 0x80000000u) >> 16);
-	if (shl1 > 0xFF000000u) return sign | 0x7E00;
-	float base = pg_bits_f(w & 0x7FFFFFFFu) * 0x1p112f * 0x1p-110f;
-	uint32_t bias = shl1 & 0xFF000000u;
-	if (bias < 0x71000000u) bias = 0x71000000u;
-	base = pg_bits_f((bias >> 1) + 0x07800000u) + base;
-	uint32_t bits = pg_f_bits(base);
-	return sign | (uint16_t)(((bits >> 13) & 0x7C00u) + (bits & 0x0FFFu));
-}
+#include "quantize_avx2.h"
 
 // Plain meaning: dst[32i+j] = (int8)src[34i+2+j] * d_i.
 __attribute__((target("avx2")))
@@ -43,7 +16,7 @@ void pg_decode_q8_0(const uint8_t *src, float *dst, size_t nb) {
 	for (size_t i = 0; i < nb; i++) {
 		const uint8_t *b = src + 34 * i;
 		uint16_t h; memcpy(&h, b, 2);
-		__m256 d = _mm256_set1_ps(pg_half_to_float(h));
+		__m256 d = _mm256_set1_ps(kq_h2f(h));
 		for (int j = 0; j < 32; j += 8) {
 			__m128i q = _mm_loadl_epi64((const __m128i *)(b + 2 + j));
 			__m256 v = _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(q));
@@ -60,7 +33,7 @@ void pg_decode_q4_0(const uint8_t *src, float *dst, size_t nb) {
 	for (size_t i = 0; i < nb; i++) {
 		const uint8_t *b = src + 18 * i;
 		uint16_t h; memcpy(&h, b, 2);
-		__m256 d = _mm256_set1_ps(pg_half_to_float(h));
+		__m256 d = _mm256_set1_ps(kq_h2f(h));
 		__m128i raw = _mm_loadu_si128((const __m128i *)(b + 2));
 		__m128i lo = _mm_sub_epi8(_mm_and_si128(raw, m4), eight);
 		__m128i hi = _mm_sub_epi8(_mm_and_si128(_mm_srli_epi16(raw, 4), m4), eight);
@@ -123,7 +96,7 @@ size_t pg_encode_q8_0(const float *src, uint8_t *dst, size_t nb) {
 		float d = amax / 127;
 		float id = d != 0 ? 1.0f / d : 0.0f;
 		uint8_t *y = dst + 34 * i;
-		uint16_t h = pg_float_to_half(d);
+		uint16_t h = kq_f2h(d);
 		memcpy(y, &h, 2);
 		__m256 vid = _mm256_set1_ps(id);
 		__m256i q = pg_low_bytes(pg_roundf_cvt(_mm256_mul_ps(v0, vid)), pg_roundf_cvt(_mm256_mul_ps(v1, vid)),
@@ -165,7 +138,7 @@ size_t pg_encode_q4_0(const float *src, uint8_t *dst, size_t nb) {
 		float d = max / -8;
 		float id = d != 0 ? 1.0f / d : 0.0f;
 		uint8_t *y = dst + 18 * i;
-		uint16_t h = pg_float_to_half(d);
+		uint16_t h = kq_f2h(d);
 		memcpy(y, &h, 2);
 		__m256 vid = _mm256_set1_ps(id);
 		const __m256i ff = _mm256_set1_epi32(0xFF);
