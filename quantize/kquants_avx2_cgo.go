@@ -8,6 +8,7 @@ package quantize
 #include <stdint.h>
 size_t kq_encode_q4k(const float *src, uint8_t *dst, size_t nb);
 size_t kq_encode_q6k(const float *src, uint8_t *dst, size_t nb);
+#include "kquants_keepzeros_avx2.h"
 */
 import "C"
 
@@ -15,6 +16,13 @@ import (
 	"unsafe"
 
 	"golang.org/x/sys/cpu"
+)
+
+// The Go mirrors of the keep-zeros structs must have the C layout.
+var (
+	_ = [1]struct{}{}[unsafe.Sizeof(kKZGrid{})-C.sizeof_kz_grid]
+	_ = [1]struct{}{}[unsafe.Sizeof(kKZParams{})-C.sizeof_kz_params]
+	_ = [1]struct{}{}[unsafe.Sizeof(kKZResult{})-C.sizeof_kz_result]
 )
 
 func init() {
@@ -27,6 +35,12 @@ func init() {
 			return 0
 		}
 		return int(C.kq_encode_q4k((*C.float)(unsafe.Pointer(&src[0])), (*C.uint8_t)(unsafe.Pointer(&dst[0])), C.size_t(nb)))
+	}
+	kKZFit45SIMD = func(f *kKZFormat, x []float32, r *kKZResult) bool {
+		return C.kz_fit45((*C.kz_params)(unsafe.Pointer(&f.params)), (*C.int32_t)(unsafe.Pointer(&f.ratios[0])),
+			(*C.double)(unsafe.Pointer(&f.dfac[0])), (*C.double)(unsafe.Pointer(&f.sfac[0])),
+			(*C.kz_grid)(unsafe.Pointer(&f.grid[0][0])), (*C.float)(unsafe.Pointer(&x[0])),
+			(*C.kz_result)(unsafe.Pointer(r))) != 0
 	}
 	kEncQ6KSIMD = func(dst []byte, src []float32) int {
 		nb := min(len(src)/kQK, len(dst)/kQ6KBytes)

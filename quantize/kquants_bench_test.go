@@ -15,8 +15,8 @@ var kBenchTypes = []gguf.Type{gguf.TypeQ2_K, gguf.TypeQ3_K, gguf.TypeQ4_K, gguf.
 // BenchmarkKQuants measures Encode, EncodeKeepZeros and Decode of each K-quant
 // type on 16 rows of 4096 Gaussian values (SetBytes: 4 bytes per value), with
 // ggml's ggml_quantize_chunk and to_float beside them when PHYSARIUM_LLAMA
-// is set, and Q4_K/Q6_K Encode with the AVX2 path off (go-nosimd) where it
-// is on.
+// is set, and Q4_K/Q6_K Encode and Q4_K/Q5_K EncodeKeepZeros with the AVX2
+// path off (go-nosimd) where it is on.
 func BenchmarkKQuants(b *testing.B) {
 	const nrows, ncols = 16, 4096
 	r := rand.New(rand.NewPCG(1, 2))
@@ -76,6 +76,16 @@ func BenchmarkKQuants(b *testing.B) {
 					EncodeKeepZeros(typ, enc, pruned)
 				}
 			})
+			if (typ == gguf.TypeQ4_K || typ == gguf.TypeQ5_K) && kKZFit45SIMD != nil {
+				b.Run(typ.String()+"/encodekeepzeros/go-nosimd", func(b *testing.B) {
+					was := SetSIMD(false)
+					defer SetSIMD(was)
+					b.SetBytes(int64(4 * len(src)))
+					for b.Loop() {
+						EncodeKeepZeros(typ, enc, pruned)
+					}
+				})
+			}
 		}
 		b.Run(typ.String()+"/decode/go", func(b *testing.B) {
 			b.SetBytes(int64(4 * len(src)))

@@ -25,6 +25,10 @@ package quantize
 // computes the values) decides between the three best predicted choices.
 //
 // A block without exact zeros is encoded by the reference encoder.
+//
+// Products that feed a sum are converted explicitly (float64(a*b) + c), so
+// that no build fuses them into a multiply-add: the AVX2 C twin of the
+// search (kquants_keepzeros_avx2.c) rounds every operation on its own.
 
 import "math"
 
@@ -39,6 +43,13 @@ type kKZFormat struct {
 	qspan       int32         // zero levels tried on each side of the continuous optimum
 	refine      int           // least-squares refinement passes
 	grid        [][32]kKZGrid // per ratio and zero level, the allowed scale codes
+	params      kKZParams     // the scalar fields, for the AVX2 C search
+}
+
+// kKZParams holds the scalar fields of a kKZFormat in the layout of the C
+// struct kz_params (kquants_keepzeros_avx2.h).
+type kKZParams struct {
+	nmax, scMax, mMax, qspan, refine, nratios, ndfac, nsfac int32
 }
 
 var (
@@ -187,8 +198,10 @@ type kKZGrid struct {
 	invg  float64
 }
 
-// kKZGrids builds f.grid from f.ratios.
+// buildGrids builds f.grid from f.ratios, and f.params.
 func (f *kKZFormat) buildGrids() {
+	f.params = kKZParams{nmax: f.nmax, scMax: f.scMax, mMax: f.mMax, qspan: f.qspan, refine: int32(f.refine),
+		nratios: int32(len(f.ratios)), ndfac: int32(len(f.dfac)), nsfac: int32(len(f.sfac))}
 	f.grid = make([][32]kKZGrid, len(f.ratios))
 	for ri, R := range f.ratios {
 		for q0 := int32(0); q0 <= f.nmax; q0++ {
@@ -221,8 +234,8 @@ func kKZNearest(c *kKZCand, gr *kKZGrid, d, id float64) (e float64, sc int32) {
 		sc++
 	}
 	sc = max(gr.g, min(gr.hi, sc*gr.g))
-	diff := d*float64(sc) - c.s
-	return c.emin + c.C*diff*diff, sc
+	diff := float64(d*float64(sc)) - c.s
+	return c.emin + float64(c.C*diff*diff), sc
 }
 
 // kKZEvent is one value of a Q2_K sub-block, of magnitude m and on the
@@ -345,8 +358,8 @@ func kKZPick(f *kKZFormat, fit *kKZSubFit, d, id float64, ri int, alt *[2][2]int
 		if d*float64(s) > c.s {
 			s2 = s - gr.g
 		}
-		diff := d*float64(s2) - c.s
-		ee2 := c.emin + c.C*diff*diff
+		diff := float64(d*float64(s2)) - c.s
+		ee2 := c.emin + float64(c.C*diff*diff)
 		if s2 < gr.g || s2 > gr.hi {
 			ee2 = math.Inf(1)
 		}
@@ -392,8 +405,8 @@ func kKZTotal(f *kKZFormat, fits *[16]kKZSubFit, d float64, ri int, limit float6
 				sc++
 			}
 			sc = max(gr.g, min(gr.hi, sc*gr.g))
-			diff := d*float64(sc) - c.s
-			e = min(e, c.emin+c.C*diff*diff)
+			diff := float64(d*float64(sc)) - c.s
+			e = min(e, c.emin+float64(c.C*diff*diff))
 		}
 		tot += e
 	}
@@ -404,6 +417,14 @@ func kKZTotal(f *kKZFormat, fits *[16]kKZSubFit, d float64, ri int, limit float6
 // ok is false when the block is not finite, and the caller then uses the
 // reference encoder.
 func kKeepZerosFit(f *kKZFormat, x []float32, r *kKZResult) (ok bool) {
+	if kKZFit45SIMD != nil && !simdOff && f.nsub == 8 && f.sub == 32 && f.qspan <= 2 && len(f.sfac) > 0 {
+		return kKZFit45SIMD(f, x[:f.nsub*f.sub], r)
+	}
+	return kKeepZerosFitGo(f, x, r)
+}
+
+// kKeepZerosFitGo is kKeepZerosFit in Go.
+func kKeepZerosFitGo(f *kKZFormat, x []float32, r *kKZResult) (ok bool) {
 	var (
 		fits [16]kKZSubFit
 		surv [32]float32

@@ -21,6 +21,11 @@ var (
 	kEncQ6KSIMD func(dst []byte, src []float32) int
 )
 
+// kKZFit45SIMD is kKeepZerosFit for the formats of 8 sub-blocks of 32
+// (Q4_K, Q5_K) in AVX2 C (kquants_keepzeros_avx2.c): the same result, bit
+// for bit; nil where cgo or AVX2 is not available.
+var kKZFit45SIMD func(f *kKZFormat, x []float32, r *kKZResult) bool
+
 // kEncodeSIMD runs a K-quant SIMD encoder over dst/src, handing the blocks
 // it leaves one at a time to the Go block encoder.
 func kEncodeSIMD(dst []byte, src []float32, bb int, simd func([]byte, []float32) int, block func([]byte, []float32)) {

@@ -1,0 +1,136 @@
+package quantize
+
+import (
+	"math"
+	"math/rand/v2"
+	"testing"
+
+	"github.com/physarium/physarium-gguf/gguf"
+)
+
+// kzFitBlocks returns nb super-blocks of every generated case (genCases),
+// each with its own share of exact zeros (none, a few, most, all but one
+// per sub-block, whole sub-blocks, and -0), a few with a NaN or an
+// infinity.
+func kzFitBlocks(nb int, seed uint64) [][]float32 {
+	r := rand.New(rand.NewPCG(seed, 0x4b5a))
+	var out [][]float32
+	for ci, c := range genCases {
+		x := genRows(c, 1, nb*kQK, kQK, seed+uint64(ci))
+		for b := 0; b < nb; b++ {
+			blk := x[b*kQK : (b+1)*kQK]
+			switch b % 7 {
+			case 0: // a few zeros
+				for i := range blk {
+					if r.IntN(16) == 0 {
+						blk[i] = 0
+					}
+				}
+			case 1, 2: // about a quarter
+				for i := range blk {
+					if r.IntN(4) == 0 {
+						blk[i] = 0
+					}
+				}
+			case 3: // most
+				for i := range blk {
+					if r.IntN(8) != 0 {
+						blk[i] = 0
+					}
+				}
+			case 4: // one survivor in some sub-blocks, whole sub-blocks zero
+				for j := 0; j < 8; j++ {
+					keep := -1
+					if r.IntN(3) > 0 {
+						keep = r.IntN(32)
+					}
+					for i := 0; i < 32; i++ {
+						if i != keep {
+							blk[32*j+i] = 0
+						}
+					}
+				}
+			case 5: // negative zeros, and off-centre values
+				for i := range blk {
+					blk[i] += blk[(i+7)%kQK] * 0.5
+					if r.IntN(3) == 0 {
+						blk[i] = float32(math.Copysign(0, -1))
+					}
+				}
+			case 6: // a NaN or an infinity in a quarter of these blocks
+				for i := range blk {
+					if r.IntN(4) == 0 {
+						blk[i] = 0
+					}
+				}
+				if r.IntN(4) == 0 {
+					blk[r.IntN(kQK)] = [3]float32{float32(math.NaN()), float32(math.Inf(1)), float32(math.Inf(-1))}[r.IntN(3)]
+				}
+			}
+			out = append(out, blk)
+		}
+	}
+	return out
+}
+
+// TestKeepZerosFitSIMDMatchesGo compares the AVX2 C search of the
+// zero-preserving Q4_K and Q5_K encoders with the Go code on every block
+// of kzFitBlocks: the same verdict and the same d, dmin, scale codes, min
+// codes and levels, and then the same encoded bytes through
+// EncodeKeepZeros.
+func TestKeepZerosFitSIMDMatchesGo(t *testing.T) {
+	if kKZFit45SIMD == nil {
+		t.Skip("no AVX2 C search in this build or on this CPU")
+	}
+	nb := 40
+	if testing.Short() {
+		nb = 8
+	}
+	blocks := kzFitBlocks(nb, 7)
+	for _, c := range []struct {
+		typ gguf.Type
+		f   *kKZFormat
+	}{{gguf.TypeQ4_K, &kKZQ4K}, {gguf.TypeQ5_K, &kKZQ5K}} {
+		fitted := 0
+		for bi, x := range blocks {
+			var got, want kKZResult
+			okGot := kKZFit45SIMD(c.f, x, &got)
+			okWant := kKeepZerosFitGo(c.f, x, &want)
+			if okGot != okWant {
+				t.Fatalf("%s block %d: AVX2 says %v, Go %v", c.typ, bi, okGot, okWant)
+			}
+			if !okWant {
+				continue
+			}
+			fitted++
+			// Only the first 8 scale and min codes belong to these formats.
+			if got.hd != want.hd || got.hm != want.hm || [8]uint8(got.sc[:8]) != [8]uint8(want.sc[:8]) || [8]uint8(got.m[:8]) != [8]uint8(want.m[:8]) || got.L != want.L {
+				t.Fatalf("%s block %d: AVX2 d=%#x dmin=%#x sc=%v m=%v, Go d=%#x dmin=%#x sc=%v m=%v (levels equal: %v)",
+					c.typ, bi, got.hd, got.hm, got.sc[:8], got.m[:8], want.hd, want.hm, want.sc[:8], want.m[:8], got.L == want.L)
+			}
+		}
+		if fitted < len(blocks)/2 {
+			t.Fatalf("%s: only %d of %d blocks fitted", c.typ, fitted, len(blocks))
+		}
+		// The whole encoder, on and off.
+		src := make([]float32, 0, len(blocks)*kQK)
+		for _, x := range blocks {
+			src = append(src, x...)
+		}
+		n, _ := c.typ.RowBytes(uint64(len(src)))
+		on, off := make([]byte, n), make([]byte, n)
+		if err := EncodeKeepZeros(c.typ, on, src); err != nil {
+			t.Fatal(err)
+		}
+		was := SetSIMD(false)
+		err := EncodeKeepZeros(c.typ, off, src)
+		SetSIMD(was)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if string(on) != string(off) {
+			t.Fatalf("%s: EncodeKeepZeros writes other bytes with the AVX2 search", c.typ)
+		}
+		t.Logf("%s: %d of %d blocks fitted, identical", c.typ, fitted, len(blocks))
+	}
+}
