@@ -32,8 +32,8 @@ type Options struct {
 	// Impl chooses the kernel implementation (kernel.Auto by default).
 	Impl kernel.Impl
 	// Threads is the number of workers that run the kernel and the
-	// surgery, each with a decoder beside it; reading, hashing and writing
-	// have a goroutine each. 0 means runtime.NumCPU().
+	// surgery; decoding (a decoder for every four workers), reading,
+	// hashing and writing run beside them. 0 means runtime.NumCPU().
 	Threads int
 	// DryRun computes and reports without writing a GGUF.
 	DryRun bool
@@ -328,7 +328,8 @@ func samePath(a, b string) bool {
 func run(ctx context.Context, f *gguf.File, plans []tensorPlan, workers []*worker, r *Report, sinks []*gguf.Writer, ih *inputHash, progress func(Progress)) error {
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
-	inflight := jobsInFlight(plans, len(workers))
+	decoders := decodersFor(len(workers))
+	inflight := jobsInFlight(plans, len(workers)+decoders)
 	free := make(chan *jobBuffers, inflight)
 	for i := 0; i < inflight; i++ {
 		free <- &jobBuffers{}
@@ -346,14 +347,13 @@ func run(ctx context.Context, f *gguf.File, plans []tensorPlan, workers []*worke
 			outBase[i] = int64(sinks[0].DataOffset() + t.Offset)
 		}
 	}
-	// Decoders and workers are two pools of the same size, so that the
-	// decoding of one band overlaps the kernel of another wherever a CPU
-	// is free for it.
+	// Decoders beside the workers, so that the decoding of one band
+	// overlaps the kernel of another wherever a CPU is free for it.
 	fail := func(j *bandJob, err error) {
 		j.err = fmt.Errorf("prune: %s: tensor %s: %w", f.Path, plans[j.tensor].info.Name, err)
 	}
 	var dwg, wg sync.WaitGroup
-	for range workers {
+	for range decoders {
 		dwg.Add(1)
 		go func() {
 			defer dwg.Done()
@@ -455,11 +455,18 @@ func run(ctx context.Context, f *gguf.File, plans []tensorPlan, workers []*worke
 	return err
 }
 
+// decodersFor is the number of decoders beside the given number of
+// workers: one for up to four workers (decoding takes a few percent of the
+// kernel's time: F16 decodes at about 4 G values per second per core, Q6_K,
+// the slowest of the K-quants, at 1.6 G, the kernel runs at 0.23 G), and
+// one more for every four more.
+func decodersFor(workers int) int { return (workers + 3) / 4 }
+
 // jobsInFlight is the number of job buffers of a run: enough that neither
 // a slow band nor a slow write holds the producer up, within a memory
-// budget of about jobBudget bytes, and at least one for each decoder and
-// worker and two more.
-func jobsInFlight(plans []tensorPlan, workers int) int {
+// budget of about jobBudget bytes, and at least one for each of the
+// holders (decoders and workers) and two more.
+func jobsInFlight(plans []tensorPlan, holders int) int {
 	largest := 1
 	for i := range plans {
 		p := &plans[i]
@@ -470,7 +477,7 @@ func jobsInFlight(plans []tensorPlan, workers int) int {
 		}
 		largest = max(largest, n)
 	}
-	return min(max(jobBudget/largest, 2*workers+2), 4*workers+4)
+	return min(max(jobBudget/largest, holders+2), 2*holders+4)
 }
 
 // jobBudget is about how many bytes of tensor data a run holds in flight.
