@@ -50,11 +50,22 @@ func newOutput(f *os.File, path string, pos int64) *output {
 			o.align = testDirectAlign
 		}
 	}
-	buf := make([]byte, stageSize+o.align)
-	skip := int(-uintptr(unsafe.Pointer(unsafe.SliceData(buf)))) & (o.align - 1)
-	o.stage = buf[skip : skip+stageSize]
+	o.stage, _ = InPhase(nil, stageSize, 0, o.align)
 	o.seek(pos)
 	return o
+}
+
+// InPhase returns n bytes of buf whose address is congruent to off modulo
+// align (a power of two, such as DirectAlign returns), with buf itself,
+// reallocated when it holds fewer than n+align bytes. Bytes placed there
+// and then written at file offset off go to disk without a copy.
+func InPhase(buf []byte, n int, off int64, align int) (b, store []byte) {
+	if cap(buf) < n+align {
+		buf = make([]byte, n+align)
+	}
+	addr := int64(uintptr(unsafe.Pointer(unsafe.SliceData(buf[:1]))))
+	skip := int(off-addr) & (align - 1)
+	return buf[skip : skip+n], buf
 }
 
 // seek starts an empty stage at file offset pos.
@@ -161,10 +172,7 @@ func (o *output) writeDirect(p []byte, off int64) error {
 // giveUpDirect closes the direct descriptor: from now on every byte goes
 // through the page cache.
 func (o *output) giveUpDirect() {
-	if o.direct != nil {
-		o.direct.Close()
-		o.direct = nil
-	}
+	o.close()
 	// The stage keeps its offsets; with align 1 every byte is "aligned".
 	o.align = 1
 }

@@ -6,17 +6,13 @@ import (
 	"os"
 	"path/filepath"
 	"testing"
-	"unsafe"
 )
 
 // phased returns a copy of b in memory whose address is congruent to pos
 // modulo a, as a caller that wants its writes to go to disk uncopied
 // allocates it.
 func phased(b []byte, pos int64, a int) []byte {
-	buf := make([]byte, len(b)+a)
-	addr := int(uintptr(unsafe.Pointer(unsafe.SliceData(buf))))
-	skip := int(pos-int64(addr)) & (a - 1)
-	out := buf[skip : skip+len(b)]
+	out, _ := InPhase(nil, len(b), pos, a)
 	copy(out, b)
 	return out
 }

@@ -192,12 +192,7 @@ const writebackEvery = 64 << 20
 // whose memory starts at an address congruent to its file offset modulo A
 // goes to disk from the caller's memory; the rest is copied through a
 // staging buffer first. The bytes in the file are the same either way.
-func (w *Writer) DirectAlign() int {
-	if w.out == nil {
-		return 1
-	}
-	return w.out.align
-}
+func (w *Writer) DirectAlign() int { return w.out.align }
 
 // DataOffset returns the file offset at which the tensor data start: the
 // file offset of a tensor's first byte is DataOffset plus the Offset that

@@ -63,18 +63,6 @@ type bandBuffers struct {
 	idx    []int32   // row selection scratch
 }
 
-// rawAt sets b.raw to n bytes of b.store whose address is congruent to
-// pos modulo align (a power of two), and returns it.
-func (b *jobBuffers) rawAt(n int, pos int64, align int) []byte {
-	if cap(b.store) < n+align {
-		b.store = make([]byte, n+align)
-	}
-	addr := int64(uintptr(unsafe.Pointer(unsafe.SliceData(b.store))))
-	skip := int(pos-addr) & (align - 1)
-	b.raw = b.store[skip : skip+n]
-	return b.raw
-}
-
 func grow[T any](s []T, n int) []T {
 	if cap(s) < n {
 		return make([]T, n)

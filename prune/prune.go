@@ -422,7 +422,7 @@ func run(ctx context.Context, f *gguf.File, plans []tensorPlan, workers []*worke
 				// the producer keeps its own copy of the read error.
 				failed := readJob(f, p, j, outBase[ti], align)
 				if failed != nil {
-					j.err = fmt.Errorf("prune: %s: tensor %s: %w", f.Path, p.info.Name, failed)
+					fail(j, failed)
 				} else if ih != nil {
 					j.hashed = make(chan struct{})
 					hashq <- j
@@ -500,7 +500,7 @@ func readJob(f *gguf.File, p *tensorPlan, j *bandJob, outBase int64, align int) 
 		row0, rows := p.band(j.band)
 		start, n = int64(row0)*int64(p.rowBytes), int64(rows)*int64(p.rowBytes)
 	}
-	b.raw = b.rawAt(int(n), outBase+start, align)
+	b.raw, b.store = gguf.InPhase(b.store, int(n), outBase+start, align)
 	j.off = f.DataOffset + int64(p.info.Offset) + start
 	if _, err := f.ReadAt(b.raw, j.off); err != nil {
 		return fmt.Errorf("read bytes %d-%d: %w", start, start+n-1, err)

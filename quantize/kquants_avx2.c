@@ -16,14 +16,6 @@
 
 #include "quantize_avx2.h"
 
-// Whether any of the n values is a NaN or an infinity.
-static int kq_nonfinite(const float *x, int n) {
-	for (int i = 0; i < n; i++) {
-		if ((kq_f_bits(x[i]) & 0x7f800000u) == 0x7f800000u) return 1;
-	}
-	return 0;
-}
-
 // Plain Go: for each sub-block j (lane j), kSubblockWeights32 then
 // kMakeQkx2x32(x[32j:], w, L[32j:], 15, -1, 0.1, 20), giving scales[j],
 // mins[j] and the levels L.

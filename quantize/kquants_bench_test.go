@@ -43,14 +43,7 @@ func BenchmarkKQuants(b *testing.B) {
 		})
 		if typ == gguf.TypeQ4_K && kEncQ4KSIMD != nil || typ == gguf.TypeQ6_K && kEncQ6KSIMD != nil {
 			// The same encoder with the AVX2 path off: the pure-Go code.
-			b.Run(typ.String()+"/encode/go-nosimd", func(b *testing.B) {
-				was := SetSIMD(false)
-				defer SetSIMD(was)
-				b.SetBytes(int64(4 * len(src)))
-				for b.Loop() {
-					Encode(typ, enc, src)
-				}
-			})
+			b.Run(typ.String()+"/encode/go-nosimd", withoutSIMD(len(src), func() { Encode(typ, enc, src) }))
 		}
 		if lib != nil {
 			b.Run(typ.String()+"/encode/ggml", func(b *testing.B) {
@@ -77,14 +70,7 @@ func BenchmarkKQuants(b *testing.B) {
 				}
 			})
 			if (typ == gguf.TypeQ4_K || typ == gguf.TypeQ5_K) && kKZFit45SIMD != nil {
-				b.Run(typ.String()+"/encodekeepzeros/go-nosimd", func(b *testing.B) {
-					was := SetSIMD(false)
-					defer SetSIMD(was)
-					b.SetBytes(int64(4 * len(src)))
-					for b.Loop() {
-						EncodeKeepZeros(typ, enc, pruned)
-					}
-				})
+				b.Run(typ.String()+"/encodekeepzeros/go-nosimd", withoutSIMD(len(src), func() { EncodeKeepZeros(typ, enc, pruned) }))
 			}
 		}
 		b.Run(typ.String()+"/decode/go", func(b *testing.B) {
@@ -102,6 +88,19 @@ func BenchmarkKQuants(b *testing.B) {
 					}
 				}
 			})
+		}
+	}
+}
+
+// withoutSIMD is a benchmark of op on n values (4 bytes each) with the
+// SIMD paths off: the pure-Go code.
+func withoutSIMD(n int, op func()) func(*testing.B) {
+	return func(b *testing.B) {
+		was := SetSIMD(false)
+		defer SetSIMD(was)
+		b.SetBytes(int64(4 * n))
+		for b.Loop() {
+			op()
 		}
 	}
 }

@@ -23,14 +23,14 @@
 
 #include <math.h>
 
-// kKZSubFit of one sub-block, with room for the 2*qspan <= 4 candidates.
+// The kKZSubFit of each of the 8 sub-blocks, lane by lane: candidate c
+// of sub-block j is [c][j], for c < nc[j] <= 2*qspan <= KZ_MAXC (unused
+// slots hold zeros); maxnc is the largest nc.
 #define KZ_MAXC 4
 typedef struct {
-	int32_t nc;
-	int32_t q0[KZ_MAXC];
-	double s[KZ_MAXC], B[KZ_MAXC], C[KZ_MAXC], emin[KZ_MAXC];
-	double A;
-} kz_fit;
+	int32_t maxnc, nc[8], q0[KZ_MAXC][8];
+	double A[8], s[KZ_MAXC][8], C[KZ_MAXC][8], emin[KZ_MAXC][8];
+} kz_lanes;
 
 // Plain Go, for each lane j: the pass closure of kKZFitSub at step s[j]:
 // is = float32(1/s[j]); over the values v, k = max(kmin[j], min(kmax[j],
@@ -72,7 +72,7 @@ static inline int kz_keep(double e, double B, double C, double *be, double *bB, 
 
 // Plain Go: kKZFitSub for the 8 sub-blocks (transposed in xt), then the
 // largest step of the sub-blocks' best candidates, which it returns (smax).
-KQ_TARGET static double kz_fit_subs(const kz_params *p, const double *sfac, const __m256 *xt, kz_fit *fit) {
+KQ_TARGET static double kz_fit_subs(const kz_params *p, const double *sfac, const __m256 *xt, kz_lanes *fit) {
 	const __m256 zero = _mm256_setzero_ps();
 	__m256 lo = zero, hi = zero;
 	__m256d a0 = _mm256_setzero_pd(), a1 = _mm256_setzero_pd();
@@ -100,11 +100,10 @@ KQ_TARGET static double kz_fit_subs(const kz_params *p, const double *sfac, cons
 	const int32_t nmax = p->nmax;
 	double fl[8], fh[8];
 	int32_t qf[8];
+	memset(fit, 0, sizeof *fit);
 	for (int j = 0; j < 8; j++) {
-		fit[j].nc = 0;
-		fit[j].A = 0;
 		if (n[j] == 0) continue;
-		fit[j].A = A[j];
+		fit->A[j] = A[j];
 		fl[j] = (double)(-los[j]);
 		fh[j] = (double)his[j];
 		qf[j] = (int32_t)((double)nmax * fl[j] / (fl[j] + fh[j]));
@@ -174,22 +173,21 @@ KQ_TARGET static double kz_fit_subs(const kz_params *p, const double *sfac, cons
 		}
 		for (int j = 0; j < 8; j++) {
 			if (!valid[j]) continue;
-			kz_fit *f = &fit[j];
-			f->q0[f->nc] = q0[j];
-			f->s[f->nc] = bB[j] / bC[j];
-			f->B[f->nc] = bB[j];
-			f->C[f->nc] = bC[j];
-			f->emin[f->nc] = be[j];
-			f->nc++;
+			const int c = fit->nc[j]++;
+			fit->q0[c][j] = q0[j];
+			fit->s[c][j] = bB[j] / bC[j];
+			fit->C[c][j] = bC[j];
+			fit->emin[c][j] = be[j];
+			if (fit->nc[j] > fit->maxnc) fit->maxnc = fit->nc[j];
 		}
 	}
 	double smax = 0;
 	for (int j = 0; j < 8; j++) {
 		double be = INFINITY, bs = 0;
-		for (int ci = 0; ci < fit[j].nc; ci++) {
-			if (fit[j].emin[ci] < be) {
-				be = fit[j].emin[ci];
-				bs = fit[j].s[ci];
+		for (int c = 0; c < fit->nc[j]; c++) {
+			if (fit->emin[c][j] < be) {
+				be = fit->emin[c][j];
+				bs = fit->s[c][j];
 			}
 		}
 		smax = bs > smax ? bs : smax;
@@ -197,43 +195,21 @@ KQ_TARGET static double kz_fit_subs(const kz_params *p, const double *sfac, cons
 	return smax;
 }
 
-// Plain Go: kKZNearest.
-static double kz_nearest(const kz_fit *f, int ci, const kz_grid *gr, double d, double id, int32_t *sc) {
+// Plain Go: kKZNearest for candidate c of sub-block j.
+static double kz_nearest(const kz_lanes *f, int j, int c, const kz_grid *gr, double d, double id, int32_t *sc) {
 	if (gr->hi < gr->g) {
 		*sc = -1;
 		return INFINITY;
 	}
-	double t = f->s[ci] * id * gr->invg;
+	double t = f->s[c][j] * id * gr->invg;
 	int32_t s = (int32_t)t;
 	if (t - (double)s > 0.5) s++;
 	s *= gr->g;
 	s = s < gr->hi ? s : gr->hi;
 	s = s > gr->g ? s : gr->g;
-	double diff = d * (double)s - f->s[ci];
+	double diff = d * (double)s - f->s[c][j];
 	*sc = s;
-	return f->emin[ci] + f->C[ci] * diff * diff;
-}
-
-// The candidates of the 8 sub-blocks, lane by lane, for kz_total.
-typedef struct {
-	int32_t maxnc, nc[8], q0[KZ_MAXC][8];
-	double A[8], s[KZ_MAXC][8], C[KZ_MAXC][8], emin[KZ_MAXC][8];
-} kz_lanes;
-
-static void kz_to_lanes(const kz_fit *fit, kz_lanes *l) {
-	l->maxnc = 0;
-	for (int j = 0; j < 8; j++) {
-		l->nc[j] = fit[j].nc;
-		l->A[j] = fit[j].A;
-		if (fit[j].nc > l->maxnc) l->maxnc = fit[j].nc;
-		for (int c = 0; c < KZ_MAXC; c++) {
-			const int in = c < fit[j].nc;
-			l->q0[c][j] = in ? fit[j].q0[c] : 0;
-			l->s[c][j] = in ? fit[j].s[c] : 0;
-			l->C[c][j] = in ? fit[j].C[c] : 0;
-			l->emin[c][j] = in ? fit[j].emin[c] : 0;
-		}
-	}
+	return f->emin[c][j] + f->C[c][j] * diff * diff;
 }
 
 // The grid entries of every lane's candidates at one ratio, for kz_total:
@@ -288,22 +264,24 @@ KQ_TARGET static double kz_total(const kz_lanes *l, const kz_lane_grid *lg, doub
 	return tot;
 }
 
-// Plain Go: kKZPick with alt.
-static void kz_pick(const kz_fit *fit, const kz_grid *grid, double d, double id, int32_t *sc, int32_t *q0, int32_t alt[2][2]) {
-	double e = fit->A, e1 = INFINITY, e2 = INFINITY;
+// Plain Go: kKZPick with alt, for sub-block j.
+static void kz_pick(const kz_lanes *fit, int j, const kz_grid *grid, double d, double id, int32_t *sc, int32_t *q0,
+                    int32_t alt[2][2]) {
+	double e = fit->A[j], e1 = INFINITY, e2 = INFINITY;
 	*sc = 0;
 	*q0 = 0;
 	alt[0][0] = alt[1][0] = -1;
 	alt[0][1] = alt[1][1] = 0;
-	for (int ci = 0; ci < fit->nc; ci++) {
-		const kz_grid *gr = &grid[fit->q0[ci]];
+	for (int c = 0; c < fit->nc[j]; c++) {
+		const int32_t cq0 = fit->q0[c][j];
+		const kz_grid *gr = &grid[cq0];
 		int32_t s;
-		double ee = kz_nearest(fit, ci, gr, d, id, &s);
+		double ee = kz_nearest(fit, j, c, gr, d, id, &s);
 		if (s < 0) continue;
 		int32_t s2 = s + gr->g;
-		if (d * (double)s > fit->s[ci]) s2 = s - gr->g;
-		double diff = d * (double)s2 - fit->s[ci];
-		double ee2 = fit->emin[ci] + fit->C[ci] * diff * diff;
+		if (d * (double)s > fit->s[c][j]) s2 = s - gr->g;
+		double diff = d * (double)s2 - fit->s[c][j];
+		double ee2 = fit->emin[c][j] + fit->C[c][j] * diff * diff;
 		if (s2 < gr->g || s2 > gr->hi) ee2 = INFINITY;
 		const double oe[2] = {ee, ee2};
 		const int32_t os[2] = {s, s2};
@@ -317,18 +295,18 @@ static void kz_pick(const kz_fit *fit, const kz_grid *grid, double d, double id,
 				alt[0][1] = *q0;
 				e = oe[k];
 				*sc = os[k];
-				*q0 = fit->q0[ci];
+				*q0 = cq0;
 			} else if (oe[k] < e1) {
 				e2 = e1;
 				alt[1][0] = alt[0][0];
 				alt[1][1] = alt[0][1];
 				e1 = oe[k];
 				alt[0][0] = os[k];
-				alt[0][1] = fit->q0[ci];
+				alt[0][1] = cq0;
 			} else if (oe[k] < e2) {
 				e2 = oe[k];
 				alt[1][0] = os[k];
-				alt[1][1] = fit->q0[ci];
+				alt[1][1] = cq0;
 			}
 		}
 	}
@@ -421,16 +399,12 @@ KQ_TARGET static double kz_try(kz_search *st, int ri, double fac) {
 // grid holds p->nratios rows of 32 entries.
 KQ_TARGET int kz_fit45(const kz_params *p, const int32_t *ratios, const double *dfac, const double *sfac,
                        const kz_grid *grid, const float *x, kz_result *r) {
-	for (int i = 0; i < 256; i++) {
-		if ((kq_f_bits(x[i]) & 0x7f800000u) == 0x7f800000u) return 0;
-	}
+	if (kq_nonfinite(x, 256)) return 0;
 	__m256 xt[32];
 	const __m256i idx = _mm256_setr_epi32(0, 32, 64, 96, 128, 160, 192, 224);
 	for (int i = 0; i < 32; i++) xt[i] = _mm256_i32gather_ps(x + i, idx, 4);
-	kz_fit fit[8];
-	double smax = kz_fit_subs(p, sfac, xt, fit);
 	kz_lanes lanes;
-	kz_to_lanes(fit, &lanes);
+	double smax = kz_fit_subs(p, sfac, xt, &lanes);
 	kz_lane_grid lg;
 	lg.ri = -1;
 	if (smax == 0) {
@@ -475,9 +449,9 @@ KQ_TARGET int kz_fit45(const kz_params *p, const int32_t *ratios, const double *
 	int32_t cand[3][2][8]; // [slot][sc, q0][lane]
 	for (int j = 0; j < 8; j++) {
 		for (int k = 0; k < 3; k++) cand[k][0][j] = -1, cand[k][1][j] = 0;
-		if (fit[j].nc == 0) continue;
+		if (lanes.nc[j] == 0) continue;
 		int32_t sc, q0, alt[2][2];
-		kz_pick(&fit[j], gr, (double)bd, 1 / (double)bd, &sc, &q0, alt);
+		kz_pick(&lanes, j, gr, (double)bd, 1 / (double)bd, &sc, &q0, alt);
 		cand[0][0][j] = sc, cand[0][1][j] = q0;
 		cand[1][0][j] = alt[0][0], cand[1][1][j] = alt[0][1];
 		cand[2][0][j] = alt[1][0], cand[2][1][j] = alt[1][1];

@@ -41,6 +41,14 @@ static inline uint16_t kq_f2h(float f) {
 	return (uint16_t)((sign >> 16) | nonsign);
 }
 
+// Whether any of the n values is a NaN or an infinity.
+static inline int kq_nonfinite(const float *x, int n) {
+	for (int i = 0; i < n; i++) {
+		if ((kq_f_bits(x[i]) & 0x7f800000u) == 0x7f800000u) return 1;
+	}
+	return 0;
+}
+
 // kNearestInt of 8 lanes.
 KQ_TARGET static inline __m256i kq_nearest8(__m256 f) {
 	__m256 v = _mm256_add_ps(f, _mm256_set1_ps(12582912.f));
