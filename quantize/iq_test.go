@@ -53,8 +53,9 @@ func iqSlowRef() []parityOption {
 // compares every bit with ggml's to_float. This visits every grid index,
 // sign pattern and sub-block scale, and every fp16 scale high byte (Inf,
 // NaN, subnormal scales included).
-func TestIQDecodeEveryByte(t *testing.T) {
-	lib := oracle(t)
+func TestIQDecodeEveryByte(t *testing.T) { withReferences(t, checkIQDecodeEveryByte) }
+
+func checkIQDecodeEveryByte(t *testing.T, ref *reference) {
 	for _, typ := range iqAllTypes {
 		t.Run(typ.String(), func(t *testing.T) {
 			ti, _ := typ.Info()
@@ -69,7 +70,7 @@ func TestIQDecodeEveryByte(t *testing.T) {
 					src[(p*256+v)*bb+p] = byte(v)
 				}
 			}
-			compareDecode(t, lib, typ, ti, src, nil)
+			compareDecode(t, ref, typ, ti, src, nil)
 		})
 	}
 }
@@ -77,8 +78,9 @@ func TestIQDecodeEveryByte(t *testing.T) {
 // TestIQDecodeSpecialScales decodes blocks whose fp16 scale is each special
 // value (±0, ±Inf, quiet and signalling NaNs, subnormals, the largest
 // finite) with random payloads, bit for bit against ggml.
-func TestIQDecodeSpecialScales(t *testing.T) {
-	lib := oracle(t)
+func TestIQDecodeSpecialScales(t *testing.T) { withReferences(t, checkIQDecodeSpecialScales) }
+
+func checkIQDecodeSpecialScales(t *testing.T, ref *reference) {
 	specials := []uint16{0x0000, 0x8000, 0x7C00, 0xFC00, 0x7E00, 0xFE00, 0x7C01, 0x7D55, 0xFDFF,
 		0x7FFF, 0x0001, 0x8001, 0x03FF, 0x0400, 0x7BFF, 0xFBFF, 0x3C00}
 	for _, typ := range iqAllTypes {
@@ -104,7 +106,7 @@ func TestIQDecodeSpecialScales(t *testing.T) {
 					binary.LittleEndian.PutUint16(b, h)
 				}
 			}
-			compareDecode(t, lib, typ, ti, src, nil)
+			compareDecode(t, ref, typ, ti, src, nil)
 		})
 	}
 }
@@ -112,8 +114,9 @@ func TestIQDecodeSpecialScales(t *testing.T) {
 // TestIQTablesAgainstGGML checks the generated grids the other way round
 // from the generator: a block per grid entry, sign bits and scales random,
 // decoded by both sides.
-func TestIQTablesAgainstGGML(t *testing.T) {
-	lib := oracle(t)
+func TestIQTablesAgainstGGML(t *testing.T) { withReferences(t, checkIQTablesAgainstGGML) }
+
+func checkIQTablesAgainstGGML(t *testing.T, ref *reference) {
 	type placer struct {
 		typ     gguf.Type
 		entries int
@@ -170,7 +173,7 @@ func TestIQTablesAgainstGGML(t *testing.T) {
 				}
 				p.place(b, i)
 			}
-			compareDecode(t, lib, p.typ, ti, src, nil)
+			compareDecode(t, ref, p.typ, ti, src, nil)
 		})
 	}
 }
@@ -383,15 +386,19 @@ func TestIQFP16(t *testing.T) {
 
 // TestIQ4EncodeNonFinite: NaN, ±Inf and extreme inputs encode as ggml
 // encodes them (byte for byte), without panicking.
-func TestIQ4EncodeNonFinite(t *testing.T) {
-	lib := oracle(t)
+func TestIQ4EncodeNonFinite(t *testing.T) { withReferences(t, checkIQ4EncodeNonFinite) }
+
+func checkIQ4EncodeNonFinite(t *testing.T, ref *reference) {
 	specials := []float32{float32(math.NaN()), float32(math.Inf(1)), float32(math.Inf(-1)),
 		math.MaxFloat32, -math.MaxFloat32, math.SmallestNonzeroFloat32, 1e-16, -1e-16, 0, float32(math.Copysign(0, -1))}
 	for _, typ := range []gguf.Type{gguf.TypeIQ4_NL, gguf.TypeIQ4_XS} {
 		t.Run(typ.String(), func(t *testing.T) {
 			ti, _ := typ.Info()
 			r := rand.New(rand.NewPCG(uint64(typ), 5))
-			const nrows, ncols = 64, 512
+			nrows, ncols := 64, 512
+			if ref.golden() {
+				nrows = 16
+			}
 			src := make([]float32, nrows*ncols)
 			for i := range src {
 				src[i] = float32(r.NormFloat64())
@@ -406,8 +413,8 @@ func TestIQ4EncodeNonFinite(t *testing.T) {
 					row[i] = v
 				}
 			}
-			want := make([]byte, nrows*ncols/ti.BlockSize*ti.BlockBytes)
-			if err := lib.Quantize(typ, want, src, nrows, ncols); err != nil {
+			want, err := ref.encoded(t, typ, src, nrows, ncols)
+			if err != nil {
 				t.Fatal(err)
 			}
 			got := make([]byte, len(want))
@@ -478,13 +485,18 @@ func TestIQBestIndex(t *testing.T) {
 // ggml_quantize_chunk and must match byte for byte; ggml's IQ4_NL row
 // reference searches no trial scales, unlike ggml_quantize_chunk (which
 // Encode follows), so for IQ4_NL the test only logs how many blocks differ.
-func TestIQ4FromFloatRef(t *testing.T) {
-	lib := oracle(t)
+func TestIQ4FromFloatRef(t *testing.T) { withReferences(t, checkIQ4FromFloatRef) }
+
+func checkIQ4FromFloatRef(t *testing.T, r *reference) {
 	for _, typ := range []gguf.Type{gguf.TypeIQ4_NL, gguf.TypeIQ4_XS} {
 		ti, _ := typ.Info()
-		src := genRows(genCases[0], 1, 256*64, ti.BlockSize, 1)
-		ref := make([]byte, len(src)/ti.BlockSize*ti.BlockBytes)
-		if err := lib.QuantizeRef(typ, ref, src); err != nil {
+		nvalues := 256 * 64
+		if r.golden() {
+			nvalues = 256 * 16
+		}
+		src := genRows(genCases[0], 1, nvalues, ti.BlockSize, 1)
+		ref, err := r.encodedRef(t, typ, src)
+		if err != nil {
 			t.Fatal(err)
 		}
 		got := make([]byte, len(ref))

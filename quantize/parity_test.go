@@ -10,6 +10,7 @@ package quantize
 // with ggml's to_float, on the reference's bytes and on random bytes.
 
 import (
+	"bytes"
 	"encoding/hex"
 	"errors"
 	"fmt"
@@ -249,10 +250,17 @@ func parityNoRandomDecode() parityOption { return func(c *parityConfig) { c.noRa
 // ggml_quantize_chunk byte for byte, Decode with to_float bit for bit (NaN
 // payloads included), for every generated case and several row shapes, and
 // Decode of random bytes. It reports the first mismatch of each subtest with
-// its row, block index, the two blocks' bytes and the input block.
+// its row, block index, the two blocks' bytes and the input block. It runs
+// against the golden file (a smaller data set: every case, one seed, two
+// shapes, fewer random blocks; options that only spare the live ggml's time
+// do not apply) and against the live ggml, as withReferences does.
 func checkParity(t *testing.T, typ gguf.Type, opts ...parityOption) {
 	t.Helper()
-	lib := oracle(t)
+	withReferences(t, func(t *testing.T, ref *reference) { checkParityWith(t, ref, typ, opts...) })
+}
+
+func checkParityWith(t *testing.T, ref *reference, typ gguf.Type, opts ...parityOption) {
+	t.Helper()
 	ti, ok := typ.Info()
 	if !ok {
 		t.Fatalf("unknown type %v", typ)
@@ -265,18 +273,12 @@ func checkParity(t *testing.T, typ gguf.Type, opts ...parityOption) {
 		o(&cfg)
 	}
 	shapes := cfg.shapes
-	if shapes == nil {
-		bs := ti.BlockSize
-		if bs == 1 {
-			shapes = [][2]int{{1, 1}, {3, 7}, {2, 256}, {4, 1000}}
-		} else {
-			shapes = [][2]int{{1, bs}, {3, 3 * bs}, {2, 8 * bs}}
-			if bs <= 64 {
-				shapes = append(shapes, [2]int{4, 4096})
-			} else {
-				shapes = append(shapes, [2]int{2, 16 * bs})
-			}
-		}
+	if ref.golden() {
+		ref = &reference{lib: ref.lib, gold: ref.gold, spareLive: cfg.cases != nil}
+		cfg.cases, cfg.seeds, shapes = nil, 1, goldenShapes(ti.BlockSize)
+		cfg.randomBlocks = min(cfg.randomBlocks, max(64, 4096/ti.BlockBytes))
+	} else if shapes == nil {
+		shapes = liveShapes(ti.BlockSize)
 	}
 	for _, c := range genCases {
 		if cfg.cases != nil && !cfg.cases[c.name] || cfg.skipCases[c.name] {
@@ -287,7 +289,7 @@ func checkParity(t *testing.T, typ gguf.Type, opts ...parityOption) {
 				name := fmt.Sprintf("%s/%dx%d/seed%d", c.name, sh[0], sh[1], seed)
 				t.Run(name, func(t *testing.T) {
 					src := genRows(c, sh[0], sh[1], ti.BlockSize, uint64(seed)*7919+uint64(sh[1])*31+uint64(sh[0]))
-					parityRows(t, lib, typ, ti, src, sh[0], sh[1])
+					parityRows(t, ref, typ, ti, src, sh[0], sh[1])
 				})
 			}
 		}
@@ -304,58 +306,101 @@ func checkParity(t *testing.T, typ gguf.Type, opts ...parityOption) {
 					cfg.fixBlock(src[b : b+ti.BlockBytes])
 				}
 			}
-			compareDecode(t, lib, typ, ti, src, nil)
+			compareDecode(t, ref, typ, ti, src, nil)
 		})
 	}
 }
 
+// liveShapes are the row shapes {nrows, ncols} checked against the live ggml.
+func liveShapes(bs int) [][2]int {
+	if bs == 1 {
+		return [][2]int{{1, 1}, {3, 7}, {2, 256}, {4, 1000}}
+	}
+	shapes := [][2]int{{1, bs}, {3, 3 * bs}, {2, 8 * bs}}
+	if bs <= 64 {
+		return append(shapes, [2]int{4, 4096})
+	}
+	return append(shapes, [2]int{2, 16 * bs})
+}
+
+// goldenShapes are the row shapes of the golden files: a single block and a
+// few rows of a few blocks.
+func goldenShapes(bs int) [][2]int {
+	if bs == 1 {
+		return [][2]int{{1, 1}, {3, 7}, {2, 64}}
+	}
+	if bs >= 256 {
+		return [][2]int{{1, bs}, {2, 2 * bs}}
+	}
+	return [][2]int{{1, bs}, {3, 3 * bs}}
+}
+
 // parityRows runs the encode and decode comparisons on one set of rows.
-func parityRows(t *testing.T, lib *ggmlref.Lib, typ gguf.Type, ti gguf.TypeInfo, src []float32, nrows, ncols int) {
+func parityRows(t *testing.T, r *reference, typ gguf.Type, ti gguf.TypeInfo, src []float32, nrows, ncols int) {
 	t.Helper()
 	nbytes := len(src) / ti.BlockSize * ti.BlockBytes
-	ref := make([]byte, nbytes)
-	if err := lib.Quantize(typ, ref, src, nrows, ncols); err != nil {
+	ref, err := r.encoded(t, typ, src, nrows, ncols)
+	if err != nil {
 		if CanEncode(typ) {
 			t.Fatalf("ggml: %v", err)
 		}
 		return // decode-only type that ggml cannot quantize: random bytes cover it
 	}
 	if CanEncode(typ) {
-		got := make([]byte, nbytes)
-		for i := range got {
-			got[i] = 0xA5 // every byte must be written
-		}
-		if err := Encode(typ, got, src); err != nil {
-			t.Fatal(err)
-		}
-		if b := firstBlockDiff(got, ref, ti.BlockBytes); b >= 0 {
-			lo, hi := b*ti.BlockBytes, (b+1)*ti.BlockBytes
-			vals := src[b*ti.BlockSize : (b+1)*ti.BlockSize]
-			t.Fatalf("encode %s: block %d (row %d) differs from ggml_quantize_chunk:\n  ours %s\n  ggml %s\n  input %s",
-				typ, b, b*ti.BlockSize/ncols, hex.EncodeToString(got[lo:hi]), hex.EncodeToString(ref[lo:hi]), fmtValues(vals))
+		for _, simd := range r.simdSettings() {
+			got := make([]byte, nbytes)
+			for i := range got {
+				got[i] = 0xA5 // every byte must be written
+			}
+			was := SetSIMD(simd)
+			err := Encode(typ, got, src)
+			SetSIMD(was)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if b := firstBlockDiff(got, ref, ti.BlockBytes); b >= 0 {
+				lo, hi := b*ti.BlockBytes, (b+1)*ti.BlockBytes
+				vals := src[b*ti.BlockSize : (b+1)*ti.BlockSize]
+				t.Fatalf("encode %s (simd %v): block %d (row %d) differs from ggml_quantize_chunk:\n  ours %s\n  ggml %s\n  input %s",
+					typ, simd, b, b*ti.BlockSize/ncols, hex.EncodeToString(got[lo:hi]), hex.EncodeToString(ref[lo:hi]), fmtValues(vals))
+			}
 		}
 	}
 	if CanDecode(typ) {
-		compareDecode(t, lib, typ, ti, ref, src)
+		compareDecode(t, r, typ, ti, ref, src)
 	}
 }
 
-// compareDecode decodes blocks with ours and ggml's to_float and compares
-// the bits; orig, when not nil, is what the blocks were encoded from.
-func compareDecode(t *testing.T, lib *ggmlref.Lib, typ gguf.Type, ti gguf.TypeInfo, blocks []byte, orig []float32) {
+// compareDecode decodes blocks with ours and compares the bits with ggml's
+// to_float (the live values, and in the golden run the recorded hashes of
+// each group of values); orig, when not nil, is what the blocks were encoded
+// from.
+func compareDecode(t *testing.T, ref *reference, typ gguf.Type, ti gguf.TypeInfo, blocks []byte, orig []float32) {
 	t.Helper()
-	n := len(blocks) / ti.BlockBytes * ti.BlockSize
-	want := make([]float32, n)
-	if err := lib.Dequantize(typ, want, blocks); err != nil {
-		t.Fatalf("ggml: %v", err)
+	want, group, hashes := ref.decoded(t, typ, ti, blocks)
+	for _, simd := range ref.simdSettings() {
+		got := make([]float32, len(blocks)/ti.BlockBytes*ti.BlockSize)
+		for i := range got {
+			got[i] = math.Float32frombits(0x7fa5a5a5) // every value must be written
+		}
+		was := SetSIMD(simd)
+		err := Decode(typ, got, blocks)
+		SetSIMD(was)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if want != nil {
+			compareDecodedValues(t, typ, ti, blocks, orig, got, want)
+		}
+		if hashes != nil {
+			compareDecodedHashes(t, typ, ti, blocks, got, group, hashes)
+		}
 	}
-	got := make([]float32, n)
-	for i := range got {
-		got[i] = math.Float32frombits(0x7fa5a5a5) // every value must be written
-	}
-	if err := Decode(typ, got, blocks); err != nil {
-		t.Fatal(err)
-	}
+}
+
+// compareDecodedValues fails at the first value whose bits differ.
+func compareDecodedValues(t *testing.T, typ gguf.Type, ti gguf.TypeInfo, blocks []byte, orig, got, want []float32) {
+	t.Helper()
 	for i := range got {
 		if math.Float32bits(got[i]) != math.Float32bits(want[i]) {
 			b := i / ti.BlockSize
@@ -367,6 +412,25 @@ func compareDecode(t *testing.T, lib *ggmlref.Lib, typ gguf.Type, ti gguf.TypeIn
 				msg += "\n  encoded from " + fmtValues(orig[b*ti.BlockSize:(b+1)*ti.BlockSize])
 			}
 			t.Fatal(msg)
+		}
+	}
+}
+
+// compareDecodedHashes fails at the first group of values whose hash differs
+// from the golden record of ggml's.
+func compareDecodedHashes(t *testing.T, typ gguf.Type, ti gguf.TypeInfo, blocks []byte, got []float32, group int, hashes []byte) {
+	t.Helper()
+	mine := groupHashes(got, group)
+	if len(mine) != len(hashes) {
+		t.Fatalf("decode %s: %d hash groups, the golden record has %d", typ, len(mine)/8, len(hashes)/8)
+	}
+	for k := 0; k < len(mine); k += 8 {
+		if !bytes.Equal(mine[k:k+8], hashes[k:k+8]) {
+			lo := k / 8 * group
+			hi := min(lo+group, len(got))
+			b0, b1 := lo/ti.BlockSize, (hi+ti.BlockSize-1)/ti.BlockSize
+			t.Fatalf("decode %s: values %d..%d (blocks %d..%d) differ from ggml's to_float in the golden record (run with PHYSARIUM_LLAMA for the value):\n  blocks %s\n  ours %s",
+				typ, lo, hi-1, b0, b1-1, hex.EncodeToString(blocks[b0*ti.BlockBytes:b1*ti.BlockBytes]), fmtValues(got[lo:hi]))
 		}
 	}
 }
