@@ -102,6 +102,14 @@ type TileStats struct {
 	MeanD, MinD, MaxD float32
 	// Threshold is the natural-mode cut theta*mean(D_T) (0 in sparsity mode).
 	Threshold float32
+	// Clamped counts the foods moved by the range clamp (package doc,
+	// "Range"): 0 unless the tile's food spans more decades than the flow
+	// can carry in float32, as a single weight of 1e25 among weights near 1.
+	Clamped int
+	// Unsolved is true when the flow overflowed float32 even on the clamped
+	// food: the tile then kills nothing and every figure but Weights and
+	// ZeroBefore is 0. A caller should warn about such a tile.
+	Unsolved bool
 }
 
 // Kernel runs the dynamics with fixed parameters and reusable scratch

@@ -37,4 +37,22 @@
 // order of floating-point operations (see core_go.go) and give bit-identical
 // masks and final conductivities. Builds with CGO_ENABLED=0 or -tags purego
 // have only Generic.
+//
+// # Range
+//
+// The mask depends only on the ratios of the food: scaling the whole tile by
+// a power of two changes no bit of the mask or of D_T (the set-up applies
+// such a scale itself when the largest food is beyond 2^±64). What float32
+// cannot carry is a tile whose food spans too many decades at once, such as
+// one weight of 1e25 among weights near 1: the potentials of the flow grow
+// like the inverse of the smallest conductivities, and the residual of the
+// warm-started solve at t = 2 overflows, so every D_T would be NaN. When a
+// tile's flow ends non-finite, Run solves it again on its food clamped to
+// [m/2^c, m*2^c], m the median non-zero food, for c = 48, 32, then 16, and
+// keeps the first finite result; TileStats.Clamped counts the foods the
+// clamp moved. Beyond the clamp an outlier's size no longer changes the mask
+// (its tube is a short circuit either way). A tile whose flow is non-finite
+// even at c = 16 keeps every weight and has TileStats.Unsolved set, so that
+// a caller can warn; no known tile does. The clamp ties the foods it moves,
+// so their order among themselves no longer counts.
 package kernel

@@ -17,6 +17,11 @@ func (k *Kernel) finish(tl *Tile, j *job, tileIndex int) {
 		k.debugD(tileIndex, D, cp)
 	}
 	st := &tl.Stats
+	if !finite(j.SumD) {
+		k.clearOutputs(tl)
+		*st = TileStats{Weights: st.Weights, ZeroBefore: st.ZeroBefore, Clamped: st.Clamped, Unsolved: true}
+		return
+	}
 	st.MeanD = j.SumD / float32(j.N)
 	if k.impl == AVX2 {
 		k.finishFast(tl, D, cp, stride)

@@ -1,5 +1,7 @@
 package kernel
 
+import "math"
+
 // maxBatch bounds the weights prepared per call into the core.
 const maxBatch = 1 << 20
 
@@ -14,7 +16,7 @@ func (k *Kernel) runBatch(tiles []Tile, first int) {
 	for t := range tiles {
 		tl := &tiles[t]
 		k.resetOutputs(tl)
-		if j, ok := k.prepare(tl, work); ok {
+		if j, ok := k.prepare(tl, work, 0); ok {
 			k.jobs = append(k.jobs, j)
 			k.idx = append(k.idx, t)
 		} else if k.impl == AVX2 {
@@ -23,9 +25,40 @@ func (k *Kernel) runBatch(tiles []Tile, first int) {
 	}
 	k.runCore(k.jobs)
 	for j := range k.jobs {
+		if !finite(k.jobs[j].SumD) {
+			k.solveClamped(&tiles[k.idx[j]], j, work)
+		}
+	}
+	for j := range k.jobs {
 		k.finish(&tiles[k.idx[j]], &k.jobs[j], first+k.idx[j])
 	}
 }
+
+// clampExps are the ranges tried, in order, by the range fallback: the food
+// of a tile whose flow overflowed is clamped to [m/2^c, m*2^c] (package doc,
+// "Range"). c = 16 keeps D0 within 2^-32 of its mean, far from overflow.
+var clampExps = [...]int{48, 32, 16}
+
+// solveClamped solves tile tl, whose flow (job j) ended non-finite, again on
+// its clamped food, replacing job j by the first finite run. If every run
+// overflows, job j keeps a non-finite SumD and finish marks the tile
+// Unsolved.
+func (k *Kernel) solveClamped(tl *Tile, j int, work int64) {
+	for _, c := range clampExps {
+		nj, ok := k.prepare(tl, work, c)
+		if !ok {
+			return // unreachable: clamping keeps every non-zero food non-zero
+		}
+		k.jobs[j] = nj
+		k.runCore(k.jobs[j : j+1])
+		if finite(k.jobs[j].SumD) {
+			return
+		}
+	}
+}
+
+// finite reports whether x is neither infinite nor NaN.
+func finite(x float32) bool { return abs32(x) <= math.MaxFloat32 }
 
 // resetOutputs sizes the tile's mask and resets its figures; off the AVX2
 // path it also clears the mask and D (the AVX2 finish writes every byte of

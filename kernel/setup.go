@@ -16,8 +16,9 @@ type foodFigures struct {
 }
 
 // prepare computes D0 and b of a tile into the arena. It returns false when
-// the food is all zero (the tile kills nothing).
-func (k *Kernel) prepare(tl *Tile, work int64) (job, bool) {
+// the food is all zero (the tile kills nothing). With clampExp > 0 the food
+// is first clamped to [m/2^clampExp, m*2^clampExp] (see clampFood).
+func (k *Kernel) prepare(tl *Tile, work int64, clampExp int) (job, bool) {
 	R, C := tl.Rows, tl.Cols
 	cp, rp := pad8(C), pad8(R)
 	mark := len(k.arena)
@@ -33,6 +34,9 @@ func (k *Kernel) prepare(tl *Tile, work int64) (job, bool) {
 	if ff.maxF == 0 {
 		k.arena = k.arena[:mark]
 		return job{}, false
+	}
+	if clampExp > 0 {
+		tl.Stats.Clamped = k.clampFood(D, R, C, cp, clampExp, &ff)
 	}
 	rescaleFood(D, &ff)
 	for o := 0; o < R && !ff.haveSum; o++ {
@@ -77,6 +81,46 @@ func (k *Kernel) writeFood(tl *Tile, D []float32, cp int) foodFigures {
 		}
 	}
 	return ff
+}
+
+// clampFood clamps every non-zero food of the tile in D to [m/2^c, m*2^c],
+// m the median non-zero food (the lower median for an even count), and
+// returns how many foods it moved. It is the range fallback of the package
+// doc: applied only to a tile whose flow overflowed float32 unclamped. The
+// sum is left to be computed; the edges stay the same.
+func (k *Kernel) clampFood(D []float32, R, C, cp, c int, ff *foodFigures) int {
+	k.keys = k.keys[:0]
+	for o := 0; o < R; o++ {
+		for _, f := range D[o*cp : o*cp+C] {
+			if f != 0 {
+				k.keys = append(k.keys, math.Float32bits(f)) // f > 0: bits sort as values
+			}
+		}
+	}
+	want := (len(k.keys) + 1) / 2
+	if want >= len(k.keys) {
+		return 0 // one food spans no range
+	}
+	pivot, _ := selectKey(k.keys, want)
+	m := float64(math.Float32frombits(pivot))
+	lo := float32(math.Ldexp(m, -c))
+	hi := float32(math.Min(math.Ldexp(m, c), math.MaxFloat32))
+	moved := 0
+	ff.maxF, ff.sumF, ff.haveSum = 0, 0, false
+	for o := 0; o < R; o++ {
+		for i, f := range D[o*cp : o*cp+C] {
+			switch {
+			case f == 0:
+				continue
+			case f < lo:
+				D[o*cp+i], moved = lo, moved+1
+			case f > hi:
+				D[o*cp+i], moved = hi, moved+1
+			}
+			ff.maxF = max(ff.maxF, D[o*cp+i])
+		}
+	}
+	return moved
 }
 
 // rescaleFood multiplies the food by the power of two that brings its
