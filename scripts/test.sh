@@ -52,6 +52,7 @@ go test -tags purego -timeout 20m ./kernel/
 # tests to fuzz" or no match). To add: quantize:FuzzDecode and prune:FuzzPrune.
 fuzzers=(
 	gguf:FuzzOpen
+	imatrix:FuzzLoad
 )
 for entry in "${fuzzers[@]}"; do
 	pkg=${entry%%:*} name=${entry#*:}
