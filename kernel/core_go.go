@@ -150,189 +150,235 @@ func powG(q float32, p *coreParams) float32 {
 	return acc
 }
 
-// runGo runs the dynamics on one job: D (the normalized D0) becomes D_T and
-// j.SumD the tile reduction of D_T.
-func runGo(a []float32, j *job, p *coreParams) {
+// goCore holds the views of one job's D and node vectors for runGo.
+type goCore struct {
+	R, cp, rp int
+	D         []float32
+	bIn, bOut []float32
+	// Input-node vectors (cp long) and output-node vectors (rp long).
+	degIn, invIn, xIn, rIn, zIn, dirIn, apIn, cacc         []float32
+	degOut, invOut, xOut, rOut, zOut, dirOut, apOut, dpOut []float32
+}
+
+// newGoCore returns the views of job j in arena a, with the work area zeroed.
+func newGoCore(a []float32, j *job) *goCore {
 	R, cp, rp := int(j.Rows), int(j.Cp), int(j.Rp)
-	D := a[j.D : j.D+int64(R*cp)]
-	bIn := a[j.BIn : j.BIn+int64(cp)]
-	bOut := a[j.BOut : j.BOut+int64(rp)]
 	w := a[j.Work : j.Work+workLen]
 	clear(w)
 	vi := func(k int) []float32 { return w[k*vecCap : k*vecCap+cp] }
 	vo := func(k int) []float32 { return w[k*vecCap : k*vecCap+rp] }
-	degIn, invIn, xIn, rIn, zIn, dirIn, apIn, cacc := vi(vDegIn), vi(vInvIn), vi(vXIn), vi(vRIn), vi(vZIn), vi(vDirIn), vi(vApIn), vi(vCacc)
-	degOut, invOut, xOut, rOut, zOut, dirOut, apOut, dpOut := vo(vDegOut), vo(vInvOut), vo(vXOut), vo(vROut), vo(vZOut), vo(vDirOut), vo(vApOut), vo(vDpOut)
-
-	// Degrees of D0.
-	for o := 0; o < R; o++ {
-		row := D[o*cp : o*cp+cp]
-		var l [8]float32
-		for i := 0; i < cp; i += 8 {
-			for k := 0; k < 8; k++ {
-				l[k] += row[i+k]
-				degIn[i+k] += row[i+k]
-			}
-		}
-		degOut[o] = tree(&l)
+	return &goCore{
+		R: R, cp: cp, rp: rp,
+		D:   a[j.D : j.D+int64(R*cp)],
+		bIn: a[j.BIn : j.BIn+int64(cp)], bOut: a[j.BOut : j.BOut+int64(rp)],
+		degIn: vi(vDegIn), invIn: vi(vInvIn), xIn: vi(vXIn), rIn: vi(vRIn), zIn: vi(vZIn),
+		dirIn: vi(vDirIn), apIn: vi(vApIn), cacc: vi(vCacc),
+		degOut: vo(vDegOut), invOut: vo(vInvOut), xOut: vo(vXOut), rOut: vo(vROut), zOut: vo(vZOut),
+		dirOut: vo(vDirOut), apOut: vo(vApOut), dpOut: vo(vDpOut),
 	}
+}
 
+// runGo runs the dynamics on one job: D (the normalized D0) becomes D_T and
+// j.SumD the tile reduction of D_T.
+func runGo(a []float32, j *job, p *coreParams) {
+	c := newGoCore(a, j)
+	c.degrees()
 	n := float32(j.N)
-	T, K := int(p.Steps), int(p.CGIters)
+	T := int(p.Steps)
 	var sumD float32
 	for t := 1; t <= T; t++ {
-		nact := invGo(degIn, invIn) + invGo(degOut, invOut)
-		if t == 1 {
-			copy(rIn, bIn)
-			copy(rOut, bOut)
-		} else {
-			for i := range rIn {
-				rIn[i] = bIn[i] - apIn[i]
-			}
-			for o := range rOut {
-				rOut[o] = bOut[o] - apOut[o]
-			}
-		}
-		for i := range zIn {
-			zIn[i] = float32(invIn[i] * rIn[i])
-		}
-		for o := range zOut {
-			zOut[o] = float32(invOut[o] * rOut[o])
-		}
-		copy(dirIn, zIn)
-		copy(dirOut, zOut)
-		rz := dotGo(rIn, zIn) + dotGo(rOut, zOut)
-		for k := 1; k <= K; k++ {
-			if !(rz > 0) {
-				break
-			}
-			// ap = L dir.
-			clear(cacc)
-			for o := 0; o < R; o++ {
-				row := D[o*cp : o*cp+cp]
-				u := dirOut[o]
-				var l [8]float32
-				for i := 0; i < cp; i += 8 {
-					for m := 0; m < 8; m++ {
-						l[m] = fma32(row[i+m], dirIn[i+m], l[m])
-						cacc[i+m] = fma32(row[i+m], u, cacc[i+m])
-					}
-				}
-				dpOut[o] = tree(&l)
-			}
-			for i := range apIn {
-				apIn[i] = fma32(degIn[i], dirIn[i], -cacc[i])
-			}
-			for o := range apOut {
-				apOut[o] = fma32(degOut[o], dirOut[o], -dpOut[o])
-			}
-			pap := dotGo(dirIn, apIn) + dotGo(dirOut, apOut)
-			if !(pap > 0) {
-				break
-			}
-			alpha := rz / pap
-			for i := range xIn {
-				xIn[i] = fma32(alpha, dirIn[i], xIn[i])
-				rIn[i] = fma32(-alpha, apIn[i], rIn[i])
-			}
-			for o := range xOut {
-				xOut[o] = fma32(alpha, dirOut[o], xOut[o])
-				rOut[o] = fma32(-alpha, apOut[o], rOut[o])
-			}
-			if k == K {
-				break
-			}
-			for i := range zIn {
-				zIn[i] = float32(invIn[i] * rIn[i])
-			}
-			for o := range zOut {
-				zOut[o] = float32(invOut[o] * rOut[o])
-			}
-			rzn := dotGo(rIn, zIn) + dotGo(rOut, zOut)
-			beta := rzn / rz
-			for i := range dirIn {
-				dirIn[i] = fma32(beta, dirIn[i], zIn[i])
-			}
-			for o := range dirOut {
-				dirOut[o] = fma32(beta, dirOut[o], zOut[o])
-			}
-			rz = rzn
-		}
-
-		// Keep x in the zero-mean subspace over the active nodes.
-		if nact > 0 {
-			shift := (sumGo(xIn) + sumGo(xOut)) / float32(nact)
-			for i := range xIn {
-				if invIn[i] != 0 {
-					xIn[i] -= shift
-				}
-			}
-			for o := range xOut {
-				if invOut[o] != 0 {
-					xOut[o] -= shift
-				}
-			}
-		}
-
-		// Mean absolute flux.
-		var sumQ float32
-		for o := 0; o < R; o++ {
-			row := D[o*cp : o*cp+cp]
-			u := xOut[o]
-			var l [8]float32
-			for i := 0; i < cp; i += 8 {
-				for m := 0; m < 8; m++ {
-					l[m] += abs32(float32(row[i+m] * float32(xIn[i+m]-u)))
-				}
-			}
-			sumQ += tree(&l)
-		}
-		iq := n / sumQ
+		nact := invGo(c.degIn, c.invIn) + invGo(c.degOut, c.invOut)
+		c.solve(t == 1, int(p.CGIters))
+		c.centre(nact)
+		iq := n / c.sumFlux()
 		if !(iq <= math.MaxFloat32) {
 			iq = 0
 		}
-
-		// Adapt, fused with the degrees of the new D and (unless last) L x.
-		last := t == T
-		if !last {
-			clear(degIn)
-			clear(cacc)
-		}
-		for o := 0; o < R; o++ {
-			row := D[o*cp : o*cp+cp]
-			u := xOut[o]
-			var ls, ld [8]float32
-			for i := 0; i < cp; i += 8 {
-				for m := 0; m < 8; m++ {
-					d := row[i+m]
-					q := float32(abs32(float32(d*float32(xIn[i+m]-u))) * iq)
-					qg := powG(q, p)
-					f := qg / float32(1+qg)
-					dn := fma32(p.C2, f, float32(p.C1*d))
-					row[i+m] = dn
-					ls[m] += dn
-					if !last {
-						ld[m] = fma32(dn, xIn[i+m], ld[m])
-						degIn[i+m] += dn
-						cacc[i+m] = fma32(dn, u, cacc[i+m])
-					}
-				}
-			}
-			if last {
-				sumD += tree(&ls)
-			} else {
-				degOut[o] = tree(&ls)
-				dpOut[o] = tree(&ld)
-			}
-		}
-		if !last {
-			for i := range apIn {
-				apIn[i] = fma32(degIn[i], xIn[i], -cacc[i])
-			}
-			for o := range apOut {
-				apOut[o] = fma32(degOut[o], xOut[o], -dpOut[o])
-			}
-		}
+		sumD = c.adapt(iq, p, t == T)
 	}
 	j.SumD = sumD
+}
+
+// degrees computes the degrees of D0: row lanes and tree, column sums in
+// row order.
+func (c *goCore) degrees() {
+	for o := 0; o < c.R; o++ {
+		row := c.D[o*c.cp : o*c.cp+c.cp]
+		var l [8]float32
+		for i := 0; i < c.cp; i += 8 {
+			for k := 0; k < 8; k++ {
+				l[k] += row[i+k]
+				c.degIn[i+k] += row[i+k]
+			}
+		}
+		c.degOut[o] = tree(&l)
+	}
+}
+
+// solve runs K Jacobi-PCG iterations on L(D) x = b, warm started from x
+// (the residual is b at the first step, b - L x after, with L x left in ap
+// by adapt).
+func (c *goCore) solve(first bool, K int) {
+	if first {
+		copy(c.rIn, c.bIn)
+		copy(c.rOut, c.bOut)
+	} else {
+		for i := range c.rIn {
+			c.rIn[i] = c.bIn[i] - c.apIn[i]
+		}
+		for o := range c.rOut {
+			c.rOut[o] = c.bOut[o] - c.apOut[o]
+		}
+	}
+	c.precondition()
+	copy(c.dirIn, c.zIn)
+	copy(c.dirOut, c.zOut)
+	rz := dotGo(c.rIn, c.zIn) + dotGo(c.rOut, c.zOut)
+	for k := 1; k <= K; k++ {
+		if !(rz > 0) {
+			break
+		}
+		c.laplacianDir()
+		pap := dotGo(c.dirIn, c.apIn) + dotGo(c.dirOut, c.apOut)
+		if !(pap > 0) {
+			break
+		}
+		alpha := rz / pap
+		for i := range c.xIn {
+			c.xIn[i] = fma32(alpha, c.dirIn[i], c.xIn[i])
+			c.rIn[i] = fma32(-alpha, c.apIn[i], c.rIn[i])
+		}
+		for o := range c.xOut {
+			c.xOut[o] = fma32(alpha, c.dirOut[o], c.xOut[o])
+			c.rOut[o] = fma32(-alpha, c.apOut[o], c.rOut[o])
+		}
+		if k == K {
+			break
+		}
+		c.precondition()
+		rzn := dotGo(c.rIn, c.zIn) + dotGo(c.rOut, c.zOut)
+		beta := rzn / rz
+		for i := range c.dirIn {
+			c.dirIn[i] = fma32(beta, c.dirIn[i], c.zIn[i])
+		}
+		for o := range c.dirOut {
+			c.dirOut[o] = fma32(beta, c.dirOut[o], c.zOut[o])
+		}
+		rz = rzn
+	}
+}
+
+// precondition sets z = inv * r (Jacobi).
+func (c *goCore) precondition() {
+	for i := range c.zIn {
+		c.zIn[i] = float32(c.invIn[i] * c.rIn[i])
+	}
+	for o := range c.zOut {
+		c.zOut[o] = float32(c.invOut[o] * c.rOut[o])
+	}
+}
+
+// laplacianDir sets ap = L dir.
+func (c *goCore) laplacianDir() {
+	clear(c.cacc)
+	for o := 0; o < c.R; o++ {
+		row := c.D[o*c.cp : o*c.cp+c.cp]
+		u := c.dirOut[o]
+		var l [8]float32
+		for i := 0; i < c.cp; i += 8 {
+			for m := 0; m < 8; m++ {
+				l[m] = fma32(row[i+m], c.dirIn[i+m], l[m])
+				c.cacc[i+m] = fma32(row[i+m], u, c.cacc[i+m])
+			}
+		}
+		c.dpOut[o] = tree(&l)
+	}
+	c.laplacianFinish(c.dirIn, c.dirOut)
+}
+
+// laplacianFinish sets ap = deg * v - acc from the accumulated products.
+func (c *goCore) laplacianFinish(vIn, vOut []float32) {
+	for i := range c.apIn {
+		c.apIn[i] = fma32(c.degIn[i], vIn[i], -c.cacc[i])
+	}
+	for o := range c.apOut {
+		c.apOut[o] = fma32(c.degOut[o], vOut[o], -c.dpOut[o])
+	}
+}
+
+// centre keeps x in the zero-mean subspace over the nact active nodes.
+func (c *goCore) centre(nact int32) {
+	if nact <= 0 {
+		return
+	}
+	shift := (sumGo(c.xIn) + sumGo(c.xOut)) / float32(nact)
+	for i := range c.xIn {
+		if c.invIn[i] != 0 {
+			c.xIn[i] -= shift
+		}
+	}
+	for o := range c.xOut {
+		if c.invOut[o] != 0 {
+			c.xOut[o] -= shift
+		}
+	}
+}
+
+// sumFlux returns the tile reduction of the absolute fluxes |D (x_i - x_o)|.
+func (c *goCore) sumFlux() float32 {
+	var sumQ float32
+	for o := 0; o < c.R; o++ {
+		row := c.D[o*c.cp : o*c.cp+c.cp]
+		u := c.xOut[o]
+		var l [8]float32
+		for i := 0; i < c.cp; i += 8 {
+			for m := 0; m < 8; m++ {
+				l[m] += abs32(float32(row[i+m] * float32(c.xIn[i+m]-u)))
+			}
+		}
+		sumQ += tree(&l)
+	}
+	return sumQ
+}
+
+// adapt updates D by the response to the normalized flux (iq = n / sum of
+// fluxes), fused with the degrees of the new D and, unless last, L x in ap.
+// At the last step it returns the tile reduction of D_T (else 0).
+func (c *goCore) adapt(iq float32, p *coreParams, last bool) float32 {
+	if !last {
+		clear(c.degIn)
+		clear(c.cacc)
+	}
+	var sumD float32
+	for o := 0; o < c.R; o++ {
+		row := c.D[o*c.cp : o*c.cp+c.cp]
+		u := c.xOut[o]
+		var ls, ld [8]float32
+		for i := 0; i < c.cp; i += 8 {
+			for m := 0; m < 8; m++ {
+				d := row[i+m]
+				q := float32(abs32(float32(d*float32(c.xIn[i+m]-u))) * iq)
+				qg := powG(q, p)
+				f := qg / float32(1+qg)
+				dn := fma32(p.C2, f, float32(p.C1*d))
+				row[i+m] = dn
+				ls[m] += dn
+				if !last {
+					ld[m] = fma32(dn, c.xIn[i+m], ld[m])
+					c.degIn[i+m] += dn
+					c.cacc[i+m] = fma32(dn, u, c.cacc[i+m])
+				}
+			}
+		}
+		if last {
+			sumD += tree(&ls)
+		} else {
+			c.degOut[o] = tree(&ls)
+			c.dpOut[o] = tree(&ld)
+		}
+	}
+	if !last {
+		c.laplacianFinish(c.xIn, c.xOut)
+	}
+	return sumD
 }

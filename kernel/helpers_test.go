@@ -101,10 +101,3 @@ func magnitudeOverlap(t *Tile) float64 {
 	}
 	return float64(both) / float64(t.Stats.Killed)
 }
-
-func (t *Tile) stride() int {
-	if t.Stride == 0 {
-		return t.Cols
-	}
-	return t.Stride
-}

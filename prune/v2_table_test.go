@@ -18,6 +18,10 @@ import (
 // v2Best is the v2 rank the bar applies to: RankFlowShare, the default.
 const v2Best = RankFlowShare
 
+// experiments turns on the perplexity experiments (TestV2Table, the Q4_0
+// control twin): minutes each, so the default run leaves them out.
+var experiments = flag.Bool("experiments", false, "run the perplexity experiments (TestV2Table, every control-twin type)")
+
 var allRanks = flag.Bool("v2ranks", false, "TestV2Table: also measure every other v2 rank design, not only flow-share")
 
 // tableRow is one pruned model of the table.
@@ -42,6 +46,9 @@ type tableRow struct {
 //
 // (rank flow-share; -v2ranks also measures every other v2 rank design.)
 func TestV2Table(t *testing.T) {
+	if !*experiments {
+		t.Skip("a perplexity experiment: run with -experiments")
+	}
 	llamacpp.Require(t)
 	ctx := context.Background()
 	tmp := t.TempDir()

@@ -5,7 +5,17 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-step() { printf '\n== %s\n' "$*" >&2; }
+step_start=$SECONDS
+step_name=
+# step prints the time of the previous step and the name of the next one.
+step() {
+	if [ -n "$step_name" ]; then
+		printf '== %s: %d s\n' "$step_name" $((SECONDS - step_start)) >&2
+	fi
+	step_name=$*
+	step_start=$SECONDS
+	printf '\n== %s\n' "$*" >&2
+}
 
 step "llama.cpp runtime (node-llama-cpp@3.21.1)"
 runtime_line=$(bash scripts/llama-runtime.sh | tail -n 1)
@@ -36,3 +46,21 @@ step "CGO_ENABLED=0 build and pure-Go tests"
 CGO_ENABLED=0 go build ./...
 CGO_ENABLED=0 go test -timeout 20m ./kernel/ ./quantize/ ./gguf/
 go test -tags purego -timeout 20m ./kernel/
+
+# The fuzzers, each for a bounded time (FUZZTIME, default 60s). Each entry is
+# pkg:FuzzName; a listed fuzzer that does not exist fails the run ("no fuzz
+# tests to fuzz" or no match). To add: quantize:FuzzDecode and prune:FuzzPrune.
+fuzzers=(
+	gguf:FuzzOpen
+	imatrix:FuzzLoad
+)
+for entry in "${fuzzers[@]}"; do
+	pkg=${entry%%:*} name=${entry#*:}
+	step "fuzz $pkg $name (${FUZZTIME:-60s})"
+	if ! go test -list "^${name}\$" "./$pkg/" | grep -qx "$name"; then
+		echo "fuzzer $entry does not exist" >&2
+		exit 1
+	fi
+	go test -run '^$' -fuzz "^${name}\$" -fuzztime "${FUZZTIME:-60s}" "./$pkg/"
+done
+step "done"
