@@ -83,20 +83,19 @@ func encodeF32(dst []byte, src []float32) {
 	}
 }
 
-// The SIMD paths of the single-value types (float_avx2.go, chosen once from
-// the CPU's features when cgo is available; SetSIMD(false) turns them off).
-// They compute the same bits as the Go code below. The clear functions
-// return the kills and, of those, the elements that were already ±0.
+// The SIMD paths of the single-value types (float_avx2.go). They compute
+// the same bits as the Go code below. The clear functions return the kills
+// and, of those, the elements that were already ±0.
 var (
-	simdDecodeF16  func(dst []float32, src []byte)
-	simdDecodeBF16 func(dst []float32, src []byte)
-	simdClear16    func(data, mask []byte) (killed, wasZero uint64)
-	simdClear32    func(data, mask []byte) (killed, wasZero uint64)
+	simdDecodeF16     simdRoutine[func(dst []float32, src []byte)]
+	simdDecodeBF16    simdRoutine[func(dst []float32, src []byte)]
+	simdClearKilled16 simdRoutine[func(data, mask []byte) (killed, wasZero uint64)]
+	simdClearKilled32 simdRoutine[func(data, mask []byte) (killed, wasZero uint64)]
 )
 
 func decodeF16(dst []float32, src []byte) {
-	if simdDecodeF16 != nil && !simdOff && len(dst) > 0 {
-		simdDecodeF16(dst, src)
+	if simd, ok := simdDecodeF16.use(); ok && len(dst) > 0 {
+		simd(dst, src)
 		return
 	}
 	decodeF16Go(dst, src)
@@ -117,8 +116,8 @@ func encodeF16(dst []byte, src []float32) {
 }
 
 func decodeBF16(dst []float32, src []byte) {
-	if simdDecodeBF16 != nil && !simdOff && len(dst) > 0 {
-		simdDecodeBF16(dst, src)
+	if simd, ok := simdDecodeBF16.use(); ok && len(dst) > 0 {
+		simd(dst, src)
 		return
 	}
 	decodeBF16Go(dst, src)
@@ -157,11 +156,11 @@ func ClearKilled(t gguf.Type, data, mask []byte) (killed, wasZero uint64, err er
 	if len(data) != size*len(mask) {
 		return 0, 0, fmt.Errorf("quantize: clear killed elements: %d bytes of %s for %d mask entries", len(data), t, len(mask))
 	}
-	simd := simdClear16
+	routine := &simdClearKilled16
 	if size == 4 {
-		simd = simdClear32
+		routine = &simdClearKilled32
 	}
-	if simd != nil && !simdOff && len(mask) > 0 {
+	if simd, ok := routine.use(); ok && len(mask) > 0 {
 		killed, wasZero = simd(data, mask)
 		return killed, wasZero, nil
 	}

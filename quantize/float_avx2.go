@@ -23,28 +23,28 @@ func init() {
 	if !cpu.X86.HasAVX2 {
 		return
 	}
-	simdDecodeF16 = func(dst []float32, src []byte) {
+	simdDecodeF16.provide("avx2", func(dst []float32, src []byte) {
 		_ = src[2*len(dst)-1]
 		C.pg_decode_f16((*C.uint16_t)(unsafe.Pointer(&src[0])), (*C.float)(unsafe.Pointer(&dst[0])), C.size_t(len(dst)))
-	}
-	simdDecodeBF16 = func(dst []float32, src []byte) {
+	})
+	simdDecodeBF16.provide("avx2", func(dst []float32, src []byte) {
 		_ = src[2*len(dst)-1]
 		C.pg_decode_bf16((*C.uint16_t)(unsafe.Pointer(&src[0])), (*C.float)(unsafe.Pointer(&dst[0])), C.size_t(len(dst)))
-	}
-	simdClear16 = func(data, mask []byte) (uint64, uint64) {
+	})
+	simdClearKilled16.provide("avx2", func(data, mask []byte) (uint64, uint64) {
 		if uintptr(unsafe.Pointer(&data[0]))%2 != 0 {
 			return clearKilledGo(data, mask, 2)
 		}
 		var out [2]C.uint64_t
 		C.pg_clear_killed16((*C.uint16_t)(unsafe.Pointer(&data[0])), (*C.uint8_t)(unsafe.Pointer(&mask[0])), C.size_t(len(mask)), &out[0])
 		return uint64(out[0]), uint64(out[1])
-	}
-	simdClear32 = func(data, mask []byte) (uint64, uint64) {
+	})
+	simdClearKilled32.provide("avx2", func(data, mask []byte) (uint64, uint64) {
 		if uintptr(unsafe.Pointer(&data[0]))%4 != 0 {
 			return clearKilledGo(data, mask, 4)
 		}
 		var out [2]C.uint64_t
 		C.pg_clear_killed32((*C.uint32_t)(unsafe.Pointer(&data[0])), (*C.uint8_t)(unsafe.Pointer(&mask[0])), C.size_t(len(mask)), &out[0])
 		return uint64(out[0]), uint64(out[1])
-	}
+	})
 }

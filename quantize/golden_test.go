@@ -71,7 +71,7 @@ func (r *reference) simdSettings() []bool {
 	if r.gold != nil && SIMD() != "go" {
 		return []bool{true, false}
 	}
-	return []bool{!simdOff}
+	return []bool{!simdOff.Load()}
 }
 
 // withReferences runs body against the golden file of the calling test

@@ -29,24 +29,24 @@ func init() {
 	if !cpu.X86.HasAVX2 {
 		return
 	}
-	kEncQ4KSIMD = func(dst []byte, src []float32) int {
+	simdEncodeQ4K.provide("avx2", func(dst []byte, src []float32) int {
 		nb := min(len(src)/kQK, len(dst)/kQ4KBytes)
 		if nb == 0 {
 			return 0
 		}
 		return int(C.kq_encode_q4k((*C.float)(unsafe.Pointer(&src[0])), (*C.uint8_t)(unsafe.Pointer(&dst[0])), C.size_t(nb)))
-	}
-	kKZFit45SIMD = func(f *kKZFormat, x []float32, r *kKZResult) bool {
+	})
+	simdKeepZerosFit8x32.provide("avx2", func(f *kKZFormat, x []float32, r *kKZResult) bool {
 		return C.kz_fit45((*C.kz_params)(unsafe.Pointer(&f.params)), (*C.int32_t)(unsafe.Pointer(&f.ratios[0])),
 			(*C.double)(unsafe.Pointer(&f.dfac[0])), (*C.double)(unsafe.Pointer(&f.sfac[0])),
 			(*C.kz_grid)(unsafe.Pointer(&f.grid[0][0])), (*C.float)(unsafe.Pointer(&x[0])),
 			(*C.kz_result)(unsafe.Pointer(r))) != 0
-	}
-	kEncQ6KSIMD = func(dst []byte, src []float32) int {
+	})
+	simdEncodeQ6K.provide("avx2", func(dst []byte, src []float32) int {
 		nb := min(len(src)/kQK, len(dst)/kQ6KBytes)
 		if nb == 0 {
 			return 0
 		}
 		return int(C.kq_encode_q6k((*C.float)(unsafe.Pointer(&src[0])), (*C.uint8_t)(unsafe.Pointer(&dst[0])), C.size_t(nb)))
-	}
+	})
 }

@@ -41,7 +41,7 @@ func BenchmarkKQuants(b *testing.B) {
 				Encode(typ, enc, src)
 			}
 		})
-		if typ == gguf.TypeQ4_K && kEncQ4KSIMD != nil || typ == gguf.TypeQ6_K && kEncQ6KSIMD != nil {
+		if typ == gguf.TypeQ4_K && simdEncodeQ4K.provided || typ == gguf.TypeQ6_K && simdEncodeQ6K.provided {
 			// The same encoder with the AVX2 path off: the pure-Go code.
 			b.Run(typ.String()+"/encode/go-nosimd", withoutSIMD(len(src), func() { Encode(typ, enc, src) }))
 		}
@@ -69,7 +69,7 @@ func BenchmarkKQuants(b *testing.B) {
 					EncodeKeepZeros(typ, enc, pruned)
 				}
 			})
-			if (typ == gguf.TypeQ4_K || typ == gguf.TypeQ5_K) && kKZFit45SIMD != nil {
+			if (typ == gguf.TypeQ4_K || typ == gguf.TypeQ5_K) && simdKeepZerosFit8x32.provided {
 				b.Run(typ.String()+"/encodekeepzeros/go-nosimd", withoutSIMD(len(src), func() { EncodeKeepZeros(typ, enc, pruned) }))
 			}
 		}

@@ -79,7 +79,7 @@ func kzFitBlocks(nb int, seed uint64) [][]float32 {
 // codes and levels, and then the same encoded bytes through
 // EncodeKeepZeros.
 func TestKeepZerosFitSIMDMatchesGo(t *testing.T) {
-	if kKZFit45SIMD == nil {
+	if !simdKeepZerosFit8x32.provided {
 		t.Skip("no AVX2 C search in this build or on this CPU")
 	}
 	nb := 40
@@ -94,7 +94,7 @@ func TestKeepZerosFitSIMDMatchesGo(t *testing.T) {
 		fitted := 0
 		for bi, x := range blocks {
 			var got, want kKZResult
-			okGot := kKZFit45SIMD(c.f, x, &got)
+			okGot := simdKeepZerosFit8x32.fn(c.f, x, &got)
 			okWant := kKeepZerosFitGo(c.f, x, &want)
 			if okGot != okWant {
 				t.Fatalf("%s block %d: AVX2 says %v, Go %v", c.typ, bi, okGot, okWant)

@@ -18,8 +18,8 @@ func init() {
 }
 
 func decodeQ4K(dst []float32, src []byte) {
-	if kHaveAVX2 {
-		decodeQ4KAVX2(dst, src)
+	if simd, ok := simdDecodeQ4K.use(); ok {
+		simd(dst, src)
 		return
 	}
 	decodeQ4KGo(dst, src)
@@ -82,8 +82,8 @@ func kSubblockWeights32(x []float32, w *[32]float32) {
 }
 
 func encodeQ4K(dst []byte, src []float32) {
-	if kEncQ4KSIMD != nil && !simdOff {
-		kEncodeSIMD(dst, src, kQ4KBytes, kEncQ4KSIMD, encodeQ4KBlock)
+	if simd, ok := simdEncodeQ4K.use(); ok {
+		kEncodeSIMD(dst, src, kQ4KBytes, simd, encodeQ4KBlock)
 		return
 	}
 	encodeQ4KGo(dst, src)

@@ -114,8 +114,8 @@ func kMakeQx1(x []float32, L []int8, nmax int32) float32 {
 }
 
 func encodeQ6K(dst []byte, src []float32) {
-	if kEncQ6KSIMD != nil && !simdOff {
-		kEncodeSIMD(dst, src, kQ6KBytes, kEncQ6KSIMD, encodeQ6KBlock)
+	if simd, ok := simdEncodeQ6K.use(); ok {
+		kEncodeSIMD(dst, src, kQ6KBytes, simd, encodeQ6KBlock)
 		return
 	}
 	encodeQ6KGo(dst, src)

@@ -17,7 +17,7 @@ func TestParityQ6_K(t *testing.T) { checkParity(t, gguf.TypeQ6_K) }
 // TestDecodeQ4KPaths compares the assembly and pure-Go Q4_K decoders bit
 // for bit on random blocks, with guard values after the output.
 func TestDecodeQ4KPaths(t *testing.T) {
-	if !kHaveAVX2 {
+	if !simdDecodeQ4K.provided {
 		t.Skip("no AVX2 path in this build or on this CPU")
 	}
 	r := rand.New(rand.NewPCG(3, 4))
@@ -32,7 +32,7 @@ func TestDecodeQ4KPaths(t *testing.T) {
 		want[i], got[i] = 12345, 12345
 	}
 	decodeQ4KGo(want[:nb*kQK], src)
-	decodeQ4KAVX2(got[:nb*kQK], src)
+	simdDecodeQ4K.fn(got[:nb*kQK], src)
 	for i := range got {
 		if math.Float32bits(got[i]) != math.Float32bits(want[i]) {
 			t.Fatalf("value %d: avx2 %v (%08x), go %v (%08x)", i, got[i], math.Float32bits(got[i]), want[i], math.Float32bits(want[i]))
@@ -51,8 +51,8 @@ func TestEncodeKQuantSIMDPaths(t *testing.T) {
 		simd func([]byte, []float32) int
 		gof  func([]byte, []float32)
 	}{
-		{gguf.TypeQ4_K, kQ4KBytes, kEncQ4KSIMD, encodeQ4KGo},
-		{gguf.TypeQ6_K, kQ6KBytes, kEncQ6KSIMD, encodeQ6KGo},
+		{gguf.TypeQ4_K, kQ4KBytes, simdEncodeQ4K.fn, encodeQ4KGo},
+		{gguf.TypeQ6_K, kQ6KBytes, simdEncodeQ6K.fn, encodeQ6KGo},
 	} {
 		if tc.simd == nil {
 			t.Skip("no AVX2 encoder in this build or on this CPU")

@@ -30,49 +30,27 @@ func init() {
 	register(gguf.TypeQ8_0, codec{decode: decodeQ8_0, encode: encodeQ8_0, zero: ZeroExact})
 }
 
-// The SIMD paths (legacy_avx2.go, chosen once from the CPU's features when
-// cgo is available) compute the same bits as the Go code; SetSIMD turns them
-// off, for tests and for comparison.
+// The SIMD paths of Q8_0 and Q4_0 (legacy_avx2.go). The encoders return how
+// many blocks they wrote: all of them, or the index of a block holding a
+// NaN, which the Go code then encodes.
 var (
-	simdName       = "" // "" when no SIMD path is compiled in or the CPU lacks it
-	simdOff        bool
-	simdDecodeQ8_0 func(dst []float32, src []byte)
-	simdDecodeQ4_0 func(dst []float32, src []byte)
-	// The encoders return how many blocks they wrote: all of them, or the
-	// index of a block holding a NaN, which the Go code then encodes.
-	simdEncodeQ8_0 func(dst []byte, src []float32) int
-	simdEncodeQ4_0 func(dst []byte, src []float32) int
+	simdDecodeQ8_0 simdRoutine[func(dst []float32, src []byte)]
+	simdDecodeQ4_0 simdRoutine[func(dst []float32, src []byte)]
+	simdEncodeQ8_0 simdRoutine[func(dst []byte, src []float32) int]
+	simdEncodeQ4_0 simdRoutine[func(dst []byte, src []float32) int]
 )
 
-// SIMD returns the name of the SIMD path the Q8_0 and Q4_0 codecs use
-// ("avx2"), or "go" for the pure-Go code.
-func SIMD() string {
-	if simdName == "" || simdOff {
-		return "go"
-	}
-	return simdName
-}
-
-// SetSIMD enables (the default) or disables the SIMD paths and returns the
-// previous setting. Both paths give identical bits; it is not safe to call
-// while codecs run.
-func SetSIMD(enabled bool) (was bool) {
-	was = !simdOff
-	simdOff = !enabled
-	return was
-}
-
 func decodeQ8_0(dst []float32, src []byte) {
-	if simdDecodeQ8_0 != nil && !simdOff {
-		simdDecodeQ8_0(dst, src)
+	if simd, ok := simdDecodeQ8_0.use(); ok {
+		simd(dst, src)
 		return
 	}
 	decodeQ8_0Go(dst, src)
 }
 
 func decodeQ4_0(dst []float32, src []byte) {
-	if simdDecodeQ4_0 != nil && !simdOff {
-		simdDecodeQ4_0(dst, src)
+	if simd, ok := simdDecodeQ4_0.use(); ok {
+		simd(dst, src)
 		return
 	}
 	decodeQ4_0Go(dst, src)
@@ -92,16 +70,16 @@ func encodeSIMD(dst []byte, src []float32, bb int, simd func([]byte, []float32) 
 }
 
 func encodeQ8_0(dst []byte, src []float32) {
-	if simdEncodeQ8_0 != nil && !simdOff {
-		encodeSIMD(dst, src, 34, simdEncodeQ8_0, encodeQ8_0Go)
+	if simd, ok := simdEncodeQ8_0.use(); ok {
+		encodeSIMD(dst, src, 34, simd, encodeQ8_0Go)
 		return
 	}
 	encodeQ8_0Go(dst, src)
 }
 
 func encodeQ4_0(dst []byte, src []float32) {
-	if simdEncodeQ4_0 != nil && !simdOff {
-		encodeSIMD(dst, src, 18, simdEncodeQ4_0, encodeQ4_0Go)
+	if simd, ok := simdEncodeQ4_0.use(); ok {
+		encodeSIMD(dst, src, 18, simd, encodeQ4_0Go)
 		return
 	}
 	encodeQ4_0Go(dst, src)

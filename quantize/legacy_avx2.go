@@ -23,27 +23,26 @@ func init() {
 	if !cpu.X86.HasAVX2 {
 		return
 	}
-	simdName = "avx2"
-	simdDecodeQ8_0 = func(dst []float32, src []byte) {
+	simdDecodeQ8_0.provide("avx2", func(dst []float32, src []byte) {
 		if len(src) >= 34 {
 			C.pg_decode_q8_0((*C.uint8_t)(unsafe.Pointer(&src[0])), (*C.float)(unsafe.Pointer(&dst[0])), C.size_t(len(src)/34))
 		}
-	}
-	simdDecodeQ4_0 = func(dst []float32, src []byte) {
+	})
+	simdDecodeQ4_0.provide("avx2", func(dst []float32, src []byte) {
 		if len(src) >= 18 {
 			C.pg_decode_q4_0((*C.uint8_t)(unsafe.Pointer(&src[0])), (*C.float)(unsafe.Pointer(&dst[0])), C.size_t(len(src)/18))
 		}
-	}
-	simdEncodeQ8_0 = func(dst []byte, src []float32) int {
+	})
+	simdEncodeQ8_0.provide("avx2", func(dst []byte, src []float32) int {
 		if len(src) < qk {
 			return 0
 		}
 		return int(C.pg_encode_q8_0((*C.float)(unsafe.Pointer(&src[0])), (*C.uint8_t)(unsafe.Pointer(&dst[0])), C.size_t(len(src)/qk)))
-	}
-	simdEncodeQ4_0 = func(dst []byte, src []float32) int {
+	})
+	simdEncodeQ4_0.provide("avx2", func(dst []byte, src []float32) int {
 		if len(src) < qk {
 			return 0
 		}
 		return int(C.pg_encode_q4_0((*C.float)(unsafe.Pointer(&src[0])), (*C.uint8_t)(unsafe.Pointer(&dst[0])), C.size_t(len(src)/qk)))
-	}
+	})
 }
