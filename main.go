@@ -7,6 +7,8 @@ import (
 	"fmt"
 	"os"
 	"os/signal"
+	"strings"
+	"sync/atomic"
 	"syscall"
 
 	"github.com/physarium/physarium-gguf/cli"
@@ -15,12 +17,32 @@ import (
 // version is set at build time with -ldflags "-X main.version=v1.2.3".
 var version = "dev"
 
+// stopSignals end a run as Ctrl-C does: the context is cancelled, the
+// writers remove their temporary files, and the exit code is 128 plus the
+// signal's number (SIGHUP 129, SIGINT 130, SIGQUIT 131, SIGTERM 143).
+var stopSignals = []os.Signal{syscall.SIGHUP, os.Interrupt, syscall.SIGQUIT, syscall.SIGTERM}
+
+// sigName names the stopSignals as a shell user knows them.
+var sigName = map[syscall.Signal]string{syscall.SIGHUP: "SIGHUP", syscall.SIGINT: "SIGINT", syscall.SIGQUIT: "SIGQUIT", syscall.SIGTERM: "SIGTERM"}
+
 func main() {
-	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	ctx, cancel := context.WithCancel(context.Background())
+	sigs := make(chan os.Signal, 1)
+	signal.Notify(sigs, stopSignals...)
+	var caught atomic.Value
+	go func() {
+		caught.Store(<-sigs)
+		cancel()
+	}()
 	err := cli.New(version).RunContext(ctx, os.Args)
-	stop()
 	if err != nil {
-		fmt.Fprintf(os.Stderr, "%s: %v\n", cli.Name, err)
-		os.Exit(cli.ExitCode(err))
+		code := cli.ExitCode(err)
+		msg := err.Error()
+		if s, ok := caught.Load().(syscall.Signal); ok {
+			code = 128 + int(s)
+			msg = strings.Replace(msg, context.Canceled.Error(), "interrupted by "+sigName[s], 1)
+		}
+		fmt.Fprintf(os.Stderr, "%s: %s\n", cli.Name, msg)
+		os.Exit(code)
 	}
 }

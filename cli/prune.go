@@ -30,8 +30,17 @@ and writes OUT with every other tensor and key unchanged plus the
 physarium.* keys that state what was done, with the denominator of every
 kill rate.
 
-IN is never modified. OUT is written to a temporary file beside it and
-renamed into place; on any error or Ctrl-C nothing is left behind.
+IN is never modified, nor replaced: an OUT that is IN, also through a
+link, is refused. OUT is written to OUT.partial-PID beside it and renamed
+into place; on any error, on Ctrl-C (SIGINT), SIGTERM, SIGHUP or SIGQUIT
+nothing is left behind, and such a file left by a run that was killed
+outright (kill -9) is removed by the next run writing the same OUT.
+
+OUT (and the --control file) must be absent, or with --force a regular
+file: a directory, a device, a FIFO or a socket is refused even with
+--force. A symbolic link is written through: the file it leads to is
+replaced (the temporary file goes beside that file) and the link stays; a
+link that leads nowhere is refused.
 
 Modes:
   natural   (default) the mould decides how much of each tile dies
@@ -76,7 +85,7 @@ cost: two numbers, never one.`,
 			&ucli.StringFlag{Name: "method", Usage: "activation-flow (v2, default with --imatrix), magnitude-flow (v1, default without), or the plain baselines magnitude (per-tensor |w|) and wanda (|w|*a_i per output row), which need --mode sparsity"},
 			&ucli.StringFlag{Name: "rank", Usage: "v2 sparsity-mode ranking: flow-share (default), row-mould, row-flow, row-flow-mould or tile"},
 			&ucli.BoolFlag{Name: "dry-run", Usage: "compute and report, write no GGUF"},
-			&ucli.BoolFlag{Name: "force", Usage: "replace OUT if it exists"},
+			&ucli.BoolFlag{Name: "force", Usage: "replace OUT if it is a regular file (or a link to one)"},
 			&ucli.BoolFlag{Name: "quiet", Aliases: []string{"q"}, Usage: "no progress and no summary"},
 		},
 		Action: a.prune,
@@ -176,6 +185,11 @@ func (a *App) prune(c *ucli.Context) error {
 	if !quiet {
 		bar = newProgressBar(a.Stderr, "prune "+filepath.Base(in))
 		opts.Progress = bar.update
+	}
+	if !opts.DryRun {
+		if err := a.removeStale("prune", out, opts.Control); err != nil {
+			return err
+		}
 	}
 	r, err := prune.File(c.Context, in, out, opts)
 	if bar != nil {

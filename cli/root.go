@@ -13,6 +13,8 @@ import (
 	"strings"
 
 	ucli "github.com/urfave/cli/v2"
+
+	"github.com/physarium/physarium-gguf/gguf"
 )
 
 // Exit codes returned by ExitCode.
@@ -171,4 +173,23 @@ func args(c *ucli.Context, names ...string) ([]string, error) {
 		return nil, usageErrorf("%s: missing %s (run '%s %s --help')", cmd, strings.Join(names[len(got):], " "), Name, cmd)
 	}
 	return nil, usageErrorf("%s: too many arguments: %q (run '%s %s --help')", cmd, got[len(names):], Name, cmd)
+}
+
+// removeStale removes the temporary files that runs killed before they
+// could clean up left beside the given outputs ("" is skipped), and says so
+// on stderr.
+func (a *App) removeStale(cmd string, outs ...string) error {
+	for _, out := range outs {
+		if out == "" {
+			continue
+		}
+		removed, err := gguf.RemoveStale(out)
+		for _, p := range removed {
+			fmt.Fprintf(a.Stderr, "%s: removed %s, left by an earlier run whose process is gone\n", cmd, p)
+		}
+		if err != nil {
+			return fmt.Errorf("%s: %w", cmd, err)
+		}
+	}
+	return nil
 }

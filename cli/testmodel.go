@@ -39,6 +39,11 @@ Norm weights and the MoE router are F32; embeddings, output and every
 projection are --type. Block types need --embd and --ff divisible by the
 block size (32 for Q4_0/Q8_0..., 256 for the K-quants).
 
+OUT is handled as prune handles it: absent, or with --force a regular
+file (a symbolic link is written through; directories, devices, FIFOs,
+sockets and dangling links are refused), written to OUT.partial-PID and
+renamed into place, nothing left behind on an error or a signal.
+
 Examples:
   physarium-gguf testmodel model.gguf
   physarium-gguf testmodel --type f16 --kv-heads 2 --dist t3 --seed 7 gqa.gguf
@@ -55,7 +60,7 @@ Examples:
 			&ucli.Uint64Flag{Name: "seed", Value: d.Seed, Usage: "random seed"},
 			&ucli.IntFlag{Name: "experts", Usage: "experts per MoE layer (0: dense)"},
 			&ucli.IntFlag{Name: "experts-used", Usage: "experts used per token (MoE only)"},
-			&ucli.BoolFlag{Name: "force", Usage: "overwrite OUT if it exists"},
+			&ucli.BoolFlag{Name: "force", Usage: "overwrite OUT if it is a regular file (or a link to one)"},
 		},
 		Action: a.testmodel,
 	}
@@ -95,12 +100,18 @@ func (a *App) testmodel(c *ucli.Context) error {
 		return &ExitError{Code: ExitUsage, Err: fmt.Errorf("testmodel: %w", err)}
 	}
 	force := c.Bool("force")
+	if err := gguf.CheckTarget(out, true); err != nil {
+		return fmt.Errorf("testmodel: %w", err)
+	}
 	if !force {
 		if _, err := os.Stat(out); err == nil {
 			return fmt.Errorf("testmodel: %s exists (use --force to overwrite)", out)
 		} else if !errors.Is(err, fs.ErrNotExist) {
 			return fmt.Errorf("testmodel: %w", err)
 		}
+	}
+	if err := a.removeStale("testmodel", out); err != nil {
+		return err
 	}
 	if err := testmodels.WriteContext(c.Context, out, cfg, gguf.CreateOptions{Overwrite: force}); err != nil {
 		return fmt.Errorf("testmodel: %w", err)

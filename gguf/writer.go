@@ -28,6 +28,7 @@ type CreateOptions struct {
 // output.
 type Writer struct {
 	path      string
+	target    string // path, or where the symbolic link at path leads (see CheckTarget)
 	tmp       string
 	file      *os.File
 	out       *output // what goes into file, staged, and written directly where it can
@@ -102,6 +103,7 @@ func newWriter(path string, h Header, opts CreateOptions) (*Writer, error) {
 	fail := func(format string, args ...any) (*Writer, error) {
 		return nil, fmt.Errorf("gguf: %s: "+format, append([]any{path}, args...)...)
 	}
+	var err error
 	version := h.Version
 	if version == 0 {
 		version = 3
@@ -158,12 +160,8 @@ func newWriter(path string, h Header, opts CreateOptions) (*Writer, error) {
 		}
 		off += padded
 	}
-	if !opts.Overwrite {
-		if _, err := os.Lstat(path); err == nil {
-			return fail("target exists (overwrite not requested)")
-		} else if !errors.Is(err, os.ErrNotExist) {
-			return nil, fmt.Errorf("gguf: %w", err)
-		}
+	if w.target, err = resolveTarget(path, opts.Overwrite); err != nil {
+		return nil, err
 	}
 	return w, nil
 }
@@ -199,21 +197,11 @@ func (w *Writer) DirectAlign() int { return w.out.align }
 // Tensors reports for it.
 func (w *Writer) DataOffset() uint64 { return w.dataStart }
 
-// newTemp creates a readable (0644) temporary file beside the target.
+// newTemp creates a readable (0644) temporary file beside the target,
+// named for it and for this process (see RemoveStale).
 func (w *Writer) newTemp() (*os.File, error) {
-	dir, base := filepath.Split(w.path)
-	if dir == "" {
-		dir = "."
-	}
-	file, err := os.CreateTemp(dir, "."+base+".tmp-*")
+	file, err := createPartial(w.target)
 	if err != nil {
-		return nil, fmt.Errorf("gguf: %s: %w", w.path, err)
-	}
-	// CreateTemp makes the file private (0600); a model is an ordinary
-	// readable file, as the other tools of the ecosystem write it.
-	if err := file.Chmod(0o644); err != nil {
-		file.Close()
-		os.Remove(file.Name())
 		return nil, fmt.Errorf("gguf: %s: %w", w.path, err)
 	}
 	return file, nil
@@ -514,13 +502,16 @@ func (w *Writer) commit() error {
 		return w.fatal(fmt.Errorf("gguf: %s: %w", w.path, err))
 	}
 	w.file = nil
-	if !w.overwrite {
-		if _, err := os.Lstat(w.path); err == nil {
-			os.Remove(w.tmp)
-			return w.fatal(fmt.Errorf("gguf: %s: target exists (overwrite not requested)", w.path))
-		}
+	// What lies at the target may have changed while the data were written.
+	target, err := resolveTarget(w.path, w.overwrite)
+	if err == nil && target != w.target {
+		err = fmt.Errorf("gguf: %s: the link now leads to %s, not %s, where the file was written", w.path, target, w.target)
 	}
-	if err := os.Rename(w.tmp, w.path); err != nil {
+	if err != nil {
+		os.Remove(w.tmp)
+		return w.fatal(err)
+	}
+	if err := os.Rename(w.tmp, target); err != nil {
 		os.Remove(w.tmp)
 		return w.fatal(fmt.Errorf("gguf: %s: %w", w.path, err))
 	}
@@ -528,7 +519,7 @@ func (w *Writer) commit() error {
 	if skipSync {
 		return nil
 	}
-	if err := syncDir(filepath.Dir(w.path)); err != nil {
+	if err := syncDir(filepath.Dir(target)); err != nil {
 		w.err = fmt.Errorf("gguf: %s: fsync directory: %w", w.path, err)
 		return w.err
 	}

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"testing"
 )
@@ -42,8 +43,8 @@ func TestWriterOffsetsPaddingAndEmptyTensors(t *testing.T) {
 		t.Fatal(err)
 	}
 	names := dirNames(t, dir)
-	if len(names) != 1 || !strings.HasPrefix(names[0], ".out.gguf.tmp-") {
-		t.Fatalf("while writing, directory holds %v, want one .out.gguf.tmp-*", names)
+	if want := "out.gguf.partial-" + strconv.Itoa(os.Getpid()); len(names) != 1 || names[0] != want {
+		t.Fatalf("while writing, directory holds %v, want one %s", names, want)
 	}
 	infos := w.Tensors()
 	wantOff := []uint64{0, 64, 64, 192}

@@ -285,12 +285,13 @@ func checkPaths(in, out string, overwrite bool) error {
 	if err != nil {
 		return fmt.Errorf("prune: %w", err)
 	}
+	if err := gguf.CheckTarget(out, true); err != nil { // directories, devices, FIFOs, dangling links
+		return fmt.Errorf("prune: %w", err)
+	}
 	so, err := os.Stat(out)
 	switch {
 	case err == nil && os.SameFile(si, so):
 		return fmt.Errorf("prune: output %s is the input file %s", out, in)
-	case err == nil && so.IsDir():
-		return fmt.Errorf("prune: output %s is a directory", out)
 	case err == nil && !overwrite:
 		return fmt.Errorf("prune: output %s exists (use --force to replace it)", out)
 	case err != nil && !errors.Is(err, os.ErrNotExist):
