@@ -16,7 +16,9 @@
 #         headers and lib/ (RUNPATH $ORIGIN/../lib), and llama-imatrix:
 #         llama.cpp's own tools/imatrix/imatrix.cpp from src/, compiled with
 #         g++ and linked against the shipped libllama-common.so (plus
-#         tools/llamacpp/shim/cpu_backend.c, which loads the CPU backend from lib/)
+#         tools/llamacpp/shim/cpu_backend.c, which loads the CPU backend from lib/),
+#         and llama-perplexity from tools/perplexity/ the same way (the referee
+#         for the project's perplexity figures)
 #
 # Idempotent: a stamp keyed on the package versions and a hash of the C
 # sources makes a second run return at once. Progress goes to stderr; the last
@@ -96,6 +98,7 @@ if [ -f "$stamp_file" ] && [ "$(cat "$stamp_file")" = "$stamp_want" ] &&
 		[ -x "$cache/bin/$(basename "$f" .c)" ] || ok=0
 	done
 	[ -x "$cache/bin/llama-imatrix" ] || ok=0
+	[ -x "$cache/bin/llama-perplexity" ] || ok=0
 	if [ "$ok" = 1 ]; then
 		say "up to date in $cache"
 		finish
@@ -164,12 +167,24 @@ g++ -O2 -std=c++17 -I"$cache/src/common" -I"$cache/src/include" -I"$cache/src/gg
 	"$cache/lib/libllama-common.so" "$cache/lib/libllama.v0.4.0.so" "$cache/lib/libggml.v0.4.0.so" \
 	"$cache/lib/libggml-base.so" -Wl,-rpath,'$ORIGIN/../lib' -Wl,--enable-new-dtags -pthread -ldl >&2 ||
 	die "compiling $cache/src/tools/imatrix/imatrix.cpp failed"
-rm -f "$cache/bin/cpu_backend.o"
 mv "$cache/bin/llama-imatrix.tmp" "$cache/bin/llama-imatrix"
+
+# 5b. llama.cpp's own llama-perplexity, built the same way: the referee for
+#     every perplexity figure the project computes.
+say "compiling llama-perplexity (about 10 s)"
+g++ -O2 -std=c++17 -I"$cache/src/common" -I"$cache/src/include" -I"$cache/src/ggml/include" \
+	"$cache/src/tools/perplexity/main.cpp" "$cache/src/tools/perplexity/perplexity.cpp" "$cache/bin/cpu_backend.o" \
+	-o "$cache/bin/llama-perplexity.tmp" \
+	"$cache/lib/libllama-common.so" "$cache/lib/libllama.v0.4.0.so" "$cache/lib/libggml.v0.4.0.so" \
+	"$cache/lib/libggml-base.so" -Wl,-rpath,'$ORIGIN/../lib' -Wl,--enable-new-dtags -pthread -ldl >&2 ||
+	die "compiling $cache/src/tools/perplexity/perplexity.cpp failed"
+rm -f "$cache/bin/cpu_backend.o"
+mv "$cache/bin/llama-perplexity.tmp" "$cache/bin/llama-perplexity"
 
 # 6. Smoke test: the tools start and find their libraries.
 "$cache/bin/perplexity" -h >/dev/null || die "$cache/bin/perplexity does not run"
 "$cache/bin/llama-imatrix" --version >/dev/null 2>&1 || die "$cache/bin/llama-imatrix does not run"
+"$cache/bin/llama-perplexity" --version >/dev/null 2>&1 || die "$cache/bin/llama-perplexity does not run"
 
 echo "$stamp_want" >"$stamp_file"
 say "ready in $cache"
