@@ -114,8 +114,10 @@ type File struct {
 	KVs        []KV         // in file order
 	Tensors    []TensorInfo // in file order
 
-	r       *mmap.ReaderAt
-	data    *os.File // the same file, for reads of tensor data
+	r       io.ReaderAt    // what the header was read from
+	mapping *mmap.ReaderAt // Open's mapping, closed by Close
+	data    *os.File       // Open's descriptor of the same file, for tensor reads
+	closed  bool
 	kvIndex map[string]int
 	tIndex  map[string]int
 }
@@ -138,26 +140,53 @@ func Open(path string) (*File, error) {
 		r.Close()
 		return nil, fmt.Errorf("gguf: %w", err)
 	}
-	f := &File{Path: path, Size: int64(r.Len()), r: r, data: data}
-	if err := f.parse(); err != nil {
+	f, err := NewReader(r, int64(r.Len()))
+	if err != nil {
 		r.Close()
 		data.Close()
-		return nil, err
+		return nil, fmt.Errorf("gguf: %s: %w", path, errors.Unwrap(err))
+	}
+	f.Path, f.mapping, f.data = path, r, data
+	return f, nil
+}
+
+// readError is a refusal of NewReader; Open re-prefixes its cause with the
+// file's path.
+type readError struct{ cause error }
+
+func (e *readError) Error() string { return "gguf: " + e.cause.Error() }
+func (e *readError) Unwrap() error { return e.cause }
+
+// NewReader reads and validates the header of the GGUF file of size bytes
+// held by r, with the checks Open makes. The File reads tensor data from r,
+// which must stay readable while the File is used; its Path is empty and
+// Close does not close r.
+func NewReader(r io.ReaderAt, size int64) (*File, error) {
+	if size < 0 {
+		return nil, &readError{fmt.Errorf("negative size %d", size)}
+	}
+	f := &File{Size: size, r: r}
+	if err := f.parse(); err != nil {
+		return nil, &readError{err}
 	}
 	return f, nil
 }
 
-// Close unmaps the file. Readers obtained from the File must not be used
-// afterwards.
+// Close unmaps a file from Open; for a File from NewReader it only marks
+// it closed. Readers obtained from the File must not be used afterwards.
 func (f *File) Close() error {
-	if f.r == nil {
+	if f.closed {
 		return nil
 	}
-	err := f.r.Close()
+	f.closed = true
+	if f.mapping == nil {
+		return nil
+	}
+	err := f.mapping.Close()
 	if err2 := f.data.Close(); err == nil {
 		err = err2
 	}
-	f.r, f.data = nil, nil
+	f.mapping, f.data = nil, nil
 	if err != nil {
 		return fmt.Errorf("gguf: %s: %w", f.Path, err)
 	}
@@ -189,8 +218,12 @@ func (f *File) TensorReader(t TensorInfo) *io.SectionReader {
 
 // ReadAt reads raw bytes of the file at absolute offset off.
 func (f *File) ReadAt(p []byte, off int64) (int, error) {
-	if f.r == nil {
+	if f.closed {
 		return 0, fmt.Errorf("gguf: %s: file is closed", f.Path)
+	}
+	var src io.ReaderAt = f.r
+	if f.data != nil {
+		src = f.data
 	}
 	if off < 0 {
 		return 0, fmt.Errorf("gguf: %s: negative offset %d", f.Path, off)
@@ -202,13 +235,13 @@ func (f *File) ReadAt(p []byte, off int64) (int, error) {
 		return 0, io.EOF
 	}
 	if int64(len(p)) > f.Size-off {
-		n, err := f.data.ReadAt(p[:f.Size-off], off)
+		n, err := src.ReadAt(p[:f.Size-off], off)
 		if err == nil {
 			err = io.EOF
 		}
 		return n, err
 	}
-	return f.data.ReadAt(p, off)
+	return src.ReadAt(p, off)
 }
 
 // errShort marks a read past the end of the file.
@@ -217,7 +250,7 @@ var errShort = errors.New("unexpected end of file")
 // cursor reads little-endian values from the mapping, checking every length
 // against the bytes that remain.
 type cursor struct {
-	r    *mmap.ReaderAt
+	r    io.ReaderAt
 	off  int64
 	size int64
 	buf  [8]byte
@@ -327,9 +360,7 @@ func checkName(s string, maxLen int) error {
 // parse reads and validates the header of f.
 func (f *File) parse() error {
 	c := &cursor{r: f.r, size: f.Size}
-	fail := func(format string, args ...any) error {
-		return fmt.Errorf("gguf: %s: "+format, append([]any{f.Path}, args...)...)
-	}
+	fail := fmt.Errorf
 	if f.Size < 4 {
 		return fail("file of %d bytes is too short to be GGUF (truncated header)", f.Size)
 	}
