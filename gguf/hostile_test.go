@@ -2,6 +2,7 @@ package gguf
 
 import (
 	"bytes"
+	"errors"
 	"fmt"
 	"io"
 	"os"
@@ -378,5 +379,34 @@ func TestNewReaderMatchesOpen(t *testing.T) {
 		if merr.Error() != want {
 			t.Fatalf("%s: NewReader says %q, Open %q", c.name, merr, oerr)
 		}
+	}
+}
+
+// TestErrorKinds checks that refusals match their exported kind through
+// both Open and NewReader.
+func TestErrorKinds(t *testing.T) {
+	dir := t.TempDir()
+	kinds := map[string]error{
+		"bad-magic": ErrFormat, "version-4": ErrFormat, "duplicate-key": ErrFormat, "unknown-type-id": ErrFormat,
+		"kv-count-too-high": ErrTruncated, "huge-string-length": ErrTruncated, "huge-kv-count": ErrTruncated,
+		"misaligned-offset": ErrOffset, "overlapping": ErrOffset, "offset-past-end": ErrOffset,
+	}
+	for _, c := range hostileCases() {
+		want, ok := kinds[c.name]
+		if !ok {
+			continue
+		}
+		r := validRaw()
+		c.mutate(r)
+		b := r.bytes()
+		_, oerr, _ := openHostile(t, dir, c.name, b)
+		_, merr := NewReader(bytes.NewReader(b), int64(len(b)))
+		if !errors.Is(oerr, want) || !errors.Is(merr, want) {
+			t.Errorf("%s: Open %v, NewReader %v: want errors.Is %v", c.name, oerr, merr, want)
+		}
+		delete(kinds, c.name)
+	}
+	if len(kinds) != 0 {
+		t.Fatalf("cases not found: %v", kinds)
 	}
 }

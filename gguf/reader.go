@@ -360,47 +360,56 @@ func checkName(s string, maxLen int) error {
 // parse reads and validates the header of f.
 func (f *File) parse() error {
 	c := &cursor{r: f.r, size: f.Size}
-	fail := fmt.Errorf
+	fail := func(kind error, format string, args ...any) error {
+		err := fmt.Errorf(format, args...)
+		if kind == nil {
+			kind = ErrFormat
+			if errors.Is(err, errShort) {
+				kind = ErrTruncated
+			}
+		}
+		return &fileError{kind: kind, err: err}
+	}
 	if f.Size < 4 {
-		return fail("file of %d bytes is too short to be GGUF (truncated header)", f.Size)
+		return fail(ErrTruncated, "file of %d bytes is too short to be GGUF (truncated header)", f.Size)
 	}
 	m, _ := c.fixed(4)
 	if string(m) == "FUGG" {
-		return fail("big-endian GGUF is unsupported")
+		return fail(ErrFormat, "big-endian GGUF is unsupported")
 	}
 	if [4]byte(m) != magic {
-		return fail("bad magic %q, not a GGUF file", m)
+		return fail(ErrFormat, "bad magic %q, not a GGUF file", m)
 	}
 	v, err := c.u32()
 	if err != nil {
-		return fail("truncated header: %v", err)
+		return fail(ErrTruncated, "truncated header: %w", err)
 	}
 	switch {
 	case v == 2 || v == 3:
 	case v == 1:
-		return fail("GGUF version 1 is unsupported (only versions 2 and 3)")
+		return fail(ErrFormat, "GGUF version 1 is unsupported (only versions 2 and 3)")
 	case v != 0 && v&0xffff == 0:
-		return fail("big-endian GGUF is unsupported (version field reads %#x)", v)
+		return fail(ErrFormat, "big-endian GGUF is unsupported (version field reads %#x)", v)
 	default:
-		return fail("GGUF version %d is unsupported (only versions 2 and 3)", v)
+		return fail(ErrFormat, "GGUF version %d is unsupported (only versions 2 and 3)", v)
 	}
 	f.Version = v
 	nt, err := c.u64()
 	if err != nil {
-		return fail("truncated header: %v", err)
+		return fail(ErrTruncated, "truncated header: %w", err)
 	}
 	nkv, err := c.u64()
 	if err != nil {
-		return fail("truncated header: %v", err)
+		return fail(ErrTruncated, "truncated header: %w", err)
 	}
 	if nkv > c.left()/minKVBytes {
-		return fail("header claims %d metadata pairs, more than the %d bytes left can hold", nkv, c.left())
+		return fail(ErrTruncated, "header claims %d metadata pairs, more than the %d bytes left can hold", nkv, c.left())
 	}
 	if nt > c.left()/minTensorBytes {
-		return fail("header claims %d tensors, more than the %d bytes left can hold", nt, c.left())
+		return fail(ErrTruncated, "header claims %d tensors, more than the %d bytes left can hold", nt, c.left())
 	}
 	if nkv*minKVBytes+nt*minTensorBytes > c.left() {
-		return fail("header claims %d metadata pairs and %d tensors, more than the %d bytes left can hold", nkv, nt, c.left())
+		return fail(ErrTruncated, "header claims %d metadata pairs and %d tensors, more than the %d bytes left can hold", nkv, nt, c.left())
 	}
 
 	f.KVs = make([]KV, 0, nkv)
@@ -408,17 +417,17 @@ func (f *File) parse() error {
 	for i := uint64(0); i < nkv; i++ {
 		key, err := c.str()
 		if err != nil {
-			return fail("metadata pair %d: key: %v", i, err)
+			return fail(nil, "metadata pair %d: key: %w", i, err)
 		}
 		if err := checkName(key, MaxKeyLen); err != nil {
-			return fail("metadata pair %d: key %q %v", i, key, err)
+			return fail(ErrFormat, "metadata pair %d: key %q %v", i, key, err)
 		}
 		if _, dup := f.kvIndex[key]; dup {
-			return fail("duplicate key %q", key)
+			return fail(ErrFormat, "duplicate key %q", key)
 		}
 		val, err := readValue(c)
 		if err != nil {
-			return fail("key %q: %v", key, err)
+			return fail(nil, "key %q: %w", key, err)
 		}
 		f.kvIndex[key] = len(f.KVs)
 		f.KVs = append(f.KVs, KV{Key: key, Value: val})
@@ -428,10 +437,10 @@ func (f *File) parse() error {
 	if kv, ok := f.KV(AlignmentKey); ok {
 		a, isU32 := kv.Value.Data.(uint32)
 		if kv.Value.Type != TypeUint32 || !isU32 {
-			return fail("key %q must be of type UINT32, not %s", AlignmentKey, kv.Value.Type)
+			return fail(ErrFormat, "key %q must be of type UINT32, not %s", AlignmentKey, kv.Value.Type)
 		}
 		if a == 0 || a&(a-1) != 0 {
-			return fail("key %q: alignment %d is not a power of two", AlignmentKey, a)
+			return fail(ErrFormat, "key %q: alignment %d is not a power of two", AlignmentKey, a)
 		}
 		f.Alignment = uint64(a)
 	}
@@ -443,12 +452,12 @@ func (f *File) parse() error {
 		t, n, err := readTensorInfo(c)
 		if err != nil {
 			if t.Name != "" {
-				return fail("tensor %q: %v", t.Name, err)
+				return fail(nil, "tensor %q: %w", t.Name, err)
 			}
-			return fail("tensor info %d: %v", i, err)
+			return fail(nil, "tensor info %d: %w", i, err)
 		}
 		if _, dup := f.tIndex[t.Name]; dup {
-			return fail("duplicate tensor name %q", t.Name)
+			return fail(ErrFormat, "duplicate tensor name %q", t.Name)
 		}
 		f.tIndex[t.Name] = len(f.Tensors)
 		f.Tensors = append(f.Tensors, t)
@@ -461,23 +470,23 @@ func (f *File) parse() error {
 	// the padding must be present; this also bounds what a rewrite writes.
 	f.DataOffset = int64(alignUp(uint64(c.off), f.Alignment))
 	if f.DataOffset > f.Size {
-		return fail("data section at offset %d (infos end at %d, alignment %d) starts past the end of the file (%d bytes)", f.DataOffset, c.off, f.Alignment, f.Size)
+		return fail(ErrTruncated, "data section at offset %d (infos end at %d, alignment %d) starts past the end of the file (%d bytes)", f.DataOffset, c.off, f.Alignment, f.Size)
 	}
 	dataLen := uint64(f.Size - f.DataOffset)
 	prevEnd := uint64(0)
 	for i, t := range f.Tensors {
 		n := sizes[i]
 		if t.Offset%f.Alignment != 0 {
-			return fail("tensor %q: offset %d is not a multiple of the alignment %d", t.Name, t.Offset, f.Alignment)
+			return fail(ErrOffset, "tensor %q: offset %d is not a multiple of the alignment %d", t.Name, t.Offset, f.Alignment)
 		}
 		if t.Offset < prevEnd {
 			if i > 0 && t.Offset < f.Tensors[i-1].Offset {
-				return fail("tensor %q: offset %d is out of order (before tensor %q at %d)", t.Name, t.Offset, f.Tensors[i-1].Name, f.Tensors[i-1].Offset)
+				return fail(ErrOffset, "tensor %q: offset %d is out of order (before tensor %q at %d)", t.Name, t.Offset, f.Tensors[i-1].Name, f.Tensors[i-1].Offset)
 			}
-			return fail("tensor %q: offset %d overlaps tensor %q, which ends at %d", t.Name, t.Offset, f.Tensors[i-1].Name, prevEnd)
+			return fail(ErrOffset, "tensor %q: offset %d overlaps tensor %q, which ends at %d", t.Name, t.Offset, f.Tensors[i-1].Name, prevEnd)
 		}
 		if t.Offset > dataLen || n > dataLen-t.Offset {
-			return fail("tensor %q: data [%d, +%d) extends past the end of the file (data section holds %d bytes)", t.Name, t.Offset, n, dataLen)
+			return fail(ErrOffset, "tensor %q: data [%d, +%d) extends past the end of the file (data section holds %d bytes)", t.Name, t.Offset, n, dataLen)
 		}
 		prevEnd = t.Offset + n
 	}
@@ -493,7 +502,7 @@ func readTensorInfo(c *cursor) (TensorInfo, uint64, error) {
 	var t TensorInfo
 	name, err := c.str()
 	if err != nil {
-		return t, 0, fmt.Errorf("name: %v", err)
+		return t, 0, fmt.Errorf("name: %w", err)
 	}
 	if err := checkName(name, MaxNameLen); err != nil {
 		return t, 0, fmt.Errorf("name %q %v", name, err)
@@ -541,7 +550,7 @@ func readValue(c *cursor) (Value, error) {
 		}
 		d, err := readScalar(c, vt)
 		if err != nil {
-			return Value{}, fmt.Errorf("%s value: %v", vt, err)
+			return Value{}, fmt.Errorf("%s value: %w", vt, err)
 		}
 		return Value{Type: vt, Data: d}, nil
 	}
@@ -562,7 +571,7 @@ func readValue(c *cursor) (Value, error) {
 	}
 	d, err := readArray(c, elem, n)
 	if err != nil {
-		return Value{}, fmt.Errorf("array of %d %s: %v", n, elem, err)
+		return Value{}, fmt.Errorf("array of %d %s: %w", n, elem, err)
 	}
 	return Value{Type: TypeArray, Elem: elem, Data: d}, nil
 }
@@ -616,7 +625,7 @@ func readArray(c *cursor, t ValueType, n uint64) (any, error) {
 		for i := uint64(0); i < n; i++ {
 			s, err := c.str()
 			if err != nil {
-				return nil, fmt.Errorf("element %d: %v", i, err)
+				return nil, fmt.Errorf("element %d: %w", i, err)
 			}
 			out = append(out, s)
 		}
