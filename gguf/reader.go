@@ -357,61 +357,89 @@ func checkName(s string, maxLen int) error {
 	return nil
 }
 
-// parse reads and validates the header of f.
+// parse reads and validates the header of f, step by step.
 func (f *File) parse() error {
 	c := &cursor{r: f.r, size: f.Size}
-	fail := func(kind error, format string, args ...any) error {
-		err := fmt.Errorf(format, args...)
-		if kind == nil {
-			kind = ErrFormat
-			if errors.Is(err, errShort) {
-				kind = ErrTruncated
-			}
-		}
-		return &fileError{kind: kind, err: err}
+	nt, nkv, err := f.readPreamble(c)
+	if err != nil {
+		return err
 	}
+	if err := f.readKVs(c, nkv); err != nil {
+		return err
+	}
+	if err := f.readAlignment(); err != nil {
+		return err
+	}
+	sizes, err := f.readTensorInfos(c, nt)
+	if err != nil {
+		return err
+	}
+	return f.checkLayout(c, sizes)
+}
+
+// fail is a refusal of kind (nil: ErrTruncated when the cause is a short
+// read, ErrFormat otherwise) in the words of format.
+func fail(kind error, format string, args ...any) error {
+	err := fmt.Errorf(format, args...)
+	if kind == nil {
+		kind = ErrFormat
+		if errors.Is(err, errShort) {
+			kind = ErrTruncated
+		}
+	}
+	return &fileError{kind: kind, err: err}
+}
+
+// readPreamble reads the magic, the version and the two counts, and
+// bounds the counts by the bytes left.
+func (f *File) readPreamble(c *cursor) (nt, nkv uint64, err error) {
 	if f.Size < 4 {
-		return fail(ErrTruncated, "file of %d bytes is too short to be GGUF (truncated header)", f.Size)
+		return 0, 0, fail(ErrTruncated, "file of %d bytes is too short to be GGUF (truncated header)", f.Size)
 	}
 	m, _ := c.fixed(4)
 	if string(m) == "FUGG" {
-		return fail(ErrFormat, "big-endian GGUF is unsupported")
+		return 0, 0, fail(ErrFormat, "big-endian GGUF is unsupported")
 	}
 	if [4]byte(m) != magic {
-		return fail(ErrFormat, "bad magic %q, not a GGUF file", m)
+		return 0, 0, fail(ErrFormat, "bad magic %q, not a GGUF file", m)
 	}
 	v, err := c.u32()
 	if err != nil {
-		return fail(ErrTruncated, "truncated header: %w", err)
+		return 0, 0, fail(ErrTruncated, "truncated header: %w", err)
 	}
 	switch {
 	case v == 2 || v == 3:
 	case v == 1:
-		return fail(ErrFormat, "GGUF version 1 is unsupported (only versions 2 and 3)")
+		return 0, 0, fail(ErrFormat, "GGUF version 1 is unsupported (only versions 2 and 3)")
 	case v != 0 && v&0xffff == 0:
-		return fail(ErrFormat, "big-endian GGUF is unsupported (version field reads %#x)", v)
+		return 0, 0, fail(ErrFormat, "big-endian GGUF is unsupported (version field reads %#x)", v)
 	default:
-		return fail(ErrFormat, "GGUF version %d is unsupported (only versions 2 and 3)", v)
+		return 0, 0, fail(ErrFormat, "GGUF version %d is unsupported (only versions 2 and 3)", v)
 	}
 	f.Version = v
-	nt, err := c.u64()
+	nt, err = c.u64()
 	if err != nil {
-		return fail(ErrTruncated, "truncated header: %w", err)
+		return 0, 0, fail(ErrTruncated, "truncated header: %w", err)
 	}
-	nkv, err := c.u64()
+	nkv, err = c.u64()
 	if err != nil {
-		return fail(ErrTruncated, "truncated header: %w", err)
+		return 0, 0, fail(ErrTruncated, "truncated header: %w", err)
 	}
 	if nkv > c.left()/minKVBytes {
-		return fail(ErrTruncated, "header claims %d metadata pairs, more than the %d bytes left can hold", nkv, c.left())
+		return 0, 0, fail(ErrTruncated, "header claims %d metadata pairs, more than the %d bytes left can hold", nkv, c.left())
 	}
 	if nt > c.left()/minTensorBytes {
-		return fail(ErrTruncated, "header claims %d tensors, more than the %d bytes left can hold", nt, c.left())
+		return 0, 0, fail(ErrTruncated, "header claims %d tensors, more than the %d bytes left can hold", nt, c.left())
 	}
 	if nkv*minKVBytes+nt*minTensorBytes > c.left() {
-		return fail(ErrTruncated, "header claims %d metadata pairs and %d tensors, more than the %d bytes left can hold", nkv, nt, c.left())
+		return 0, 0, fail(ErrTruncated, "header claims %d metadata pairs and %d tensors, more than the %d bytes left can hold", nkv, nt, c.left())
 	}
 
+	return nt, nkv, nil
+}
+
+// readKVs reads the metadata pairs; each key must be valid and unique.
+func (f *File) readKVs(c *cursor, nkv uint64) error {
 	f.KVs = make([]KV, 0, nkv)
 	f.kvIndex = make(map[string]int, nkv)
 	for i := uint64(0); i < nkv; i++ {
@@ -433,6 +461,12 @@ func (f *File) parse() error {
 		f.KVs = append(f.KVs, KV{Key: key, Value: val})
 	}
 
+	return nil
+}
+
+// readAlignment sets the alignment from general.alignment, a UINT32
+// power of two, or to the default.
+func (f *File) readAlignment() error {
 	f.Alignment = DefaultAlignment
 	if kv, ok := f.KV(AlignmentKey); ok {
 		a, isU32 := kv.Value.Data.(uint32)
@@ -445,6 +479,11 @@ func (f *File) parse() error {
 		f.Alignment = uint64(a)
 	}
 
+	return nil
+}
+
+// readTensorInfos reads the tensor infos and returns their byte sizes.
+func (f *File) readTensorInfos(c *cursor, nt uint64) ([]uint64, error) {
 	f.Tensors = make([]TensorInfo, 0, nt)
 	f.tIndex = make(map[string]int, nt)
 	sizes := make([]uint64, 0, nt)
@@ -452,18 +491,24 @@ func (f *File) parse() error {
 		t, n, err := readTensorInfo(c)
 		if err != nil {
 			if t.Name != "" {
-				return fail(nil, "tensor %q: %w", t.Name, err)
+				return nil, fail(nil, "tensor %q: %w", t.Name, err)
 			}
-			return fail(nil, "tensor info %d: %w", i, err)
+			return nil, fail(nil, "tensor info %d: %w", i, err)
 		}
 		if _, dup := f.tIndex[t.Name]; dup {
-			return fail(ErrFormat, "duplicate tensor name %q", t.Name)
+			return nil, fail(ErrFormat, "duplicate tensor name %q", t.Name)
 		}
 		f.tIndex[t.Name] = len(f.Tensors)
 		f.Tensors = append(f.Tensors, t)
 		sizes = append(sizes, n)
 	}
 
+	return sizes, nil
+}
+
+// checkLayout places the data section after the infos and checks every
+// tensor's offset: aligned, in order, not overlapping, inside the file.
+func (f *File) checkLayout(c *cursor, sizes []uint64) error {
 	// The data section starts at the first multiple of the alignment after
 	// the infos (c.off < 2^63 and the alignment <= 2^31: no overflow).
 	// Writers (ggml, gguf-py, ours) pad the infos even without tensors, so
