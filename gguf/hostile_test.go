@@ -1,9 +1,13 @@
 package gguf
 
 import (
+	"bytes"
+	"errors"
 	"fmt"
+	"io"
 	"os"
 	"path/filepath"
+	"reflect"
 	"runtime"
 	"strings"
 	"testing"
@@ -332,5 +336,77 @@ func TestHugeClaimsSmallAlloc(t *testing.T) {
 		if alloc > allocLimit {
 			t.Fatalf("%s: allocated %d bytes", c.name, alloc)
 		}
+	}
+}
+
+// TestNewReaderMatchesOpen reads the valid file and each hostile case with
+// NewReader over memory: it accepts what Open accepts, refuses what Open
+// refuses with the same words (without the path), and reads the same data.
+func TestNewReaderMatchesOpen(t *testing.T) {
+	dir := t.TempDir()
+	b := validRaw().bytes()
+	path, _, _ := openHostile(t, dir, "valid", b)
+	f, err := Open(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	m, err := NewReader(bytes.NewReader(b), int64(len(b)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer m.Close()
+	if !reflect.DeepEqual(m.KVs, f.KVs) || !reflect.DeepEqual(m.Tensors, f.Tensors) || m.DataOffset != f.DataOffset {
+		t.Fatalf("NewReader read %+v, Open %+v", m.Tensors, f.Tensors)
+	}
+	for _, ti := range f.Tensors {
+		x, _ := io.ReadAll(f.TensorReader(ti))
+		y, _ := io.ReadAll(m.TensorReader(ti))
+		if !bytes.Equal(x, y) || len(x) == 0 {
+			t.Fatalf("tensor %s: bytes differ", ti.Name)
+		}
+	}
+	for _, c := range hostileCases() {
+		r := validRaw()
+		c.mutate(r)
+		b := r.bytes()
+		_, oerr, _ := openHostile(t, dir, c.name, b)
+		_, merr := NewReader(bytes.NewReader(b), int64(len(b)))
+		if oerr == nil || merr == nil {
+			t.Fatalf("%s: Open %v, NewReader %v", c.name, oerr, merr)
+		}
+		want := strings.Replace(oerr.Error(), filepath.Join(dir, c.name+".gguf")+": ", "", 1)
+		if merr.Error() != want {
+			t.Fatalf("%s: NewReader says %q, Open %q", c.name, merr, oerr)
+		}
+	}
+}
+
+// TestErrorKinds checks that refusals match their exported kind through
+// both Open and NewReader.
+func TestErrorKinds(t *testing.T) {
+	dir := t.TempDir()
+	kinds := map[string]error{
+		"bad-magic": ErrFormat, "version-4": ErrFormat, "duplicate-key": ErrFormat, "unknown-type-id": ErrFormat,
+		"kv-count-too-high": ErrTruncated, "huge-string-length": ErrTruncated, "huge-kv-count": ErrTruncated,
+		"misaligned-offset": ErrOffset, "overlapping": ErrOffset, "offset-past-end": ErrOffset,
+	}
+	for _, c := range hostileCases() {
+		want, ok := kinds[c.name]
+		if !ok {
+			continue
+		}
+		r := validRaw()
+		c.mutate(r)
+		b := r.bytes()
+		_, oerr, _ := openHostile(t, dir, c.name, b)
+		_, merr := NewReader(bytes.NewReader(b), int64(len(b)))
+		if !errors.Is(oerr, want) || !errors.Is(merr, want) {
+			t.Errorf("%s: Open %v, NewReader %v: want errors.Is %v", c.name, oerr, merr, want)
+		}
+		delete(kinds, c.name)
+	}
+	if len(kinds) != 0 {
+		t.Fatalf("cases not found: %v", kinds)
 	}
 }

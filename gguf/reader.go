@@ -114,8 +114,10 @@ type File struct {
 	KVs        []KV         // in file order
 	Tensors    []TensorInfo // in file order
 
-	r       *mmap.ReaderAt
-	data    *os.File // the same file, for reads of tensor data
+	r       io.ReaderAt    // what the header was read from
+	mapping *mmap.ReaderAt // Open's mapping, closed by Close
+	data    *os.File       // Open's descriptor of the same file, for tensor reads
+	closed  bool
 	kvIndex map[string]int
 	tIndex  map[string]int
 }
@@ -138,26 +140,53 @@ func Open(path string) (*File, error) {
 		r.Close()
 		return nil, fmt.Errorf("gguf: %w", err)
 	}
-	f := &File{Path: path, Size: int64(r.Len()), r: r, data: data}
-	if err := f.parse(); err != nil {
+	f, err := NewReader(r, int64(r.Len()))
+	if err != nil {
 		r.Close()
 		data.Close()
-		return nil, err
+		return nil, fmt.Errorf("gguf: %s: %w", path, errors.Unwrap(err))
+	}
+	f.Path, f.mapping, f.data = path, r, data
+	return f, nil
+}
+
+// readError is a refusal of NewReader; Open re-prefixes its cause with the
+// file's path.
+type readError struct{ cause error }
+
+func (e *readError) Error() string { return "gguf: " + e.cause.Error() }
+func (e *readError) Unwrap() error { return e.cause }
+
+// NewReader reads and validates the header of the GGUF file of size bytes
+// held by r, with the checks Open makes. The File reads tensor data from r,
+// which must stay readable while the File is used; its Path is empty and
+// Close does not close r.
+func NewReader(r io.ReaderAt, size int64) (*File, error) {
+	if size < 0 {
+		return nil, &readError{fmt.Errorf("negative size %d", size)}
+	}
+	f := &File{Size: size, r: r}
+	if err := f.parse(); err != nil {
+		return nil, &readError{err}
 	}
 	return f, nil
 }
 
-// Close unmaps the file. Readers obtained from the File must not be used
-// afterwards.
+// Close unmaps a file from Open; for a File from NewReader it only marks
+// it closed. Readers obtained from the File must not be used afterwards.
 func (f *File) Close() error {
-	if f.r == nil {
+	if f.closed {
 		return nil
 	}
-	err := f.r.Close()
+	f.closed = true
+	if f.mapping == nil {
+		return nil
+	}
+	err := f.mapping.Close()
 	if err2 := f.data.Close(); err == nil {
 		err = err2
 	}
-	f.r, f.data = nil, nil
+	f.mapping, f.data = nil, nil
 	if err != nil {
 		return fmt.Errorf("gguf: %s: %w", f.Path, err)
 	}
@@ -189,8 +218,12 @@ func (f *File) TensorReader(t TensorInfo) *io.SectionReader {
 
 // ReadAt reads raw bytes of the file at absolute offset off.
 func (f *File) ReadAt(p []byte, off int64) (int, error) {
-	if f.r == nil {
+	if f.closed {
 		return 0, fmt.Errorf("gguf: %s: file is closed", f.Path)
+	}
+	var src io.ReaderAt = f.r
+	if f.data != nil {
+		src = f.data
 	}
 	if off < 0 {
 		return 0, fmt.Errorf("gguf: %s: negative offset %d", f.Path, off)
@@ -202,13 +235,13 @@ func (f *File) ReadAt(p []byte, off int64) (int, error) {
 		return 0, io.EOF
 	}
 	if int64(len(p)) > f.Size-off {
-		n, err := f.data.ReadAt(p[:f.Size-off], off)
+		n, err := src.ReadAt(p[:f.Size-off], off)
 		if err == nil {
 			err = io.EOF
 		}
 		return n, err
 	}
-	return f.data.ReadAt(p, off)
+	return src.ReadAt(p, off)
 }
 
 // errShort marks a read past the end of the file.
@@ -217,7 +250,7 @@ var errShort = errors.New("unexpected end of file")
 // cursor reads little-endian values from the mapping, checking every length
 // against the bytes that remain.
 type cursor struct {
-	r    *mmap.ReaderAt
+	r    io.ReaderAt
 	off  int64
 	size int64
 	buf  [8]byte
@@ -324,87 +357,133 @@ func checkName(s string, maxLen int) error {
 	return nil
 }
 
-// parse reads and validates the header of f.
+// parse reads and validates the header of f, step by step.
 func (f *File) parse() error {
 	c := &cursor{r: f.r, size: f.Size}
-	fail := func(format string, args ...any) error {
-		return fmt.Errorf("gguf: %s: "+format, append([]any{f.Path}, args...)...)
+	nt, nkv, err := f.readPreamble(c)
+	if err != nil {
+		return err
 	}
+	if err := f.readKVs(c, nkv); err != nil {
+		return err
+	}
+	if err := f.readAlignment(); err != nil {
+		return err
+	}
+	sizes, err := f.readTensorInfos(c, nt)
+	if err != nil {
+		return err
+	}
+	return f.checkLayout(c, sizes)
+}
+
+// fail is a refusal of kind (nil: ErrTruncated when the cause is a short
+// read, ErrFormat otherwise) in the words of format.
+func fail(kind error, format string, args ...any) error {
+	err := fmt.Errorf(format, args...)
+	if kind == nil {
+		kind = ErrFormat
+		if errors.Is(err, errShort) {
+			kind = ErrTruncated
+		}
+	}
+	return &fileError{kind: kind, err: err}
+}
+
+// readPreamble reads the magic, the version and the two counts, and
+// bounds the counts by the bytes left.
+func (f *File) readPreamble(c *cursor) (nt, nkv uint64, err error) {
 	if f.Size < 4 {
-		return fail("file of %d bytes is too short to be GGUF (truncated header)", f.Size)
+		return 0, 0, fail(ErrTruncated, "file of %d bytes is too short to be GGUF (truncated header)", f.Size)
 	}
 	m, _ := c.fixed(4)
 	if string(m) == "FUGG" {
-		return fail("big-endian GGUF is unsupported")
+		return 0, 0, fail(ErrFormat, "big-endian GGUF is unsupported")
 	}
 	if [4]byte(m) != magic {
-		return fail("bad magic %q, not a GGUF file", m)
+		return 0, 0, fail(ErrFormat, "bad magic %q, not a GGUF file", m)
 	}
 	v, err := c.u32()
 	if err != nil {
-		return fail("truncated header: %v", err)
+		return 0, 0, fail(ErrTruncated, "truncated header: %w", err)
 	}
 	switch {
 	case v == 2 || v == 3:
 	case v == 1:
-		return fail("GGUF version 1 is unsupported (only versions 2 and 3)")
+		return 0, 0, fail(ErrFormat, "GGUF version 1 is unsupported (only versions 2 and 3)")
 	case v != 0 && v&0xffff == 0:
-		return fail("big-endian GGUF is unsupported (version field reads %#x)", v)
+		return 0, 0, fail(ErrFormat, "big-endian GGUF is unsupported (version field reads %#x)", v)
 	default:
-		return fail("GGUF version %d is unsupported (only versions 2 and 3)", v)
+		return 0, 0, fail(ErrFormat, "GGUF version %d is unsupported (only versions 2 and 3)", v)
 	}
 	f.Version = v
-	nt, err := c.u64()
+	nt, err = c.u64()
 	if err != nil {
-		return fail("truncated header: %v", err)
+		return 0, 0, fail(ErrTruncated, "truncated header: %w", err)
 	}
-	nkv, err := c.u64()
+	nkv, err = c.u64()
 	if err != nil {
-		return fail("truncated header: %v", err)
+		return 0, 0, fail(ErrTruncated, "truncated header: %w", err)
 	}
 	if nkv > c.left()/minKVBytes {
-		return fail("header claims %d metadata pairs, more than the %d bytes left can hold", nkv, c.left())
+		return 0, 0, fail(ErrTruncated, "header claims %d metadata pairs, more than the %d bytes left can hold", nkv, c.left())
 	}
 	if nt > c.left()/minTensorBytes {
-		return fail("header claims %d tensors, more than the %d bytes left can hold", nt, c.left())
+		return 0, 0, fail(ErrTruncated, "header claims %d tensors, more than the %d bytes left can hold", nt, c.left())
 	}
 	if nkv*minKVBytes+nt*minTensorBytes > c.left() {
-		return fail("header claims %d metadata pairs and %d tensors, more than the %d bytes left can hold", nkv, nt, c.left())
+		return 0, 0, fail(ErrTruncated, "header claims %d metadata pairs and %d tensors, more than the %d bytes left can hold", nkv, nt, c.left())
 	}
 
+	return nt, nkv, nil
+}
+
+// readKVs reads the metadata pairs; each key must be valid and unique.
+func (f *File) readKVs(c *cursor, nkv uint64) error {
 	f.KVs = make([]KV, 0, nkv)
 	f.kvIndex = make(map[string]int, nkv)
 	for i := uint64(0); i < nkv; i++ {
 		key, err := c.str()
 		if err != nil {
-			return fail("metadata pair %d: key: %v", i, err)
+			return fail(nil, "metadata pair %d: key: %w", i, err)
 		}
 		if err := checkName(key, MaxKeyLen); err != nil {
-			return fail("metadata pair %d: key %q %v", i, key, err)
+			return fail(ErrFormat, "metadata pair %d: key %q %v", i, key, err)
 		}
 		if _, dup := f.kvIndex[key]; dup {
-			return fail("duplicate key %q", key)
+			return fail(ErrFormat, "duplicate key %q", key)
 		}
 		val, err := readValue(c)
 		if err != nil {
-			return fail("key %q: %v", key, err)
+			return fail(nil, "key %q: %w", key, err)
 		}
 		f.kvIndex[key] = len(f.KVs)
 		f.KVs = append(f.KVs, KV{Key: key, Value: val})
 	}
 
+	return nil
+}
+
+// readAlignment sets the alignment from general.alignment, a UINT32
+// power of two, or to the default.
+func (f *File) readAlignment() error {
 	f.Alignment = DefaultAlignment
 	if kv, ok := f.KV(AlignmentKey); ok {
 		a, isU32 := kv.Value.Data.(uint32)
 		if kv.Value.Type != TypeUint32 || !isU32 {
-			return fail("key %q must be of type UINT32, not %s", AlignmentKey, kv.Value.Type)
+			return fail(ErrFormat, "key %q must be of type UINT32, not %s", AlignmentKey, kv.Value.Type)
 		}
 		if a == 0 || a&(a-1) != 0 {
-			return fail("key %q: alignment %d is not a power of two", AlignmentKey, a)
+			return fail(ErrFormat, "key %q: alignment %d is not a power of two", AlignmentKey, a)
 		}
 		f.Alignment = uint64(a)
 	}
 
+	return nil
+}
+
+// readTensorInfos reads the tensor infos and returns their byte sizes.
+func (f *File) readTensorInfos(c *cursor, nt uint64) ([]uint64, error) {
 	f.Tensors = make([]TensorInfo, 0, nt)
 	f.tIndex = make(map[string]int, nt)
 	sizes := make([]uint64, 0, nt)
@@ -412,41 +491,47 @@ func (f *File) parse() error {
 		t, n, err := readTensorInfo(c)
 		if err != nil {
 			if t.Name != "" {
-				return fail("tensor %q: %v", t.Name, err)
+				return nil, fail(nil, "tensor %q: %w", t.Name, err)
 			}
-			return fail("tensor info %d: %v", i, err)
+			return nil, fail(nil, "tensor info %d: %w", i, err)
 		}
 		if _, dup := f.tIndex[t.Name]; dup {
-			return fail("duplicate tensor name %q", t.Name)
+			return nil, fail(ErrFormat, "duplicate tensor name %q", t.Name)
 		}
 		f.tIndex[t.Name] = len(f.Tensors)
 		f.Tensors = append(f.Tensors, t)
 		sizes = append(sizes, n)
 	}
 
+	return sizes, nil
+}
+
+// checkLayout places the data section after the infos and checks every
+// tensor's offset: aligned, in order, not overlapping, inside the file.
+func (f *File) checkLayout(c *cursor, sizes []uint64) error {
 	// The data section starts at the first multiple of the alignment after
 	// the infos (c.off < 2^63 and the alignment <= 2^31: no overflow).
 	// Writers (ggml, gguf-py, ours) pad the infos even without tensors, so
 	// the padding must be present; this also bounds what a rewrite writes.
 	f.DataOffset = int64(alignUp(uint64(c.off), f.Alignment))
 	if f.DataOffset > f.Size {
-		return fail("data section at offset %d (infos end at %d, alignment %d) starts past the end of the file (%d bytes)", f.DataOffset, c.off, f.Alignment, f.Size)
+		return fail(ErrTruncated, "data section at offset %d (infos end at %d, alignment %d) starts past the end of the file (%d bytes)", f.DataOffset, c.off, f.Alignment, f.Size)
 	}
 	dataLen := uint64(f.Size - f.DataOffset)
 	prevEnd := uint64(0)
 	for i, t := range f.Tensors {
 		n := sizes[i]
 		if t.Offset%f.Alignment != 0 {
-			return fail("tensor %q: offset %d is not a multiple of the alignment %d", t.Name, t.Offset, f.Alignment)
+			return fail(ErrOffset, "tensor %q: offset %d is not a multiple of the alignment %d", t.Name, t.Offset, f.Alignment)
 		}
 		if t.Offset < prevEnd {
 			if i > 0 && t.Offset < f.Tensors[i-1].Offset {
-				return fail("tensor %q: offset %d is out of order (before tensor %q at %d)", t.Name, t.Offset, f.Tensors[i-1].Name, f.Tensors[i-1].Offset)
+				return fail(ErrOffset, "tensor %q: offset %d is out of order (before tensor %q at %d)", t.Name, t.Offset, f.Tensors[i-1].Name, f.Tensors[i-1].Offset)
 			}
-			return fail("tensor %q: offset %d overlaps tensor %q, which ends at %d", t.Name, t.Offset, f.Tensors[i-1].Name, prevEnd)
+			return fail(ErrOffset, "tensor %q: offset %d overlaps tensor %q, which ends at %d", t.Name, t.Offset, f.Tensors[i-1].Name, prevEnd)
 		}
 		if t.Offset > dataLen || n > dataLen-t.Offset {
-			return fail("tensor %q: data [%d, +%d) extends past the end of the file (data section holds %d bytes)", t.Name, t.Offset, n, dataLen)
+			return fail(ErrOffset, "tensor %q: data [%d, +%d) extends past the end of the file (data section holds %d bytes)", t.Name, t.Offset, n, dataLen)
 		}
 		prevEnd = t.Offset + n
 	}
@@ -462,7 +547,7 @@ func readTensorInfo(c *cursor) (TensorInfo, uint64, error) {
 	var t TensorInfo
 	name, err := c.str()
 	if err != nil {
-		return t, 0, fmt.Errorf("name: %v", err)
+		return t, 0, fmt.Errorf("name: %w", err)
 	}
 	if err := checkName(name, MaxNameLen); err != nil {
 		return t, 0, fmt.Errorf("name %q %v", name, err)
@@ -510,7 +595,7 @@ func readValue(c *cursor) (Value, error) {
 		}
 		d, err := readScalar(c, vt)
 		if err != nil {
-			return Value{}, fmt.Errorf("%s value: %v", vt, err)
+			return Value{}, fmt.Errorf("%s value: %w", vt, err)
 		}
 		return Value{Type: vt, Data: d}, nil
 	}
@@ -531,7 +616,7 @@ func readValue(c *cursor) (Value, error) {
 	}
 	d, err := readArray(c, elem, n)
 	if err != nil {
-		return Value{}, fmt.Errorf("array of %d %s: %v", n, elem, err)
+		return Value{}, fmt.Errorf("array of %d %s: %w", n, elem, err)
 	}
 	return Value{Type: TypeArray, Elem: elem, Data: d}, nil
 }
@@ -585,7 +670,7 @@ func readArray(c *cursor, t ValueType, n uint64) (any, error) {
 		for i := uint64(0); i < n; i++ {
 			s, err := c.str()
 			if err != nil {
-				return nil, fmt.Errorf("element %d: %v", i, err)
+				return nil, fmt.Errorf("element %d: %w", i, err)
 			}
 			out = append(out, s)
 		}

@@ -1,0 +1,17 @@
+// Package gguf reads and writes GGUF, the model file format of llama.cpp.
+//
+// Reading: Open memory-maps a file and validates its header; NewReader does
+// the same over any io.ReaderAt. The File lists the metadata (KVs, in file
+// order) and the tensor infos (Tensors); TensorReader streams one tensor's
+// bytes. Every count, length, type, shape and offset is checked before use,
+// and errors name the file and the key or tensor.
+//
+// Writing: Create (or CreateDeferred, for a header known only at the end)
+// takes a Header, computes the canonical tensor offsets and streams the
+// file to a temporary file that Close renames into place; nothing partial
+// is left at the target.
+//
+// Types: Type is a ggml tensor type with its block layout (Type.Info);
+// ValueType and Value are the metadata types, with one constructor per
+// type (Uint32, String, Strings, ...).
+package gguf
