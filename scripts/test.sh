@@ -57,7 +57,10 @@ fuzzers=(
 for entry in "${fuzzers[@]}"; do
 	pkg=${entry%%:*} name=${entry#*:}
 	step "fuzz $pkg $name (${FUZZTIME:-60s})"
-	if ! go test -list "^${name}\$" "./$pkg/" | grep -qx "$name"; then
+	# Capture the list first: grep -q would stop reading early, and under
+	# pipefail the writer's SIGPIPE would fail the check.
+	listed=$(go test -list "^${name}\$" "./$pkg/")
+	if ! grep -qx "$name" <<<"$listed"; then
 		echo "fuzzer $entry does not exist" >&2
 		exit 1
 	fi
