@@ -229,7 +229,7 @@ func TestImplsBitIdentical(t *testing.T) {
 	ps.Mode, ps.Sparsity = Sparsity, 0.37
 	for _, params := range []Params{p, ps} {
 		ref := runAll(t, Generic, params, gts)
-		for _, impl := range []Impl{AVX2} {
+		for _, impl := range []Impl{AVX2, AVX512} {
 			if !Available(impl) {
 				t.Logf("%s not available, only the reference ran", impl)
 				continue
@@ -294,7 +294,7 @@ func TestMaskStride(t *testing.T) {
 	ps := DefaultParams()
 	ps.Mode, ps.Sparsity = Sparsity, 0.37
 	for _, params := range []Params{DefaultParams(), ps} {
-		for _, impl := range []Impl{Generic, AVX2} {
+		for _, impl := range []Impl{Generic, AVX2, AVX512} {
 			if !Available(impl) {
 				continue
 			}
