@@ -72,7 +72,7 @@ cost: two numbers, never one.`,
 		Flags: []ucli.Flag{
 			&ucli.StringFlag{Name: "mode", Value: "natural", Usage: "kill rule: natural or sparsity"},
 			&ucli.Float64Flag{Name: "sparsity", Usage: "fraction of each tile to zero in sparsity mode, 0 < S < 1"},
-			&ucli.StringFlag{Name: "kernel", Value: "auto", Usage: "kernel implementation: auto, generic or avx2"},
+			&ucli.StringFlag{Name: "kernel", Value: "auto", Usage: "kernel implementation: auto, generic, avx2 or avx512"},
 			&ucli.IntFlag{Name: "threads", Usage: "kernel and surgery workers; decoding (one decoder per four workers), reading, hashing and writing run beside them (default: one per CPU)"},
 			&ucli.StringSliceFlag{Name: "include", Usage: "also target tensors whose name matches this regular expression (repeatable)"},
 			&ucli.StringSliceFlag{Name: "exclude", Usage: "leave out tensors whose name matches this regular expression (repeatable)"},

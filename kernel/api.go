@@ -12,9 +12,12 @@ const (
 	Generic
 	// AVX2 is the C implementation with AVX2 and FMA intrinsics (amd64, cgo).
 	AVX2
+	// AVX512 is the C implementation with AVX-512 (F, VL, DQ) intrinsics
+	// (amd64, cgo); it shares the set-up and finish of AVX2.
+	AVX512
 )
 
-// String returns "auto", "generic" or "avx2".
+// String returns "auto", "generic", "avx2" or "avx512".
 func (i Impl) String() string {
 	switch i {
 	case Auto:
@@ -23,18 +26,20 @@ func (i Impl) String() string {
 		return "generic"
 	case AVX2:
 		return "avx2"
+	case AVX512:
+		return "avx512"
 	}
 	return fmt.Sprintf("Impl(%d)", int(i))
 }
 
-// ParseImpl parses "auto", "generic" or "avx2".
+// ParseImpl parses "auto", "generic", "avx2" or "avx512".
 func ParseImpl(s string) (Impl, error) {
-	for _, i := range []Impl{Auto, Generic, AVX2} {
+	for _, i := range []Impl{Auto, Generic, AVX2, AVX512} {
 		if s == i.String() {
 			return i, nil
 		}
 	}
-	return 0, fmt.Errorf("kernel: unknown implementation %q (want auto, generic or avx2)", s)
+	return 0, fmt.Errorf("kernel: unknown implementation %q (want auto, generic, avx2 or avx512)", s)
 }
 
 // Available reports whether impl can run in this binary on this CPU.
@@ -44,6 +49,8 @@ func Available(impl Impl) bool {
 		return true
 	case AVX2:
 		return haveAVX2
+	case AVX512:
+		return haveAVX512
 	}
 	return false
 }
@@ -129,8 +136,8 @@ type Kernel struct {
 	compC  []int32
 	keys   []uint32
 	alive  []int32
-	food   foodOut   // AVX2 set-up output (kept here: no allocation per call)
-	fin    finishOut // AVX2 finish output
+	food   foodOut   // C set-up output (kept here: no allocation per call)
+	fin    finishOut // C finish output
 
 	// debugD, when set (tests), receives D_T of each solved tile.
 	debugD func(tile int, d []float32, cp int)
@@ -145,13 +152,19 @@ func New(impl Impl, p Params) (*Kernel, error) {
 	switch impl {
 	case Auto:
 		impl = Generic
-		if haveAVX2 {
+		if haveAVX512 {
+			impl = AVX512
+		} else if haveAVX2 {
 			impl = AVX2
 		}
 	case Generic:
 	case AVX2:
 		if !haveAVX2 {
 			return nil, fmt.Errorf("kernel: implementation avx2 is not available (needs amd64, cgo and a CPU with AVX2 and FMA)")
+		}
+	case AVX512:
+		if !haveAVX512 {
+			return nil, fmt.Errorf("kernel: implementation avx512 is not available (needs amd64, cgo and a CPU with AVX-512 F, VL and DQ)")
 		}
 	default:
 		return nil, fmt.Errorf("kernel: unknown implementation %d", int(impl))
@@ -166,6 +179,10 @@ func New(impl Impl, p Params) (*Kernel, error) {
 	return k, nil
 }
 
+// inC reports whether the Kernel's set-up, weight check and finish run in C
+// (the AVX2 helpers, shared by the AVX2 and AVX-512 paths).
+func (k *Kernel) inC() bool { return k.impl == AVX2 || k.impl == AVX512 }
+
 // Impl returns the implementation the Kernel runs (never Auto).
 func (k *Kernel) Impl() Impl { return k.impl }
 
@@ -177,7 +194,7 @@ func (k *Kernel) Params() Params { return k.p }
 // weight, activation or food value.
 func (k *Kernel) Run(tiles []Tile) error {
 	for t := range tiles {
-		if err := checkTile(&tiles[t], k.impl == AVX2); err != nil {
+		if err := checkTile(&tiles[t], k.inC()); err != nil {
 			return fmt.Errorf("kernel: tile %d: %w", t, err)
 		}
 	}

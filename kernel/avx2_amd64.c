@@ -87,7 +87,7 @@ TGT static inline __m256 pow_g(__m256 q, const phys_params *p) {
 	return acc;
 }
 
-TGT static void run_one(float *a, phys_job *jb, const phys_params *p) {
+TGT static void run_one(float *a, phys_job *jb, const phys_params *p, const phys_passes *ps) {
 	const int R = jb->rows, cp = jb->cp, rp = jb->rp;
 	float *D = a + jb->d;
 	const float *b_in = a + jb->bin, *b_out = a + jb->bout;
@@ -100,22 +100,10 @@ TGT static void run_one(float *a, phys_job *jb, const phys_params *p) {
 	      *r_out = w + V_R_OUT * VEC_CAP, *z_out = w + V_Z_OUT * VEC_CAP, *dir_out = w + V_DIR_OUT * VEC_CAP,
 	      *ap_out = w + V_AP_OUT * VEC_CAP, *dp_out = w + V_DP_OUT * VEC_CAP;
 
-	// Degrees of D0: row lanes + tree, column sums in row order.
-	for (int o = 0; o < R; o++) {
-		const float *row = D + (int64_t)o * cp;
-		__m256 l = _mm256_setzero_ps();
-		for (int i = 0; i < cp; i += 8) {
-			__m256 d = _mm256_loadu_ps(row + i);
-			l = _mm256_add_ps(l, d);
-			_mm256_storeu_ps(deg_in + i, _mm256_add_ps(_mm256_loadu_ps(deg_in + i), d));
-		}
-		deg_out[o] = tree(l);
-	}
+	ps->degrees(D, R, cp, deg_in, deg_out);
 
 	const float n = (float)jb->n;
 	const int T = p->steps, K = p->cgiters;
-	const __m256 absmask = _mm256_castsi256_ps(_mm256_set1_epi32(0x7fffffff));
-	const __m256 one = _mm256_set1_ps(1.0f), c1 = _mm256_set1_ps(p->c1), c2 = _mm256_set1_ps(p->c2);
 	float sumd = 0;
 	for (int t = 1; t <= T; t++) {
 		int nact = inverse(deg_in, inv_in, cp) + inverse(deg_out, inv_out, rp);
@@ -138,17 +126,7 @@ TGT static void run_one(float *a, phys_job *jb, const phys_params *p) {
 				break;
 			// ap = L dir.
 			memset(cacc, 0, sizeof(float) * cp);
-			for (int o = 0; o < R; o++) {
-				const float *row = D + (int64_t)o * cp;
-				const __m256 u = _mm256_set1_ps(dir_out[o]);
-				__m256 l = _mm256_setzero_ps();
-				for (int i = 0; i < cp; i += 8) {
-					__m256 d = _mm256_loadu_ps(row + i);
-					l = _mm256_fmadd_ps(d, _mm256_loadu_ps(dir_in + i), l);
-					_mm256_storeu_ps(cacc + i, _mm256_fmadd_ps(d, u, _mm256_loadu_ps(cacc + i)));
-				}
-				dp_out[o] = tree(l);
-			}
+			ps->lap(D, R, cp, dir_in, dir_out, cacc, dp_out);
 			finish_lap(ap_in, deg_in, dir_in, cacc, cp);
 			finish_lap(ap_out, deg_out, dir_out, dp_out, rp);
 			float pap = dot(dir_in, ap_in, cp) + dot(dir_out, ap_out, rp);
@@ -193,21 +171,10 @@ TGT static void run_one(float *a, phys_job *jb, const phys_params *p) {
 		}
 
 		// Mean absolute flux.
-		float sumq = 0;
-		for (int o = 0; o < R; o++) {
-			const float *row = D + (int64_t)o * cp;
-			const __m256 u = _mm256_set1_ps(x_out[o]);
-			__m256 l = _mm256_setzero_ps();
-			for (int i = 0; i < cp; i += 8) {
-				__m256 q = _mm256_mul_ps(_mm256_loadu_ps(row + i), _mm256_sub_ps(_mm256_loadu_ps(x_in + i), u));
-				l = _mm256_add_ps(l, _mm256_and_ps(q, absmask));
-			}
-			sumq += tree(l);
-		}
+		float sumq = ps->flux(D, R, cp, x_in, x_out, 0);
 		float iq = n / sumq;
 		if (!(iq <= FLT_MAX))
 			iq = 0;
-		const __m256 iqv = _mm256_set1_ps(iq);
 
 		// Adapt, fused with the degrees of the new D and (unless last) L x.
 		const int last = t == T;
@@ -215,32 +182,7 @@ TGT static void run_one(float *a, phys_job *jb, const phys_params *p) {
 			memset(deg_in, 0, sizeof(float) * cp);
 			memset(cacc, 0, sizeof(float) * cp);
 		}
-		for (int o = 0; o < R; o++) {
-			float *row = D + (int64_t)o * cp;
-			const __m256 u = _mm256_set1_ps(x_out[o]);
-			__m256 ls = _mm256_setzero_ps(), ld = _mm256_setzero_ps();
-			for (int i = 0; i < cp; i += 8) {
-				__m256 d = _mm256_loadu_ps(row + i);
-				__m256 xi = _mm256_loadu_ps(x_in + i);
-				__m256 q = _mm256_mul_ps(_mm256_and_ps(_mm256_mul_ps(d, _mm256_sub_ps(xi, u)), absmask), iqv);
-				__m256 qg = pow_g(q, p);
-				__m256 f = _mm256_div_ps(qg, _mm256_add_ps(one, qg));
-				__m256 dn = _mm256_fmadd_ps(c2, f, _mm256_mul_ps(c1, d));
-				_mm256_storeu_ps(row + i, dn);
-				ls = _mm256_add_ps(ls, dn);
-				if (!last) {
-					ld = _mm256_fmadd_ps(dn, xi, ld);
-					_mm256_storeu_ps(deg_in + i, _mm256_add_ps(_mm256_loadu_ps(deg_in + i), dn));
-					_mm256_storeu_ps(cacc + i, _mm256_fmadd_ps(dn, u, _mm256_loadu_ps(cacc + i)));
-				}
-			}
-			if (last) {
-				sumd += tree(ls);
-			} else {
-				deg_out[o] = tree(ls);
-				dp_out[o] = tree(ld);
-			}
-		}
+		sumd = ps->adapt(D, R, cp, x_in, x_out, iq, p, last, deg_in, cacc, deg_out, dp_out, 0);
 		if (!last) {
 			finish_lap(ap_in, deg_in, x_in, cacc, cp);
 			finish_lap(ap_out, deg_out, x_out, dp_out, rp);
@@ -249,11 +191,106 @@ TGT static void run_one(float *a, phys_job *jb, const phys_params *p) {
 	jb->sumd = sumd;
 }
 
-// phys_run_avx2 runs the dynamics on every job: D0 becomes D_T in place and
-// sumd receives the tile reduction of D_T.
-TGT void phys_run_avx2(float *arena, phys_job *jobs, int njobs, const phys_params *p) {
+// The four passes over a tile's D, 256 bits wide, one row at a time (rows
+// rows of D from the given pointers on; phys_passes in physarium.h).
+
+// phys_degrees_avx2: deg_out[o] = row reduction of row o, deg_in += each row.
+TGT void phys_degrees_avx2(const float *D, int rows, int cp, float *deg_in, float *deg_out) {
+	for (int o = 0; o < rows; o++) {
+		const float *row = D + (int64_t)o * cp;
+		__m256 l = _mm256_setzero_ps();
+		for (int i = 0; i < cp; i += 8) {
+			__m256 d = _mm256_loadu_ps(row + i);
+			l = _mm256_add_ps(l, d);
+			_mm256_storeu_ps(deg_in + i, _mm256_add_ps(_mm256_loadu_ps(deg_in + i), d));
+		}
+		deg_out[o] = tree(l);
+	}
+}
+
+// phys_lap_avx2: the products of L v: dp_out[o] = row reduction of
+// fma(D, v_in, .), cacc += fma(D, v_out[o], .) row after row.
+TGT void phys_lap_avx2(const float *D, int rows, int cp, const float *v_in, const float *v_out, float *cacc, float *dp_out) {
+	for (int o = 0; o < rows; o++) {
+		const float *row = D + (int64_t)o * cp;
+		const __m256 u = _mm256_set1_ps(v_out[o]);
+		__m256 l = _mm256_setzero_ps();
+		for (int i = 0; i < cp; i += 8) {
+			__m256 d = _mm256_loadu_ps(row + i);
+			l = _mm256_fmadd_ps(d, _mm256_loadu_ps(v_in + i), l);
+			_mm256_storeu_ps(cacc + i, _mm256_fmadd_ps(d, u, _mm256_loadu_ps(cacc + i)));
+		}
+		dp_out[o] = tree(l);
+	}
+}
+
+// phys_flux_avx2 returns sumq plus the row reductions of |D (x_in - x_out[o])|,
+// added row after row.
+TGT float phys_flux_avx2(const float *D, int rows, int cp, const float *x_in, const float *x_out, float sumq) {
+	const __m256 absmask = _mm256_castsi256_ps(_mm256_set1_epi32(0x7fffffff));
+	for (int o = 0; o < rows; o++) {
+		const float *row = D + (int64_t)o * cp;
+		const __m256 u = _mm256_set1_ps(x_out[o]);
+		__m256 l = _mm256_setzero_ps();
+		for (int i = 0; i < cp; i += 8) {
+			__m256 q = _mm256_mul_ps(_mm256_loadu_ps(row + i), _mm256_sub_ps(_mm256_loadu_ps(x_in + i), u));
+			l = _mm256_add_ps(l, _mm256_and_ps(q, absmask));
+		}
+		sumq += tree(l);
+	}
+	return sumq;
+}
+
+// phys_adapt_avx2 adapts D in place to the flux normalized by iq. Unless
+// last, it also accumulates the degrees of the new D (deg_in, deg_out) and
+// the products of L x (cacc, dp_out); at the last step it returns sumd plus
+// the row reductions of D_T, added row after row (else sumd).
+TGT float phys_adapt_avx2(float *D, int rows, int cp, const float *x_in, const float *x_out, float iq, const phys_params *p,
+                          int last, float *deg_in, float *cacc, float *deg_out, float *dp_out, float sumd) {
+	const __m256 absmask = _mm256_castsi256_ps(_mm256_set1_epi32(0x7fffffff));
+	const __m256 one = _mm256_set1_ps(1.0f), c1 = _mm256_set1_ps(p->c1), c2 = _mm256_set1_ps(p->c2);
+	const __m256 iqv = _mm256_set1_ps(iq);
+	for (int o = 0; o < rows; o++) {
+		float *row = D + (int64_t)o * cp;
+		const __m256 u = _mm256_set1_ps(x_out[o]);
+		__m256 ls = _mm256_setzero_ps(), ld = _mm256_setzero_ps();
+		for (int i = 0; i < cp; i += 8) {
+			__m256 d = _mm256_loadu_ps(row + i);
+			__m256 xi = _mm256_loadu_ps(x_in + i);
+			__m256 q = _mm256_mul_ps(_mm256_and_ps(_mm256_mul_ps(d, _mm256_sub_ps(xi, u)), absmask), iqv);
+			__m256 qg = pow_g(q, p);
+			__m256 f = _mm256_div_ps(qg, _mm256_add_ps(one, qg));
+			__m256 dn = _mm256_fmadd_ps(c2, f, _mm256_mul_ps(c1, d));
+			_mm256_storeu_ps(row + i, dn);
+			ls = _mm256_add_ps(ls, dn);
+			if (!last) {
+				ld = _mm256_fmadd_ps(dn, xi, ld);
+				_mm256_storeu_ps(deg_in + i, _mm256_add_ps(_mm256_loadu_ps(deg_in + i), dn));
+				_mm256_storeu_ps(cacc + i, _mm256_fmadd_ps(dn, u, _mm256_loadu_ps(cacc + i)));
+			}
+		}
+		if (last) {
+			sumd += tree(ls);
+		} else {
+			deg_out[o] = tree(ls);
+			dp_out[o] = tree(ld);
+		}
+	}
+	return sumd;
+}
+
+// phys_run runs the dynamics on every job with the given passes: D0 becomes
+// D_T in place and sumd receives the tile reduction of D_T.
+TGT void phys_run(float *arena, phys_job *jobs, int njobs, const phys_params *p, const phys_passes *ps) {
 	for (int j = 0; j < njobs; j++)
-		run_one(arena, &jobs[j], p);
+		run_one(arena, &jobs[j], p, ps);
+}
+
+static const phys_passes passes_avx2 = {phys_degrees_avx2, phys_lap_avx2, phys_flux_avx2, phys_adapt_avx2};
+
+// phys_run_avx2 runs the dynamics on every job with the AVX2 passes.
+void phys_run_avx2(float *arena, phys_job *jobs, int njobs, const phys_params *p) {
+	phys_run(arena, jobs, njobs, p, &passes_avx2);
 }
 
 // The per-element set-up and finish of a tile for the AVX2 path (kernel.go

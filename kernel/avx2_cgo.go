@@ -24,6 +24,10 @@ import (
 // haveAVX2 reports whether the CPU and OS support AVX2 and FMA.
 var haveAVX2 = cpu.X86.HasAVX2 && cpu.X86.HasFMA
 
+// haveAVX512 reports whether the CPU and OS support what the AVX-512 path
+// uses: AVX-512 F, VL and DQ, besides AVX2 and FMA for its shared helpers.
+var haveAVX512 = haveAVX2 && cpu.X86.HasAVX512F && cpu.X86.HasAVX512VL && cpu.X86.HasAVX512DQ
+
 // The Go mirrors of the C structs must have the same layout.
 var _ = [1]struct{}{}[unsafe.Sizeof(job{})-C.sizeof_phys_job]
 var _ = [1]struct{}{}[unsafe.Sizeof(coreParams{})-C.sizeof_phys_params]
@@ -31,6 +35,13 @@ var _ = [1]struct{}{}[unsafe.Sizeof(coreParams{})-C.sizeof_phys_params]
 // runAVX2 runs every job of the batch in one cgo call.
 func runAVX2(arena []float32, jobs []job, p *coreParams) {
 	C.phys_run_avx2((*C.float)(unsafe.Pointer(&arena[0])), (*C.phys_job)(unsafe.Pointer(&jobs[0])),
+		C.int(len(jobs)), (*C.phys_params)(unsafe.Pointer(p)))
+}
+
+// runAVX512 runs every job of the batch in one cgo call, with the AVX-512
+// passes.
+func runAVX512(arena []float32, jobs []job, p *coreParams) {
+	C.phys_run_avx512((*C.float)(unsafe.Pointer(&arena[0])), (*C.phys_job)(unsafe.Pointer(&jobs[0])),
 		C.int(len(jobs)), (*C.phys_params)(unsafe.Pointer(p)))
 }
 

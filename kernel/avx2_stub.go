@@ -6,6 +6,14 @@ package kernel
 // not amd64).
 const haveAVX2 = false
 
+// haveAVX512 is false: this build has no C implementation.
+const haveAVX512 = false
+
+// runAVX512 is never called in this build (New refuses AVX512).
+func runAVX512(arena []float32, jobs []job, p *coreParams) {
+	panic("kernel: avx512 implementation not compiled in")
+}
+
 // runAVX2 is never called in this build (New refuses AVX2).
 func runAVX2(arena []float32, jobs []job, p *coreParams) {
 	panic("kernel: avx2 implementation not compiled in")

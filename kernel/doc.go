@@ -33,10 +33,12 @@
 // # Implementations
 //
 // Each tile is solved independently, by a pure-Go reference (Generic) or by
-// C with AVX2+FMA intrinsics behind cgo (AVX2); both follow one canonical
-// order of floating-point operations (see core_go.go) and give bit-identical
-// masks and final conductivities. Builds with CGO_ENABLED=0 or -tags purego
-// have only Generic.
+// C behind cgo with AVX2+FMA intrinsics (AVX2) or AVX-512 intrinsics
+// (AVX512, which runs two rows in the two halves of each 512-bit register);
+// all follow one canonical order of floating-point operations (see
+// core_go.go) and give bit-identical masks and final conductivities. Auto
+// picks AVX512, then AVX2, from the CPU's features. Builds with
+// CGO_ENABLED=0 or -tags purego have only Generic.
 //
 // # Range
 //

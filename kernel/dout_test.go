@@ -15,7 +15,7 @@ func TestTileD(t *testing.T) {
 	shapes := [][2]int{{1, 1}, {3, 17}, {64, 64}, {172, 64}, {64, 172}, {256, 256}, {9, 200}}
 	ps := DefaultParams()
 	ps.Mode, ps.Sparsity = Sparsity, 0.45
-	for _, impl := range []Impl{Generic, AVX2} {
+	for _, impl := range []Impl{Generic, AVX2, AVX512} {
 		if !Available(impl) {
 			continue
 		}

@@ -229,7 +229,7 @@ func TestImplsBitIdentical(t *testing.T) {
 	ps.Mode, ps.Sparsity = Sparsity, 0.37
 	for _, params := range []Params{p, ps} {
 		ref := runAll(t, Generic, params, gts)
-		for _, impl := range []Impl{AVX2} {
+		for _, impl := range []Impl{AVX2, AVX512} {
 			if !Available(impl) {
 				t.Logf("%s not available, only the reference ran", impl)
 				continue
@@ -281,6 +281,59 @@ func TestImplsBitIdentical(t *testing.T) {
 	}
 }
 
+// TestImplsBitIdenticalParams compares every available implementation with
+// the reference, bit for bit, under constants other than the defaults:
+// exponents with an integer part above 1 and with every fraction bit down to
+// 2^-8 (the longest square-root chain), a single step and a single CG
+// iteration, longer runs, h = 1 and small theta, on a grid of edge shapes.
+func TestImplsBitIdenticalParams(t *testing.T) {
+	rng := newRNG(23)
+	var gts []*guardedTile
+	for x, s := range shapesUnderTest(true) {
+		if x%3 == 0 || s[0] == 256 {
+			gts = append(gts, newGuarded(rng, s[0], s[1], x))
+		}
+	}
+	var sets []Params
+	for _, c := range []struct {
+		g     float32
+		T, K  int
+		h     float32
+		theta float32
+	}{
+		{1, 1, 1, 0.5, 0.29},
+		{2.5, 2, 3, 1, 0.5},
+		{3 + 255.0/256, 3, 1, 0.25, 0.1},
+		{1 + 1.0/256, 7, 4, 0.75, 0.9},
+		{1.625, 4, 2, 0.5, 0.29},
+	} {
+		p := DefaultParams()
+		p.G, p.Steps, p.CGIters, p.H, p.Theta = c.g, c.T, c.K, c.h, c.theta
+		sets = append(sets, p)
+	}
+	ps := sets[2]
+	ps.Mode, ps.Sparsity = Sparsity, 0.6
+	sets = append(sets, ps)
+	for _, params := range sets {
+		ref := runAll(t, Generic, params, gts)
+		for _, impl := range cImpls() {
+			got := runAll(t, impl, params, gts)
+			for i := range gts {
+				tl := &gts[i].tile
+				if !sameStats(got[i].stats, ref[i].stats) || string(got[i].mask) != string(ref[i].mask) {
+					t.Fatalf("%s %v tile %d %dx%d: stats %+v, reference %+v (or masks differ)", impl, params, i, tl.Rows, tl.Cols, got[i].stats, ref[i].stats)
+				}
+				for x := range ref[i].d {
+					if got[i].d[x] != ref[i].d[x] {
+						t.Fatalf("%s %v tile %d %dx%d: D_T[%d] = %g, reference %g", impl, params, i, tl.Rows, tl.Cols, x,
+							math.Float32frombits(got[i].d[x]), math.Float32frombits(ref[i].d[x]))
+					}
+				}
+			}
+		}
+	}
+}
+
 // TestMaskStride runs every implementation on tiles whose mask is a window
 // of a wider buffer (MaskStride) and checks that the mask equals the
 // unstrided one element for element, that no byte between or after the
@@ -294,7 +347,7 @@ func TestMaskStride(t *testing.T) {
 	ps := DefaultParams()
 	ps.Mode, ps.Sparsity = Sparsity, 0.37
 	for _, params := range []Params{DefaultParams(), ps} {
-		for _, impl := range []Impl{Generic, AVX2} {
+		for _, impl := range []Impl{Generic, AVX2, AVX512} {
 			if !Available(impl) {
 				continue
 			}

@@ -34,8 +34,8 @@ func TestErrorsSameOnEveryPath(t *testing.T) {
 							act[i] = 10
 						}
 					}
-					var errs [2]string
-					for x, impl := range []Impl{Generic, AVX2} {
+					errs := make([]string, len(cImpls())+1)
+					for x, impl := range append([]Impl{Generic}, cImpls()...) {
 						k, err := New(impl, DefaultParams())
 						if err != nil {
 							t.Fatal(err)
@@ -46,8 +46,10 @@ func TestErrorsSameOnEveryPath(t *testing.T) {
 						}
 						errs[x] = err.Error()
 					}
-					if errs[0] != errs[1] {
-						t.Fatalf("cols %d stride %d pos %d: generic %q, avx2 %q", cols, stride, pos, errs[0], errs[1])
+					for x, impl := range cImpls() {
+						if errs[0] != errs[x+1] {
+							t.Fatalf("cols %d stride %d pos %d: generic %q, %v %q", cols, stride, pos, errs[0], impl, errs[x+1])
+						}
 					}
 				}
 			}
@@ -148,7 +150,7 @@ func TestFinishSpecialValues(t *testing.T) {
 	}
 }
 
-// TestPrepareSpecialValues runs both paths on tiles whose food needs the
+// TestPrepareSpecialValues runs every path on tiles whose food needs the
 // power-of-two rescale, holds subnormals and signed zeros, or has -0 and 0
 // activations, and compares masks, figures and D_T bit for bit.
 func TestPrepareSpecialValues(t *testing.T) {
@@ -190,47 +192,67 @@ func TestPrepareSpecialValues(t *testing.T) {
 			}
 		}
 		for _, mode := range []Mode{Natural, Sparsity} {
-			p := DefaultParams()
-			if mode == Sparsity {
-				p.Mode, p.Sparsity = Sparsity, 0.3
-			}
-			var got [2]Tile
-			var dt [2][]uint32
-			for x, impl := range []Impl{Generic, AVX2} {
-				k, err := New(impl, p)
-				if err != nil {
-					t.Fatal(err)
-				}
-				k.debugD = func(_ int, d []float32, _ int) {
-					for _, v := range d {
-						dt[x] = append(dt[x], math.Float32bits(v))
-					}
-				}
-				ts := []Tile{{W: w, Rows: R, Cols: C, Stride: stride, Act: act, D: make([]float32, R*C)}}
-				if err := k.Run(ts); err != nil {
-					t.Fatal(err)
-				}
-				if err := k.checkGuards(); err != nil {
-					t.Fatal(err)
-				}
-				got[x] = ts[0]
-			}
-			g, a := &got[0], &got[1]
-			if !sameStats(g.Stats, a.Stats) || string(g.Mask) != string(a.Mask) || len(dt[0]) != len(dt[1]) {
-				t.Fatalf("trial %d %v %dx%d: generic %+v, avx2 %+v (or masks differ)", trial, mode, R, C, g.Stats, a.Stats)
-			}
-			for x := range dt[0] {
-				if dt[0][x] != dt[1][x] {
-					t.Fatalf("trial %d %v: arena D_T[%d] differs", trial, mode, x)
-				}
-			}
-			for x := range g.D {
-				if math.Float32bits(g.D[x]) != math.Float32bits(a.D[x]) {
-					t.Fatalf("trial %d %v: Tile.D[%d] differs", trial, mode, x)
-				}
+			for _, c := range cImpls() {
+				prepareSpecialCompare(t, trial, mode, c, w, R, C, stride, act)
 			}
 		}
 	}
+}
+
+// prepareSpecialCompare runs Generic and the C implementation c on one tile
+// of TestPrepareSpecialValues and compares masks, figures and D_T.
+func prepareSpecialCompare(t *testing.T, trial int, mode Mode, c Impl, w []float32, R, C, stride int, act []float32) {
+	t.Helper()
+	p := DefaultParams()
+	if mode == Sparsity {
+		p.Mode, p.Sparsity = Sparsity, 0.3
+	}
+	var got [2]Tile
+	var dt [2][]uint32
+	for x, impl := range []Impl{Generic, c} {
+		k, err := New(impl, p)
+		if err != nil {
+			t.Fatal(err)
+		}
+		k.debugD = func(_ int, d []float32, _ int) {
+			for _, v := range d {
+				dt[x] = append(dt[x], math.Float32bits(v))
+			}
+		}
+		ts := []Tile{{W: w, Rows: R, Cols: C, Stride: stride, Act: act, D: make([]float32, R*C)}}
+		if err := k.Run(ts); err != nil {
+			t.Fatal(err)
+		}
+		if err := k.checkGuards(); err != nil {
+			t.Fatal(err)
+		}
+		got[x] = ts[0]
+	}
+	g, a := &got[0], &got[1]
+	if !sameStats(g.Stats, a.Stats) || string(g.Mask) != string(a.Mask) || len(dt[0]) != len(dt[1]) {
+		t.Fatalf("trial %d %v %dx%d: generic %+v, %v %+v (or masks differ)", trial, mode, R, C, g.Stats, c, a.Stats)
+	}
+	for x := range dt[0] {
+		if dt[0][x] != dt[1][x] {
+			t.Fatalf("trial %d %v %v: arena D_T[%d] differs", trial, mode, c, x)
+		}
+	}
+	for x := range g.D {
+		if math.Float32bits(g.D[x]) != math.Float32bits(a.D[x]) {
+			t.Fatalf("trial %d %v %v: Tile.D[%d] differs", trial, mode, c, x)
+		}
+	}
+}
+
+// cImpls returns the C implementations available here.
+func cImpls() []Impl {
+	var out []Impl
+	for _, i := range []Impl{AVX2, AVX512} {
+		if Available(i) {
+			out = append(out, i)
+		}
+	}
+	return out
 }
 
 // sameStats compares figures with the floats bit for bit (NaN equals NaN).

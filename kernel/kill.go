@@ -23,7 +23,7 @@ func (k *Kernel) finish(tl *Tile, j *job, tileIndex int) {
 		return
 	}
 	st.MeanD = j.SumD / float32(j.N)
-	if k.impl == AVX2 {
+	if k.inC() {
 		k.finishFast(tl, D, cp, stride)
 		return
 	}
@@ -84,8 +84,8 @@ func (k *Kernel) killBelow(tl *Tile, D []float32, cp, stride int, thr float32) i
 	return killed
 }
 
-// finishFast is finish on the AVX2 path: phys_finish does the per-element
-// work (mask, D_T copy, survivor counts, range), Go the rules.
+// finishFast is finish on the C paths (AVX2, AVX512): phys_finish does the
+// per-element work (mask, D_T copy, survivor counts, range), Go the rules.
 func (k *Kernel) finishFast(tl *Tile, D []float32, cp, stride int) {
 	R, C := tl.Rows, tl.Cols
 	st := &tl.Stats

@@ -17,8 +17,10 @@ var update = flag.Bool("update", false, "rewrite testdata/golden.json")
 // impls returns the implementations available here (Generic first).
 func impls() []Impl {
 	out := []Impl{Generic}
-	if Available(AVX2) {
-		out = append(out, AVX2)
+	for _, i := range []Impl{AVX2, AVX512} {
+		if Available(i) {
+			out = append(out, i)
+		}
 	}
 	return out
 }
@@ -397,12 +399,14 @@ func TestErrors(t *testing.T) {
 			t.Errorf("params %v: no error", q)
 		}
 	}
-	if !Available(AVX2) {
-		if _, err := New(AVX2, DefaultParams()); err == nil {
-			t.Error("New(AVX2) without AVX2: no error")
+	for _, i := range []Impl{AVX2, AVX512} {
+		if !Available(i) {
+			if _, err := New(i, DefaultParams()); err == nil {
+				t.Errorf("New(%v) without %v: no error", i, i)
+			}
 		}
 	}
-	for _, s := range []string{"auto", "generic", "avx2"} {
+	for _, s := range []string{"auto", "generic", "avx2", "avx512"} {
 		i, err := ParseImpl(s)
 		if err != nil || i.String() != s {
 			t.Errorf("ParseImpl(%q) = %v, %v", s, i, err)

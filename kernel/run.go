@@ -19,7 +19,7 @@ func (k *Kernel) runBatch(tiles []Tile, first int) {
 		if j, ok := k.prepare(tl, work, 0); ok {
 			k.jobs = append(k.jobs, j)
 			k.idx = append(k.idx, t)
-		} else if k.impl == AVX2 {
+		} else if k.inC() {
 			k.clearOutputs(tl)
 		}
 	}
@@ -60,8 +60,8 @@ func (k *Kernel) solveClamped(tl *Tile, j int, work int64) {
 // finite reports whether x is neither infinite nor NaN.
 func finite(x float32) bool { return abs32(x) <= math.MaxFloat32 }
 
-// resetOutputs sizes the tile's mask and resets its figures; off the AVX2
-// path it also clears the mask and D (the AVX2 finish writes every byte of
+// resetOutputs sizes the tile's mask and resets its figures; off the C
+// paths it also clears the mask and D (the C finish writes every byte of
 // Mask and D of a solved tile).
 func (k *Kernel) resetOutputs(tl *Tile) {
 	n := tl.Rows * tl.Cols
@@ -72,7 +72,7 @@ func (k *Kernel) resetOutputs(tl *Tile) {
 		tl.Mask = tl.Mask[:n]
 	}
 	tl.Stats = TileStats{Weights: n}
-	if k.impl != AVX2 {
+	if !k.inC() {
 		k.clearOutputs(tl)
 	}
 }
@@ -90,8 +90,12 @@ func (k *Kernel) runCore(jobs []job) {
 	if len(jobs) == 0 {
 		return
 	}
-	if k.impl == AVX2 {
+	switch k.impl {
+	case AVX2:
 		runAVX2(k.arena, jobs, &k.cp)
+		return
+	case AVX512:
+		runAVX512(k.arena, jobs, &k.cp)
 		return
 	}
 	for j := range jobs {

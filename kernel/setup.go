@@ -23,7 +23,7 @@ func (k *Kernel) prepare(tl *Tile, work int64, clampExp int) (job, bool) {
 	cp, rp := pad8(C), pad8(R)
 	mark := len(k.arena)
 	var dOff int64
-	if k.impl == AVX2 {
+	if k.inC() {
 		dOff = k.reserveRaw(R * cp) // phys_food writes every float, padding too
 	} else {
 		dOff = k.reserve(R * cp)
@@ -55,7 +55,7 @@ func (k *Kernel) prepare(tl *Tile, work int64, clampExp int) (job, bool) {
 // into D (rows cp apart) and returns its figures.
 func (k *Kernel) writeFood(tl *Tile, D []float32, cp int) foodFigures {
 	stride := tl.stride()
-	if k.impl == AVX2 {
+	if k.inC() {
 		foodAVX2(tl, stride, D, cp, &k.food)
 		return foodFigures{zero: int(k.food.Zero), n: int(k.food.N), maxF: k.food.MaxF, sumF: k.food.SumF, haveSum: true}
 	}
@@ -148,7 +148,7 @@ func rescaleFood(D []float32, ff *foodFigures) {
 func (k *Kernel) normalize(D []float32, R, C, cp int, scale float32) (fullRow, fullCol bool) {
 	k.rowNZ = resize(k.rowNZ, R)
 	k.colNZ = resize(k.colNZ, C)
-	if k.impl == AVX2 {
+	if k.inC() {
 		scaleAVX2(D, R, C, cp, scale, k.rowNZ, k.colNZ)
 	} else {
 		for o := 0; o < R; o++ {
