@@ -48,6 +48,21 @@ func TestLaxAcceptedRoundTrip(t *testing.T) {
 			if err != nil {
 				t.Fatalf("refused: %v", err)
 			}
+			for _, kv := range f.KVs {
+				if got, ok := f.KV(kv.Key); !ok || got.Key != kv.Key {
+					t.Fatalf("KV(%q) not found", kv.Key)
+				}
+			}
+			for _, ti := range f.Tensors {
+				if got, ok := f.Tensor(ti.Name); !ok || got.Name != ti.Name {
+					t.Fatalf("Tensor(%q) not found", ti.Name)
+				}
+				if k := nameKey(ti.Name); k != ti.Name {
+					if _, ok := f.Tensor(k); ok {
+						t.Fatalf("Tensor(%q) finds %q", k, ti.Name)
+					}
+				}
+			}
 			out := filepath.Join(dir, c.name+".gguf")
 			w, err := Create(out, Header{Version: f.Version, KVs: f.KVs, Tensors: f.Tensors}, CreateOptions{})
 			if err != nil {

@@ -8,6 +8,7 @@ import (
 	"math"
 	"math/bits"
 	"os"
+	"slices"
 	"strings"
 	"unsafe"
 )
@@ -134,8 +135,8 @@ type File struct {
 	r       io.ReaderAt // what the header was read from
 	data    *os.File    // Open's descriptor, closed by Close
 	closed  bool
-	kvIndex map[string]int
-	tIndex  map[string]int
+	kvIndex []int // KVs in the order of their keys
+	tIndex  []int // Tensors in the order of their names up to the first NUL
 }
 
 // Open opens the GGUF file at path and reads and validates its header
@@ -215,20 +216,21 @@ func (f *File) Close() error {
 
 // KV returns the metadata pair with the given key.
 func (f *File) KV(key string) (KV, bool) {
-	i, ok := f.kvIndex[key]
+	i, ok := slices.BinarySearchFunc(f.kvIndex, key, func(j int, k string) int { return strings.Compare(f.KVs[j].Key, k) })
 	if !ok {
 		return KV{}, false
 	}
-	return f.KVs[i], true
+	return f.KVs[f.kvIndex[i]], true
 }
 
 // Tensor returns the info of the tensor with the given name.
 func (f *File) Tensor(name string) (TensorInfo, bool) {
-	i, ok := f.tIndex[name]
-	if !ok {
+	k := nameKey(name)
+	i, ok := slices.BinarySearchFunc(f.tIndex, k, func(j int, k string) int { return strings.Compare(nameKey(f.Tensors[j].Name), k) })
+	if !ok || f.Tensors[f.tIndex[i]].Name != name {
 		return TensorInfo{}, false
 	}
-	return f.Tensors[i], true
+	return f.Tensors[f.tIndex[i]], true
 }
 
 // TensorReader returns a reader of the tensor's bytes (unpadded).
@@ -524,7 +526,7 @@ func (f *File) readPreamble(c *cursor) (nt, nkv uint64, err error) {
 
 // readKVs reads the metadata pairs; each key must be non-empty and unique.
 func (f *File) readKVs(c *cursor, nkv uint64) error {
-	f.KVs, f.kvIndex = []KV{}, make(map[string]int)
+	f.KVs = []KV{}
 	for i := uint64(0); i < nkv; i++ {
 		key, err := c.str()
 		if err != nil {
@@ -533,17 +535,38 @@ func (f *File) readKVs(c *cursor, nkv uint64) error {
 		if err := checkKey(key); err != nil {
 			return fail(ErrFormat, "metadata pair %d: key %q %v", i, key, err)
 		}
-		if _, dup := f.kvIndex[key]; dup {
-			return fail(ErrFormat, "duplicate key %q", key)
-		}
 		val, err := readValue(c)
 		if err != nil {
 			return fail(nil, "key %q: %w", key, err)
 		}
-		f.kvIndex[key] = len(f.KVs)
 		f.KVs = append(f.KVs, KV{Key: key, Value: val})
 	}
+	var dup int
+	f.kvIndex, dup = sortedIndex(len(f.KVs), func(i int) string { return f.KVs[i].Key })
+	if dup >= 0 {
+		return fail(ErrFormat, "duplicate key %q", f.KVs[dup].Key)
+	}
 	return nil
+}
+
+// sortedIndex returns the indices 0..n-1 ordered by key(i), and the
+// index of the first item, in file order, whose key an earlier item
+// already has (-1: none). A sorted index costs 8 bytes an item, where a
+// map costs several times that: the memory of a header of millions of
+// tiny KVs is mostly their own.
+func sortedIndex(n int, key func(int) string) ([]int, int) {
+	idx := make([]int, n)
+	for i := range idx {
+		idx[i] = i
+	}
+	slices.SortStableFunc(idx, func(a, b int) int { return strings.Compare(key(a), key(b)) })
+	dup := -1
+	for j := 1; j < n; j++ {
+		if key(idx[j]) == key(idx[j-1]) && (dup < 0 || idx[j] < dup) {
+			dup = idx[j]
+		}
+	}
+	return idx, dup
 }
 
 // readAlignment sets the alignment from general.alignment, a UINT32
@@ -566,8 +589,7 @@ func (f *File) readAlignment() error {
 // readTensorInfos reads the tensor infos and returns their byte sizes.
 // Names are unique up to their first NUL, as ggml compares them.
 func (f *File) readTensorInfos(c *cursor, nt uint64) ([]uint64, error) {
-	f.Tensors, f.tIndex = []TensorInfo{}, make(map[string]int)
-	seen := make(map[string]int)
+	f.Tensors = []TensorInfo{}
 	var sizes []uint64
 	for i := uint64(0); i < nt; i++ {
 		t, n, err := readTensorInfo(c)
@@ -577,16 +599,18 @@ func (f *File) readTensorInfos(c *cursor, nt uint64) ([]uint64, error) {
 			}
 			return nil, fail(nil, "tensor info %d: %w", i, err)
 		}
-		if j, dup := seen[nameKey(t.Name)]; dup {
-			if f.Tensors[j].Name == t.Name {
-				return nil, fail(ErrFormat, "duplicate tensor name %q", t.Name)
-			}
-			return nil, fail(ErrFormat, "duplicate tensor name %q: ggml reads it as %q, the name of tensor %q", t.Name, nameKey(t.Name), f.Tensors[j].Name)
-		}
-		seen[nameKey(t.Name)] = len(f.Tensors)
-		f.tIndex[t.Name] = len(f.Tensors)
 		f.Tensors = append(f.Tensors, t)
 		sizes = append(sizes, n)
+	}
+	var dup int
+	f.tIndex, dup = sortedIndex(len(f.Tensors), func(i int) string { return nameKey(f.Tensors[i].Name) })
+	if dup >= 0 {
+		name := f.Tensors[dup].Name
+		first := f.Tensors[f.tIndex[slices.IndexFunc(f.tIndex, func(j int) bool { return nameKey(f.Tensors[j].Name) == nameKey(name) })]].Name
+		if first == name {
+			return nil, fail(ErrFormat, "duplicate tensor name %q", name)
+		}
+		return nil, fail(ErrFormat, "duplicate tensor name %q: ggml reads it as %q, the name of tensor %q", name, nameKey(name), first)
 	}
 	return sizes, nil
 }
