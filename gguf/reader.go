@@ -770,7 +770,7 @@ func readScalar(c *cursor, t ValueType) (Value, error) {
 		}
 		v := Value{Type: TypeBool, Data: b != 0}
 		if b > 1 {
-			v.raw = []byte{b}
+			v.raw = &[]byte{b}
 		}
 		return v, nil
 	case TypeString:

@@ -88,7 +88,10 @@ type Value struct {
 	Elem ValueType // element type when Type == TypeArray
 	Data any
 
-	raw []byte // BOOL bytes as read, when one of them is neither 0 nor 1
+	// raw holds the BOOL bytes as read when one of them is neither 0 nor
+	// 1; a pointer keeps Value (and every KV of a header of millions)
+	// small.
+	raw *[]byte
 }
 
 // KV is one metadata key-value pair.
@@ -324,6 +327,14 @@ func (v Value) check() error {
 	return nil
 }
 
+// rawBytes returns the BOOL bytes kept as read, or nil.
+func (v Value) rawBytes() []byte {
+	if v.raw == nil {
+		return nil
+	}
+	return *v.raw
+}
+
 func isType[T any](v Value) bool {
 	if v.Type == TypeArray {
 		_, ok := v.Data.([]T)
@@ -368,8 +379,8 @@ func appendValue(b []byte, v Value) []byte {
 			}
 		case []bool:
 			for i, e := range x {
-				if len(v.raw) == len(x) && (v.raw[i] != 0) == e {
-					b = append(b, v.raw[i])
+				if raw := v.rawBytes(); len(raw) == len(x) && (raw[i] != 0) == e {
+					b = append(b, raw[i])
 				} else {
 					b = appendBool(b, e)
 				}
@@ -409,8 +420,8 @@ func appendValue(b []byte, v Value) []byte {
 	case float32:
 		b = appendU32(b, math.Float32bits(x))
 	case bool:
-		if len(v.raw) == 1 && (v.raw[0] != 0) == x {
-			b = append(b, v.raw[0])
+		if raw := v.rawBytes(); len(raw) == 1 && (raw[0] != 0) == x {
+			b = append(b, raw[0])
 		} else {
 			b = appendBool(b, x)
 		}
@@ -520,7 +531,7 @@ func decodeArray(t ValueType, p []byte) Value {
 		}
 		v.Data = o
 		if odd {
-			v.raw = p
+			v.raw = &p
 		}
 	case TypeUint16:
 		o := make([]uint16, n)
