@@ -5,6 +5,7 @@ import (
 	"errors"
 	"os"
 	"path/filepath"
+	"regexp"
 	"sort"
 	"strings"
 	"testing"
@@ -145,4 +146,47 @@ func TestParityWithLlamaCpp(t *testing.T) {
 	if n < 2000 {
 		t.Errorf("corpus of %d files, want at least 2000", n)
 	}
+}
+
+// TestCorruptTypeRefused changes the type of blk.0.ffn_norm.weight (F32,
+// 256 values) of a generated Q4_K model to Q8_K, one byte: the tensor
+// shrinks from 1024 to 292 bytes, the tensors after it are where a wrong
+// size puts them, and the reader refuses the file as llama.cpp does, with
+// the same offsets in its words. It used to accept it.
+func TestCorruptTypeRefused(t *testing.T) {
+	c := testmodels.DefaultConfig()
+	c.Type, c.Layers = gguf.TypeQ4_K, 1
+	path := filepath.Join(t.TempDir(), "q4k.gguf")
+	if err := testmodels.Write(path, c, gguf.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	b, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	name := []byte("blk.0.ffn_norm.weight")
+	i := bytes.Index(b, name)
+	if i < 0 {
+		t.Fatal("no blk.0.ffn_norm.weight")
+	}
+	at := i + len(name) + 4 + 8 // name, n_dims (1), ne[0], then the type
+	if b[i+len(name)] != 1 || b[at] != byte(gguf.TypeF32) {
+		t.Fatalf("unexpected layout at %d", at)
+	}
+	b[at] = byte(gguf.TypeQ8_K)
+	_, err = gguf.NewReader(bytes.NewReader(b), int64(len(b)))
+	if !errors.Is(err, gguf.ErrOffset) {
+		t.Fatalf("reader: %v, want ErrOffset", err)
+	}
+	lib, lerr := ggmlref.Load()
+	if lerr != nil {
+		t.Logf("llama.cpp not asked: %v", lerr)
+		return
+	}
+	v := lib.ParseGGUF(b)
+	words := regexp.MustCompile(`offset \d+, expected \d+`).FindString(v.Reason)
+	if v.Accepted || words == "" || !strings.Contains(err.Error(), words) {
+		t.Fatalf("llama.cpp: %+v; reader: %v", v, err)
+	}
+	t.Logf("reader: %v\nllama.cpp: %s", err, v.Reason)
 }
