@@ -186,4 +186,15 @@ func TestLargeArraysStayInFile(t *testing.T) {
 	if !bytes.Equal(got, in) {
 		t.Fatalf("rewritten file differs (%d bytes, want %d)", len(got), len(in))
 	}
+	// Once the source is closed, the arrays cannot be copied: Create says
+	// which key and leaves nothing behind.
+	f.Close()
+	dir := t.TempDir()
+	_, err = Create(filepath.Join(dir, "late.gguf"), Header{KVs: f.KVs}, CreateOptions{})
+	if err == nil || !strings.Contains(err.Error(), `key "big.u8"`) {
+		t.Fatalf("Create from a closed file: %v", err)
+	}
+	if left, _ := os.ReadDir(dir); len(left) != 0 {
+		t.Fatalf("left behind: %v", left)
+	}
 }

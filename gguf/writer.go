@@ -243,7 +243,9 @@ func (w *Writer) header(h Header, emit func([]byte) error, skip func(int64)) err
 				skip(a.size)
 				continue
 			}
-			if err := copyArray(a, emit); err != nil {
+			if err := copyArray(a, emit, func(err error) error {
+				return fmt.Errorf("gguf: %s: key %q: copying an array of %d %s from its file: %w", w.path, kv.Key, a.n, a.elem, err)
+			}); err != nil {
 				return err
 			}
 			continue
@@ -268,14 +270,15 @@ func (w *Writer) header(h Header, emit func([]byte) error, skip func(int64)) err
 	return emit(b)
 }
 
-// copyArray hands the encoded elements of a to emit in pieces of 1 MiB.
-func copyArray(a *ArrayRef, emit func([]byte) error) error {
+// copyArray hands the encoded elements of a to emit in pieces of 1 MiB;
+// readErr words a failure to read them.
+func copyArray(a *ArrayRef, emit func([]byte) error, readErr func(error) error) error {
 	buf := make([]byte, min(a.size, 1<<20))
 	r := a.Reader()
 	for left := a.size; left > 0; {
 		p := buf[:min(left, int64(len(buf)))]
 		if _, err := io.ReadFull(r, p); err != nil {
-			return fmt.Errorf("gguf: copying an array of %d %s: %w", a.n, a.elem, err)
+			return readErr(err)
 		}
 		if err := emit(p); err != nil {
 			return err
