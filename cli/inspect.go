@@ -10,6 +10,8 @@ import (
 	"strconv"
 	"strings"
 	"text/tabwriter"
+	"unicode"
+	"unicode/utf8"
 
 	ucli "github.com/urfave/cli/v2"
 
@@ -120,7 +122,7 @@ func writeInspectText(w io.Writer, f *gguf.File) error {
 		if strings.HasPrefix(kv.Key, "physarium.") {
 			max = -1
 		}
-		fmt.Fprintf(tw, "  %s\t%s\t%s\n", kv.Key, typeName(kv.Value), textValue(kv.Value, max))
+		fmt.Fprintf(tw, "  %s\t%s\t%s\n", shownText(kv.Key), typeName(kv.Value), textValue(kv.Value, max))
 	}
 	tw.Flush()
 
@@ -129,7 +131,7 @@ func writeInspectText(w io.Writer, f *gguf.File) error {
 	fmt.Fprintf(tw, "  name\ttype\tshape\toffset\tbytes\n")
 	var total, elems uint64
 	for _, t := range f.Tensors {
-		fmt.Fprintf(tw, "  %s\t%s\t%s\t%d\t%d\n", t.Name, t.Type, shapeString(t.Shape), uint64(f.DataOffset)+t.Offset, t.Bytes())
+		fmt.Fprintf(tw, "  %s\t%s\t%s\t%d\t%d\n", shownText(t.Name), t.Type, shapeString(t.Shape), uint64(f.DataOffset)+t.Offset, t.Bytes())
 		total += t.Bytes()
 		elems += t.Elements()
 	}
@@ -184,6 +186,9 @@ func shapeString(s []uint64) string {
 func textValue(v gguf.Value, max int) string {
 	if v.Type != gguf.TypeArray {
 		return scalarText(v.Data, max)
+	}
+	if a, ok := v.Data.(*gguf.ArrayRef); ok {
+		return a.String()
 	}
 	n := v.Len()
 	shown := n
@@ -285,7 +290,7 @@ func writeInspectJSON(w io.Writer, f *gguf.File) error {
 		if err != nil {
 			return fmt.Errorf("key %s: %w", kv.Key, err)
 		}
-		k := kvJSON{Key: kv.Key, Type: kv.Value.Type.String(), Value: raw}
+		k := kvJSON{Key: shownJSON(kv.Key), Type: kv.Value.Type.String(), Value: raw}
 		if kv.Value.Type == gguf.TypeArray {
 			k.ElemType = kv.Value.Elem.String()
 		}
@@ -294,7 +299,7 @@ func writeInspectJSON(w io.Writer, f *gguf.File) error {
 	for _, t := range f.Tensors {
 		shape := append([]uint64{}, t.Shape...)
 		out.Tensors = append(out.Tensors, tensorJSON{
-			Name:   t.Name,
+			Name:   shownJSON(t.Name),
 			Type:   t.Type.String(),
 			Shape:  shape,
 			Offset: uint64(f.DataOffset) + t.Offset,
@@ -316,6 +321,12 @@ func valueJSON(v gguf.Value) (json.RawMessage, error) {
 			return nil, err
 		}
 		return b.Bytes(), nil
+	}
+	if a, ok := v.Data.(*gguf.ArrayRef); ok {
+		var err error
+		if v, err = a.Load(); err != nil {
+			return nil, err
+		}
 	}
 	n := v.Len()
 	b.WriteByte('[')
@@ -365,4 +376,26 @@ func appendFloatJSON(b *bytes.Buffer, f float64, bits int) {
 	default:
 		b.WriteString(strconv.FormatFloat(f, 'g', -1, bits))
 	}
+}
+
+// shownText is a key or tensor name as the text form prints it: as it is
+// when it is valid UTF-8 without control or other unprintable characters,
+// quoted with Go escapes otherwise (llama.cpp accepts any bytes in names,
+// and a name must not move the terminal's cursor or colour its output).
+func shownText(s string) string {
+	if !utf8.ValidString(s) || strings.IndexFunc(s, func(r rune) bool { return !unicode.IsPrint(r) }) >= 0 || s == "" {
+		return strconv.Quote(s)
+	}
+	return s
+}
+
+// shownJSON is a key or tensor name as the JSON form gives it: JSON
+// escapes control characters itself, but would replace invalid UTF-8 by
+// U+FFFD; such a name is given with Go escapes (\xff) instead, unquoted.
+func shownJSON(s string) string {
+	if utf8.ValidString(s) {
+		return s
+	}
+	q := strconv.Quote(s)
+	return q[1 : len(q)-1]
 }

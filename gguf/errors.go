@@ -14,6 +14,9 @@ var (
 	// ErrOffset: a tensor offset that is misaligned, out of order or
 	// overlapping, or tensor data past the end of the file.
 	ErrOffset = errors.New("gguf: bad tensor offset")
+	// ErrLimit: a string longer than MaxStringLen or an array of more than
+	// MaxArrayLen elements, the caps llama.cpp also enforces.
+	ErrLimit = errors.New("gguf: over a limit")
 )
 
 // fileError is a refusal of one file: the reader's words, and their kind.

@@ -24,6 +24,10 @@ func FuzzOpen(f *testing.F) {
 		f.Add(b)
 	}
 	f.Add(validRaw().bytes())
+	// A few files of each class of the parity corpus (corpus_test.go).
+	if err := EachParityCase([]ParityBase{{Name: "small", Data: validRaw().bytes()}}, 7, 2, func(c ParityCase) { f.Add(c.Data) }); err != nil {
+		f.Fatal(err)
+	}
 	skipSync = true
 	defer func() { skipSync = false }()
 	f.Fuzz(func(t *testing.T, data []byte) {

@@ -145,11 +145,10 @@ func hostileCases() []hostileCase {
 		{"max-kv-count", func(r *rawFile) { r.nkv = ptr(^uint64(0)) }, "metadata pairs"},
 		{"huge-tensor-count", func(r *rawFile) { r.nt = ptr(uint64(1) << 60) }, "tensors"},
 		{"max-tensor-count", func(r *rawFile) { r.nt = ptr(^uint64(0)) }, "tensors"},
-		{"kv-count-too-high", func(r *rawFile) { r.nkv = ptr(uint64(4)) }, "end of file"},
+		{"kv-count-too-high", func(r *rawFile) { r.nkv = ptr(uint64(4)) }, "MaxStringLen"},
 		{"huge-key-length", setKV(0, rawKV{rawKey: cat(u64b(1<<62), []byte("general")), typ: 8, val: strb("x")}), "length"},
 		{"max-key-length", setKV(0, rawKV{rawKey: cat(u64b(^uint64(0)), []byte("general")), typ: 8, val: strb("x")}), "length"},
 		{"empty-key", setKV(0, rawKV{key: "", typ: 8, val: strb("x")}), "empty"},
-		{"control-key", setKV(0, rawKV{key: "a\x00b", typ: 8, val: strb("x")}), "control"},
 		{"huge-string-length", setKV(0, rawKV{key: "general.architecture", typ: 8, val: cat(u64b(1<<62), []byte("llama"))}), "string"},
 		{"huge-array-count", setKV(2, rawKV{key: "a", typ: 9, val: arrb(4, 1<<60)}), "array"},
 		{"max-array-count", setKV(2, rawKV{key: "a", typ: 9, val: arrb(12, ^uint64(0))}), "array"},
@@ -158,27 +157,29 @@ func hostileCases() []hostileCase {
 		{"nested-array", setKV(2, rawKV{key: "a", typ: 9, val: arrb(9, 1, arrb(4, 1, u32b(1)))}), "nested"},
 		{"unknown-value-type", setKV(2, rawKV{key: "a", typ: 13, val: u32b(1)}), "unknown value type"},
 		{"unknown-array-type", setKV(2, rawKV{key: "a", typ: 9, val: arrb(99, 1, u32b(1))}), "unknown value type"},
-		{"bool-2", setKV(2, rawKV{key: "a", typ: 7, val: []byte{2}}), "bool"},
-		{"bool-array-2", setKV(2, rawKV{key: "a", typ: 9, val: arrb(7, 2, []byte{1, 2})}), "bool"},
 		{"duplicate-key", setKV(2, rawKV{key: "general.architecture", typ: 8, val: strb("x")}), "duplicate key"},
 		{"alignment-0", setKV(1, rawKV{key: AlignmentKey, typ: 4, val: u32b(0)}), "power of two"},
 		{"alignment-3", setKV(1, rawKV{key: AlignmentKey, typ: 4, val: u32b(3)}), "power of two"},
 		{"alignment-uint64", setKV(1, rawKV{key: AlignmentKey, typ: 10, val: u64b(32)}), "UINT32"},
 		{"alignment-string", setKV(1, rawKV{key: AlignmentKey, typ: 8, val: strb("32")}), "UINT32"},
-		{"offset-past-end", setTI(1, func(t *rawTI) { t.off = 1 << 40 }), "past the end"},
-		{"offset-max", setTI(1, func(t *rawTI) { t.off = ^uint64(0) &^ 31 }), "past the end"},
-		{"offset-near-end", setTI(1, func(t *rawTI) { t.off = 128 }), "past the end"},
-		{"misaligned-offset", setTI(1, func(t *rawTI) { t.off = 65 }), "alignment"},
-		{"overlapping", setTI(1, func(t *rawTI) { t.off = 32 }), "overlaps"},
-		{"out-of-order", func(r *rawFile) { r.tis[0].off = 32; r.tis[1].off = 0 }, "out of order"},
+		{"offset-past-end", setTI(1, func(t *rawTI) { t.off = 1 << 40 }), "expected 64"},
+		{"offset-max", setTI(1, func(t *rawTI) { t.off = ^uint64(0) &^ 31 }), "expected 64"},
+		{"offset-gap", setTI(1, func(t *rawTI) { t.off = 128 }), "expected 64"},
+		{"misaligned-offset", setTI(1, func(t *rawTI) { t.off = 65 }), "expected 64"},
+		{"overlapping", setTI(1, func(t *rawTI) { t.off = 32 }), "expected 64"},
+		{"out-of-order", func(r *rawFile) { r.tis[0].off = 32; r.tis[1].off = 0 }, "expected 0"},
+		{"data-past-end", func(r *rawFile) { r.data = r.data[:80] }, "past the end"},
+		{"type-corrupted", setTI(0, func(t *rawTI) { t.typ = uint32(TypeF16) }), "expected 32"},
+		{"nul-name-duplicate", setTI(1, func(t *rawTI) { t.name = "t0\x00x" }), "duplicate tensor"},
+		{"string-over-cap", setKV(0, rawKV{key: "general.architecture", typ: 8, val: cat(u64b(MaxStringLen+1), []byte("llama"))}), "MaxStringLen"},
+		{"array-over-cap", setKV(2, rawKV{key: "a", typ: 9, val: arrb(0, MaxArrayLen+1)}), "MaxArrayLen"},
+		{"element-count-wraps-to-0", setTI(1, func(t *rawTI) { t.dims = []uint64{512, 1 << 62} }), "overflow"},
 		{"duplicate-tensor", setTI(1, func(t *rawTI) { t.name = "t0" }), "duplicate tensor"},
 		{"removed-type-id", setTI(1, func(t *rawTI) { t.typ = 4 }), "unknown type"},
 		{"unknown-type-id", setTI(1, func(t *rawTI) { t.typ = 1 << 31 }), "unknown type"},
 		{"5-dims", setTI(1, func(t *rawTI) { t.dims = []uint64{8, 1, 1, 1, 1} }), "dimensions"},
-		{"0-dims", setTI(1, func(t *rawTI) { t.dims = nil }), "dimensions"},
 		{"huge-dims", setTI(1, func(t *rawTI) { t.nd = 1 << 30 }), "dimensions"},
 		{"64-byte-name", setTI(1, func(t *rawTI) { t.name = strings.Repeat("n", 64) }), "64 bytes"},
-		{"empty-name", setTI(1, func(t *rawTI) { t.name = "" }), "empty"},
 		{"huge-name-length", setTI(1, func(t *rawTI) { t.rawName = cat(u64b(1<<62), []byte("t1")) }), "length"},
 		{"block-size", setTI(1, func(t *rawTI) { t.typ = uint32(TypeQ4_0); t.dims = []uint64{33} }), "block size"},
 		{"element-overflow", setTI(1, func(t *rawTI) { t.dims = []uint64{1 << 32, 1 << 32} }), "overflow"},
@@ -188,10 +189,6 @@ func hostileCases() []hostileCase {
 		{"2^60-elements", setTI(1, func(t *rawTI) { t.dims = []uint64{1 << 30, 1 << 30} }), "past the end"},
 		{"2^60-q4_k", setTI(1, func(t *rawTI) { t.typ = uint32(TypeQ4_K); t.dims = []uint64{1 << 40, 1 << 20} }), "past the end"},
 		{"data-start-past-end", func(r *rawFile) { r.data = nil; r.align = 1 }, "past the end"},
-		{"no-tensors-huge-alignment", func(r *rawFile) {
-			r.kvs[1] = rawKV{key: AlignmentKey, typ: 4, val: u32b(1 << 31)}
-			r.tis, r.data = nil, nil
-		}, "past the end"},
 	}
 }
 
@@ -259,7 +256,7 @@ func TestHostileNamesTensor(t *testing.T) {
 	dir := t.TempDir()
 	for _, c := range []struct{ name, want string }{
 		{"misaligned-offset", `"t1"`}, {"block-size", `"t1"`}, {"element-overflow", `"t1"`},
-		{"unknown-type-id", `"t1"`}, {"bool-2", `"a"`}, {"huge-string-length", `"general.architecture"`},
+		{"unknown-type-id", `"t1"`}, {"nested-array", `"a"`}, {"huge-string-length", `"general.architecture"`},
 	} {
 		for _, hc := range hostileCases() {
 			if hc.name != c.name {
@@ -388,8 +385,9 @@ func TestErrorKinds(t *testing.T) {
 	dir := t.TempDir()
 	kinds := map[string]error{
 		"bad-magic": ErrFormat, "version-4": ErrFormat, "duplicate-key": ErrFormat, "unknown-type-id": ErrFormat,
-		"kv-count-too-high": ErrTruncated, "huge-string-length": ErrTruncated, "huge-kv-count": ErrTruncated,
+		"data-start-past-end": ErrTruncated, "huge-string-length": ErrLimit, "huge-kv-count": ErrTruncated,
 		"misaligned-offset": ErrOffset, "overlapping": ErrOffset, "offset-past-end": ErrOffset,
+		"data-past-end": ErrOffset, "type-corrupted": ErrOffset, "string-over-cap": ErrLimit, "array-over-cap": ErrLimit,
 	}
 	for _, c := range hostileCases() {
 		want, ok := kinds[c.name]

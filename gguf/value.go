@@ -1,7 +1,9 @@
 package gguf
 
 import (
+	"encoding/binary"
 	"fmt"
+	"io"
 	"math"
 )
 
@@ -74,10 +76,22 @@ func (t ValueType) scalarSize() int {
 // uint64, int64, float64 for scalars; for arrays (Type == TypeArray) a slice
 // of the element type ([]uint8 ... []string ... []float64). Nested arrays are
 // not supported.
+//
+// An array too large to decode at once (see MaxEagerArrayBytes) has an
+// *ArrayRef as Data instead of a slice.
+//
+// A BOOL read from a file keeps its byte: ggml reads any nonzero byte as
+// true, and the writer writes back the byte that was read (2 stays 2) as
+// long as Data still says the same.
 type Value struct {
 	Type ValueType
 	Elem ValueType // element type when Type == TypeArray
 	Data any
+
+	// raw holds the BOOL bytes as read when one of them is neither 0 nor
+	// 1; a pointer keeps Value (and every KV of a header of millions)
+	// small.
+	raw *[]byte
 }
 
 // KV is one metadata key-value pair.
@@ -254,6 +268,8 @@ func (v Value) Len() int {
 		return len(x)
 	case []float64:
 		return len(x)
+	case *ArrayRef:
+		return int(x.n)
 	}
 	return 0
 }
@@ -266,6 +282,12 @@ func (v Value) check() error {
 		if v.Elem == TypeArray {
 			return fmt.Errorf("nested arrays are unsupported")
 		}
+	}
+	if a, isRef := v.Data.(*ArrayRef); isRef {
+		if v.Type != TypeArray || a == nil || a.elem != v.Elem {
+			return fmt.Errorf("value of type %s (of %s) holds an array reference of %s", v.Type, v.Elem, a.Elem())
+		}
+		return nil
 	}
 	var ok bool
 	switch want {
@@ -303,6 +325,14 @@ func (v Value) check() error {
 		return fmt.Errorf("value of type %s holds %T", v.Type, v.Data)
 	}
 	return nil
+}
+
+// rawBytes returns the BOOL bytes kept as read, or nil.
+func (v Value) rawBytes() []byte {
+	if v.raw == nil {
+		return nil
+	}
+	return *v.raw
 }
 
 func isType[T any](v Value) bool {
@@ -348,8 +378,12 @@ func appendValue(b []byte, v Value) []byte {
 				b = appendU32(b, math.Float32bits(e))
 			}
 		case []bool:
-			for _, e := range x {
-				b = appendBool(b, e)
+			for i, e := range x {
+				if raw := v.rawBytes(); len(raw) == len(x) && (raw[i] != 0) == e {
+					b = append(b, raw[i])
+				} else {
+					b = appendBool(b, e)
+				}
 			}
 		case []string:
 			for _, e := range x {
@@ -386,7 +420,11 @@ func appendValue(b []byte, v Value) []byte {
 	case float32:
 		b = appendU32(b, math.Float32bits(x))
 	case bool:
-		b = appendBool(b, x)
+		if raw := v.rawBytes(); len(raw) == 1 && (raw[0] != 0) == x {
+			b = append(b, raw[0])
+		} else {
+			b = appendBool(b, x)
+		}
 	case string:
 		b = appendString(b, x)
 	case uint64:
@@ -414,4 +452,135 @@ func appendBool(b []byte, v bool) []byte {
 }
 func appendString(b []byte, s string) []byte {
 	return append(appendU64(b, uint64(len(s))), s...)
+}
+
+// ArrayRef is an array value left in the file: the reader keeps arrays
+// whose elements take more than MaxEagerArrayBytes this way, after checking
+// their count, their lengths and that they fit in the file. The writer
+// copies it byte for byte from the file, which must still be open.
+type ArrayRef struct {
+	src  io.ReaderAt
+	off  int64 // file offset of the first element
+	size int64 // encoded bytes of the elements
+	n    uint64
+	elem ValueType
+}
+
+// Len returns the number of elements.
+func (a *ArrayRef) Len() uint64 { return a.n }
+
+// Elem returns the element type.
+func (a *ArrayRef) Elem() ValueType { return a.elem }
+
+// Size returns the encoded size of the elements in bytes (without the
+// element type and count that precede them).
+func (a *ArrayRef) Size() int64 { return a.size }
+
+// Reader returns a reader of the encoded elements, as stored in the file.
+func (a *ArrayRef) Reader() *io.SectionReader { return io.NewSectionReader(a.src, a.off, a.size) }
+
+// String describes the array without reading it.
+func (a *ArrayRef) String() string {
+	return fmt.Sprintf("[%d %s elements, %d bytes, not loaded]", a.n, a.elem, a.size)
+}
+
+// Load reads and decodes the elements into a Value whose Data is a slice,
+// as if the array had been small enough to decode when the file was read.
+func (a *ArrayRef) Load() (Value, error) {
+	p := make([]byte, a.size)
+	if _, err := io.ReadFull(a.Reader(), p); err != nil {
+		return Value{}, fmt.Errorf("gguf: array of %d %s: %w", a.n, a.elem, err)
+	}
+	if a.elem != TypeString {
+		return decodeArray(a.elem, p), nil
+	}
+	out := make([]string, 0, min(a.n, 1024))
+	for i := uint64(0); i < a.n; i++ {
+		if len(p) < 8 || binary.LittleEndian.Uint64(p) > uint64(len(p)-8) {
+			return Value{}, fmt.Errorf("gguf: array of %d %s: element %d changed since the file was read", a.n, a.elem, i)
+		}
+		k := binary.LittleEndian.Uint64(p)
+		out = append(out, string(p[8:8+k]))
+		p = p[8+k:]
+	}
+	return Value{Type: TypeArray, Elem: TypeString, Data: out}, nil
+}
+
+// decodeArray decodes the little-endian elements p of a fixed-size type t;
+// len(p) is a multiple of the element size.
+func decodeArray(t ValueType, p []byte) Value {
+	le := binary.LittleEndian
+	es := t.scalarSize()
+	n := len(p) / es
+	v := Value{Type: TypeArray, Elem: t}
+	switch t {
+	case TypeUint8:
+		v.Data = p
+	case TypeInt8:
+		o := make([]int8, n)
+		for i := range o {
+			o[i] = int8(p[i])
+		}
+		v.Data = o
+	case TypeBool:
+		o := make([]bool, n)
+		odd := false
+		for i := range o {
+			o[i] = p[i] != 0
+			odd = odd || p[i] > 1
+		}
+		v.Data = o
+		if odd {
+			v.raw = &p
+		}
+	case TypeUint16:
+		o := make([]uint16, n)
+		for i := range o {
+			o[i] = le.Uint16(p[2*i:])
+		}
+		v.Data = o
+	case TypeInt16:
+		o := make([]int16, n)
+		for i := range o {
+			o[i] = int16(le.Uint16(p[2*i:]))
+		}
+		v.Data = o
+	case TypeUint32:
+		o := make([]uint32, n)
+		for i := range o {
+			o[i] = le.Uint32(p[4*i:])
+		}
+		v.Data = o
+	case TypeInt32:
+		o := make([]int32, n)
+		for i := range o {
+			o[i] = int32(le.Uint32(p[4*i:]))
+		}
+		v.Data = o
+	case TypeFloat32:
+		o := make([]float32, n)
+		for i := range o {
+			o[i] = math.Float32frombits(le.Uint32(p[4*i:]))
+		}
+		v.Data = o
+	case TypeUint64:
+		o := make([]uint64, n)
+		for i := range o {
+			o[i] = le.Uint64(p[8*i:])
+		}
+		v.Data = o
+	case TypeInt64:
+		o := make([]int64, n)
+		for i := range o {
+			o[i] = int64(le.Uint64(p[8*i:]))
+		}
+		v.Data = o
+	case TypeFloat64:
+		o := make([]float64, n)
+		for i := range o {
+			o[i] = math.Float64frombits(le.Uint64(p[8*i:]))
+		}
+		v.Data = o
+	}
+	return v
 }

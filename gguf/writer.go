@@ -65,11 +65,13 @@ func Create(path string, h Header, opts CreateOptions) (*Writer, error) {
 	if err := w.createTemp(0); err != nil {
 		return nil, err
 	}
-	if err := w.header(h, w.raw); err != nil {
-		return nil, err
+	if err := w.header(h, w.raw, nil); err != nil {
+		return nil, w.fatal(err)
 	}
-	if err := w.pad(); err != nil {
-		return nil, err
+	if len(w.tensors) > 0 {
+		if err := w.pad(); err != nil {
+			return nil, err
+		}
 	}
 	w.dataStart = w.pos
 	return w, nil
@@ -88,8 +90,8 @@ func CreateDeferred(path string, h Header, opts CreateOptions) (*Writer, error) 
 		return nil, err
 	}
 	var size uint64
-	w.header(h, func(b []byte) error { size += uint64(len(b)); return nil })
-	w.pos = alignUp(size, w.align)
+	w.header(h, func(b []byte) error { size += uint64(len(b)); return nil }, func(n int64) { size += uint64(n) })
+	w.pos = w.headerEnd(size)
 	w.dataStart = w.pos
 	w.deferred = true
 	if err := w.createTemp(int64(w.pos)); err != nil {
@@ -114,7 +116,7 @@ func newWriter(path string, h Header, opts CreateOptions) (*Writer, error) {
 	align := uint64(DefaultAlignment)
 	seen := make(map[string]bool, len(h.KVs))
 	for _, kv := range h.KVs {
-		if err := checkName(kv.Key, MaxKeyLen); err != nil {
+		if err := checkKey(kv.Key); err != nil {
 			return fail("key %q %v", kv.Key, err)
 		}
 		if seen[kv.Key] {
@@ -139,13 +141,13 @@ func newWriter(path string, h Header, opts CreateOptions) (*Writer, error) {
 	names := make(map[string]bool, len(h.Tensors))
 	off := uint64(0)
 	for i, t := range h.Tensors {
-		if err := checkName(t.Name, MaxNameLen); err != nil {
+		if err := checkTensorName(t.Name); err != nil {
 			return fail("tensor %d: name %q %v", i, t.Name, err)
 		}
-		if names[t.Name] {
+		if names[nameKey(t.Name)] {
 			return fail("duplicate tensor name %q", t.Name)
 		}
-		names[t.Name] = true
+		names[nameKey(t.Name)] = true
 		n, err := t.size()
 		if err != nil {
 			return fail("tensor %q: %v", t.Name, err)
@@ -207,9 +209,21 @@ func (w *Writer) newTemp() (*os.File, error) {
 	return file, nil
 }
 
+// headerEnd is where the data section starts after a header of n bytes:
+// the next multiple of the alignment, or n itself in a file without
+// tensors (llama.cpp requires the padding only before tensor data, and
+// an alignment of up to 2^31 would otherwise pad an empty file to 2 GiB).
+func (w *Writer) headerEnd(n uint64) uint64 {
+	if len(w.tensors) == 0 {
+		return n
+	}
+	return alignUp(n, w.align)
+}
+
 // header encodes the header of h with the writer's tensor infos, handing
-// it to emit in pieces of about 1 MB.
-func (w *Writer) header(h Header, emit func([]byte) error) error {
+// it to emit in pieces of about 1 MB. With skip set, an array left in its
+// file (*ArrayRef) is not read: skip gets its size instead.
+func (w *Writer) header(h Header, emit func([]byte) error, skip func(int64)) error {
 	b := make([]byte, 0, 4096)
 	b = append(b, magic[:]...)
 	b = appendU32(b, w.version)
@@ -218,6 +232,24 @@ func (w *Writer) header(h Header, emit func([]byte) error) error {
 	for _, kv := range h.KVs {
 		b = appendString(b, kv.Key)
 		b = appendU32(b, uint32(kv.Value.Type))
+		if a, ok := kv.Value.Data.(*ArrayRef); ok {
+			// An array left in its file is copied from there in pieces.
+			b = appendU64(appendU32(b, uint32(a.elem)), a.n)
+			if err := emit(b); err != nil {
+				return err
+			}
+			b = b[:0]
+			if skip != nil {
+				skip(a.size)
+				continue
+			}
+			if err := copyArray(a, emit, func(err error) error {
+				return fmt.Errorf("gguf: %s: key %q: copying an array of %d %s from its file: %w", w.path, kv.Key, a.n, a.elem, err)
+			}); err != nil {
+				return err
+			}
+			continue
+		}
 		b = appendValue(b, kv.Value)
 		if len(b) >= 1<<20 {
 			if err := emit(b); err != nil {
@@ -236,6 +268,24 @@ func (w *Writer) header(h Header, emit func([]byte) error) error {
 		b = appendU64(b, t.Offset)
 	}
 	return emit(b)
+}
+
+// copyArray hands the encoded elements of a to emit in pieces of 1 MiB;
+// readErr words a failure to read them.
+func copyArray(a *ArrayRef, emit func([]byte) error, readErr func(error) error) error {
+	buf := make([]byte, min(a.size, 1<<20))
+	r := a.Reader()
+	for left := a.size; left > 0; {
+		p := buf[:min(left, int64(len(buf)))]
+		if _, err := io.ReadFull(r, p); err != nil {
+			return readErr(err)
+		}
+		if err := emit(p); err != nil {
+			return err
+		}
+		left -= int64(len(p))
+	}
+	return nil
 }
 
 // Tensors returns the tensor infos with the offsets the writer computed.
@@ -443,8 +493,10 @@ func (w *Writer) CloseHeader(h Header) error {
 		return err
 	}
 	var hb []byte
-	w.header(h, func(b []byte) error { hb = append(hb, b...); return nil })
-	size := alignUp(uint64(len(hb)), w.align)
+	if err := w.header(h, func(b []byte) error { hb = append(hb, b...); return nil }, nil); err != nil {
+		return w.fatal(err)
+	}
+	size := w.headerEnd(uint64(len(hb)))
 	hb = append(hb, make([]byte, size-uint64(len(hb)))...)
 	if size == w.dataStart {
 		if _, err := w.file.WriteAt(hb, 0); err != nil {

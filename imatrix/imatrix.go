@@ -241,6 +241,9 @@ func loadGGUF(path string) (*Matrix, error) {
 				return nil, fail("entry %s: tensor %s is %s, want F32", name, t.Name, t.Type)
 			}
 		}
+		if len(p.sums.Shape) == 0 {
+			return nil, fail("entry %s: tensor %s has no dimensions", name, p.sums.Name)
+		}
 		nmat := uint64(1)
 		for _, d := range p.sums.Shape[1:] {
 			nmat *= d

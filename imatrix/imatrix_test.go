@@ -285,6 +285,7 @@ func TestGGUFHostile(t *testing.T) {
 		mk("mismatch.gguf", meta, []gguf.TensorInfo{sums, {Name: counts.Name, Type: gguf.TypeF32, Shape: []uint64{1, 3}}}, [][]float32{{1, 1, 1, 1}, {1, 1, 1}}): "3 counts for 2 matrices",
 		mk("neg.gguf", meta, []gguf.TensorInfo{sums, counts}, [][]float32{{1, -1, 1, 1}, {1, 1}}):                                                                "value 1",
 		mk("notensors.gguf", meta, nil, nil): "not an importance matrix",
+		mk("nodims.gguf", meta, []gguf.TensorInfo{{Name: sums.Name, Type: gguf.TypeF32}, counts}, [][]float32{{1}, {1, 1}}): "no dimensions",
 	}
 	for p, want := range bad {
 		_, err := Load(p)

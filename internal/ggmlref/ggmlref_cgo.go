@@ -74,6 +74,7 @@ type Lib struct {
 	quantizeInit  unsafe.Pointer
 	traits        [typeCount]traits
 	known         [typeCount]bool
+	gguf          ggufSyms
 }
 
 var (
@@ -134,6 +135,9 @@ func load(path string) (*Lib, error) {
 			return nil, err
 		}
 		*s.p = p
+	}
+	if err := l.loadGGUF(sym); err != nil {
+		return nil, err
 	}
 	for _, t := range gguf.Types() {
 		if int(t) >= typeCount {

@@ -31,3 +31,11 @@ func (l *Lib) QuantizeRef(t gguf.Type, dst []byte, src []float32) error { return
 
 // RequiresImatrix is unavailable without cgo; it reports false.
 func (l *Lib) RequiresImatrix(t gguf.Type) bool { return false }
+
+// ParseGGUF is unavailable without cgo; it reports a refusal.
+func (l *Lib) ParseGGUF(b []byte) Verdict { return Verdict{Reason: ErrNoCgo.Error()} }
+
+// ParseGGUFFile is unavailable without cgo; it reports a refusal.
+func (l *Lib) ParseGGUFFile(path string, size int64) Verdict {
+	return Verdict{Reason: ErrNoCgo.Error()}
+}
