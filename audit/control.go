@@ -6,8 +6,8 @@ import (
 	"path/filepath"
 	"strings"
 
+	"github.com/physarium/physarium-gguf/errata"
 	"github.com/physarium/physarium-gguf/gguf"
-	"github.com/physarium/physarium-gguf/prune"
 )
 
 // parseControlOf splits physarium.control_of, "<base name> sha256:<hex>".
@@ -26,7 +26,7 @@ func parseControlOf(s string) (name, sum string, ok bool) {
 func (a *auditor) checkControl() {
 	r := a.r
 	b := a.basis()
-	r.check(Check{Key: prune.KeyPrefix + "control", Stored: "true", Recounted: "a control twin: re-encoding only, every kill figure 0", Status: StatusExact, Basis: BasisFile})
+	r.check(Check{Key: errata.KeyPrefix + "control", Stored: "true", Recounted: "a control twin: re-encoding only, every kill figure 0", Status: StatusExact, Basis: BasisFile})
 	const none = "a control twin kills nothing"
 	for _, k := range []string{"killed", "exact_zero"} {
 		v, ok := a.u64(k)
@@ -51,7 +51,7 @@ func (a *auditor) checkControl() {
 	}
 	a.rate("kill_rate.over_target", 0, true, BasisFile, none)
 	a.rate("kill_rate.over_model", 0, true, BasisFile, none)
-	a.rate("coverage", ratio(r.Weights.Processed, r.Weights.Target), true, BasisFile, "recounted processed over recounted target")
+	a.rate("coverage", errata.Ratio(r.Weights.Processed, r.Weights.Target), true, BasisFile, "recounted processed over recounted target")
 	zeroBefore, hasZB := a.u64("zero_before")
 	if hasZB && a.o != nil {
 		a.figure("zero_before", "", zeroBefore, true, r.ZeroBefore.Numerator, BasisAgainst, "target weights that read exactly 0 in the original")
@@ -64,26 +64,26 @@ func (a *auditor) checkControl() {
 	name, sum, wellFormed := parseControlOf(of)
 	switch {
 	case !hasOf:
-		if _, present := a.f.KV(prune.KeyPrefix + "control_of"); !present {
-			r.disagree(prune.KeyPrefix+"control_of", "", "missing", "a STRING \"<pruned file> sha256:<hex>\" in a control twin", BasisFile)
+		if _, present := a.f.KV(errata.KeyPrefix + "control_of"); !present {
+			r.disagree(errata.KeyPrefix+"control_of", "", "missing", "a STRING \"<pruned file> sha256:<hex>\" in a control twin", BasisFile)
 		}
 	case !wellFormed:
-		r.disagree(prune.KeyPrefix+"control_of", "", of, "\"<pruned file> sha256:<64 lowercase hex digits>\"", BasisFile)
+		r.disagree(errata.KeyPrefix+"control_of", "", of, "\"<pruned file> sha256:<64 lowercase hex digits>\"", BasisFile)
 	case a.p != nil:
 		want := filepath.Base(a.p.Path) + " sha256:" + r.PrunedTwinSHA256
-		ck := Check{Key: prune.KeyPrefix + "control_of", Stored: of, Recounted: want, Status: statusOf(sum == r.PrunedTwinSHA256), Basis: BasisAgainst, Note: "the sha256 of the pruned twin given with --pruned"}
+		ck := Check{Key: errata.KeyPrefix + "control_of", Stored: of, Recounted: want, Status: statusOf(sum == r.PrunedTwinSHA256), Basis: BasisAgainst, Note: "the sha256 of the pruned twin given with --pruned"}
 		if ck.Status == StatusExact && name != filepath.Base(a.p.Path) {
 			ck.Note += "; the pruned twin has been renamed since"
 		}
 		r.check(ck)
 	default:
-		r.check(Check{Key: prune.KeyPrefix + "control_of", Stored: of, Recounted: "-", Status: StatusUnverifiable, Basis: BasisFile, Note: "well formed; its sha256 needs the pruned twin (--pruned)"})
+		r.check(Check{Key: errata.KeyPrefix + "control_of", Stored: of, Recounted: "-", Status: StatusUnverifiable, Basis: BasisFile, Note: "well formed; its sha256 needs the pruned twin (--pruned)"})
 	}
 
 	// reencoded_blocks.
 	reenc, hasReenc := a.u64("reencoded_blocks")
-	if _, present := a.f.KV(prune.KeyPrefix + "reencoded_blocks"); !present {
-		r.disagree(prune.KeyPrefix+"reencoded_blocks", "", "missing", "a UINT64 in a control twin", BasisFile)
+	if _, present := a.f.KV(errata.KeyPrefix + "reencoded_blocks"); !present {
+		r.disagree(errata.KeyPrefix+"reencoded_blocks", "", "missing", "a UINT64 in a control twin", BasisFile)
 	}
 	c, note := a.reencodedCount(blocks, allZeroCoded)
 	if hasReenc {
@@ -97,9 +97,8 @@ func (a *auditor) checkControl() {
 		if c.Exact {
 			n = c.Lo
 		}
-		rep := &prune.Report{Version: int(version), Weights: r.Weights, TargetCount: r.TargetTensors, Control: &prune.ControlTwin{Of: name, OfSHA256: sum}}
-		want := prune.ControlErrata(rep, n)
-		ck := Check{Key: prune.KeyPrefix + "errata", Stored: s, Recounted: want, Status: statusOf(s == want), Basis: b, Note: "prune.ControlErrata filled with the recounted figures"}
+		want := errata.ControlWording(errata.ControlFigures{Version: int(version), Weights: r.Weights, TargetCount: r.TargetTensors, Reencoded: n, Of: name, OfSHA256: sum})
+		ck := Check{Key: errata.KeyPrefix + "errata", Stored: s, Recounted: want, Status: statusOf(s == want), Basis: b, Note: "errata.ControlWording filled with the recounted figures"}
 		if ck.Status == StatusExact && !c.Exact {
 			ck.Status = StatusBounds
 			ck.Note += "; the re-encoded block count in it is the stored one"
@@ -165,7 +164,7 @@ func (a *auditor) controlData(t *TensorAudit) {
 			bad("tensor.data", fmt.Sprintf("%d blocks without a replayed kill changed (first: block %d)", rp.KeptChanged, ps.firstKept), "blocks without a kill keep the original's bytes")
 		}
 		if ps.prunedOutside > 0 {
-			bad(prune.KeyPrefix+"control_of", fmt.Sprintf("the pruned twin changed %d blocks without a replayed kill (first: block %d)", ps.prunedOutside, ps.firstPrunedOutside), "a pruned twin changes only blocks holding a kill")
+			bad(errata.KeyPrefix+"control_of", fmt.Sprintf("the pruned twin changed %d blocks without a replayed kill (first: block %d)", ps.prunedOutside, ps.firstPrunedOutside), "a pruned twin changes only blocks holding a kill")
 		}
 	}
 	if c.Missed != nil && *c.Missed > 0 {
@@ -201,7 +200,7 @@ func (a *auditor) controlData(t *TensorAudit) {
 // denominators.
 func (a *auditor) checkPrunedTwin() {
 	for _, k := range []string{"version", "method", "importance", "mode", "params", "targets", "weights.target", "weights.processed", "weights.model", "zero_before", "tensors.name", "tensors.weights", "source"} {
-		key := prune.KeyPrefix + k
+		key := errata.KeyPrefix + k
 		mine, ok1 := a.f.KV(key)
 		theirs, ok2 := a.p.KV(key)
 		if !ok1 {
@@ -215,7 +214,7 @@ func (a *auditor) checkPrunedTwin() {
 			a.r.disagree(key, "", valueText(mine.Value), "the pruned twin has "+got, BasisAgainst)
 		}
 	}
-	if kv, ok := a.p.KV(prune.KeyPrefix + "control"); ok {
-		a.r.disagree(prune.KeyPrefix+"control_of", "", a.r.PrunedTwin, "a pruned file, but it carries "+prune.KeyPrefix+"control = "+valueText(kv.Value), BasisAgainst)
+	if kv, ok := a.p.KV(errata.KeyPrefix + "control"); ok {
+		a.r.disagree(errata.KeyPrefix+"control_of", "", a.r.PrunedTwin, "a pruned file, but it carries "+errata.KeyPrefix+"control = "+valueText(kv.Value), BasisAgainst)
 	}
 }

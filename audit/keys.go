@@ -3,70 +3,22 @@ package audit
 import (
 	"fmt"
 	"math"
-	"regexp"
 	"strings"
 
+	"github.com/physarium/physarium-gguf/errata"
 	"github.com/physarium/physarium-gguf/gguf"
 	"github.com/physarium/physarium-gguf/prune"
 )
 
-// keySpec is a documented physarium.* key and its type.
-type keySpec struct {
-	name      string
-	typ, elem gguf.ValueType
-	optional  bool
-}
-
-// documented lists the keys of ERRATA.md with their types.
-var documented = []keySpec{
-	{name: "version", typ: gguf.TypeUint32},
-	{name: "method", typ: gguf.TypeString},
-	{name: "activation_aware", typ: gguf.TypeBool},
-	{name: "importance", typ: gguf.TypeString},
-	{name: "tile", typ: gguf.TypeUint32},
-	{name: "tiling", typ: gguf.TypeString},
-	{name: "mode", typ: gguf.TypeString},
-	{name: "params", typ: gguf.TypeString},
-	{name: "targets", typ: gguf.TypeArray, elem: gguf.TypeString},
-	{name: "weights.target", typ: gguf.TypeUint64},
-	{name: "weights.processed", typ: gguf.TypeUint64},
-	{name: "weights.model", typ: gguf.TypeUint64},
-	{name: "killed", typ: gguf.TypeUint64},
-	{name: "zero_before", typ: gguf.TypeUint64},
-	{name: "exact_zero", typ: gguf.TypeUint64},
-	{name: "kill_rate.over_target", typ: gguf.TypeFloat64},
-	{name: "kill_rate.over_model", typ: gguf.TypeFloat64},
-	{name: "coverage", typ: gguf.TypeFloat64},
-	{name: "tensors.name", typ: gguf.TypeArray, elem: gguf.TypeString},
-	{name: "tensors.killed", typ: gguf.TypeArray, elem: gguf.TypeUint64},
-	{name: "tensors.weights", typ: gguf.TypeArray, elem: gguf.TypeUint64},
-	{name: "source", typ: gguf.TypeString},
-	{name: "imatrix", typ: gguf.TypeString, optional: true},
-	{name: "errata", typ: gguf.TypeString},
-	// Control twins only (prune.ControlKeys).
-	{name: "control", typ: gguf.TypeBool, optional: true},
-	{name: "control_of", typ: gguf.TypeString, optional: true},
-	{name: "reencoded_blocks", typ: gguf.TypeUint64, optional: true},
-}
-
-func typeText(t, elem gguf.ValueType) string {
-	if t == gguf.TypeArray {
-		return "ARRAY of " + elem.String()
-	}
-	return t.String()
-}
-
 // get returns the value of a documented key when it is present with its
 // documented type; a missing or mistyped key has been reported by checkTypes.
 func (a *auditor) get(name string) (gguf.Value, bool) {
-	kv, ok := a.f.KV(prune.KeyPrefix + name)
+	kv, ok := a.f.KV(errata.KeyPrefix + name)
 	if !ok {
 		return gguf.Value{}, false
 	}
-	for _, k := range documented {
-		if k.name == name {
-			return kv.Value, kv.Value.Type == k.typ && (k.typ != gguf.TypeArray || kv.Value.Elem == k.elem)
-		}
+	if k, ok := errata.Lookup(name); ok {
+		return kv.Value, k.Has(kv.Value)
 	}
 	return kv.Value, true
 }
@@ -90,15 +42,13 @@ func (a *auditor) str(name string) (string, bool) {
 // checkTypes reports every documented key that is missing or has another
 // type.
 func (a *auditor) checkTypes() {
-	for _, k := range documented {
-		key := prune.KeyPrefix + k.name
-		kv, ok := a.f.KV(key)
-		want := typeText(k.typ, k.elem)
+	for _, k := range errata.Keys {
+		kv, ok := a.f.KV(k.Full())
 		switch {
-		case !ok && !k.optional:
-			a.r.disagree(key, "", "missing", "a "+want+" (ERRATA.md)", BasisFile)
-		case ok && (kv.Value.Type != k.typ || k.typ == gguf.TypeArray && kv.Value.Elem != k.elem):
-			a.r.disagree(key, "", typeText(kv.Value.Type, kv.Value.Elem), want+" (ERRATA.md)", BasisFile)
+		case !ok && !k.Optional:
+			a.r.disagree(k.Full(), "", "missing", "a "+k.TypeText()+" (ERRATA.md)", BasisFile)
+		case ok && !k.Has(kv.Value):
+			a.r.disagree(k.Full(), "", errata.TypeText(kv.Value.Type, kv.Value.Elem), k.TypeText()+" (ERRATA.md)", BasisFile)
 		}
 	}
 }
@@ -116,22 +66,22 @@ func (a *auditor) storedNames() []string {
 	killed, _ := kv.Data.([]uint64)
 	weights, _ := wv.Data.([]uint64)
 	if len(killed) != len(names) {
-		a.r.disagree(prune.KeyPrefix+"tensors.killed", "", fmt.Sprintf("%d entries", len(killed)), fmt.Sprintf("%d (one per physarium.tensors.name)", len(names)), BasisFile)
+		a.r.disagree(errata.KeyPrefix+"tensors.killed", "", fmt.Sprintf("%d entries", len(killed)), fmt.Sprintf("%d (one per physarium.tensors.name)", len(names)), BasisFile)
 	}
 	if len(weights) != len(names) {
-		a.r.disagree(prune.KeyPrefix+"tensors.weights", "", fmt.Sprintf("%d entries", len(weights)), fmt.Sprintf("%d (one per physarium.tensors.name)", len(names)), BasisFile)
+		a.r.disagree(errata.KeyPrefix+"tensors.weights", "", fmt.Sprintf("%d entries", len(weights)), fmt.Sprintf("%d (one per physarium.tensors.name)", len(names)), BasisFile)
 	}
 	seen := map[string]bool{}
 	var out []string
 	for i, name := range names {
 		if seen[name] {
-			a.r.disagree(prune.KeyPrefix+"tensors.name", name, "listed twice", "each target once", BasisFile)
+			a.r.disagree(errata.KeyPrefix+"tensors.name", name, "listed twice", "each target once", BasisFile)
 			continue
 		}
 		seen[name] = true
 		t, ok := a.f.Tensor(name)
 		if !ok {
-			a.r.disagree(prune.KeyPrefix+"tensors.name", name, "a target", "no such tensor in the file", BasisFile)
+			a.r.disagree(errata.KeyPrefix+"tensors.name", name, "a target", "no such tensor in the file", BasisFile)
 			continue
 		}
 		out = append(out, name)
@@ -139,7 +89,7 @@ func (a *auditor) storedNames() []string {
 			a.storedKilled[name] = killed[i]
 		}
 		if i < len(weights) {
-			st := Check{Key: prune.KeyPrefix + "tensors.weights", Tensor: name, Stored: fmt.Sprint(weights[i]), Recounted: fmt.Sprint(t.Elements()), Basis: BasisFile}
+			st := Check{Key: errata.KeyPrefix + "tensors.weights", Tensor: name, Stored: fmt.Sprint(weights[i]), Recounted: fmt.Sprint(t.Elements()), Basis: BasisFile}
 			st.Status = statusOf(weights[i] == t.Elements())
 			a.r.check(st)
 		}
@@ -152,13 +102,13 @@ func (a *auditor) figure(key, tensor string, stored uint64, present bool, recoun
 	if !present {
 		return // reported by checkTypes
 	}
-	a.r.check(Check{Key: prune.KeyPrefix + key, Tensor: tensor, Stored: fmt.Sprint(stored), Recounted: fmt.Sprint(recount), Status: statusOf(stored == recount), Basis: basis, Note: note})
+	a.r.check(Check{Key: errata.KeyPrefix + key, Tensor: tensor, Stored: fmt.Sprint(stored), Recounted: fmt.Sprint(recount), Status: statusOf(stored == recount), Basis: basis, Note: note})
 }
 
 // bounded records the check of a stored count against a recount that may be
 // an interval.
 func (a *auditor) bounded(key, tensor string, stored uint64, c Count, basis, note string) {
-	ck := Check{Key: prune.KeyPrefix + key, Tensor: tensor, Stored: fmt.Sprint(stored), Recounted: c.String(), Basis: basis, Note: note}
+	ck := Check{Key: errata.KeyPrefix + key, Tensor: tensor, Stored: fmt.Sprint(stored), Recounted: c.String(), Basis: basis, Note: note}
 	switch {
 	case !c.contains(stored):
 		ck.Status = StatusDisagrees
@@ -172,14 +122,6 @@ func (a *auditor) bounded(key, tensor string, stored uint64, c Count, basis, not
 	a.r.check(ck)
 }
 
-// ratio is num/den as prune stores it.
-func ratio(num, den uint64) float64 {
-	if den == 0 {
-		return 0
-	}
-	return float64(num) / float64(den)
-}
-
 // checkKeys compares every stored physarium.* figure with the recount.
 func (a *auditor) checkKeys() {
 	r := a.r
@@ -191,7 +133,7 @@ func (a *auditor) checkKeys() {
 
 	// Constants that the recount relies on, and consistency of the labels.
 	if tile, ok := a.u64("tile"); ok {
-		a.figure("tile", "", tile, true, prune.TileSize, BasisFile, "the tiling recount uses 256x256 tiles")
+		a.figure("tile", "", tile, true, errata.TileSize, BasisFile, "the tiling recount uses 256x256 tiles")
 	}
 	if s, ok := a.str("tiling"); ok {
 		a.stringCheck("tiling", s, "non-overlapping", BasisFile)
@@ -199,7 +141,7 @@ func (a *auditor) checkKeys() {
 	a.mi = a.checkMethod()
 	a.checkPatterns()
 	if s, ok := a.str("params"); ok {
-		ck := Check{Key: prune.KeyPrefix + "params", Stored: s, Basis: b}
+		ck := Check{Key: errata.KeyPrefix + "params", Stored: s, Basis: b}
 		switch {
 		case a.paramsErr != nil:
 			ck.Recounted, ck.Status = "kernel parameters: "+a.paramsErr.Error(), StatusDisagrees
@@ -237,8 +179,8 @@ func (a *auditor) checkKeys() {
 		return
 	}
 	for _, k := range []string{"control_of", "reencoded_blocks"} {
-		if kv, ok := a.f.KV(prune.KeyPrefix + k); ok {
-			r.disagree(prune.KeyPrefix+k, "", valueText(kv.Value), "absent: a key of control twins, and the file has no physarium.control = true", BasisFile)
+		if kv, ok := a.f.KV(errata.KeyPrefix + k); ok {
+			r.disagree(errata.KeyPrefix+k, "", valueText(kv.Value), "absent: a key of control twins, and the file has no physarium.control = true", BasisFile)
 		}
 	}
 
@@ -274,7 +216,7 @@ func (a *auditor) checkKeys() {
 		if c.Exact {
 			num = c.Lo
 		}
-		kr := prune.NewRate(num, t.Weights, "tensor")
+		kr := errata.NewRate(num, t.Weights, "tensor")
 		t.KillRate = &kr
 		a.bounded("tensors.killed", t.Name, stored, c, scanBasis(s), note)
 		a.tensorData(t, single)
@@ -286,7 +228,7 @@ func (a *auditor) checkKeys() {
 		a.bounded("killed", "", killed, total, b, "sum of the per-tensor recounts")
 	}
 	if hasKilled && hasExact && exactZero > killed {
-		r.disagree(prune.KeyPrefix+"exact_zero", "", fmt.Sprint(exactZero), fmt.Sprintf("at most physarium.killed = %d", killed), BasisFile)
+		r.disagree(errata.KeyPrefix+"exact_zero", "", fmt.Sprint(exactZero), fmt.Sprintf("at most physarium.killed = %d", killed), BasisFile)
 	}
 
 	// zero_before and exact_zero.
@@ -316,20 +258,18 @@ func (a *auditor) checkKeys() {
 	if total.Exact {
 		num, numBasis, numNote = total.Lo, b, "numerator: the recounted kills"
 	}
-	ot, om := prune.NewRate(num, r.Weights.Target, "target"), prune.NewRate(num, r.Weights.Model, "model")
+	ot, om := errata.NewRate(num, r.Weights.Target, "target"), errata.NewRate(num, r.Weights.Model, "model")
 	r.OverTarget, r.OverModel = &ot, &om
-	a.rate("kill_rate.over_target", ratio(num, r.Weights.Target), total.Exact, numBasis, numNote+" over the recounted target")
-	a.rate("kill_rate.over_model", ratio(num, r.Weights.Model), total.Exact, numBasis, numNote+" over the recounted model")
-	a.rate("coverage", ratio(r.Weights.Processed, r.Weights.Target), true, BasisFile, "recounted processed over recounted target")
+	a.rate("kill_rate.over_target", errata.Ratio(num, r.Weights.Target), total.Exact, numBasis, numNote+" over the recounted target")
+	a.rate("kill_rate.over_model", errata.Ratio(num, r.Weights.Model), total.Exact, numBasis, numNote+" over the recounted model")
+	a.rate("coverage", errata.Ratio(r.Weights.Processed, r.Weights.Target), true, BasisFile, "recounted processed over recounted target")
 	if s, ok := a.str("errata"); ok && hasVersion {
 		imp, _ := a.str("importance")
-		rep := &prune.Report{
+		want := errata.Wording(errata.Figures{
 			Version: int(version), Method: r.Method, Importance: imp,
 			Killed: num, Weights: r.Weights, TargetCount: r.TargetTensors,
-			OverTarget: ot, OverModel: om, Coverage: r.Coverage,
-		}
-		want := prune.Errata(rep)
-		ck := Check{Key: prune.KeyPrefix + "errata", Stored: s, Recounted: want, Basis: numBasis, Note: "prune.Errata filled with the recounted figures"}
+		})
+		ck := Check{Key: errata.KeyPrefix + "errata", Stored: s, Recounted: want, Basis: numBasis, Note: "errata.Wording filled with the recounted figures"}
 		ck.Status = statusOf(s == want)
 		if ck.Status == StatusExact && !total.Exact {
 			ck.Status = StatusBounds
@@ -476,7 +416,7 @@ func (a *auditor) rate(key string, want float64, exactNum bool, basis, note stri
 		return
 	}
 	got, _ := v.AsFloat64()
-	ck := Check{Key: prune.KeyPrefix + key, Stored: fmt.Sprint(got), Recounted: fmt.Sprint(want), Basis: basis, Note: note}
+	ck := Check{Key: errata.KeyPrefix + key, Stored: fmt.Sprint(got), Recounted: fmt.Sprint(want), Basis: basis, Note: note}
 	ck.Status = statusOf(math.Float64bits(got) == math.Float64bits(want))
 	if ck.Status == StatusExact && !exactNum {
 		ck.Status = StatusBounds
@@ -485,7 +425,7 @@ func (a *auditor) rate(key string, want float64, exactNum bool, basis, note stri
 }
 
 func (a *auditor) stringCheck(key, stored, want, basis string) {
-	a.r.check(Check{Key: prune.KeyPrefix + key, Stored: stored, Recounted: want, Status: statusOf(stored == want), Basis: basis})
+	a.r.check(Check{Key: errata.KeyPrefix + key, Stored: stored, Recounted: want, Status: statusOf(stored == want), Basis: basis})
 }
 
 // checkPatterns checks that every target matches the selection stored in
@@ -497,52 +437,20 @@ func (a *auditor) checkPatterns() {
 		return
 	}
 	pats, _ := v.Data.([]string)
-	var base []*regexp.Regexp
-	var include, exclude []*regexp.Regexp
-	var layers map[int]bool
-	for i, p := range pats {
-		var err error
-		var re *regexp.Regexp
-		switch {
-		case strings.HasPrefix(p, "include "):
-			re, err = regexp.Compile(strings.TrimPrefix(p, "include "))
-			include = append(include, re)
-		case strings.HasPrefix(p, "exclude "):
-			re, err = regexp.Compile(strings.TrimPrefix(p, "exclude "))
-			exclude = append(exclude, re)
-		case strings.HasPrefix(p, "layers "):
-			layers, err = prune.ParseLayers(strings.TrimPrefix(p, "layers "))
-		case i == 0:
-			re, err = regexp.Compile(p)
-			base = append(base, re)
-		default:
-			err = fmt.Errorf("not a pattern entry")
-		}
-		if err != nil {
-			a.r.disagree(prune.KeyPrefix+"targets", "", p, "a pattern: "+err.Error(), BasisFile)
-			return
-		}
+	sel, entry, err := errata.ParseTargets(pats)
+	if err != nil {
+		a.r.disagree(errata.KeyPrefix+"targets", "", entry, "a pattern: "+err.Error(), BasisFile)
+		return
 	}
 	bad := 0
 	for _, name := range a.r.targetNames() {
-		m := false
-		for _, re := range append(base, include...) {
-			m = m || re.MatchString(name)
-		}
-		for _, re := range exclude {
-			m = m && !re.MatchString(name)
-		}
-		if m && layers != nil {
-			l, has := prune.Layer(name)
-			m = has && layers[l]
-		}
-		if !m {
+		if !sel.Match(name) {
 			bad++
-			a.r.disagree(prune.KeyPrefix+"targets", name, "a target", "not chosen by the stored patterns", BasisFile)
+			a.r.disagree(errata.KeyPrefix+"targets", name, "a target", "not chosen by the stored patterns", BasisFile)
 		}
 	}
 	if bad == 0 {
-		a.r.check(Check{Key: prune.KeyPrefix + "targets", Stored: strings.Join(pats, "; "), Recounted: "every target matches", Status: StatusExact, Basis: BasisFile})
+		a.r.check(Check{Key: errata.KeyPrefix + "targets", Stored: strings.Join(pats, "; "), Recounted: "every target matches", Status: StatusExact, Basis: BasisFile})
 	}
 }
 
@@ -558,7 +466,7 @@ func (r *Report) targetNames() []string {
 // file alone shows.
 func (a *auditor) zeroBeforeAlone(zeroBefore, exactZero, zeros uint64, allSingle, allZeroCoded bool) {
 	r := a.r
-	ck := Check{Key: prune.KeyPrefix + "zero_before", Stored: fmt.Sprintf("%d (+ exact_zero %d = %d)", zeroBefore, exactZero, zeroBefore+exactZero), Recounted: fmt.Sprintf("%d target weights read 0", zeros), Basis: BasisFile}
+	ck := Check{Key: errata.KeyPrefix + "zero_before", Stored: fmt.Sprintf("%d (+ exact_zero %d = %d)", zeroBefore, exactZero, zeroBefore+exactZero), Recounted: fmt.Sprintf("%d target weights read 0", zeros), Basis: BasisFile}
 	switch {
 	case allSingle:
 		ck.Status = statusOf(zeroBefore+exactZero == zeros)

@@ -6,14 +6,15 @@ import (
 	"slices"
 	"strings"
 
+	"github.com/physarium/physarium-gguf/errata"
 	"github.com/physarium/physarium-gguf/kernel"
 	"github.com/physarium/physarium-gguf/prune"
 )
 
 // What prune writes for each method. Every rule is prune's own (method
 // names: prune.ParseMethod; versions: Method.Version; importance matrices:
-// Method.NeedsImatrix; formulas: prune.Importance; quotas: prune.RowQuota
-// and prune.BandQuota; activation_aware: prune.Keys; the wording:
+// Method.NeedsImatrix; formulas: prune.Importance; quotas: errata.RowQuota
+// and errata.BandQuota; activation_aware: prune.Keys; the wording:
 // prune.Errata), called here so the two cannot drift.
 // TestMethodsMirrorPrune runs prune for every method, mode and rank and
 // checks the audit against what it wrote.
@@ -22,7 +23,7 @@ import (
 // version and method.
 func activationAware(version int, method string) bool {
 	for _, kv := range prune.Keys(&prune.Report{Version: version, Method: method}) {
-		if kv.Key == prune.KeyPrefix+"activation_aware" {
+		if kv.Key == errata.KeyPrefix+"activation_aware" {
 			b, _ := kv.Value.AsBool()
 			return b
 		}
@@ -37,8 +38,8 @@ type rule int
 const (
 	ruleNone   rule = iota // natural mode: no count rule
 	ruleTile               // per 256x256 tile: round(s*n) zeros (the kernel's sparsity mode)
-	ruleRow                // per output row o of n weights: prune.RowQuota(o, n, s) zeros
-	ruleBand               // per 256-row band [o0, o0+r): prune.BandQuota(o0, r, n, s) zeros
+	ruleRow                // per output row o of n weights: errata.RowQuota(o, n, s) zeros
+	ruleBand               // per 256-row band [o0, o0+r): errata.BandQuota(o0, r, n, s) zeros
 	ruleMatrix             // per matrix (each expert on its own): round(s*n) zeros
 )
 
@@ -82,7 +83,7 @@ func (a *auditor) checkMethod() methodInfo {
 		case "sparsity":
 			mi.mode = kernel.Sparsity
 		default:
-			r.disagree(prune.KeyPrefix+"mode", "", modeS, "natural or sparsity", BasisFile)
+			r.disagree(errata.KeyPrefix+"mode", "", modeS, "natural or sparsity", BasisFile)
 			hasMode = false
 		}
 	}
@@ -91,15 +92,15 @@ func (a *auditor) checkMethod() methodInfo {
 	}
 	m, err := prune.ParseMethod(method)
 	if err != nil || method == "" {
-		r.disagree(prune.KeyPrefix+"method", "", method, "magnitude-flow, activation-flow, magnitude or wanda", BasisFile)
+		r.disagree(errata.KeyPrefix+"method", "", method, "magnitude-flow, activation-flow, magnitude or wanda", BasisFile)
 		return mi
 	}
 	mi.method = m
-	r.check(Check{Key: prune.KeyPrefix + "method", Stored: method, Recounted: method, Status: StatusExact, Basis: BasisFile, Note: "a method prune writes; version, activation_aware, mode, importance and imatrix are checked against it"})
+	r.check(Check{Key: errata.KeyPrefix + "method", Stored: method, Recounted: method, Status: StatusExact, Basis: BasisFile, Note: "a method prune writes; version, activation_aware, mode, importance and imatrix are checked against it"})
 	mi.ok = hasVersion && hasMode
 	if hasVersion {
 		want := m.Version()
-		ck := Check{Key: prune.KeyPrefix + "version", Stored: fmt.Sprint(version), Recounted: fmt.Sprint(want), Status: statusOf(version == uint64(want)), Basis: BasisFile, Note: "the version prune writes for method " + method + " (0: a baseline that runs no Physarium kernel)"}
+		ck := Check{Key: errata.KeyPrefix + "version", Stored: fmt.Sprint(version), Recounted: fmt.Sprint(want), Status: statusOf(version == uint64(want)), Basis: BasisFile, Note: "the version prune writes for method " + method + " (0: a baseline that runs no Physarium kernel)"}
 		r.check(ck)
 		mi.ok = mi.ok && ck.Status == StatusExact
 		if aa, ok := a.get("activation_aware"); ok {
@@ -108,7 +109,7 @@ func (a *auditor) checkMethod() methodInfo {
 		}
 	}
 	if hasMode && m.Version() == 0 && mi.mode != kernel.Sparsity {
-		r.disagree(prune.KeyPrefix+"mode", "", modeS, "sparsity (the "+method+" baseline runs in sparsity mode only)", BasisFile)
+		r.disagree(errata.KeyPrefix+"mode", "", modeS, "sparsity (the "+method+" baseline runs in sparsity mode only)", BasisFile)
 		mi.ok = false
 	}
 	if imp, ok := a.str("importance"); ok && hasMode {
@@ -122,7 +123,7 @@ func (a *auditor) checkMethod() methodInfo {
 			want, rk = []string{prune.Importance(m, mi.mode, "")}, []prune.Rank{""}
 		}
 		i := slices.Index(want, imp)
-		ck := Check{Key: prune.KeyPrefix + "importance", Stored: imp, Recounted: strings.Join(want, " | "), Status: statusOf(i >= 0), Basis: BasisFile, Note: "the formula prune writes for method " + method + " in " + modeS + " mode"}
+		ck := Check{Key: errata.KeyPrefix + "importance", Stored: imp, Recounted: strings.Join(want, " | "), Status: statusOf(i >= 0), Basis: BasisFile, Note: "the formula prune writes for method " + method + " in " + modeS + " mode"}
 		if i >= 0 {
 			ck.Recounted = imp
 			mi.rank = rk[i]
@@ -158,7 +159,7 @@ const missingMark = prune.ImatrixMissingMark
 // missing (--imatrix-missing v1) are distinct targets of the file.
 func (a *auditor) checkImatrix(m prune.Method) {
 	r := a.r
-	key := prune.KeyPrefix + "imatrix"
+	key := errata.KeyPrefix + "imatrix"
 	s, has := a.str("imatrix")
 	if _, present := a.f.KV(key); present && !has {
 		return // mistyped, reported by checkTypes
@@ -215,7 +216,7 @@ func ruleKills(ru rule, shape []uint64, seg []uint16, s float64) (uint64, bool) 
 	for _, n := range shape[2:] {
 		mats *= int(n)
 	}
-	segs := (row + prune.TileSize - 1) / prune.TileSize
+	segs := (row + errata.TileSize - 1) / errata.TileSize
 	if len(seg) != mats*rows*segs {
 		return 0, false
 	}
@@ -239,18 +240,16 @@ func ruleKills(ru rule, shape []uint64, seg []uint16, s float64) (uint64, bool) 
 			lose(int(math.Round(s*float64(rows)*float64(row))), sum(mat))
 		case ruleRow:
 			for o := 0; o < rows; o++ {
-				lose(prune.RowQuota(o, row, s), sum(mat[o*segs:(o+1)*segs]))
+				lose(errata.RowQuota(o, row, s), sum(mat[o*segs:(o+1)*segs]))
 			}
 		case ruleBand:
-			for r0 := 0; r0 < rows; r0 += prune.TileSize {
-				nr := min(prune.TileSize, rows-r0)
-				lose(prune.BandQuota(r0, nr, row, s), sum(mat[r0*segs:(r0+nr)*segs]))
+			for r0, nr := range errata.Bands(rows) {
+				lose(errata.BandQuota(r0, nr, row, s), sum(mat[r0*segs:(r0+nr)*segs]))
 			}
 		case ruleTile:
-			for r0 := 0; r0 < rows; r0 += prune.TileSize {
-				nr := min(prune.TileSize, rows-r0)
+			for r0, nr := range errata.Bands(rows) {
 				for c := 0; c < segs; c++ {
-					cols := min(prune.TileSize, row-c*prune.TileSize)
+					cols := min(errata.TileSize, row-c*errata.TileSize)
 					z := 0
 					for r := r0; r < r0+nr; r++ {
 						z += int(mat[r*segs+c])

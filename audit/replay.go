@@ -5,9 +5,9 @@ import (
 	"fmt"
 	"math"
 
+	"github.com/physarium/physarium-gguf/errata"
 	"github.com/physarium/physarium-gguf/gguf"
 	"github.com/physarium/physarium-gguf/kernel"
-	"github.com/physarium/physarium-gguf/prune"
 	"github.com/physarium/physarium-gguf/quantize"
 )
 
@@ -132,11 +132,10 @@ func (a *auditor) walkTarget(t, ot gguf.TensorInfo, pt *gguf.TensorInfo, k *kern
 	b := &a.bufs
 	zc, _ := quantize.Zero(t.Type)
 	for m := 0; m < mats; m++ {
-		for r0 := 0; r0 < rows; r0 += prune.TileSize {
+		for r0, nr := range errata.Bands(rows) {
 			if err := a.ctx.Err(); err != nil {
 				return ps, err
 			}
-			nr := min(prune.TileSize, rows-r0)
 			g0 := uint64(m)*uint64(rows) + uint64(r0)
 			off, nb := g0*rowBytes, nr*int(rowBytes)
 			n := nr * row
@@ -323,8 +322,8 @@ func (a *auditor) replayBand(r *TensorReplay, k *kernel.Kernel, nr, row int, ele
 	copy(b.vals, b.before)
 	b.mask, b.tmask = grow(b.mask, n), grow(b.tmask, n)
 	b.tiles = b.tiles[:0]
-	for c0, used := 0, 0; c0 < row; c0 += prune.TileSize {
-		cols := min(prune.TileSize, row-c0)
+	for c0, used := 0, 0; c0 < row; c0 += errata.TileSize {
+		cols := min(errata.TileSize, row-c0)
 		b.tiles = append(b.tiles, kernel.Tile{W: b.vals[c0:], Rows: nr, Cols: cols, Stride: row, Mask: b.tmask[used : used+nr*cols]})
 		used += nr * cols
 	}
@@ -333,7 +332,7 @@ func (a *auditor) replayBand(r *TensorReplay, k *kernel.Kernel, nr, row int, ele
 	}
 	for i := range b.tiles {
 		t := &b.tiles[i]
-		c0 := i * prune.TileSize
+		c0 := i * errata.TileSize
 		killed := 0
 		for rr := 0; rr < nr; rr++ {
 			m := t.Mask[rr*t.Cols : (rr+1)*t.Cols]

@@ -9,6 +9,7 @@ import (
 	"regexp"
 	"strings"
 
+	"github.com/physarium/physarium-gguf/errata"
 	"github.com/physarium/physarium-gguf/gguf"
 	"github.com/physarium/physarium-gguf/kernel"
 	"github.com/physarium/physarium-gguf/prune"
@@ -39,7 +40,7 @@ type auditor struct {
 	bufs passBuffers
 }
 
-var projection = regexp.MustCompile(prune.DefaultTargetPattern)
+var projection = regexp.MustCompile(errata.DefaultTargetPattern)
 
 func (a *auditor) basis() string {
 	if a.o != nil {
@@ -53,21 +54,21 @@ func (a *auditor) run() error {
 	for _, t := range f.Tensors {
 		r.Weights.Model += t.Elements()
 	}
-	_, r.Pruned = f.KV(prune.KeyPrefix + "version")
+	_, r.Pruned = f.KV(errata.KeyPrefix + "version")
 	if !r.Pruned {
 		for _, kv := range f.KVs {
-			if strings.HasPrefix(kv.Key, prune.KeyPrefix) {
+			if strings.HasPrefix(kv.Key, errata.KeyPrefix) {
 				r.Pruned = true // some keys but no version: audited (and refuted) as a pruned file
 				break
 			}
 		}
 	}
-	if kv, ok := f.KV(prune.KeyPrefix + "control"); ok {
+	if kv, ok := f.KV(errata.KeyPrefix + "control"); ok {
 		v, isBool := kv.Value.AsBool()
 		a.control = isBool && v
 		r.Control = a.control
 		if !a.control {
-			r.disagree(prune.KeyPrefix+"control", "", valueText(kv.Value), "BOOL true (prune writes the key only into control twins)", BasisFile)
+			r.disagree(errata.KeyPrefix+"control", "", valueText(kv.Value), "BOOL true (prune writes the key only into control twins)", BasisFile)
 		}
 	}
 	if a.p != nil && !a.control {
@@ -121,7 +122,7 @@ func (a *auditor) run() error {
 				if x, ok := a.p.Tensor(name); ok && x.Type == t.Type && reflect.DeepEqual(x.Shape, t.Shape) {
 					pt = &x
 				} else {
-					r.disagree(prune.KeyPrefix+"control_of", name, "a target of the control twin", "missing from the pruned twin, or of another type or shape", BasisAgainst)
+					r.disagree(errata.KeyPrefix+"control_of", name, "a target of the control twin", "missing from the pruned twin, or of another type or shape", BasisAgainst)
 				}
 			}
 			ps, err := a.walkTarget(t, *ot, pt, a.k)
@@ -146,11 +147,11 @@ func (a *auditor) run() error {
 		zeroBefore += t.scan.zeroBefore
 		zeroed += t.scan.zeroed
 	}
-	r.Coverage = prune.NewRate(r.Weights.Processed, r.Weights.Target, "target")
-	r.Zeros = prune.NewRate(zeros, r.Weights.Target, "target")
-	r.ZerosOfModel = prune.NewRate(zeros, r.Weights.Model, "model")
+	r.Coverage = errata.NewRate(r.Weights.Processed, r.Weights.Target, "target")
+	r.Zeros = errata.NewRate(zeros, r.Weights.Target, "target")
+	r.ZerosOfModel = errata.NewRate(zeros, r.Weights.Model, "model")
 	if a.o != nil {
-		zb, zd := prune.NewRate(zeroBefore, r.Weights.Target, "target"), prune.NewRate(zeroed, r.Weights.Target, "target")
+		zb, zd := errata.NewRate(zeroBefore, r.Weights.Target, "target"), errata.NewRate(zeroed, r.Weights.Target, "target")
 		r.ZeroBefore, r.Zeroed = &zb, &zd
 	}
 	if r.Pruned {
@@ -192,14 +193,14 @@ func (a *auditor) tensorAudit(t gguf.TensorInfo, s scan) TensorAudit {
 	n := t.Elements()
 	ta := TensorAudit{
 		Name: t.Name, Type: t.Type.String(), Shape: t.Shape, ZeroCode: zeroCode(t.Type),
-		Weights: n, Coverage: prune.NewRate(tiled(t.Shape), n, "tensor"),
-		Zeros: prune.NewRate(s.zeros, n, "tensor"), Decoded: s.decoded, scan: s,
+		Weights: n, Coverage: errata.NewRate(errata.Tiled(t.Shape), n, "tensor"),
+		Zeros: errata.NewRate(s.zeros, n, "tensor"), Decoded: s.decoded, scan: s,
 	}
 	if s.against {
-		zb := prune.NewRate(s.zeroBefore, n, "tensor")
-		zd := prune.NewRate(s.zeroed, n, "tensor")
-		cw := prune.NewRate(s.changedWeights, n, "tensor")
-		cb := prune.NewRate(s.changedBlocks, s.blocks, "tensor block")
+		zb := errata.NewRate(s.zeroBefore, n, "tensor")
+		zd := errata.NewRate(s.zeroed, n, "tensor")
+		cw := errata.NewRate(s.changedWeights, n, "tensor")
+		cb := errata.NewRate(s.changedBlocks, s.blocks, "tensor block")
 		ta.ZeroBefore, ta.Zeroed, ta.ChangedWeights, ta.ChangedBlocks = &zb, &zd, &cw, &cb
 	}
 	return ta
@@ -243,7 +244,7 @@ func (a *auditor) compareKVs() {
 	plain := func(kvs []gguf.KV) []gguf.KV {
 		var out []gguf.KV
 		for _, kv := range kvs {
-			if !strings.HasPrefix(kv.Key, prune.KeyPrefix) {
+			if !strings.HasPrefix(kv.Key, errata.KeyPrefix) {
 				out = append(out, kv)
 			}
 		}
@@ -375,7 +376,7 @@ func (a *auditor) checkSource() error {
 		return err
 	}
 	a.r.AgainstSHA256 = sum
-	key := prune.KeyPrefix + "source"
+	key := errata.KeyPrefix + "source"
 	kv, ok := a.f.KV(key)
 	if !ok {
 		return nil // reported as a missing key

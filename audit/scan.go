@@ -8,32 +8,10 @@ import (
 	"fmt"
 	"math"
 
+	"github.com/physarium/physarium-gguf/errata"
 	"github.com/physarium/physarium-gguf/gguf"
-	"github.com/physarium/physarium-gguf/prune"
 	"github.com/physarium/physarium-gguf/quantize"
 )
-
-// tiled returns the weights of a tensor that prune's tiling covers: every
-// matrix (ne[0] x ne[1]; each of the ne[2]*ne[3] experts separately) cut into
-// non-overlapping TileSize x TileSize tiles, the last row and column of tiles
-// cut short. A tensor with fewer than two dimensions is not tiled (0).
-func tiled(shape []uint64) uint64 {
-	if len(shape) < 2 {
-		return 0
-	}
-	side := func(n uint64) uint64 { // the sum of the tile extents along one axis
-		var s uint64
-		for lo := uint64(0); lo < n; lo += prune.TileSize {
-			s += min(prune.TileSize, n-lo)
-		}
-		return s
-	}
-	mats := uint64(1)
-	for _, n := range shape[2:] {
-		mats *= n
-	}
-	return side(shape[0]) * side(shape[1]) * mats
-}
 
 // scan is what one pass over a target tensor found.
 type scan struct {
@@ -83,7 +61,7 @@ func scanTarget(ctx context.Context, f, o *gguf.File, t gguf.TensorInfo, ot *ggu
 		valsO = make([]float32, per*bs)
 		if len(t.Shape) >= 2 && t.Shape[0] > 0 {
 			rowLen = t.Shape[0]
-			segs = (rowLen + prune.TileSize - 1) / prune.TileSize
+			segs = (rowLen + errata.TileSize - 1) / errata.TileSize
 			s.segZeros = make([]uint16, t.Elements()/rowLen*segs)
 		}
 	}
@@ -127,7 +105,7 @@ func scanTarget(ctx context.Context, f, o *gguf.File, t gguf.TensorInfo, ot *ggu
 					s.zeroBefore++
 					if segs > 0 {
 						e := uint64(elem)
-						s.segZeros[e/rowLen*segs+e%rowLen/prune.TileSize]++
+						s.segZeros[e/rowLen*segs+e%rowLen/errata.TileSize]++
 					}
 					if b != 0 {
 						s.lostZero++

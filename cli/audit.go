@@ -212,14 +212,8 @@ func writeAudit(w io.Writer, r *audit.Report) {
 			}
 		}
 		for _, c := range r.Checks {
-			if c.Status == audit.StatusBounds || c.Status == audit.StatusUnverifiable {
-				where := c.Key
-				if c.Tensor != "" {
-					where += " of " + c.Tensor
-				}
-				if c.Tensor == "" {
-					fmt.Fprintf(w, "  %s: %s: stored %s, recounted %s\n", c.Status, where, short(c.Stored), short(c.Recounted))
-				}
+			if (c.Status == audit.StatusBounds || c.Status == audit.StatusUnverifiable) && c.Tensor == "" {
+				fmt.Fprintf(w, "  %s: %s: stored %s, recounted %s\n", c.Status, c.Key, short(c.Stored), short(c.Recounted))
 			}
 		}
 	}

@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/physarium/physarium-gguf/audit"
+	"github.com/physarium/physarium-gguf/errata"
 	"github.com/physarium/physarium-gguf/gguf"
 	"github.com/physarium/physarium-gguf/kernel"
 	"github.com/physarium/physarium-gguf/prune"
@@ -598,9 +599,9 @@ func TestAuditReplayTamperQ4K(t *testing.T) {
 		lie.Tensors[3].ExactZero--
 		lie.Killed--
 		lie.ExactZero--
-		lie.OverTarget = prune.NewRate(lie.Killed, lie.Weights.Target, "target")
-		lie.OverModel = prune.NewRate(lie.Killed, lie.Weights.Model, "model")
-		lie.Errata = prune.Errata(&lie)
+		lie.OverTarget = errata.NewRate(lie.Killed, lie.Weights.Target, "target")
+		lie.OverModel = errata.NewRate(lie.Killed, lie.Weights.Model, "model")
+		lie.Errata = errata.Wording(lie.Figures())
 		rewrite(t, pruned, bad, replaceKeys(prune.Keys(&lie)), nil)
 		nr, code := auditJSON(t, "--no-replay", "--against", orig, bad)
 		t.Logf("without the replay: exit %d, killed recount %s, stored %d", code, nr.Killed, lie.Killed)

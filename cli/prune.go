@@ -125,7 +125,7 @@ func pruneOptions(c *ucli.Context) (prune.Options, error) {
 	o.Threads = c.Int("threads")
 	o.Selection = prune.Selection{Include: c.StringSlice("include"), Exclude: c.StringSlice("exclude"), Layers: c.String("layers")}
 	if o.Selection.Layers != "" {
-		if _, err := prune.ParseLayers(o.Selection.Layers); err != nil {
+		if err := prune.CheckLayers(o.Selection.Layers); err != nil {
 			return o, usageErrorf("%v", err)
 		}
 	}

@@ -7,12 +7,13 @@ import (
 	"math/bits"
 	"unsafe"
 
+	"github.com/physarium/physarium-gguf/errata"
 	"github.com/physarium/physarium-gguf/gguf"
 	"github.com/physarium/physarium-gguf/kernel"
 	"github.com/physarium/physarium-gguf/quantize"
 )
 
-// bandJob is one unit of work: a band of up to TileSize rows of one target
+// bandJob is one unit of work: a band of up to errata.TileSize rows of one target
 // tensor, or a piece of a non-target tensor to copy. The writer puts results
 // back in seq order.
 type bandJob struct {
@@ -319,7 +320,7 @@ func (w *worker) decide(j *bandJob, p *tensorPlan, row0, rows int) error {
 			b.score = grow(b.score, n)
 			b.idx = grow(b.idx, n)
 			shareBand(b.score, b.before, act, rows, p.row)
-			rowSelect(b.before[:n], b.score[:n], b.mask[:n], BandQuota(row0%p.rows, rows, p.row, m.sparsity), b.idx)
+			rowSelect(b.before[:n], b.score[:n], b.mask[:n], errata.BandQuota(row0%p.rows, rows, p.row, m.sparsity), b.idx)
 			return nil
 		}
 		var mould []byte
@@ -339,21 +340,21 @@ func (w *worker) decide(j *bandJob, p *tensorPlan, row0, rows int) error {
 		scoreBand(b.score, b.before, act, rows, p.row, flow, mould, b.colSum)
 		for r := 0; r < rows; r++ {
 			lo, hi := r*p.row, (r+1)*p.row
-			rowSelect(b.before[lo:hi], b.score[lo:hi], b.mask[lo:hi], RowQuota(row0%p.rows+r, p.row, m.sparsity), b.idx)
+			rowSelect(b.before[lo:hi], b.score[lo:hi], b.mask[lo:hi], errata.RowQuota(row0%p.rows+r, p.row, m.sparsity), b.idx)
 		}
 		return nil
 	}
 	return w.runKernel(w.k, b, p, row0, rows, act, st)
 }
 
-// runKernel runs k on the band's tiles (one per TileSize columns, food
+// runKernel runs k on the band's tiles (one per errata.TileSize columns, food
 // |w|*act when act is set), which write their masks into b.mask; st, when
 // set, receives the processed and already-zero counts.
 func (w *worker) runKernel(k *kernel.Kernel, b *bandBuffers, p *tensorPlan, row0, rows int, act []float32, st *bandStats) error {
 	n := rows * p.row
 	b.tiles = b.tiles[:0]
-	for c0 := 0; c0 < p.row; c0 += TileSize {
-		cols := min(TileSize, p.row-c0)
+	for c0 := 0; c0 < p.row; c0 += errata.TileSize {
+		cols := min(errata.TileSize, p.row-c0)
 		b.tiles = append(b.tiles, kernel.Tile{
 			W: b.before[c0:], Rows: rows, Cols: cols, Stride: p.row, Act: tileAct(act, c0),
 			Mask: b.mask[c0:n], MaskStride: p.row,

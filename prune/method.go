@@ -54,6 +54,10 @@ func (m Method) Version() int {
 // NeedsImatrix reports whether the method reads an importance matrix.
 func (m Method) NeedsImatrix() bool { return m == ActivationFlow || m == Wanda }
 
+// activationAware is the method's physarium.activation_aware: whether it
+// read activation statistics.
+func (m Method) activationAware() bool { return m.NeedsImatrix() }
+
 // Rank is how v2 (activation-flow) chooses its kills in sparsity mode.
 // Natural mode always kills where the mould fed |w|*a_i starves
 // (D_T < theta*mean(D_T)).
@@ -210,15 +214,6 @@ func describeImatrix(m *imatrix.Matrix, missing []string) string {
 	return s
 }
 
-// RowQuota is the number of zeros row o (0-based within its matrix) of
-// rows of n weights must end with at sparsity s: round(s*(o+1)*n) -
-// round(s*o*n), so that every row gets floor or ceil of s*n and each matrix
-// ends with exactly round(s*rows*n) zeros, like the per-tile and per-tensor
-// rules (when no row holds more zeros than its quota).
-func RowQuota(o, n int, s float64) int {
-	return int(math.Round(s*float64(o+1)*float64(n))) - int(math.Round(s*float64(o)*float64(n)))
-}
-
 // rowSelect marks in mask the want - zeros lowest-scoring non-zero weights
 // of one row (ties: lowest column), where zeros counts the row's weights
 // that are already zero. idx is scratch of len(score).
@@ -248,14 +243,6 @@ func rowSelect(vals, score []float32, mask []byte, want int, idx []int32) int {
 		mask[i] = 1
 	}
 	return want
-}
-
-// BandQuota is the number of zeros the band of rows [o0, o0+rows) (row
-// indices within the matrix) of rows of n weights must end with at
-// sparsity s under RankFlowShare: the sum of the rows' RowQuota, which
-// telescopes to round(s*(o0+rows)*n) - round(s*o0*n).
-func BandQuota(o0, rows, n int, s float64) int {
-	return int(math.Round(s*float64(o0+rows)*float64(n))) - int(math.Round(s*float64(o0)*float64(n)))
 }
 
 // shareBand fills score (rows x row) with the RankFlowShare score

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"math"
 
+	"github.com/physarium/physarium-gguf/errata"
 	"github.com/physarium/physarium-gguf/gguf"
 	"github.com/physarium/physarium-gguf/quantize"
 )
@@ -39,7 +40,7 @@ func magnitudeThresholds(ctx context.Context, f *gguf.File, plans []tensorPlan, 
 		if !p.target {
 			continue
 		}
-		perMat := (p.rows + TileSize - 1) / TileSize
+		perMat := (p.rows + errata.TileSize - 1) / errata.TileSize
 		p.mag = make([]magThreshold, p.mats)
 		for m := 0; m < p.mats; m++ {
 			// decode calls fn with the values of each band of matrix m.
@@ -119,7 +120,7 @@ func magnitudeThresholds(ctx context.Context, f *gguf.File, plans []tensorPlan, 
 // magnitudeMask marks the kills of the Magnitude baseline in one band
 // (band b of the tensor, values vals) and returns how many.
 func magnitudeMask(p *tensorPlan, b int, vals []float32, mask []byte) int {
-	perMat := (p.rows + TileSize - 1) / TileSize
+	perMat := (p.rows + errata.TileSize - 1) / errata.TileSize
 	t := &p.mag[b/perMat]
 	ties := t.tiesBefore[b%perMat]
 	killed := 0

@@ -3,12 +3,10 @@ package prune
 import (
 	"fmt"
 
+	"github.com/physarium/physarium-gguf/errata"
 	"github.com/physarium/physarium-gguf/gguf"
 	"github.com/physarium/physarium-gguf/quantize"
 )
-
-// TileSize is the side of the kernel's non-overlapping square tiles.
-const TileSize = 256
 
 // tensorPlan is what the run does with one tensor of the input.
 type tensorPlan struct {
@@ -106,10 +104,10 @@ func supported(t gguf.TensorInfo) error {
 	return nil
 }
 
-// bands returns the number of row bands (TileSize rows each, never crossing
+// bands returns the number of row bands (errata.TileSize rows each, never crossing
 // a matrix boundary) of a target tensor.
 func (p *tensorPlan) bands() int {
-	perMat := (p.rows + TileSize - 1) / TileSize
+	perMat := (p.rows + errata.TileSize - 1) / errata.TileSize
 	return perMat * p.mats
 }
 
@@ -124,9 +122,9 @@ func (p *tensorPlan) jobs() int {
 
 // band returns the first global row and the row count of band b.
 func (p *tensorPlan) band(b int) (row0, rows int) {
-	perMat := (p.rows + TileSize - 1) / TileSize
+	perMat := (p.rows + errata.TileSize - 1) / errata.TileSize
 	mat, rb := b/perMat, b%perMat
-	row0 = rb * TileSize
-	rows = min(TileSize, p.rows-row0)
+	row0 = rb * errata.TileSize
+	rows = min(errata.TileSize, p.rows-row0)
 	return mat*p.rows + row0, rows
 }

@@ -17,6 +17,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/physarium/physarium-gguf/errata"
 	"github.com/physarium/physarium-gguf/gguf"
 	"github.com/physarium/physarium-gguf/imatrix"
 	"github.com/physarium/physarium-gguf/kernel"
@@ -150,7 +151,7 @@ func File(ctx context.Context, in, out string, opts Options) (*Report, error) {
 		Input: filepath.Base(in), DryRun: opts.DryRun,
 		Version: method.Version(), Method: string(method), Importance: Importance(method, params.Mode, rank),
 		Mode: params.Mode.String(), Params: params.String(),
-		Threads: threads, Tile: TileSize, Tiling: "non-overlapping",
+		Threads: threads, Tile: errata.TileSize, Tiling: errata.Tiling,
 		Targets: opts.Selection.Patterns(),
 	}
 	if !opts.DryRun {
@@ -473,7 +474,7 @@ func jobsInFlight(plans []tensorPlan, holders int) int {
 		p := &plans[i]
 		n := int(min(copyChunk, p.info.Bytes()))
 		if p.target {
-			band := min(TileSize, p.rows)
+			band := min(errata.TileSize, p.rows)
 			n = band*p.rowBytes + band*p.row*4 // stored and decoded
 		}
 		largest = max(largest, n)
@@ -591,7 +592,7 @@ var headerMisses atomic.Int64
 func outputHeader(f *gguf.File, keys []gguf.KV) gguf.Header {
 	h := gguf.Header{Version: f.Version, Tensors: make([]gguf.TensorInfo, len(f.Tensors))}
 	for _, kv := range f.KVs {
-		if len(kv.Key) >= len(KeyPrefix) && kv.Key[:len(KeyPrefix)] == KeyPrefix {
+		if strings.HasPrefix(kv.Key, errata.KeyPrefix) {
 			continue
 		}
 		h.KVs = append(h.KVs, kv)

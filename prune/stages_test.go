@@ -12,6 +12,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/physarium/physarium-gguf/errata"
 	"github.com/physarium/physarium-gguf/gguf"
 	"github.com/physarium/physarium-gguf/kernel"
 	"github.com/physarium/physarium-gguf/quantize"
@@ -118,8 +119,8 @@ func runTiles(t *testing.T, b *bandBuffers, p *tensorPlan, rows int, k *kernel.K
 	b.tiles = b.tiles[:0]
 	n := rows * p.row
 	b.mask = grow(b.mask, n)
-	for c0 := 0; c0 < p.row; c0 += TileSize {
-		cols := min(TileSize, p.row-c0)
+	for c0 := 0; c0 < p.row; c0 += errata.TileSize {
+		cols := min(errata.TileSize, p.row-c0)
 		b.tiles = append(b.tiles, kernel.Tile{W: b.before[c0:], Rows: rows, Cols: cols, Stride: p.row, Mask: b.mask[c0:n], MaskStride: p.row})
 	}
 	if err := k.Run(b.tiles); err != nil {

@@ -4,9 +4,11 @@ import (
 	"context"
 	"math"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"testing"
 
+	"github.com/physarium/physarium-gguf/errata"
 	"github.com/physarium/physarium-gguf/gguf"
 	"github.com/physarium/physarium-gguf/imatrix"
 	"github.com/physarium/physarium-gguf/kernel"
@@ -20,7 +22,7 @@ func writeImatrix(t *testing.T, path string, f *gguf.File, skip map[string]bool,
 	t.Helper()
 	m := &imatrix.Matrix{Datasets: []string{"calib.txt"}, ChunkCount: 5, ChunkSize: 128, Entries: map[string]*imatrix.Entry{}}
 	for _, ti := range f.Tensors {
-		if !defaultTarget.MatchString(ti.Name) || skip[ti.Name] {
+		if !regexp.MustCompile(errata.DefaultTargetPattern).MatchString(ti.Name) || skip[ti.Name] {
 			continue
 		}
 		n := int(ti.Shape[0])
@@ -145,7 +147,7 @@ func TestV2MethodsOnStories(t *testing.T) {
 				switch {
 				case c.perRow:
 					for o := 0; o*row < len(v); o++ {
-						want := RowQuota(o%int(tr.Shape[1]), row, 0.4)
+						want := errata.RowQuota(o%int(tr.Shape[1]), row, 0.4)
 						if want != 25 && want != 26 && row == 64 {
 							t.Fatalf("quota %d", want)
 						}
@@ -158,11 +160,11 @@ func TestV2MethodsOnStories(t *testing.T) {
 					// share F/rowsum(F) (a_i = i%7+1 in this imatrix) is at
 					// most every survivor's.
 					rows := len(v) / row
-					for o0 := 0; o0 < rows; o0 += TileSize {
-						n := min(TileSize, rows-o0)
+					for o0 := 0; o0 < rows; o0 += errata.TileSize {
+						n := min(errata.TileSize, rows-o0)
 						bv, bb := v[o0*row:(o0+n)*row], before[o0*row:(o0+n)*row]
-						if z := zeros(bv); z != BandQuota(o0, n, row, 0.4) {
-							t.Fatalf("%s band at row %d: %d zeros, want %d", tr.Name, o0, z, BandQuota(o0, n, row, 0.4))
+						if z := zeros(bv); z != errata.BandQuota(o0, n, row, 0.4) {
+							t.Fatalf("%s band at row %d: %d zeros, want %d", tr.Name, o0, z, errata.BandQuota(o0, n, row, 0.4))
 						}
 						maxKilled, minKept := float32(-1), float32(math.Inf(1))
 						for r := 0; r < n; r++ {
