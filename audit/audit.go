@@ -47,7 +47,7 @@
 // Methods: the labels physarium.version, method, activation_aware, mode,
 // importance and imatrix are checked against each other exactly as prune
 // writes them for each method (see method.go), and the errata wording is
-// prune.Errata filled with the recount. In sparsity mode the kill count of
+// errata.Wording filled with the recount. In sparsity mode the kill count of
 // every tensor follows from the original's zeros and the method's rule
 // (per 256x256 tile for the kernel, per output row for wanda and the row
 // ranks of activation-flow, per matrix for magnitude), so with the

@@ -20,7 +20,7 @@ func parseControlOf(s string) (name, sum string, ok bool) {
 	return name, sum, err == nil
 }
 
-// checkControl checks the figures of a control twin (prune.ControlKeys):
+// checkControl checks the figures of a control twin (as prune writes them):
 // every kill figure 0, the control wording, physarium.control_of and
 // physarium.reencoded_blocks, and with the original its blocks.
 func (a *auditor) checkControl() {

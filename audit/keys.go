@@ -7,7 +7,7 @@ import (
 
 	"github.com/physarium/physarium-gguf/errata"
 	"github.com/physarium/physarium-gguf/gguf"
-	"github.com/physarium/physarium-gguf/prune"
+	"github.com/physarium/physarium-gguf/method"
 )
 
 // get returns the value of a documented key when it is present with its
@@ -151,7 +151,7 @@ func (a *auditor) checkKeys() {
 			if a.magReplay {
 				ck.Note = "parsed with physarium.mode, renders back identically; the magnitude baseline was replayed at its sparsity (the kernel constants are unused by a baseline)"
 			}
-		case a.mi.rule != ruleNone && a.mi.method != prune.MagnitudeFlow:
+		case a.mi.rule != nil && a.mi.method.Replay(a.control) != method.ReplayKernel:
 			ck.Recounted, ck.Status = s, StatusUnverifiable
 			ck.Note = fmt.Sprintf("parsed with physarium.mode, renders back identically; sparsity=%g enters the count rule (%s)", a.params.Sparsity, a.mi.rule)
 			if a.mi.method.Version() == 0 {
@@ -284,14 +284,14 @@ func (a *auditor) checkKeys() {
 // not replayed), or records a disagreement when the data excludes it.
 func (a *auditor) applyRule(t *TensorAudit, c Count, note string) (Count, string) {
 	s, mi := &t.scan, a.mi
-	if mi.rule == ruleNone || !mi.ok || !a.hasParams || t.Replay != nil || !s.against {
+	if mi.rule == nil || !mi.ok || !a.hasParams || t.Replay != nil || !s.against {
 		return c, note
 	}
 	k, ok := ruleKills(mi.rule, t.Shape, s.segZeros, a.params.Sparsity)
 	if !ok {
 		return c, note
 	}
-	rule := fmt.Sprintf("%d kills: %s at s=%g (method %s), the original's zeros counting first", k, mi.rule, a.params.Sparsity, mi.method)
+	rule := fmt.Sprintf("%d kills: %s at s=%g (method %s), the original's zeros counting first", k, mi.rule, a.params.Sparsity, mi.method.Name())
 	if !c.contains(k) {
 		a.r.disagree("sparsity.rule", t.Name, "kills in the data "+c.String()+" ("+note+")", rule, BasisAgainst)
 		return c, note

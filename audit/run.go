@@ -12,7 +12,7 @@ import (
 	"github.com/physarium/physarium-gguf/errata"
 	"github.com/physarium/physarium-gguf/gguf"
 	"github.com/physarium/physarium-gguf/kernel"
-	"github.com/physarium/physarium-gguf/prune"
+	methodpkg "github.com/physarium/physarium-gguf/method"
 	"github.com/physarium/physarium-gguf/quantize"
 )
 
@@ -404,8 +404,7 @@ func (a *auditor) prepareReplay() {
 	imp, _ := a.str("importance")
 	params, hasParams := a.str("params")
 	mode, _ := a.str("mode")
-	v1 := version == 1 && method == string(prune.MagnitudeFlow) && imp == "|w|"
-	mag := version == 0 && method == string(prune.Magnitude) && imp == prune.Importance(prune.Magnitude, kernel.Sparsity, "") && mode == "sparsity" && !a.control
+	replay := a.replayKind(version, method, imp, mode)
 	if hasParams {
 		p, err := ParseParams(params, mode)
 		switch {
@@ -420,7 +419,7 @@ func (a *auditor) prepareReplay() {
 	switch {
 	case a.noReplay:
 		ri.Reason = "skipped (--no-replay)"
-	case !v1 && !mag:
+	case replay == methodpkg.ReplayNone:
 		ri.Reason = notReplayable(version, method, imp, a.control)
 	case !hasParams:
 		ri.Reason = "physarium.params missing"
@@ -428,7 +427,7 @@ func (a *auditor) prepareReplay() {
 		ri.Reason = "physarium.params unusable: " + a.paramsErr.Error()
 	case a.o == nil:
 		ri.Reason = "needs the original (--against)"
-	case mag:
+	case replay == methodpkg.ReplayMagnitude:
 		a.magReplay = true
 		ri.Ran, ri.Kernel, ri.Params = true, "none (magnitude baseline: per matrix, the round(s*n) smallest |w|, zeros first, ties by index)", params
 	default:
@@ -442,20 +441,30 @@ func (a *auditor) prepareReplay() {
 	}
 }
 
-// notReplayable says why a file that is no version-1 magnitude-flow file
-// is not verifiable by replay.
+// replayKind is how the file's kills can be replayed: the stored method's
+// Replay, when the stored version, importance and mode are what prune
+// writes for it.
+func (a *auditor) replayKind(version uint64, name, imp, mode string) methodpkg.Replay {
+	m, ok := methodpkg.Lookup(name)
+	if !ok {
+		return methodpkg.ReplayNone
+	}
+	cfg := methodpkg.Config{}
+	if mode == "sparsity" {
+		cfg.Params.Mode = kernel.Sparsity
+	}
+	if version != uint64(m.Version()) || imp != m.Importance(cfg) || m.Validate(cfg) != nil {
+		return methodpkg.ReplayNone
+	}
+	return m.Replay(a.control)
+}
+
+// notReplayable says why a file is not verifiable by replay.
 func notReplayable(version uint64, method, imp string, control bool) string {
-	head := fmt.Sprintf("not verifiable by replay: physarium.version %d, method %q: ", version, method)
-	switch prune.Method(method) {
-	case prune.Magnitude:
-		if control {
-			return head + "the magnitude replay is not implemented for control twins"
+	if m, ok := methodpkg.Lookup(method); ok {
+		if why := m.NotReplayed(control, imp); why != "" {
+			return fmt.Sprintf("not verifiable by replay: physarium.version %d, method %q: ", version, method) + why
 		}
-		return head + "importance " + fmt.Sprintf("%q", imp) + " or mode is not what prune writes for the magnitude baseline"
-	case prune.ActivationFlow:
-		return head + "the mould ate |w|*a_i with a_i from an importance matrix (imatrix) that the audit is not given, and prune exposes no function to recompute its mask; the kill counts of sparsity mode are checked against the rule instead"
-	case prune.Wanda:
-		return head + "the baseline ranks |w|*a_i per output row with a_i from an importance matrix (imatrix) that the audit is not given, and prune exposes no function to recompute its mask; the kill counts are checked against the per-row quotas instead"
 	}
 	return fmt.Sprintf("not verifiable by replay: physarium.version %d, method %q, importance %q: only version 1 magnitude-flow (|w|) is replayed; other methods need inputs the audit is not given (an imatrix)", version, method, imp)
 }

@@ -128,3 +128,7 @@ func Ordered(values map[string]gguf.Value) []gguf.KV {
 	}
 	return kvs
 }
+
+// ImatrixMissingMark starts, in physarium.imatrix, the list of targets that
+// had no importance-matrix entry and were pruned on v1 food (|w| alone).
+const ImatrixMissingMark = " missing(v1 food |w|)="

@@ -5,11 +5,8 @@ import (
 	"fmt"
 	"math"
 	"math/bits"
-	"unsafe"
 
-	"github.com/physarium/physarium-gguf/errata"
-	"github.com/physarium/physarium-gguf/gguf"
-	"github.com/physarium/physarium-gguf/kernel"
+	"github.com/physarium/physarium-gguf/method"
 	"github.com/physarium/physarium-gguf/quantize"
 )
 
@@ -57,11 +54,6 @@ type bandBuffers struct {
 	vals   []float32 // a chunk of values to re-encode, killed ones set to +0 (block types)
 	check  []float32 // that chunk's re-encoded blocks decoded again
 	mask   []byte    // the band's kill mask, row-major with the band's row length
-	tiles  []kernel.Tile
-	score  []float32 // row-ranked methods: the score of every weight
-	mould  []byte    // mould-informed ranks: the mould's natural-mode mask
-	colSum []float64 // flow ranks: column sums of the food over the band
-	idx    []int32   // row selection scratch
 }
 
 func grow[T any](s []T, n int) []T {
@@ -71,14 +63,11 @@ func grow[T any](s []T, n int) []T {
 	return s[:n]
 }
 
-// worker runs the kernel on bands; one per goroutine.
+// worker decides bands and does their surgery; one per goroutine.
 type worker struct {
-	f       *gguf.File
-	k       *kernel.Kernel
-	ps      []tensorPlan
-	control bool // also produce the control twin's bytes
-	m       *methodPlan
-	kn      *kernel.Kernel // natural-mode kernel of the mould-informed ranks
+	plans   []tensorPlan
+	control bool           // also produce the control twin's bytes
+	decider method.Decider // the method's, this worker's own
 	buf     bandBuffers
 }
 
@@ -91,26 +80,26 @@ func decodeJob(p *tensorPlan, j *bandJob) error {
 	return quantize.Decode(p.info.Type, jb.before, jb.raw)
 }
 
-// process does the surgery on one band, decoded by decodeJob: kernel, zero
-// the kills, re-encode the blocks that hold a kill, keep the others' bytes.
+// process does the surgery on one band, decoded by decodeJob: the
+// method decides the kills, the surgery zeroes them, re-encodes the blocks
+// that hold a kill and keeps the others' bytes.
 func (w *worker) process(j *bandJob) error {
-	p := &w.ps[j.tensor]
+	p := &w.plans[j.tensor]
 	row0, rows := p.band(j.band)
 	b := &w.buf
 	n := rows * p.row
 	b.before = j.bufs.before[:n]
-	// The kernel checks its weights itself (runKernel names the element
-	// when it refuses); the row-ranked methods are checked here.
-	if w.m.rowRanked() {
-		if err := finite(b.before, p, row0); err != nil {
-			return err
-		}
-	}
-
 	b.mask = grow(b.mask, n)
-	if err := w.decide(j, p, row0, rows); err != nil {
+	band := method.Band{
+		Values: b.before, Rows: rows, Cols: p.row, Row0: row0, MatrixRow0: row0 % p.rows,
+		Index: j.band, Act: p.matrixAct(row0), State: p.state,
+	}
+	c, err := w.decider.Decide(&band, b.mask)
+	if err != nil {
 		return err
 	}
+	j.stats.processed += c.Processed
+	j.stats.zeroBefore += c.ZeroBefore
 	if j.hashed != nil {
 		<-j.hashed
 	}
@@ -289,143 +278,6 @@ func (w *worker) killElements(j *bandJob, p *tensorPlan, row0, n int) error {
 		j.ctrl = jb.ctrl[:n*bb]
 	}
 	return nil
-}
-
-// decide fills b.mask with the band's kills according to the method and
-// counts the processed and already-zero weights.
-func (w *worker) decide(j *bandJob, p *tensorPlan, row0, rows int) error {
-	b := &w.buf
-	n := rows * p.row
-	st := &j.stats
-	mat := row0 / p.rows
-	var act []float32
-	if p.act != nil {
-		act = p.act[mat*p.row : (mat+1)*p.row]
-	}
-	m := w.m
-	switch {
-	case m.rowRanked():
-		clear(b.mask[:n])
-		st.processed += uint64(n)
-		for _, v := range b.before[:n] {
-			if v == 0 {
-				st.zeroBefore++
-			}
-		}
-		if m.method == Magnitude {
-			magnitudeMask(p, j.band, b.before[:n], b.mask[:n])
-			return nil
-		}
-		if m.method == ActivationFlow && m.rank == RankFlowShare {
-			b.score = grow(b.score, n)
-			b.idx = grow(b.idx, n)
-			shareBand(b.score, b.before, act, rows, p.row)
-			rowSelect(b.before[:n], b.score[:n], b.mask[:n], errata.BandQuota(row0%p.rows, rows, p.row, m.sparsity), b.idx)
-			return nil
-		}
-		var mould []byte
-		if m.method == ActivationFlow && m.rank.usesMould() {
-			if err := w.runKernel(w.kn, b, p, row0, rows, act, nil); err != nil {
-				return err
-			}
-			b.mould = grow(b.mould, n)
-			copy(b.mould, b.mask[:n])
-			clear(b.mask[:n])
-			mould = b.mould
-		}
-		b.score = grow(b.score, n)
-		b.colSum = grow(b.colSum, p.row)
-		b.idx = grow(b.idx, p.row)
-		flow := m.method == ActivationFlow && m.rank != RankRowMould
-		scoreBand(b.score, b.before, act, rows, p.row, flow, mould, b.colSum)
-		for r := 0; r < rows; r++ {
-			lo, hi := r*p.row, (r+1)*p.row
-			rowSelect(b.before[lo:hi], b.score[lo:hi], b.mask[lo:hi], errata.RowQuota(row0%p.rows+r, p.row, m.sparsity), b.idx)
-		}
-		return nil
-	}
-	return w.runKernel(w.k, b, p, row0, rows, act, st)
-}
-
-// runKernel runs k on the band's tiles (one per errata.TileSize columns, food
-// |w|*act when act is set), which write their masks into b.mask; st, when
-// set, receives the processed and already-zero counts.
-func (w *worker) runKernel(k *kernel.Kernel, b *bandBuffers, p *tensorPlan, row0, rows int, act []float32, st *bandStats) error {
-	n := rows * p.row
-	b.tiles = b.tiles[:0]
-	for c0 := 0; c0 < p.row; c0 += errata.TileSize {
-		cols := min(errata.TileSize, p.row-c0)
-		b.tiles = append(b.tiles, kernel.Tile{
-			W: b.before[c0:], Rows: rows, Cols: cols, Stride: p.row, Act: tileAct(act, c0),
-			Mask: b.mask[c0:n], MaskStride: p.row,
-		})
-	}
-	if err := k.Run(b.tiles); err != nil {
-		if err := finite(b.before[:n], p, row0); err != nil {
-			return err
-		}
-		return fmt.Errorf("kernel on rows %d-%d: %w", row0, row0+rows-1, err)
-	}
-	if st != nil {
-		for i := range b.tiles {
-			st.processed += uint64(b.tiles[i].Stats.Weights)
-			st.zeroBefore += uint64(b.tiles[i].Stats.ZeroBefore)
-		}
-	}
-	return nil
-}
-
-// tileAct returns the activation scales of the tile starting at column c0,
-// or nil for v1 food.
-func tileAct(act []float32, c0 int) []float32 {
-	if act == nil {
-		return nil
-	}
-	return act[c0:]
-}
-
-// finite returns an error naming the first NaN or infinity of the band
-// whose values are v and whose first row is row0, or nil.
-func finite(v []float32, p *tensorPlan, row0 int) error {
-	i := firstNonFinite(v)
-	if i < 0 {
-		return nil
-	}
-	e := uint64(row0)*uint64(p.row) + uint64(i)
-	return fmt.Errorf("element %d (row %d, column %d) is %v: refusing to prune a tensor with NaN or Inf", e, row0+i/p.row, i%p.row, v[i])
-}
-
-// firstNonFinite returns the index of the first NaN or infinity in v, or -1.
-// It reads two values per 64-bit word: a value's exponent field is all
-// ones exactly when adding 1 to that field carries into the sign bit, and
-// the carry stays inside the value's own 32 bits, so one OR-accumulated
-// word per chunk says whether the chunk needs a closer look.
-func firstNonFinite(v []float32) int {
-	const (
-		exp   = 0x7f800000_7f800000
-		one   = 0x00800000_00800000
-		carry = 0x80000000_80000000
-	)
-	for lo := 0; lo < len(v); lo += 1024 {
-		c := v[lo:min(lo+1024, len(v))]
-		words := unsafe.Slice((*uint64)(unsafe.Pointer(unsafe.SliceData(c))), len(c)/2)
-		var acc uint64
-		for _, w := range words {
-			acc |= w&exp + one
-		}
-		if len(c)%2 == 1 {
-			acc |= uint64(math.Float32bits(c[len(c)-1]))&exp + one
-		}
-		if acc&carry == 0 {
-			continue
-		}
-		for i, x := range c {
-			if math.Float32bits(x)&0x7f800000 == 0x7f800000 {
-				return lo + i
-			}
-		}
-	}
-	return -1
 }
 
 // b2u is 1 for true and 0 for false, without a branch.

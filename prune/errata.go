@@ -3,6 +3,7 @@ package prune
 import (
 	"github.com/physarium/physarium-gguf/errata"
 	"github.com/physarium/physarium-gguf/gguf"
+	"github.com/physarium/physarium-gguf/method"
 )
 
 // Figures returns the numbers the errata wording of the report states.
@@ -22,10 +23,11 @@ func keyValues(r *Report) map[string]gguf.Value {
 	for i, t := range r.Tensors {
 		names[i], killed[i], weights[i] = t.Name, t.Killed, t.Weights
 	}
+	m, known := method.Lookup(r.Method)
 	v := map[string]gguf.Value{
 		errata.KeyVersion:         gguf.Uint32(uint32(r.Version)),
 		errata.KeyMethod:          gguf.String(r.Method),
-		errata.KeyActivationAware: gguf.Bool(Method(r.Method).activationAware()),
+		errata.KeyActivationAware: gguf.Bool(known && m.ActivationAware()),
 		errata.KeyImportance:      gguf.String(r.Importance),
 		errata.KeyTile:            gguf.Uint32(uint32(r.Tile)),
 		errata.KeyTiling:          gguf.String(r.Tiling),

@@ -27,8 +27,9 @@ type tensorPlan struct {
 	// matrix (mats*row values), for the activation-aware methods; nil means
 	// |w| alone (v1 food).
 	act []float32
-	// mag holds the Magnitude baseline's threshold of every matrix.
-	mag []magThreshold
+	// state is what the method's Prepare returned for the tensor (a
+	// method.Preparer), else nil.
+	state any
 }
 
 // plan decides the fate of every tensor: target or copy, with the checks that

@@ -21,6 +21,7 @@ import (
 	"github.com/physarium/physarium-gguf/gguf"
 	"github.com/physarium/physarium-gguf/imatrix"
 	"github.com/physarium/physarium-gguf/kernel"
+	"github.com/physarium/physarium-gguf/method"
 )
 
 // Options configure a run. The zero value prunes the default targets in
@@ -50,10 +51,10 @@ type Options struct {
 	Control string
 	// Progress, when set, is called from one goroutine after each band.
 	Progress func(Progress)
-	// Method decides what dies; "" means MagnitudeFlow, or ActivationFlow
-	// when Imatrix is set. Magnitude and Wanda are the plain baselines and
-	// need sparsity mode.
-	Method Method
+	// Method is the name of the method that decides what dies (a
+	// method.Lookup name); "" means DefaultMethod(Imatrix). The plain
+	// baselines magnitude and wanda need sparsity mode.
+	Method string
 	// Imatrix is the path of a llama.cpp importance matrix (GGUF or legacy
 	// .dat), needed by ActivationFlow and Wanda.
 	Imatrix string
@@ -61,8 +62,8 @@ type Options struct {
 	// pruned on |w| alone (v1 food) instead of failing; such tensors are
 	// listed in Report.ImatrixMissing and in physarium.imatrix.
 	ImatrixMissingV1 bool
-	// Rank is how ActivationFlow ranks in sparsity mode; "" means
-	// DefaultRank (RankFlowShare).
+	// Rank is how activation-flow ranks in sparsity mode; "" means
+	// method.DefaultRank.
 	Rank Rank
 }
 
@@ -80,29 +81,12 @@ type Progress struct {
 // error or cancellation leaves neither out nor a temporary file behind.
 func File(ctx context.Context, in, out string, opts Options) (*Report, error) {
 	start := time.Now()
-	if opts.DryRun && opts.Control != "" {
-		return nil, errors.New("prune: a dry run writes no control twin")
-	}
-	if !opts.DryRun {
-		if err := checkPaths(in, out, opts.Overwrite); err != nil {
-			return nil, err
-		}
-	}
-	if opts.Control != "" {
-		if err := checkPaths(in, opts.Control, opts.Overwrite); err != nil {
-			return nil, err
-		}
-		if samePath(out, opts.Control) {
-			return nil, fmt.Errorf("prune: the control twin %s is the output file", opts.Control)
-		}
+	if err := checkOutputs(in, out, opts); err != nil {
+		return nil, err
 	}
 	params := kernel.DefaultParams()
 	if opts.Params != nil {
 		params = *opts.Params
-	}
-	threads := opts.Threads
-	if threads <= 0 {
-		threads = runtime.NumCPU()
 	}
 	sel, err := opts.Selection.compile()
 	if err != nil {
@@ -113,165 +97,227 @@ func File(ctx context.Context, in, out string, opts Options) (*Report, error) {
 		return nil, err
 	}
 	defer f.Close()
-
-	method := opts.Method
-	if method == "" {
-		method = MagnitudeFlow
-		if opts.Imatrix != "" {
-			method = ActivationFlow
-		}
-	}
-	if _, err := ParseMethod(string(method)); err != nil {
-		return nil, err
-	}
-	rank, err := ParseRank(string(opts.Rank))
+	m, cfg, err := resolveMethod(opts, params)
 	if err != nil {
 		return nil, err
 	}
-	if method.NeedsImatrix() && opts.Imatrix == "" {
-		return nil, fmt.Errorf("prune: method %s needs an importance matrix (--imatrix)", method)
+	r, plans, err := planRun(f, in, out, sel, opts, m, cfg)
+	if err != nil {
+		return nil, err
 	}
-	if !method.NeedsImatrix() && opts.Imatrix != "" {
-		return nil, fmt.Errorf("prune: method %s uses no importance matrix; drop --imatrix or choose activation-flow or wanda", method)
+	workers, err := newWorkers(plans, m, cfg, opts, r)
+	if err != nil {
+		return nil, err
 	}
-	if method.Version() == 0 && params.Mode != kernel.Sparsity {
-		return nil, fmt.Errorf("prune: the %s baseline needs sparsity mode (--mode sparsity --sparsity S)", method)
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	if err := prepareTargets(ctx, f, plans, m, cfg); err != nil {
+		return nil, err
 	}
-	mp := &methodPlan{method: method, rank: rank, mode: params.Mode, sparsity: params.Sparsity}
-	mp.natural = params
-	mp.natural.Mode, mp.natural.Sparsity = kernel.Natural, 0
-	var imat *imatrix.Matrix
-	if opts.Imatrix != "" {
-		if imat, err = imatrix.Load(opts.Imatrix); err != nil {
-			return nil, fmt.Errorf("prune: %w", err)
+	h := startHash(ctx, f, cancel)
+	// The data go straight to their place in the output; the header, whose
+	// figures are known only at the end, is written last into the room left
+	// for a provisional one (see provisional).
+	sinks, err := openSinks(f, r, params, opts, out)
+	if err != nil {
+		h.stop()
+		return nil, err
+	}
+	defer abort(sinks)
+	if err := run(ctx, f, plans, workers, r, sinks, h.inOrder, opts.Progress); err != nil {
+		h.stop()
+		return nil, err
+	}
+	if r.InputSHA256, err = h.sum(ctx); err != nil {
+		return nil, err
+	}
+	r.finish()
+	if err := closeSinks(ctx, f, r, sinks, opts, out); err != nil {
+		return nil, err
+	}
+	r.Seconds = time.Since(start).Seconds()
+	return r, nil
+}
+
+// checkOutputs refuses outputs that would overwrite the input, an existing
+// file without opts.Overwrite, or each other.
+func checkOutputs(in, out string, opts Options) error {
+	if opts.DryRun && opts.Control != "" {
+		return errors.New("prune: a dry run writes no control twin")
+	}
+	if !opts.DryRun {
+		if err := checkPaths(in, out, opts.Overwrite); err != nil {
+			return err
 		}
 	}
+	if opts.Control != "" {
+		if err := checkPaths(in, opts.Control, opts.Overwrite); err != nil {
+			return err
+		}
+		if samePath(out, opts.Control) {
+			return fmt.Errorf("prune: the control twin %s is the output file", opts.Control)
+		}
+	}
+	return nil
+}
 
+// planRun loads the importance matrix, starts the report and decides the
+// fate of every tensor of f.
+func planRun(f *gguf.File, in, out string, sel *compiledSelection, opts Options, m method.Method, cfg method.Config) (*Report, []tensorPlan, error) {
+	var imat *imatrix.Matrix
+	if opts.Imatrix != "" {
+		var err error
+		if imat, err = imatrix.Load(opts.Imatrix); err != nil {
+			return nil, nil, fmt.Errorf("prune: %w", err)
+		}
+	}
+	threads := opts.Threads
+	if threads <= 0 {
+		threads = runtime.NumCPU()
+	}
 	r := &Report{
 		Input: filepath.Base(in), DryRun: opts.DryRun,
-		Version: method.Version(), Method: string(method), Importance: Importance(method, params.Mode, rank),
-		Mode: params.Mode.String(), Params: params.String(),
+		Version: m.Version(), Method: m.Name(), Importance: m.Importance(cfg),
+		Mode: cfg.Params.Mode.String(), Params: cfg.Params.String(),
 		Threads: threads, Tile: errata.TileSize, Tiling: errata.Tiling,
 		Targets: opts.Selection.Patterns(),
+		Rank:    string(method.RankOf(m, cfg)),
 	}
 	if !opts.DryRun {
 		r.Output = out
 	}
 	plans, err := plan(f, sel, opts.SkipUnsupported, r)
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	if len(r.Tensors) == 0 {
-		return nil, fmt.Errorf("prune: %s: none of its %d tensors is a target (%d selected ones skipped as unsupported): nothing to prune; see --include, --exclude and --layers", in, len(f.Tensors), len(r.Skipped))
+		return nil, nil, fmt.Errorf("prune: %s: none of its %d tensors is a target (%d selected ones skipped as unsupported): nothing to prune; see --include, --exclude and --layers", in, len(f.Tensors), len(r.Skipped))
 	}
 	if imat != nil {
 		if err := attachImatrix(plans, imat, opts.ImatrixMissingV1, r); err != nil {
-			return nil, err
+			return nil, nil, err
 		}
 		r.Imatrix = describeImatrix(imat, r.ImatrixMissing)
 	}
-	if method == ActivationFlow && params.Mode == kernel.Sparsity {
-		r.Rank = string(rank)
+	return r, plans, nil
+}
+
+// newWorkers returns the run's workers, each with a decider of the method,
+// and names the kernel in the report ("none" for a baseline, version 0).
+func newWorkers(plans []tensorPlan, m method.Method, cfg method.Config, opts Options, r *Report) ([]*worker, error) {
+	k, err := kernel.New(cfg.Impl, cfg.Params)
+	if err != nil {
+		return nil, fmt.Errorf("prune: %w", err)
 	}
-	workers := make([]*worker, threads)
+	r.Kernel = k.Impl().String()
+	if m.Version() == 0 {
+		r.Kernel = "none"
+	}
+	workers := make([]*worker, r.Threads)
 	for i := range workers {
-		k, err := kernel.New(opts.Impl, params)
+		d, err := m.NewDecider(cfg)
 		if err != nil {
 			return nil, fmt.Errorf("prune: %w", err)
 		}
-		workers[i] = &worker{f: f, k: k, ps: plans, control: opts.Control != "", m: mp}
-		if method == ActivationFlow && params.Mode == kernel.Sparsity && rank.usesMould() && rank != RankTile {
-			if workers[i].kn, err = kernel.New(opts.Impl, mp.natural); err != nil {
-				return nil, fmt.Errorf("prune: %w", err)
-			}
-		}
-		r.Kernel = k.Impl().String()
+		workers[i] = &worker{plans: plans, control: opts.Control != "", decider: d}
 	}
-	if method.Version() == 0 {
-		r.Kernel = "none"
-	}
+	return workers, nil
+}
 
-	ctx, cancel := context.WithCancel(ctx)
-	defer cancel()
-	if method == Magnitude {
-		if err := magnitudeThresholds(ctx, f, plans, params.Sparsity); err != nil {
-			return nil, err
-		}
-	}
-	// The input's sha256 comes from the bytes the run reads, when the
-	// tensors lie in file order; otherwise from a pass of its own.
-	var ih *inputHash
-	var hashed <-chan hashResult
+// runHash is the sha256 of the input, computed from the bytes the run
+// reads when the tensors lie in file order (inOrder), otherwise by a pass
+// of its own (apart).
+type runHash struct {
+	inOrder *inputHash
+	apart   <-chan hashResult
+	cancel  context.CancelFunc
+}
+
+// startHash starts hashing the input; cancel stops the run's context.
+func startHash(ctx context.Context, f *gguf.File, cancel context.CancelFunc) *runHash {
+	h := &runHash{cancel: cancel}
 	if inOrder(f) {
-		ih = newInputHash(f)
+		h.inOrder = newInputHash(f)
 	} else {
-		hashed = hashFile(ctx, f)
+		h.apart = hashFile(ctx, f)
 	}
-	stopHash := func() {
-		cancel()
-		if hashed != nil {
-			<-hashed
-		}
-	}
+	return h
+}
 
-	// The data go straight to their place in the output; the header, whose
-	// figures are known only at the end, is written last into the room left
-	// for a provisional one (see provisional).
+// stop cancels the run and waits for a hash pass of its own to end.
+func (h *runHash) stop() {
+	h.cancel()
+	if h.apart != nil {
+		<-h.apart
+	}
+}
+
+// sum returns the input's sha256 once the run has read every byte.
+func (h *runHash) sum(ctx context.Context) (string, error) {
+	if h.inOrder != nil {
+		return h.inOrder.sum(ctx)
+	}
+	res := <-h.apart
+	return res.sum, res.err
+}
+
+// openSinks creates the output (and the control twin) with room for the
+// header of the provisional report of r; a dry run has no sinks.
+func openSinks(f *gguf.File, r *Report, params kernel.Params, opts Options, out string) ([]*gguf.Writer, error) {
+	if opts.DryRun {
+		return nil, nil
+	}
+	prov := provisional(r, params, opts.Control, out)
+	keys := [][]gguf.KV{Keys(prov)}
+	outs := []string{out}
+	if opts.Control != "" {
+		keys = append(keys, ControlKeys(prov))
+		outs = append(outs, opts.Control)
+	}
 	var sinks []*gguf.Writer
-	if !opts.DryRun {
-		prov := provisional(r, params, opts.Control, out)
-		keys := [][]gguf.KV{Keys(prov)}
-		outs := []string{out}
-		if opts.Control != "" {
-			keys = append(keys, ControlKeys(prov))
-			outs = append(outs, opts.Control)
-		}
-		for i, o := range outs {
-			w, err := gguf.CreateDeferred(o, outputHeader(f, keys[i]), gguf.CreateOptions{Overwrite: opts.Overwrite})
-			if err != nil {
-				stopHash()
-				return nil, fmt.Errorf("prune: %w", err)
-			}
-			defer w.Abort()
-			sinks = append(sinks, w)
-		}
-	}
-	if err := run(ctx, f, plans, workers, r, sinks, ih, opts.Progress); err != nil {
-		stopHash()
-		return nil, err
-	}
-	var h hashResult
-	if ih != nil {
-		h.sum, h.err = ih.sum(ctx)
-	} else {
-		h = <-hashed
-	}
-	if h.err != nil {
-		return nil, h.err
-	}
-	r.InputSHA256 = h.sum
-	r.finish()
-	if !opts.DryRun {
-		if err := sinks[0].CloseHeader(outputHeader(f, Keys(r))); err != nil {
+	for i, o := range outs {
+		w, err := gguf.CreateDeferred(o, outputHeader(f, keys[i]), gguf.CreateOptions{Overwrite: opts.Overwrite})
+		if err != nil {
+			abort(sinks)
 			return nil, fmt.Errorf("prune: %w", err)
 		}
-		if sinks[0].Moved() {
-			headerMisses.Add(1)
-		}
-		if opts.Control != "" {
-			sum, err := fileSHA256(ctx, out)
-			if err == nil {
-				r.Control = &ControlTwin{Path: opts.Control, Of: filepath.Base(out), OfSHA256: sum}
-				err = sinks[1].CloseHeader(outputHeader(f, ControlKeys(r)))
-			}
-			if err != nil {
-				os.Remove(out)
-				return nil, fmt.Errorf("prune: %w", err)
-			}
-		}
+		sinks = append(sinks, w)
 	}
-	r.Seconds = time.Since(start).Seconds()
-	return r, nil
+	return sinks, nil
+}
+
+// abort removes the outputs that were not closed.
+func abort(sinks []*gguf.Writer) {
+	for _, w := range sinks {
+		w.Abort()
+	}
+}
+
+// closeSinks writes the final headers of the finished report r: the
+// output's, then the control twin's, which names the output's sha256.
+func closeSinks(ctx context.Context, f *gguf.File, r *Report, sinks []*gguf.Writer, opts Options, out string) error {
+	if opts.DryRun {
+		return nil
+	}
+	if err := sinks[0].CloseHeader(outputHeader(f, Keys(r))); err != nil {
+		return fmt.Errorf("prune: %w", err)
+	}
+	if sinks[0].Moved() {
+		headerMisses.Add(1)
+	}
+	if opts.Control == "" {
+		return nil
+	}
+	sum, err := fileSHA256(ctx, out)
+	if err == nil {
+		r.Control = &ControlTwin{Path: opts.Control, Of: filepath.Base(out), OfSHA256: sum}
+		err = sinks[1].CloseHeader(outputHeader(f, ControlKeys(r)))
+	}
+	if err != nil {
+		os.Remove(out)
+		return fmt.Errorf("prune: %w", err)
+	}
+	return nil
 }
 
 // checkPaths refuses an output that is the input (also through a link) and
