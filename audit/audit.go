@@ -284,7 +284,7 @@ func File(ctx context.Context, path string, opts Options) (*Report, error) {
 	if chunk <= 0 {
 		chunk = 1 << 20
 	}
-	a := &auditor{ctx: ctx, f: f, o: o, p: p, chunk: chunk, noReplay: opts.NoReplay, r: &Report{File: path, Against: opts.Against, PrunedTwin: opts.Pruned}}
+	a := &auditor{ctx: ctx, file: f, orig: o, twin: p, chunk: chunk, noReplay: opts.NoReplay, r: &Report{File: path, Against: opts.Against, PrunedTwin: opts.Pruned}}
 	if err := a.run(); err != nil {
 		return nil, err
 	}

@@ -13,7 +13,7 @@ import (
 // get returns the value of a documented key when it is present with its
 // documented type; a missing or mistyped key has been reported by checkTypes.
 func (a *auditor) get(name string) (gguf.Value, bool) {
-	kv, ok := a.f.KV(errata.KeyPrefix + name)
+	kv, ok := a.file.KV(errata.KeyPrefix + name)
 	if !ok {
 		return gguf.Value{}, false
 	}
@@ -43,7 +43,7 @@ func (a *auditor) str(name string) (string, bool) {
 // type.
 func (a *auditor) checkTypes() {
 	for _, k := range errata.Keys {
-		kv, ok := a.f.KV(k.Full())
+		kv, ok := a.file.KV(k.Full())
 		switch {
 		case !ok && !k.Optional:
 			a.r.disagree(k.Full(), "", "missing", "a "+k.TypeText()+" (ERRATA.md)", BasisFile)
@@ -79,7 +79,7 @@ func (a *auditor) storedNames() []string {
 			continue
 		}
 		seen[name] = true
-		t, ok := a.f.Tensor(name)
+		t, ok := a.file.Tensor(name)
 		if !ok {
 			a.r.disagree(errata.KeyPrefix+"tensors.name", name, "a target", "no such tensor in the file", BasisFile)
 			continue
@@ -125,86 +125,128 @@ func (a *auditor) bounded(key, tensor string, stored uint64, c Count, basis, not
 // checkKeys compares every stored physarium.* figure with the recount.
 func (a *auditor) checkKeys() {
 	r := a.r
-	b := a.basis()
 	version, hasVersion := a.u64("version")
 	r.Version = int(version)
 	r.Method, _ = a.str("method")
 	r.Mode, _ = a.str("mode")
+	a.checkLabels()
+	a.checkDenominators()
+	if a.control {
+		a.checkControl()
+		return
+	}
+	for _, k := range []string{"control_of", "reencoded_blocks"} {
+		if kv, ok := a.file.KV(errata.KeyPrefix + k); ok {
+			r.disagree(errata.KeyPrefix+k, "", valueText(kv.Value), "absent: a key of control twins, and the file has no physarium.control = true", BasisFile)
+		}
+	}
+	k := a.checkKills()
+	a.checkZeros(k)
+	num, numBasis := a.checkRates(k)
+	if s, ok := a.str("errata"); ok && hasVersion {
+		imp, _ := a.str("importance")
+		want := errata.Wording(errata.Figures{
+			Version: int(version), Method: r.Method, Importance: imp,
+			Killed: num, Weights: r.Weights, TargetCount: r.TargetTensors,
+		})
+		ck := Check{Key: errata.KeyPrefix + "errata", Stored: s, Recounted: want, Basis: numBasis, Note: "errata.Wording filled with the recounted figures"}
+		ck.Status = statusOf(s == want)
+		if ck.Status == StatusExact && !k.total.Exact {
+			ck.Status = StatusBounds
+			ck.Note += "; the kill count in it is the stored one"
+		}
+		r.check(ck)
+	}
+}
 
-	// Constants that the recount relies on, and consistency of the labels.
+// checkLabels checks the constants the recount relies on (tile, tiling),
+// the method's labels, the target patterns and the kernel parameters.
+func (a *auditor) checkLabels() {
 	if tile, ok := a.u64("tile"); ok {
 		a.figure("tile", "", tile, true, errata.TileSize, BasisFile, "the tiling recount uses 256x256 tiles")
 	}
 	if s, ok := a.str("tiling"); ok {
-		a.stringCheck("tiling", s, "non-overlapping", BasisFile)
+		a.stringCheck("tiling", s, errata.Tiling, BasisFile)
 	}
-	a.mi = a.checkMethod()
+	a.labels = a.checkMethod()
 	a.checkPatterns()
 	if s, ok := a.str("params"); ok {
-		ck := Check{Key: errata.KeyPrefix + "params", Stored: s, Basis: b}
-		switch {
-		case a.paramsErr != nil:
-			ck.Recounted, ck.Status = "kernel parameters: "+a.paramsErr.Error(), StatusDisagrees
-		case r.Replay.Ran:
-			ck.Recounted, ck.Status = s, StatusExact
-			ck.Note = "parsed with physarium.mode, renders back identically; the kernel was replayed with them"
-			if a.magReplay {
-				ck.Note = "parsed with physarium.mode, renders back identically; the magnitude baseline was replayed at its sparsity (the kernel constants are unused by a baseline)"
-			}
-		case a.mi.rule != nil && a.mi.method.Replay(a.control) != method.ReplayKernel:
-			ck.Recounted, ck.Status = s, StatusUnverifiable
-			ck.Note = fmt.Sprintf("parsed with physarium.mode, renders back identically; sparsity=%g enters the count rule (%s)", a.params.Sparsity, a.mi.rule)
-			if a.mi.method.Version() == 0 {
-				ck.Note += "; the kernel constants are unused by a baseline"
-			}
-		default:
-			ck.Recounted, ck.Status = "-", StatusUnverifiable
-			ck.Note = "not replayed: " + r.Replay.Reason
-		}
-		r.check(ck)
+		a.r.check(a.paramsCheck(s))
 	}
-	if !r.Replay.Ran {
-		r.check(Check{Key: "replay", Stored: "-", Recounted: "-", Status: StatusUnverifiable, Basis: b, Note: "kernel not replayed: " + r.Replay.Reason})
+	if !a.r.Replay.Ran {
+		a.r.check(Check{Key: "replay", Stored: "-", Recounted: "-", Status: StatusUnverifiable, Basis: a.basis(), Note: "kernel not replayed: " + a.r.Replay.Reason})
 	}
+}
 
-	// Denominators.
+// paramsCheck is the check of physarium.params, stored as s.
+func (a *auditor) paramsCheck(s string) Check {
+	ck := Check{Key: errata.KeyPrefix + "params", Stored: s, Basis: a.basis()}
+	switch {
+	case a.paramsErr != nil:
+		ck.Recounted, ck.Status = "kernel parameters: "+a.paramsErr.Error(), StatusDisagrees
+	case a.r.Replay.Ran:
+		ck.Recounted, ck.Status = s, StatusExact
+		ck.Note = "parsed with physarium.mode, renders back identically; the kernel was replayed with them"
+		if a.magReplay {
+			ck.Note = "parsed with physarium.mode, renders back identically; the magnitude baseline was replayed at its sparsity (the kernel constants are unused by a baseline)"
+		}
+	case a.labels.rule != nil && a.labels.method.Replay(a.control) != method.ReplayKernel:
+		ck.Recounted, ck.Status = s, StatusUnverifiable
+		ck.Note = fmt.Sprintf("parsed with physarium.mode, renders back identically; sparsity=%g enters the count rule (%s)", a.params.Sparsity, a.labels.rule)
+		if a.labels.method.Version() == 0 {
+			ck.Note += "; the kernel constants are unused by a baseline"
+		}
+	default:
+		ck.Recounted, ck.Status = "-", StatusUnverifiable
+		ck.Note = "not replayed: " + a.r.Replay.Reason
+	}
+	return ck
+}
+
+// checkDenominators checks the three denominators against the recount.
+func (a *auditor) checkDenominators() {
+	r := a.r
 	tgt, ok := a.u64("weights.target")
 	a.figure("weights.target", "", tgt, ok, r.Weights.Target, BasisFile, "sum of the elements of the tensors in physarium.tensors.name")
 	proc, ok := a.u64("weights.processed")
 	a.figure("weights.processed", "", proc, ok, r.Weights.Processed, BasisFile, "recounted from the shapes with non-overlapping 256x256 tiles per matrix")
 	mdl, ok := a.u64("weights.model")
 	a.figure("weights.model", "", mdl, ok, r.Weights.Model, BasisFile, "every element of every tensor")
-	if a.control {
-		a.checkControl()
-		return
-	}
-	for _, k := range []string{"control_of", "reencoded_blocks"} {
-		if kv, ok := a.f.KV(errata.KeyPrefix + k); ok {
-			r.disagree(errata.KeyPrefix+k, "", valueText(kv.Value), "absent: a key of control twins, and the file has no physarium.control = true", BasisFile)
-		}
-	}
+}
 
-	// Kills, per tensor and in total.
-	killed, hasKilled := a.u64("killed")
-	exactZero, hasExact := a.u64("exact_zero")
-	zeroBefore, hasZB := a.u64("zero_before")
-	allExact := hasKilled && hasExact && exactZero == killed // the file states that every kill reads 0
+// killFigures are the stored kill figures of a pruned file and what the
+// per-tensor recount found.
+type killFigures struct {
+	killed, exactZero, zeroBefore      uint64
+	hasKilled, hasExact, hasZeroBefore bool
+	total                              Count // the recounted kills
+	allSingle, allZeroCoded            bool  // every target F32/F16/BF16; every target with a zero code
+	zeros, zeroed                      uint64
+}
+
+// checkKills checks the kills of every tensor and their sum.
+func (a *auditor) checkKills() killFigures {
+	r := a.r
+	var k killFigures
+	k.killed, k.hasKilled = a.u64("killed")
+	k.exactZero, k.hasExact = a.u64("exact_zero")
+	k.zeroBefore, k.hasZeroBefore = a.u64("zero_before")
+	allExact := k.hasKilled && k.hasExact && k.exactZero == k.killed // the file states that every kill reads 0
 	var sum uint64
-	total := exact(0)
-	allSingle, allZeroCoded := true, true
-	var zeros, zeroed uint64
+	k.total = exact(0)
+	k.allSingle, k.allZeroCoded = true, true
 	for i := range r.Tensors {
 		t := &r.Tensors[i]
 		s := &t.scan
 		typ, _ := gguf.ParseType(t.Type)
 		single := singleWeight(typ) && t.ZeroCode != "none" && t.ZeroCode != "unknown"
-		allSingle = allSingle && single && s.decoded
-		allZeroCoded = allZeroCoded && (t.ZeroCode == "exact" || t.ZeroCode == "preserving") && s.decoded
-		zeros += s.zeros
-		zeroed += s.zeroed
+		k.allSingle = k.allSingle && single && s.decoded
+		k.allZeroCoded = k.allZeroCoded && (t.ZeroCode == "exact" || t.ZeroCode == "preserving") && s.decoded
+		k.zeros += s.zeros
+		k.zeroed += s.zeroed
 		c, note := a.killCount(t, single, allExact)
 		c, note = a.applyRule(t, c, note)
-		total = total.add(c)
+		k.total = k.total.add(c)
 		t.Killed = &c
 		stored, ok := a.storedKilled[t.Name]
 		if !ok {
@@ -216,82 +258,80 @@ func (a *auditor) checkKeys() {
 		if c.Exact {
 			num = c.Lo
 		}
-		kr := errata.NewRate(num, t.Weights, "tensor")
+		kr := errata.NewRate(num, t.Weights, errata.OfTensor)
 		t.KillRate = &kr
 		a.bounded("tensors.killed", t.Name, stored, c, scanBasis(s), note)
 		a.tensorData(t, single)
 	}
-	if hasKilled {
-		a.figure("killed", "", killed, true, sum, BasisFile, "sum of physarium.tensors.killed")
-		r.StoredKilled = &killed
-		r.Killed = &total
-		a.bounded("killed", "", killed, total, b, "sum of the per-tensor recounts")
+	if k.hasKilled {
+		a.figure("killed", "", k.killed, true, sum, BasisFile, "sum of physarium.tensors.killed")
+		r.StoredKilled = &k.killed
+		r.Killed = &k.total
+		a.bounded("killed", "", k.killed, k.total, a.basis(), "sum of the per-tensor recounts")
 	}
-	if hasKilled && hasExact && exactZero > killed {
-		r.disagree(errata.KeyPrefix+"exact_zero", "", fmt.Sprint(exactZero), fmt.Sprintf("at most physarium.killed = %d", killed), BasisFile)
+	if k.hasKilled && k.hasExact && k.exactZero > k.killed {
+		r.disagree(errata.KeyPrefix+"exact_zero", "", fmt.Sprint(k.exactZero), fmt.Sprintf("at most physarium.killed = %d", k.killed), BasisFile)
 	}
+	return k
+}
 
-	// zero_before and exact_zero.
-	if a.o != nil {
-		if hasZB {
-			a.figure("zero_before", "", zeroBefore, true, r.ZeroBefore.Numerator, BasisAgainst, "target weights that read exactly 0 in the original")
+// checkZeros checks zero_before and exact_zero.
+func (a *auditor) checkZeros(k killFigures) {
+	r := a.r
+	if a.orig == nil {
+		if k.hasZeroBefore && k.hasExact {
+			a.zeroBeforeAlone(k.zeroBefore, k.exactZero, k.zeros, k.allSingle, k.allZeroCoded)
 		}
-		if hasExact {
-			c := Count{Lo: 0, Hi: zeroed}
-			note := "killed weights that read 0 are among the weights non-zero in the original and zero now"
-			if n, ok := replayedExactZero(r.Tensors); ok {
-				c = exact(n)
-				note = "replayed kills that read exactly 0 in the file"
-			} else if allSingle {
-				c = exact(zeroed)
-				note = "F32/F16/BF16 targets: every weight non-zero in the original and zero now is a kill reading 0"
-			}
-			a.bounded("exact_zero", "", exactZero, c, BasisAgainst, note)
-		}
-	} else if hasZB && hasExact {
-		a.zeroBeforeAlone(zeroBefore, exactZero, zeros, allSingle, allZeroCoded)
+		return
 	}
+	if k.hasZeroBefore {
+		a.figure("zero_before", "", k.zeroBefore, true, r.ZeroBefore.Numerator, BasisAgainst, "target weights that read exactly 0 in the original")
+	}
+	if k.hasExact {
+		c := Count{Lo: 0, Hi: k.zeroed}
+		note := "killed weights that read 0 are among the weights non-zero in the original and zero now"
+		if n, ok := replayedExactZero(r.Tensors); ok {
+			c = exact(n)
+			note = "replayed kills that read exactly 0 in the file"
+		} else if k.allSingle {
+			c = exact(k.zeroed)
+			note = "F32/F16/BF16 targets: every weight non-zero in the original and zero now is a kill reading 0"
+		}
+		a.bounded("exact_zero", "", k.exactZero, c, BasisAgainst, note)
+	}
+}
 
-	// Rates and the wording.
-	num := killed
+// checkRates checks the kill rates and the coverage, and returns the kill
+// count the wording must state (the recount when exact, else the stored
+// one) and the basis of that number.
+func (a *auditor) checkRates(k killFigures) (uint64, string) {
+	r := a.r
+	num := k.killed
 	numBasis, numNote := BasisFile, "numerator: the stored physarium.killed (the recount only bounds it)"
-	if total.Exact {
-		num, numBasis, numNote = total.Lo, b, "numerator: the recounted kills"
+	if k.total.Exact {
+		num, numBasis, numNote = k.total.Lo, a.basis(), "numerator: the recounted kills"
 	}
-	ot, om := errata.NewRate(num, r.Weights.Target, "target"), errata.NewRate(num, r.Weights.Model, "model")
+	ot, om := errata.NewRate(num, r.Weights.Target, errata.OfTarget), errata.NewRate(num, r.Weights.Model, errata.OfModel)
 	r.OverTarget, r.OverModel = &ot, &om
-	a.rate("kill_rate.over_target", errata.Ratio(num, r.Weights.Target), total.Exact, numBasis, numNote+" over the recounted target")
-	a.rate("kill_rate.over_model", errata.Ratio(num, r.Weights.Model), total.Exact, numBasis, numNote+" over the recounted model")
+	a.rate("kill_rate.over_target", errata.Ratio(num, r.Weights.Target), k.total.Exact, numBasis, numNote+" over the recounted target")
+	a.rate("kill_rate.over_model", errata.Ratio(num, r.Weights.Model), k.total.Exact, numBasis, numNote+" over the recounted model")
 	a.rate("coverage", errata.Ratio(r.Weights.Processed, r.Weights.Target), true, BasisFile, "recounted processed over recounted target")
-	if s, ok := a.str("errata"); ok && hasVersion {
-		imp, _ := a.str("importance")
-		want := errata.Wording(errata.Figures{
-			Version: int(version), Method: r.Method, Importance: imp,
-			Killed: num, Weights: r.Weights, TargetCount: r.TargetTensors,
-		})
-		ck := Check{Key: errata.KeyPrefix + "errata", Stored: s, Recounted: want, Basis: numBasis, Note: "errata.Wording filled with the recounted figures"}
-		ck.Status = statusOf(s == want)
-		if ck.Status == StatusExact && !total.Exact {
-			ck.Status = StatusBounds
-			ck.Note += "; the kill count in it is the stored one"
-		}
-		r.check(ck)
-	}
+	return num, numBasis
 }
 
 // applyRule narrows a tensor's kill count c to the count the sparsity-mode
 // rule of the stored method fixes (with the original, when the tensor was
 // not replayed), or records a disagreement when the data excludes it.
 func (a *auditor) applyRule(t *TensorAudit, c Count, note string) (Count, string) {
-	s, mi := &t.scan, a.mi
-	if mi.rule == nil || !mi.ok || !a.hasParams || t.Replay != nil || !s.against {
+	s, labels := &t.scan, a.labels
+	if labels.rule == nil || !labels.ok || !a.hasParams || t.Replay != nil || !s.against {
 		return c, note
 	}
-	k, ok := ruleKills(mi.rule, t.Shape, s.segZeros, a.params.Sparsity)
+	k, ok := ruleKills(labels.rule, t.Shape, s.segZeros, a.params.Sparsity)
 	if !ok {
 		return c, note
 	}
-	rule := fmt.Sprintf("%d kills: %s at s=%g (method %s), the original's zeros counting first", k, mi.rule, a.params.Sparsity, mi.method.Name())
+	rule := fmt.Sprintf("%d kills: %s at s=%g (method %s), the original's zeros counting first", k, labels.rule, a.params.Sparsity, labels.method.Name())
 	if !c.contains(k) {
 		a.r.disagree("sparsity.rule", t.Name, "kills in the data "+c.String()+" ("+note+")", rule, BasisAgainst)
 		return c, note
@@ -381,23 +421,23 @@ func replayedExactZero(ts []TensorAudit) (uint64, bool) {
 // replayData checks a pruned tensor's blocks against the replayed mask and
 // reports whether they all agree.
 func (a *auditor) replayData(t *TensorAudit) bool {
-	rp, ps := t.Replay, &t.pass
+	rp, walked := t.Replay, &t.pass
 	ok := true
 	if rp.AsExpected != rp.KillBlocks {
 		ok = false
-		a.r.disagree("tensor.data", t.Name, fmt.Sprintf("%d of the %d blocks holding a replayed kill are not the expected re-encoding (first: block %d)", rp.KillBlocks-rp.AsExpected, rp.KillBlocks, ps.firstBadKill), "quantize.EncodeKeepZeros of the original's values with the kills zeroed (this build's encoder)", BasisAgainst)
+		a.r.disagree("tensor.data", t.Name, fmt.Sprintf("%d of the %d blocks holding a replayed kill are not the expected re-encoding (first: block %d)", rp.KillBlocks-rp.AsExpected, rp.KillBlocks, walked.firstBadKill), "quantize.EncodeKeepZeros of the original's values with the kills zeroed (this build's encoder)", BasisAgainst)
 	}
 	if rp.KeptChanged > 0 {
 		ok = false
-		a.r.disagree("tensor.data", t.Name, fmt.Sprintf("%d blocks without a replayed kill changed (first: block %d)", rp.KeptChanged, ps.firstKept), "blocks without a kill keep the original's bytes", BasisAgainst)
+		a.r.disagree("tensor.data", t.Name, fmt.Sprintf("%d blocks without a replayed kill changed (first: block %d)", rp.KeptChanged, walked.firstKept), "blocks without a kill keep the original's bytes", BasisAgainst)
 	}
-	if ps.firstKilledNZ >= 0 {
+	if walked.firstKilledNZ >= 0 {
 		ok = false
-		a.r.disagree("tensor.data", t.Name, fmt.Sprintf("%d replayed kills read non-zero (first: element %d)", rp.KilledNonZero, ps.firstKilledNZ), "a kill reads exactly 0 in a type with a zero code", BasisAgainst)
+		a.r.disagree("tensor.data", t.Name, fmt.Sprintf("%d replayed kills read non-zero (first: element %d)", rp.KilledNonZero, walked.firstKilledNZ), "a kill reads exactly 0 in a type with a zero code", BasisAgainst)
 	}
 	if rp.OffRule > 0 {
 		ok = false
-		a.r.disagree("replay.sparsity", t.Name, fmt.Sprintf("%d of %d tiles off the rule (first: tile %d)", rp.OffRule, rp.Tiles, ps.firstOffTile), "each tile ends with round(s*n) zeros (kills + zero_before), or its zero_before when more", BasisAgainst)
+		a.r.disagree("replay.sparsity", t.Name, fmt.Sprintf("%d of %d tiles off the rule (first: tile %d)", rp.OffRule, rp.Tiles, walked.firstOffTile), "each tile ends with round(s*n) zeros (kills + zero_before), or its zero_before when more", BasisAgainst)
 	}
 	if ok {
 		note := "every replayed kill reads exactly 0"

@@ -50,11 +50,11 @@ func (a *auditor) magnitudeCuts(ot gguf.TensorInfo, s float64) ([]magCut, error)
 				off := (uint64(m)*uint64(rows) + uint64(r0)) * rowBytes
 				b.rawO = grow(b.rawO, nr*int(rowBytes))
 				b.before = grow(b.before, nr*row)
-				if err := readTensor(a.o, ot, off, b.rawO); err != nil {
+				if err := readTensor(a.orig, ot, off, b.rawO); err != nil {
 					return err
 				}
 				if err := quantize.Decode(ot.Type, b.before, b.rawO); err != nil {
-					return fmt.Errorf("audit: %s: tensor %s: %w", a.o.Path, ot.Name, err)
+					return fmt.Errorf("audit: %s: tensor %s: %w", a.orig.Path, ot.Name, err)
 				}
 				fn(b.before)
 			}

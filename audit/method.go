@@ -31,70 +31,70 @@ type methodInfo struct {
 // returns what they say.
 func (a *auditor) checkMethod() methodInfo {
 	r := a.r
-	var mi methodInfo
+	var labels methodInfo
 	version, hasVersion := a.u64("version")
 	name, hasMethod := a.str("method")
 	modeS, hasMode := a.str("mode")
 	if hasMode {
 		switch modeS {
 		case "natural":
-			mi.mode = kernel.Natural
+			labels.mode = kernel.Natural
 		case "sparsity":
-			mi.mode = kernel.Sparsity
+			labels.mode = kernel.Sparsity
 		default:
 			r.disagree(errata.KeyPrefix+"mode", "", modeS, "natural or sparsity", BasisFile)
 			hasMode = false
 		}
 	}
 	if !hasMethod {
-		return mi
+		return labels
 	}
 	m, known := method.Lookup(name)
 	if !known {
 		r.disagree(errata.KeyPrefix+"method", "", name, method.Names(nil), BasisFile)
-		return mi
+		return labels
 	}
-	mi.method = m
+	labels.method = m
 	r.check(Check{Key: errata.KeyPrefix + "method", Stored: name, Recounted: name, Status: StatusExact, Basis: BasisFile, Note: "a method prune writes; version, activation_aware, mode, importance and imatrix are checked against it"})
-	mi.ok = hasVersion && hasMode
+	labels.ok = hasVersion && hasMode
 	if hasVersion {
 		want := m.Version()
 		ck := Check{Key: errata.KeyPrefix + "version", Stored: fmt.Sprint(version), Recounted: fmt.Sprint(want), Status: statusOf(version == uint64(want)), Basis: BasisFile, Note: "the version prune writes for method " + name + " (0: a baseline that runs no Physarium kernel)"}
 		r.check(ck)
-		mi.ok = mi.ok && ck.Status == StatusExact
+		labels.ok = labels.ok && ck.Status == StatusExact
 		if aa, ok := a.get("activation_aware"); ok {
 			v, _ := aa.AsBool()
 			a.stringCheck("activation_aware", fmt.Sprint(v), fmt.Sprint(m.ActivationAware()), BasisFile)
 		}
 	}
-	if hasMode && m.Version() == 0 && mi.mode != kernel.Sparsity {
+	if hasMode && m.Version() == 0 && labels.mode != kernel.Sparsity {
 		r.disagree(errata.KeyPrefix+"mode", "", modeS, "sparsity (the "+name+" baseline runs in sparsity mode only)", BasisFile)
-		mi.ok = false
+		labels.ok = false
 	}
 	if imp, ok := a.str("importance"); ok && hasMode {
-		ranks := m.Ranks(mi.mode)
+		ranks := m.Ranks(labels.mode)
 		if len(ranks) == 0 {
 			ranks = []method.Rank{""}
 		}
 		want := make([]string, len(ranks))
 		for i, x := range ranks {
-			want[i] = m.Importance(method.Config{Params: kernel.Params{Mode: mi.mode}, Rank: x})
+			want[i] = m.Importance(method.Config{Params: kernel.Params{Mode: labels.mode}, Rank: x})
 		}
 		i := slices.Index(want, imp)
 		ck := Check{Key: errata.KeyPrefix + "importance", Stored: imp, Recounted: strings.Join(want, " | "), Status: statusOf(i >= 0), Basis: BasisFile, Note: "the formula prune writes for method " + name + " in " + modeS + " mode"}
 		if i >= 0 {
 			ck.Recounted = imp
-			mi.rank = ranks[i]
-			if mi.rank != "" {
-				ck.Note += ", rank " + string(mi.rank)
+			labels.rank = ranks[i]
+			if labels.rank != "" {
+				ck.Note += ", rank " + string(labels.rank)
 			}
 		}
 		r.check(ck)
-		mi.ok = mi.ok && i >= 0
+		labels.ok = labels.ok && i >= 0
 	}
 	a.checkImatrix(m)
-	mi.rule = m.Rule(method.Config{Params: kernel.Params{Mode: mi.mode}, Rank: mi.rank})
-	return mi
+	labels.rule = m.Rule(method.Config{Params: kernel.Params{Mode: labels.mode}, Rank: labels.rank})
+	return labels
 }
 
 // checkImatrix checks that physarium.imatrix is present exactly for the
@@ -104,7 +104,7 @@ func (a *auditor) checkImatrix(m method.Method) {
 	r := a.r
 	key := errata.KeyPrefix + "imatrix"
 	s, has := a.str("imatrix")
-	if _, present := a.f.KV(key); present && !has {
+	if _, present := a.file.KV(key); present && !has {
 		return // mistyped, reported by checkTypes
 	}
 	switch {

@@ -12,16 +12,16 @@ import (
 	"github.com/physarium/physarium-gguf/errata"
 	"github.com/physarium/physarium-gguf/gguf"
 	"github.com/physarium/physarium-gguf/kernel"
-	methodpkg "github.com/physarium/physarium-gguf/method"
+	"github.com/physarium/physarium-gguf/method"
 	"github.com/physarium/physarium-gguf/quantize"
 )
 
 // auditor carries one audit's state.
 type auditor struct {
-	ctx     context.Context
-	f, o, p *gguf.File // the file, the original, a control's pruned twin
-	chunk   int
-	r       *Report
+	ctx              context.Context
+	file, orig, twin *gguf.File // the file, the original (--against), a control's pruned twin (--pruned)
+	chunk            int
+	r                *Report
 	// storedKilled holds physarium.tensors.killed by tensor name.
 	storedKilled map[string]uint64
 
@@ -35,26 +35,76 @@ type auditor struct {
 	paramsErr error
 	params    kernel.Params
 	hasParams bool
-	// mi is what the stored method labels say (checkMethod).
-	mi   methodInfo
-	bufs passBuffers
+	// labels is what the stored method labels say (checkMethod).
+	labels methodInfo
+	bufs   passBuffers
 }
 
 var projection = regexp.MustCompile(errata.DefaultTargetPattern)
 
 func (a *auditor) basis() string {
-	if a.o != nil {
+	if a.orig != nil {
 		return BasisAgainst
 	}
 	return BasisFile
 }
 
+// run audits the file: what kind of file it is, every target tensor, the
+// non-targets and the structure against the original, and, for a pruned
+// file, every stored figure.
 func (a *auditor) run() error {
-	r, f := a.r, a.f
-	for _, t := range f.Tensors {
+	r := a.r
+	for _, t := range a.file.Tensors {
 		r.Weights.Model += t.Elements()
 	}
-	_, r.Pruned = f.KV(errata.KeyPrefix + "version")
+	if err := a.classify(); err != nil {
+		return err
+	}
+	if r.Pruned {
+		a.prepareReplay()
+	}
+	names := a.targetList()
+	if a.orig != nil {
+		a.compareStructure()
+		a.compareKVs()
+	}
+	targets := map[string]bool{}
+	for _, name := range names {
+		t, ok := a.file.Tensor(name)
+		if !ok || targets[name] {
+			continue // reported by storedNames
+		}
+		targets[name] = true
+		ta, err := a.auditTarget(t)
+		if err != nil {
+			return err
+		}
+		r.Tensors = append(r.Tensors, ta)
+	}
+	if a.orig != nil {
+		if err := a.compareNonTargets(targets); err != nil {
+			return err
+		}
+	}
+	a.totals()
+	if !r.Pruned {
+		return nil
+	}
+	a.checkKeys()
+	if a.twin != nil {
+		a.checkPrunedTwin()
+	}
+	if a.orig != nil {
+		return a.checkSource()
+	}
+	return nil
+}
+
+// classify says whether the file is a pruned file (it carries physarium.*
+// keys) and a control twin, and hashes the pruned twin of a control.
+func (a *auditor) classify() error {
+	r, f := a.r, a.file
+	_, r.Pruned = f.KV(errata.KeyPrefix + errata.KeyVersion)
 	if !r.Pruned {
 		for _, kv := range f.KVs {
 			if strings.HasPrefix(kv.Key, errata.KeyPrefix) {
@@ -63,81 +113,88 @@ func (a *auditor) run() error {
 			}
 		}
 	}
-	if kv, ok := f.KV(errata.KeyPrefix + "control"); ok {
+	if kv, ok := f.KV(errata.KeyPrefix + errata.KeyControl); ok {
 		v, isBool := kv.Value.AsBool()
 		a.control = isBool && v
 		r.Control = a.control
 		if !a.control {
-			r.disagree(errata.KeyPrefix+"control", "", valueText(kv.Value), "BOOL true (prune writes the key only into control twins)", BasisFile)
+			r.disagree(errata.KeyPrefix+errata.KeyControl, "", valueText(kv.Value), "BOOL true (prune writes the key only into control twins)", BasisFile)
 		}
 	}
-	if a.p != nil && !a.control {
+	if a.twin == nil {
+		return nil
+	}
+	if !a.control {
 		return fmt.Errorf("audit: %s is no control twin (no physarium.control = true): a pruned twin (--pruned) belongs to a control twin", f.Path)
 	}
-	if a.p != nil {
-		sum, err := fileSHA256(a.ctx, a.p)
-		if err != nil {
-			return err
-		}
-		r.PrunedTwinSHA256 = sum
+	sum, err := fileSHA256(a.ctx, a.twin)
+	if err != nil {
+		return err
 	}
-	if r.Pruned {
-		a.prepareReplay()
+	r.PrunedTwinSHA256 = sum
+	return nil
+}
+
+// targetList returns the names of the tensors to audit as targets: those
+// physarium.tensors.name lists in a pruned file, else every projection the
+// default pattern matches.
+func (a *auditor) targetList() []string {
+	if a.r.Pruned {
+		return a.storedNames()
 	}
 	var names []string
-	if r.Pruned {
-		names = a.storedNames()
-	} else {
-		for _, t := range f.Tensors {
-			if len(t.Shape) >= 2 && projection.MatchString(t.Name) {
-				names = append(names, t.Name)
-			}
+	for _, t := range a.file.Tensors {
+		if len(t.Shape) >= 2 && projection.MatchString(t.Name) {
+			names = append(names, t.Name)
 		}
 	}
-	if a.o != nil {
-		a.compareStructure()
-		a.compareKVs()
+	return names
+}
+
+// sameTensor returns the tensor of g named like t when it has t's type and
+// shape.
+func sameTensor(g *gguf.File, t gguf.TensorInfo) (*gguf.TensorInfo, bool) {
+	x, ok := g.Tensor(t.Name)
+	if !ok || x.Type != t.Type || !reflect.DeepEqual(x.Shape, t.Shape) {
+		return nil, false
 	}
-	targets := map[string]bool{}
-	for _, name := range names {
-		t, ok := f.Tensor(name)
-		if !ok || targets[name] {
-			continue // reported by storedNames
-		}
-		targets[name] = true
-		var ot *gguf.TensorInfo
-		if a.o != nil {
-			if x, ok := a.o.Tensor(name); ok && x.Type == t.Type && reflect.DeepEqual(x.Shape, t.Shape) {
-				ot = &x
-			}
-		}
-		s, err := scanTarget(a.ctx, f, a.o, t, ot, a.chunk)
-		if err != nil {
-			return err
-		}
-		ta := a.tensorAudit(t, s)
-		if ot != nil && (a.k != nil || a.magReplay || a.control) {
-			var pt *gguf.TensorInfo
-			if a.p != nil {
-				if x, ok := a.p.Tensor(name); ok && x.Type == t.Type && reflect.DeepEqual(x.Shape, t.Shape) {
-					pt = &x
-				} else {
-					r.disagree(errata.KeyPrefix+"control_of", name, "a target of the control twin", "missing from the pruned twin, or of another type or shape", BasisAgainst)
-				}
-			}
-			ps, err := a.walkTarget(t, *ot, pt, a.k)
-			if err != nil {
-				return err
-			}
-			ta.pass, ta.Replay, ta.Control = ps, ps.replay, ps.control
-		}
-		r.Tensors = append(r.Tensors, ta)
+	return &x, true
+}
+
+// auditTarget scans one target tensor and, with the original, walks it
+// band by band (the replay, a control's blocks).
+func (a *auditor) auditTarget(t gguf.TensorInfo) (TensorAudit, error) {
+	var orig *gguf.TensorInfo
+	if a.orig != nil {
+		orig, _ = sameTensor(a.orig, t)
 	}
-	if a.o != nil {
-		if err := a.compareNonTargets(targets); err != nil {
-			return err
+	s, err := scanTarget(a.ctx, a.file, a.orig, t, orig, a.chunk)
+	if err != nil {
+		return TensorAudit{}, err
+	}
+	ta := a.tensorAudit(t, s)
+	if orig == nil || a.k == nil && !a.magReplay && !a.control {
+		return ta, nil
+	}
+	var twin *gguf.TensorInfo
+	if a.twin != nil {
+		var ok bool
+		if twin, ok = sameTensor(a.twin, t); !ok {
+			a.r.disagree(errata.KeyPrefix+errata.KeyControlOf, t.Name, "a target of the control twin", "missing from the pruned twin, or of another type or shape", BasisAgainst)
 		}
 	}
+	walked, err := a.walkTarget(t, *orig, twin, a.k)
+	if err != nil {
+		return TensorAudit{}, err
+	}
+	ta.pass, ta.Replay, ta.Control = walked, walked.replay, walked.control
+	return ta, nil
+}
+
+// totals adds the targets' figures up: the denominators, the coverage and
+// the zeros.
+func (a *auditor) totals() {
+	r := a.r
 	r.TargetTensors = len(r.Tensors)
 	var zeros, zeroBefore, zeroed uint64
 	for _, t := range r.Tensors {
@@ -147,25 +204,13 @@ func (a *auditor) run() error {
 		zeroBefore += t.scan.zeroBefore
 		zeroed += t.scan.zeroed
 	}
-	r.Coverage = errata.NewRate(r.Weights.Processed, r.Weights.Target, "target")
-	r.Zeros = errata.NewRate(zeros, r.Weights.Target, "target")
-	r.ZerosOfModel = errata.NewRate(zeros, r.Weights.Model, "model")
-	if a.o != nil {
-		zb, zd := errata.NewRate(zeroBefore, r.Weights.Target, "target"), errata.NewRate(zeroed, r.Weights.Target, "target")
+	r.Coverage = errata.NewRate(r.Weights.Processed, r.Weights.Target, errata.OfTarget)
+	r.Zeros = errata.NewRate(zeros, r.Weights.Target, errata.OfTarget)
+	r.ZerosOfModel = errata.NewRate(zeros, r.Weights.Model, errata.OfModel)
+	if a.orig != nil {
+		zb, zd := errata.NewRate(zeroBefore, r.Weights.Target, errata.OfTarget), errata.NewRate(zeroed, r.Weights.Target, errata.OfTarget)
 		r.ZeroBefore, r.Zeroed = &zb, &zd
 	}
-	if r.Pruned {
-		a.checkKeys()
-		if a.p != nil {
-			a.checkPrunedTwin()
-		}
-		if a.o != nil {
-			if err := a.checkSource(); err != nil {
-				return err
-			}
-		}
-	}
-	return nil
 }
 
 // zeroCode names the zero behaviour of a type.
@@ -209,7 +254,7 @@ func (a *auditor) tensorAudit(t gguf.TensorInfo, s scan) TensorAudit {
 // compareStructure checks that the file has the original's tensors, in the
 // same order, with the same types and shapes.
 func (a *auditor) compareStructure() {
-	f, o := a.f, a.o
+	f, o := a.file, a.orig
 	before := len(a.r.Disagreements)
 	for _, ot := range o.Tensors {
 		t, ok := f.Tensor(ot.Name)
@@ -250,10 +295,10 @@ func (a *auditor) compareKVs() {
 		}
 		return out
 	}
-	fk, ok := plain(a.f.KVs), plain(a.o.KVs)
+	fk, ok := plain(a.file.KVs), plain(a.orig.KVs)
 	before := len(a.r.Disagreements)
 	for _, kv := range ok {
-		got, present := a.f.KV(kv.Key)
+		got, present := a.file.KV(kv.Key)
 		switch {
 		case !present:
 			a.r.disagree(kv.Key, "", "missing", valueText(kv.Value)+" in the original", BasisAgainst)
@@ -262,7 +307,7 @@ func (a *auditor) compareKVs() {
 		}
 	}
 	for _, kv := range fk {
-		if _, present := a.o.KV(kv.Key); !present {
+		if _, present := a.orig.KV(kv.Key); !present {
 			a.r.disagree(kv.Key, "", valueText(kv.Value), "not in the original", BasisAgainst)
 		}
 	}
@@ -280,13 +325,13 @@ func (a *auditor) compareKVs() {
 // compareNonTargets checks every tensor that is not a target byte for byte.
 func (a *auditor) compareNonTargets(targets map[string]bool) error {
 	same, n := true, 0
-	for _, t := range a.f.Tensors {
-		ot, ok := a.o.Tensor(t.Name)
+	for _, t := range a.file.Tensors {
+		ot, ok := a.orig.Tensor(t.Name)
 		if targets[t.Name] || !ok || ot.Type != t.Type || !reflect.DeepEqual(ot.Shape, t.Shape) {
 			continue
 		}
 		n++
-		off, err := sameBytes(a.ctx, a.f, a.o, t, ot)
+		off, err := sameBytes(a.ctx, a.file, a.orig, t, ot)
 		if err != nil {
 			return err
 		}
@@ -371,23 +416,23 @@ func valueText(v gguf.Value) string {
 
 // checkSource checks that physarium.source names the original's sha256.
 func (a *auditor) checkSource() error {
-	sum, err := fileSHA256(a.ctx, a.o)
+	sum, err := fileSHA256(a.ctx, a.orig)
 	if err != nil {
 		return err
 	}
 	a.r.AgainstSHA256 = sum
 	key := errata.KeyPrefix + "source"
-	kv, ok := a.f.KV(key)
+	kv, ok := a.file.KV(key)
 	if !ok {
 		return nil // reported as a missing key
 	}
 	s, _ := kv.Value.AsString()
 	name, hash, found := strings.Cut(s, " sha256:")
-	want := filepath.Base(a.o.Path) + " sha256:" + sum
+	want := filepath.Base(a.orig.Path) + " sha256:" + sum
 	switch {
 	case !found || hash != sum:
 		a.r.disagree(key, "", s, want, BasisAgainst)
-	case name != filepath.Base(a.o.Path):
+	case name != filepath.Base(a.orig.Path):
 		a.r.check(Check{Key: key, Stored: s, Recounted: want, Status: StatusExact, Basis: BasisAgainst, Note: "the sha256 matches; the original has been renamed since"})
 	default:
 		a.r.check(Check{Key: key, Stored: s, Recounted: want, Status: StatusExact, Basis: BasisAgainst})
@@ -400,11 +445,11 @@ func (a *auditor) checkSource() error {
 func (a *auditor) prepareReplay() {
 	ri := &a.r.Replay
 	version, _ := a.u64("version")
-	method, _ := a.str("method")
+	name, _ := a.str("method")
 	imp, _ := a.str("importance")
 	params, hasParams := a.str("params")
 	mode, _ := a.str("mode")
-	replay := a.replayKind(version, method, imp, mode)
+	replay := a.replayKind(version, name, imp, mode)
 	if hasParams {
 		p, err := ParseParams(params, mode)
 		switch {
@@ -419,15 +464,15 @@ func (a *auditor) prepareReplay() {
 	switch {
 	case a.noReplay:
 		ri.Reason = "skipped (--no-replay)"
-	case replay == methodpkg.ReplayNone:
-		ri.Reason = notReplayable(version, method, imp, a.control)
+	case replay == method.ReplayNone:
+		ri.Reason = notReplayable(version, name, imp, a.control)
 	case !hasParams:
 		ri.Reason = "physarium.params missing"
 	case a.paramsErr != nil:
 		ri.Reason = "physarium.params unusable: " + a.paramsErr.Error()
-	case a.o == nil:
+	case a.orig == nil:
 		ri.Reason = "needs the original (--against)"
-	case replay == methodpkg.ReplayMagnitude:
+	case replay == method.ReplayMagnitude:
 		a.magReplay = true
 		ri.Ran, ri.Kernel, ri.Params = true, "none (magnitude baseline: per matrix, the round(s*n) smallest |w|, zeros first, ties by index)", params
 	default:
@@ -444,27 +489,27 @@ func (a *auditor) prepareReplay() {
 // replayKind is how the file's kills can be replayed: the stored method's
 // Replay, when the stored version, importance and mode are what prune
 // writes for it.
-func (a *auditor) replayKind(version uint64, name, imp, mode string) methodpkg.Replay {
-	m, ok := methodpkg.Lookup(name)
+func (a *auditor) replayKind(version uint64, name, imp, mode string) method.Replay {
+	m, ok := method.Lookup(name)
 	if !ok {
-		return methodpkg.ReplayNone
+		return method.ReplayNone
 	}
-	cfg := methodpkg.Config{}
+	cfg := method.Config{}
 	if mode == "sparsity" {
 		cfg.Params.Mode = kernel.Sparsity
 	}
 	if version != uint64(m.Version()) || imp != m.Importance(cfg) || m.Validate(cfg) != nil {
-		return methodpkg.ReplayNone
+		return method.ReplayNone
 	}
 	return m.Replay(a.control)
 }
 
 // notReplayable says why a file is not verifiable by replay.
-func notReplayable(version uint64, method, imp string, control bool) string {
-	if m, ok := methodpkg.Lookup(method); ok {
+func notReplayable(version uint64, name, imp string, control bool) string {
+	if m, ok := method.Lookup(name); ok {
 		if why := m.NotReplayed(control, imp); why != "" {
-			return fmt.Sprintf("not verifiable by replay: physarium.version %d, method %q: ", version, method) + why
+			return fmt.Sprintf("not verifiable by replay: physarium.version %d, method %q: ", version, name) + why
 		}
 	}
-	return fmt.Sprintf("not verifiable by replay: physarium.version %d, method %q, importance %q: only version 1 magnitude-flow (|w|) is replayed; other methods need inputs the audit is not given (an imatrix)", version, method, imp)
+	return fmt.Sprintf("not verifiable by replay: physarium.version %d, method %q, importance %q: only version 1 magnitude-flow (|w|) is replayed; other methods need inputs the audit is not given (an imatrix)", version, name, imp)
 }

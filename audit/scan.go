@@ -36,6 +36,9 @@ type scan struct {
 	// (row-major, ceil(ne[0]/256) segments a row) of a matrix tensor, for
 	// the sparsity-mode count rules (ruleKills).
 	segZeros []uint16
+	// rowLen and segs are the row length and 256-column segments a row
+	// of segZeros (0 when the tensor is no matrix).
+	rowLen, segs uint64
 }
 
 // scanTarget decodes a target tensor of f (and, when ot is given, the same
@@ -51,31 +54,20 @@ func scanTarget(ctx context.Context, f, o *gguf.File, t gguf.TensorInfo, ot *ggu
 	nBlocks := t.Elements() / uint64(bs)
 	s.blocks = nBlocks
 	per := max(1, chunk/bs) // blocks per chunk
-	rawF := make([]byte, per*bb)
-	valsF := make([]float32, per*bs)
-	var rawO []byte
-	var valsO []float32
-	rowLen, segs := uint64(0), uint64(0)
+	file := chunkReader{f: f, t: t, raw: make([]byte, per*bb), vals: make([]float32, per*bs)}
+	var orig chunkReader
 	if ot != nil {
-		rawO = make([]byte, per*bb)
-		valsO = make([]float32, per*bs)
-		if len(t.Shape) >= 2 && t.Shape[0] > 0 {
-			rowLen = t.Shape[0]
-			segs = (rowLen + errata.TileSize - 1) / errata.TileSize
-			s.segZeros = make([]uint16, t.Elements()/rowLen*segs)
-		}
+		orig = chunkReader{f: o, t: *ot, raw: make([]byte, per*bb), vals: make([]float32, per*bs)}
+		s.segments(t)
 	}
 	for b0 := uint64(0); b0 < nBlocks; b0 += uint64(per) {
 		if err := ctx.Err(); err != nil {
 			return s, err
 		}
 		n := int(min(uint64(per), nBlocks-b0))
-		rf, vf := rawF[:n*bb], valsF[:n*bs]
-		if err := readTensor(f, t, b0*uint64(bb), rf); err != nil {
+		rf, vf, err := file.read(b0, n, bs, bb)
+		if err != nil {
 			return s, err
-		}
-		if err := quantize.Decode(t.Type, vf, rf); err != nil {
-			return s, fmt.Errorf("audit: %s: tensor %s: %w", f.Path, t.Name, err)
 		}
 		if ot == nil {
 			for _, v := range vf {
@@ -85,51 +77,14 @@ func scanTarget(ctx context.Context, f, o *gguf.File, t gguf.TensorInfo, ot *ggu
 			}
 			continue
 		}
-		ro, vo := rawO[:n*bb], valsO[:n*bs]
-		if err := readTensor(o, *ot, b0*uint64(bb), ro); err != nil {
+		ro, vo, err := orig.read(b0, n, bs, bb)
+		if err != nil {
 			return s, err
 		}
-		if err := quantize.Decode(t.Type, vo, ro); err != nil {
-			return s, fmt.Errorf("audit: %s: tensor %s: %w", o.Path, t.Name, err)
-		}
-		for blk := 0; blk < n; blk++ {
+		for blk := range n {
 			changed := !bytes.Equal(rf[blk*bb:(blk+1)*bb], ro[blk*bb:(blk+1)*bb])
-			madeZero := false
-			for k := blk * bs; k < (blk+1)*bs; k++ {
-				a, b := vo[k], vf[k]
-				elem := int64((b0+uint64(blk))*uint64(bs)) + int64(k-blk*bs)
-				if b == 0 {
-					s.zeros++
-				}
-				if a == 0 {
-					s.zeroBefore++
-					if segs > 0 {
-						e := uint64(elem)
-						s.segZeros[e/rowLen*segs+e%rowLen/errata.TileSize]++
-					}
-					if b != 0 {
-						s.lostZero++
-						if s.firstLost < 0 {
-							s.firstLost = elem
-						}
-					}
-				} else if b == 0 {
-					s.zeroed++
-					madeZero = true
-				}
-				if math.Float32bits(a) != math.Float32bits(b) {
-					s.changedWeights++
-					if !(a != 0 && b == 0) {
-						s.notKill++
-						if s.firstNotKill < 0 {
-							s.firstNotKill = elem
-						}
-					}
-				}
-				if changed && a != 0 {
-					s.nonzeroChanged++
-				}
-			}
+			lo, hi := blk*bs, (blk+1)*bs
+			madeZero := s.compare(vo[lo:hi], vf[lo:hi], int64((b0+uint64(blk))*uint64(bs)), changed)
 			if changed {
 				s.changedBlocks++
 				if !madeZero {
@@ -142,6 +97,80 @@ func scanTarget(ctx context.Context, f, o *gguf.File, t gguf.TensorInfo, ot *ggu
 		}
 	}
 	return s, nil
+}
+
+// chunkReader reads and decodes runs of whole blocks of one tensor.
+type chunkReader struct {
+	f    *gguf.File
+	t    gguf.TensorInfo
+	raw  []byte
+	vals []float32
+}
+
+// read returns the bytes and values of the n blocks from block b0 on
+// (blocks of bs weights in bb bytes).
+func (c *chunkReader) read(b0 uint64, n, bs, bb int) ([]byte, []float32, error) {
+	raw, vals := c.raw[:n*bb], c.vals[:n*bs]
+	if err := readTensor(c.f, c.t, b0*uint64(bb), raw); err != nil {
+		return nil, nil, err
+	}
+	if err := quantize.Decode(c.t.Type, vals, raw); err != nil {
+		return nil, nil, fmt.Errorf("audit: %s: tensor %s: %w", c.f.Path, c.t.Name, err)
+	}
+	return raw, vals, nil
+}
+
+// segments sizes segZeros for tensor t when it is a matrix.
+func (s *scan) segments(t gguf.TensorInfo) {
+	if len(t.Shape) < 2 || t.Shape[0] == 0 {
+		return
+	}
+	s.rowLen = t.Shape[0]
+	s.segs = (s.rowLen + errata.TileSize - 1) / errata.TileSize
+	s.segZeros = make([]uint16, t.Elements()/s.rowLen*s.segs)
+}
+
+// compare counts one block: before holds the original's values, after the
+// file's, elem0 is the block's first element in the tensor and changed
+// says whether its bytes differ. It reports whether a weight non-zero in
+// the original reads zero now.
+func (s *scan) compare(before, after []float32, elem0 int64, changed bool) (madeZero bool) {
+	for k, a := range before {
+		b := after[k]
+		elem := elem0 + int64(k)
+		if b == 0 {
+			s.zeros++
+		}
+		if a == 0 {
+			s.zeroBefore++
+			if s.segs > 0 {
+				e := uint64(elem)
+				s.segZeros[e/s.rowLen*s.segs+e%s.rowLen/errata.TileSize]++
+			}
+			if b != 0 {
+				s.lostZero++
+				if s.firstLost < 0 {
+					s.firstLost = elem
+				}
+			}
+		} else if b == 0 {
+			s.zeroed++
+			madeZero = true
+		}
+		if math.Float32bits(a) != math.Float32bits(b) {
+			s.changedWeights++
+			if !(a != 0 && b == 0) {
+				s.notKill++
+				if s.firstNotKill < 0 {
+					s.firstNotKill = elem
+				}
+			}
+		}
+		if changed && a != 0 {
+			s.nonzeroChanged++
+		}
+	}
+	return madeZero
 }
 
 // readTensor reads len(p) bytes of tensor t's data starting at off.

@@ -70,7 +70,7 @@ func attachImatrix(plans []tensorPlan, m *imatrix.Matrix, fallback bool, r *Repo
 			r.ImatrixMissing = append(r.ImatrixMissing, p.info.Name)
 			continue
 		}
-		a, err := e.Scales(p.row, p.mats)
+		a, err := e.Scales(p.rowLen, p.mats)
 		if err != nil {
 			return fmt.Errorf("prune: %s: tensor %s: %w", m.Path, p.info.Name, err)
 		}
@@ -101,11 +101,11 @@ func prepareTargets(ctx context.Context, f *gguf.File, plans []tensorPlan, m met
 		if !p.target {
 			continue
 		}
-		t := method.Tensor{Name: p.info.Name, Cols: p.row, Rows: p.rows, Matrices: p.mats}
+		t := method.Tensor{Name: p.info.Name, Cols: p.rowLen, Rows: p.matrixRows, Matrices: p.mats}
 		t.ReadBand = func(b int, dst []float32) ([]float32, error) {
 			row0, rows := p.band(b)
 			raw = grow(raw, rows*p.rowBytes)
-			dst = grow(dst, rows*p.row)
+			dst = grow(dst, rows*p.rowLen)
 			off := f.DataOffset + int64(p.info.Offset) + int64(row0)*int64(p.rowBytes)
 			if _, err := f.ReadAt(raw, off); err != nil {
 				return nil, fmt.Errorf("prune: %s: tensor %s: read rows %d-%d: %w", f.Path, p.info.Name, row0, row0+rows-1, err)
@@ -129,6 +129,6 @@ func (p *tensorPlan) matrixAct(row0 int) []float32 {
 	if p.act == nil {
 		return nil
 	}
-	m := row0 / p.rows
-	return p.act[m*p.row : (m+1)*p.row]
+	m := row0 / p.matrixRows
+	return p.act[m*p.rowLen : (m+1)*p.rowLen]
 }

@@ -359,148 +359,192 @@ func samePath(a, b string) bool {
 	return err1 == nil && err2 == nil && os.SameFile(sa, sb)
 }
 
-// run streams every tensor's data, in file order, to data: copies of the
-// non-target tensors and the pruned bands of the targets, processed by the
-// workers concurrently and written back in order.
+// run streams every tensor's data, in file order, to the sinks: copies of
+// the non-target tensors and the pruned bands of the targets, processed by
+// the workers concurrently and written back in order.
 //
 // run returns only when every goroutine it started has finished, so that
 // the caller may close f (unmap it) at once.
 //
 // The producer reads every byte of tensor data once, in file order: each
 // target band, and the copied tensors in chunks of copyChunk bytes, which
-// pass the workers untouched. When ih is set, a goroutine of its own hashes
-// them in the same order, behind the producer, so that reading is never
-// held up by hashing: a worker waits for its band to be hashed only before
-// the surgery changes its bytes, and the writer before it gives the bytes
-// back to the pool.
-func run(ctx context.Context, f *gguf.File, plans []tensorPlan, workers []*worker, r *Report, sinks []*gguf.Writer, ih *inputHash, progress func(Progress)) error {
+// pass the workers untouched. When hash is set, a goroutine of its own
+// hashes them in the same order, behind the producer, so that reading is
+// never held up by hashing: a worker waits for its band to be hashed only
+// before the surgery changes its bytes, and the writer before it gives the
+// bytes back to the pool.
+func run(ctx context.Context, f *gguf.File, plans []tensorPlan, workers []*worker, r *Report, sinks []*gguf.Writer, hash *inputHash, progress func(Progress)) error {
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	decoders := decodersFor(len(workers))
 	inflight := jobsInFlight(plans, len(workers)+decoders)
-	free := make(chan *jobBuffers, inflight)
-	for i := 0; i < inflight; i++ {
-		free <- &jobBuffers{}
+	pl := &pipeline{
+		f: f, plans: plans, hash: hash, cancel: cancel,
+		free:    make(chan *jobBuffers, inflight),
+		jobs:    make(chan *bandJob),
+		decoded: make(chan *bandJob),
+		done:    make(chan *bandJob, inflight),
+		hashq:   make(chan *bandJob, inflight), // never full: each job in it holds a buffer
+		hashed:  make(chan struct{}),
 	}
-	jobs := make(chan *bandJob)
-	decoded := make(chan *bandJob)
-	done := make(chan *bandJob, inflight)
-	hashq := make(chan *bandJob, inflight) // never full: each job in it holds a buffer
-	// Each job's bytes are read into memory in the phase of their place in
-	// the output, so that the writer can send them to disk uncopied.
-	align, outBase := 1, make([]int64, len(plans))
-	if len(sinks) > 0 {
-		align = sinks[0].DirectAlign()
-		for i, t := range sinks[0].Tensors() {
-			outBase[i] = int64(sinks[0].DataOffset() + t.Offset)
-		}
+	for range inflight {
+		pl.free <- &jobBuffers{}
 	}
-	// Decoders beside the workers, so that the decoding of one band
-	// overlaps the kernel of another wherever a CPU is free for it.
-	fail := func(j *bandJob, err error) {
-		j.err = fmt.Errorf("prune: %s: tensor %s: %w", f.Path, plans[j.tensor].info.Name, err)
-	}
-	var dwg, wg sync.WaitGroup
-	for range decoders {
-		dwg.Add(1)
-		go func() {
-			defer dwg.Done()
-			for j := range jobs {
-				if plans[j.tensor].target && j.err == nil {
-					if err := decodeJob(&plans[j.tensor], j); err != nil {
-						fail(j, err)
-					}
-				}
-				decoded <- j
-			}
-		}()
-	}
-	go func() { dwg.Wait(); close(decoded) }()
-	for _, w := range workers {
-		wg.Add(1)
-		go func(w *worker) {
-			defer wg.Done()
-			for j := range decoded {
-				if plans[j.tensor].target && j.err == nil {
-					if err := w.process(j); err != nil {
-						fail(j, err)
-					}
-				}
-				done <- j
-			}
-		}(w)
-	}
-	// The hasher stops at its first error; when that is not the run being
-	// stopped, it is the run's error.
-	var hashErr error
-	hashed := make(chan struct{})
-	go func() {
-		defer close(hashed)
-		stopped := false
-		for j := range hashq {
-			if !stopped {
-				if err := ih.add(ctx, j.bufs.raw, j.off); err != nil {
-					stopped = true
-					if ctx.Err() == nil {
-						hashErr = err
-						cancel()
-					}
-				}
-			}
-			close(j.hashed)
-		}
-	}()
-	// The producer hands out jobs in order; a buffer is taken before a job
-	// is sent and returned by the writer, which bounds memory.
-	go func() {
-		defer close(hashq)
-		defer close(jobs)
-		seq := 0
-		for ti := range plans {
-			p := &plans[ti]
-			for b := 0; b < p.jobs(); b++ {
-				var bufs *jobBuffers
-				select {
-				case bufs = <-free:
-				case <-ctx.Done():
-					return
-				}
-				j := &bandJob{seq: seq, tensor: ti, band: b, bufs: bufs}
-				// After the sends, j belongs to a worker and the hasher:
-				// the producer keeps its own copy of the read error.
-				failed := readJob(f, p, j, outBase[ti], align)
-				if failed != nil {
-					fail(j, failed)
-				} else if ih != nil {
-					j.hashed = make(chan struct{})
-					hashq <- j
-				}
-				seq++
-				select {
-				case jobs <- j:
-				case <-ctx.Done():
-					return
-				}
-				if failed != nil {
-					return
-				}
-			}
-		}
-	}()
-	go func() { wg.Wait(); close(done) }()
-
-	err := writeOrdered(ctx, f, plans, r, sinks, done, free, progress)
+	pl.placeInOutput(sinks)
+	pl.startDecoders(decoders)
+	pl.startWorkers(workers)
+	go pl.hasher(ctx)
+	go pl.produce(ctx)
+	err := writeOrdered(ctx, f, plans, r, sinks, pl.done, pl.free, progress)
 	if err != nil {
 		// Stop the producer and wait for the workers: they read f.
 		cancel()
-		for range done {
+		for range pl.done {
 		}
 	}
-	<-hashed
-	if hashErr != nil {
-		return hashErr
+	<-pl.hashed
+	if pl.hashErr != nil {
+		return pl.hashErr
 	}
 	return err
+}
+
+// pipeline is the state of one run: its stages pass jobs through the
+// channels, from the producer to the decoders, the workers and the writer,
+// and the job buffers back through free.
+type pipeline struct {
+	f      *gguf.File
+	plans  []tensorPlan
+	hash   *inputHash // hashes the bytes the producer reads, or nil
+	cancel context.CancelFunc
+	// align and outBase place each job's bytes in memory in the phase of
+	// their place in the output (see gguf.Writer.DirectAlign), so that the
+	// writer can send them to disk uncopied.
+	align   int
+	outBase []int64
+	free    chan *jobBuffers
+	jobs    chan *bandJob // producer -> decoders
+	decoded chan *bandJob // decoders -> workers
+	done    chan *bandJob // workers -> writer
+	hashq   chan *bandJob // producer -> hasher
+	hashed  chan struct{} // closed when the hasher is done
+	hashErr error         // the hasher's error, when the run was not stopped
+}
+
+// placeInOutput sets the output offsets of the tensors' data.
+func (pl *pipeline) placeInOutput(sinks []*gguf.Writer) {
+	pl.align, pl.outBase = 1, make([]int64, len(pl.plans))
+	if len(sinks) == 0 {
+		return
+	}
+	pl.align = sinks[0].DirectAlign()
+	for i, t := range sinks[0].Tensors() {
+		pl.outBase[i] = int64(sinks[0].DataOffset() + t.Offset)
+	}
+}
+
+// fail records err as job j's error, naming the file and tensor.
+func (pl *pipeline) fail(j *bandJob, err error) {
+	j.err = fmt.Errorf("prune: %s: tensor %s: %w", pl.f.Path, pl.plans[j.tensor].info.Name, err)
+}
+
+// startDecoders starts the decoders, beside the workers, so that the
+// decoding of one band overlaps the kernel of another wherever a CPU is
+// free for it; decoded is closed when they are done.
+func (pl *pipeline) startDecoders(n int) {
+	var wg sync.WaitGroup
+	for range n {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for j := range pl.jobs {
+				if pl.plans[j.tensor].target && j.err == nil {
+					if err := decodeJob(&pl.plans[j.tensor], j); err != nil {
+						pl.fail(j, err)
+					}
+				}
+				pl.decoded <- j
+			}
+		}()
+	}
+	go func() { wg.Wait(); close(pl.decoded) }()
+}
+
+// startWorkers starts the workers; done is closed when they are done.
+func (pl *pipeline) startWorkers(workers []*worker) {
+	var wg sync.WaitGroup
+	for _, w := range workers {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for j := range pl.decoded {
+				if pl.plans[j.tensor].target && j.err == nil {
+					if err := w.process(j); err != nil {
+						pl.fail(j, err)
+					}
+				}
+				pl.done <- j
+			}
+		}()
+	}
+	go func() { wg.Wait(); close(pl.done) }()
+}
+
+// hasher hashes the jobs' bytes in order. It stops at its first error;
+// when that is not the run being stopped, it is the run's error.
+func (pl *pipeline) hasher(ctx context.Context) {
+	defer close(pl.hashed)
+	stopped := false
+	for j := range pl.hashq {
+		if !stopped {
+			if err := pl.hash.add(ctx, j.bufs.raw, j.off); err != nil {
+				stopped = true
+				if ctx.Err() == nil {
+					pl.hashErr = err
+					pl.cancel()
+				}
+			}
+		}
+		close(j.hashed)
+	}
+}
+
+// produce hands out the jobs in order; a buffer is taken before a job is
+// sent and returned by the writer, which bounds memory.
+func (pl *pipeline) produce(ctx context.Context) {
+	defer close(pl.hashq)
+	defer close(pl.jobs)
+	seq := 0
+	for ti := range pl.plans {
+		p := &pl.plans[ti]
+		for b := range p.jobs() {
+			var bufs *jobBuffers
+			select {
+			case bufs = <-pl.free:
+			case <-ctx.Done():
+				return
+			}
+			j := &bandJob{seq: seq, tensor: ti, band: b, bufs: bufs}
+			// After the sends, j belongs to a worker and the hasher: the
+			// producer keeps its own copy of the read error.
+			failed := readJob(pl.f, p, j, pl.outBase[ti], pl.align)
+			if failed != nil {
+				pl.fail(j, failed)
+			} else if pl.hash != nil {
+				j.hashed = make(chan struct{})
+				pl.hashq <- j
+			}
+			seq++
+			select {
+			case pl.jobs <- j:
+			case <-ctx.Done():
+				return
+			}
+			if failed != nil {
+				return
+			}
+		}
+	}
 }
 
 // decodersFor is the number of decoders beside the given number of
@@ -520,8 +564,8 @@ func jobsInFlight(plans []tensorPlan, holders int) int {
 		p := &plans[i]
 		n := int(min(copyChunk, p.info.Bytes()))
 		if p.target {
-			band := min(errata.TileSize, p.rows)
-			n = band*p.rowBytes + band*p.row*4 // stored and decoded
+			band := min(errata.TileSize, p.matrixRows)
+			n = band*p.rowBytes + band*p.rowLen*4 // stored and decoded
 		}
 		largest = max(largest, n)
 	}

@@ -79,7 +79,7 @@ func TestStages(t *testing.T) {
 		// kill and decode it again to measure it).
 		b := &w.buf
 		runTiles(t, b, p, rows, k)
-		n := rows * p.row
+		n := rows * p.rowLen
 		w.plans = []tensorPlan{*p}
 		j := &bandJob{bufs: jb}
 		s := time.Now()
@@ -117,11 +117,11 @@ func TestStages(t *testing.T) {
 // which write the band's mask (b.mask), as prune runs it.
 func runTiles(t *testing.T, b *bandBuffers, p *tensorPlan, rows int, k *kernel.Kernel) {
 	var tiles []kernel.Tile
-	n := rows * p.row
+	n := rows * p.rowLen
 	b.mask = grow(b.mask, n)
-	for c0 := 0; c0 < p.row; c0 += errata.TileSize {
-		cols := min(errata.TileSize, p.row-c0)
-		tiles = append(tiles, kernel.Tile{W: b.before[c0:], Rows: rows, Cols: cols, Stride: p.row, Mask: b.mask[c0:n], MaskStride: p.row})
+	for c0 := 0; c0 < p.rowLen; c0 += errata.TileSize {
+		cols := min(errata.TileSize, p.rowLen-c0)
+		tiles = append(tiles, kernel.Tile{W: b.before[c0:], Rows: rows, Cols: cols, Stride: p.rowLen, Mask: b.mask[c0:n], MaskStride: p.rowLen})
 	}
 	if err := k.Run(tiles); err != nil {
 		t.Error(err)
@@ -213,7 +213,7 @@ func overBands(t *testing.T, f *gguf.File, plans []tensorPlan, threads int, stag
 			for j := range jobs {
 				p := &plans[j.p]
 				row0, rows := p.band(j.b)
-				n := rows * p.row
+				n := rows * p.rowLen
 				jb.raw = grow(jb.raw, rows*p.rowBytes)
 				f.ReadAt(jb.raw, f.DataOffset+int64(p.info.Offset)+int64(row0)*int64(p.rowBytes))
 				w.buf.before = grow(w.buf.before, n)
