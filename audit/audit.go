@@ -236,6 +236,9 @@ type Report struct {
 	Tensors       []TensorAudit  `json:"tensors"`
 	Checks        []Check        `json:"checks"`
 	Disagreements []Disagreement `json:"disagreements"`
+	// NonfiniteCopied counts the NaN and infinite values of the tensors
+	// that are not targets, over the model's weights (pruned files only).
+	NonfiniteCopied *errata.Rate `json:"nonfinite_copied,omitempty"`
 	// Verdict is "agree" or "disagree".
 	Verdict string `json:"verdict"`
 }

@@ -131,6 +131,7 @@ func (a *auditor) checkKeys() {
 	r.Mode, _ = a.str("mode")
 	a.checkLabels()
 	a.checkDenominators()
+	a.checkNonfinite()
 	if a.control {
 		a.checkControl()
 		return
@@ -212,6 +213,20 @@ func (a *auditor) checkDenominators() {
 	a.figure("weights.processed", "", proc, ok, r.Weights.Processed, BasisFile, "recounted from the shapes with non-overlapping 256x256 tiles per matrix")
 	mdl, ok := a.u64("weights.model")
 	a.figure("weights.model", "", mdl, ok, r.Weights.Model, BasisFile, "every element of every tensor")
+}
+
+// checkNonfinite checks physarium.nonfinite_copied, which prune writes when
+// tensors that are not targets hold NaN or infinite values.
+func (a *auditor) checkNonfinite() {
+	key := errata.KeyPrefix + errata.KeyNonfinite
+	stored, has := a.u64(errata.KeyNonfinite)
+	_, present := a.file.KV(key)
+	switch {
+	case has:
+		a.figure(errata.KeyNonfinite, "", stored, true, a.nonfinite, BasisFile, "NaN and infinite values of the tensors that are not targets")
+	case !present && a.nonfinite > 0:
+		a.r.disagree(key, "", "missing", fmt.Sprintf("a UINT64: %d NaN or infinite values in tensors that are not targets", a.nonfinite), BasisFile)
+	}
 }
 
 // killFigures are the stored kill figures of a pruned file and what the

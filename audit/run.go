@@ -35,6 +35,9 @@ type auditor struct {
 	paramsErr error
 	params    kernel.Params
 	hasParams bool
+	// nonfinite counts the NaN and infinite values of the tensors that
+	// are not targets (countNonfinite).
+	nonfinite uint64
 	// labels is what the stored method labels say (checkMethod).
 	labels methodInfo
 	bufs   passBuffers
@@ -89,6 +92,9 @@ func (a *auditor) run() error {
 	a.totals()
 	if !r.Pruned {
 		return nil
+	}
+	if err := a.countNonfinite(targets); err != nil {
+		return err
 	}
 	a.checkKeys()
 	if a.twin != nil {

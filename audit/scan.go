@@ -236,3 +236,36 @@ func fileSHA256(ctx context.Context, f *gguf.File) (string, error) {
 	}
 	return hex.EncodeToString(h.Sum(nil)), nil
 }
+
+// countNonfinite counts the NaN and infinite values of the file's tensors
+// that are not targets (those of a type that can be decoded), which prune
+// copies byte for byte, and their rate over the model's weights.
+func (a *auditor) countNonfinite(targets map[string]bool) error {
+	for _, t := range a.file.Tensors {
+		ti, ok := t.Type.Info()
+		if targets[t.Name] || !ok || !quantize.CanDecode(t.Type) {
+			continue
+		}
+		bs, bb := ti.BlockSize, ti.BlockBytes
+		blocks := t.Elements() / uint64(bs)
+		per := int(max(1, min(uint64(a.chunk/bs), blocks)))
+		c := chunkReader{f: a.file, t: t, raw: make([]byte, per*bb), vals: make([]float32, per*bs)}
+		for b0 := uint64(0); b0 < blocks; b0 += uint64(per) {
+			if err := a.ctx.Err(); err != nil {
+				return err
+			}
+			_, vals, err := c.read(b0, int(min(uint64(per), blocks-b0)), bs, bb)
+			if err != nil {
+				return err
+			}
+			for _, v := range vals {
+				if math.IsNaN(float64(v)) || math.IsInf(float64(v), 0) {
+					a.nonfinite++
+				}
+			}
+		}
+	}
+	rate := errata.NewRate(a.nonfinite, a.r.Weights.Model, errata.OfModel)
+	a.r.NonfiniteCopied = &rate
+	return nil
+}

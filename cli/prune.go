@@ -269,6 +269,12 @@ func writeSummary(w io.Writer, r *prune.Report) {
 	for _, s := range r.Skipped {
 		fmt.Fprintf(w, "skipped:          %s (%s, %d weights): %s\n", s.Name, s.Type, s.Weights, s.Reason)
 	}
+	for _, t := range r.NonfiniteTensors {
+		fmt.Fprintf(w, "WARNING:          %s is not a target and holds %d NaN or infinite values, copied byte for byte\n", t.Name, t.Count)
+	}
+	if r.NonfiniteCopied.Numerator > 0 {
+		fmt.Fprintf(w, "non-finite copied: %s (physarium.nonfinite_copied)\n", r.NonfiniteCopied)
+	}
 	if len(r.Kinds) > 0 {
 		fmt.Fprintf(w, "per projection kind (kill rate over each tensor's weights):\n")
 		for _, k := range r.Kinds {

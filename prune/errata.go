@@ -49,6 +49,9 @@ func keyValues(r *Report) map[string]gguf.Value {
 		errata.KeySource:          gguf.String(r.Input + " sha256:" + r.InputSHA256),
 		errata.KeyErrata:          gguf.String(r.Errata),
 	}
+	if n := r.NonfiniteCopied.Numerator; n > 0 {
+		v[errata.KeyNonfinite] = gguf.Uint64(n)
+	}
 	if r.Imatrix != "" {
 		v[errata.KeyImatrix] = gguf.String(r.Imatrix)
 	}

@@ -450,16 +450,18 @@ func (pl *pipeline) fail(j *bandJob, err error) {
 
 // startDecoders starts the decoders, beside the workers, so that the
 // decoding of one band overlaps the kernel of another wherever a CPU is
-// free for it; decoded is closed when they are done.
+// free for it; they also count the NaN and infinities of the copied
+// tensors. decoded is closed when they are done.
 func (pl *pipeline) startDecoders(n int) {
 	var wg sync.WaitGroup
 	for range n {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
+			var nv nonfiniteValues
 			for j := range pl.jobs {
-				if pl.plans[j.tensor].target && j.err == nil {
-					if err := decodeJob(&pl.plans[j.tensor], j); err != nil {
+				if j.err == nil {
+					if err := pl.decode(j, &nv); err != nil {
 						pl.fail(j, err)
 					}
 				}
@@ -468,6 +470,18 @@ func (pl *pipeline) startDecoders(n int) {
 		}()
 	}
 	go func() { wg.Wait(); close(pl.decoded) }()
+}
+
+// decode decodes a target band for its worker, or counts the NaN and
+// infinite values of a piece of a copied tensor.
+func (pl *pipeline) decode(j *bandJob, nv *nonfiniteValues) error {
+	p := &pl.plans[j.tensor]
+	if p.target {
+		return decodeJob(p, j)
+	}
+	var err error
+	j.stats.nonfinite, err = nv.countCopied(pl.f, p, int64(j.band)*copyChunk, j.bufs.raw)
+	return err
 }
 
 // startWorkers starts the workers; done is closed when they are done.
@@ -641,6 +655,9 @@ func writeOrdered(ctx context.Context, f *gguf.File, plans []tensorPlan, r *Repo
 				}
 			}
 			written += int64(len(j.out))
+			if !p.target && j.stats.nonfinite > 0 {
+				r.addNonfinite(p.info.Name, j.stats.nonfinite)
+			}
 			if p.target {
 				t := &r.Tensors[p.report]
 				s := j.stats

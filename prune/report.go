@@ -115,9 +115,14 @@ type Report struct {
 	ImatrixMissing []string `json:"imatrix_missing,omitempty"`
 	// Rank is the v2 sparsity-mode ranking (activation-flow in sparsity
 	// mode only); physarium.importance states its formula.
-	Rank    string       `json:"rank,omitempty"`
-	Control *ControlTwin `json:"control,omitempty"`
-	Errata  string       `json:"errata"`
+	Rank string `json:"rank,omitempty"`
+	// NonfiniteCopied counts the NaN and infinite values of the tensors
+	// that are not targets, copied byte for byte (physarium.nonfinite_copied),
+	// over the model's weights; NonfiniteTensors names those tensors.
+	NonfiniteCopied  Rate              `json:"nonfinite_copied"`
+	NonfiniteTensors []NonfiniteTensor `json:"nonfinite_tensors,omitempty"`
+	Control          *ControlTwin      `json:"control,omitempty"`
+	Errata           string            `json:"errata"`
 }
 
 // finish derives the totals, rates, kind ranges and layer rates from the
@@ -177,5 +182,19 @@ func (r *Report) finish() {
 	r.OverModel = errata.NewRate(r.Killed, r.Weights.Model, errata.OfModel)
 	r.Coverage = errata.NewRate(r.Weights.Processed, r.Weights.Target, errata.OfTarget)
 	r.ExactZeroOf = errata.NewRate(r.ExactZero, r.Killed, errata.OfKilled)
+	var nonfinite uint64
+	for _, t := range r.NonfiniteTensors {
+		nonfinite += t.Count
+	}
+	r.NonfiniteCopied = errata.NewRate(nonfinite, r.Weights.Model, errata.OfModel)
 	r.Errata = errata.Wording(r.Figures())
+}
+
+// addNonfinite adds n NaN or infinite values of a copied tensor.
+func (r *Report) addNonfinite(name string, n uint64) {
+	if k := len(r.NonfiniteTensors); k > 0 && r.NonfiniteTensors[k-1].Name == name {
+		r.NonfiniteTensors[k-1].Count += n
+		return
+	}
+	r.NonfiniteTensors = append(r.NonfiniteTensors, NonfiniteTensor{Name: name, Count: n})
 }

@@ -16,6 +16,7 @@ type bandStats struct {
 	survivorSq                               float64
 	survivorN                                uint64
 	maxKilledAbs                             float64
+	nonfinite                                uint64 // a copied piece's NaN and infinite values
 }
 
 // surgery applies the band's mask (w.buf.mask) to its stored bytes
