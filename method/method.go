@@ -171,6 +171,7 @@ func orList(words []string) string {
 // UnknownError is the refusal of a method name that is not registered.
 type UnknownError struct{ Name string }
 
+// Error names the method and the registered ones.
 func (e *UnknownError) Error() string {
 	return fmt.Sprintf("unknown method %q (want %s)", e.Name, Names(nil))
 }

@@ -43,6 +43,7 @@ func tileColumns(cols int) int { return (cols + errata.TileSize - 1) / errata.Ti
 // sparsity mode).
 type TileRule struct{}
 
+// String implements Rule.
 func (TileRule) String() string { return "each 256x256 tile ends with round(s*n) zeros" }
 
 // Kills implements Rule.
@@ -61,6 +62,7 @@ func (TileRule) Kills(rows, cols int, s float64, zeros func(r0, r1, c0, c1 int) 
 // zeros.
 type RowRule struct{}
 
+// String implements Rule.
 func (RowRule) String() string {
 	return "output row o of n weights ends with round(s*(o+1)*n)-round(s*o*n) zeros"
 }
@@ -78,6 +80,7 @@ func (RowRule) Kills(rows, cols int, s float64, zeros func(r0, r1, c0, c1 int) i
 // errata.BandQuota(o0, r, n, s) zeros.
 type BandRule struct{}
 
+// String implements Rule.
 func (BandRule) String() string {
 	return "the 256-row band of rows [o0, o0+r) ends with round(s*(o0+r)*n)-round(s*o0*n) zeros"
 }
@@ -95,6 +98,7 @@ func (BandRule) Kills(rows, cols int, s float64, zeros func(r0, r1, c0, c1 int) 
 // zeros.
 type MatrixRule struct{}
 
+// String implements Rule.
 func (MatrixRule) String() string { return "each matrix ends with round(s*n) zeros" }
 
 // Kills implements Rule.
