@@ -55,7 +55,7 @@ type Options struct {
 	// baselines magnitude and wanda need sparsity mode.
 	Method string
 	// Imatrix is the path of a llama.cpp importance matrix (GGUF or legacy
-	// .dat), needed by ActivationFlow and Wanda.
+	// .dat), needed by activation-flow and wanda.
 	Imatrix string
 	// ImatrixMissingV1 lets a target without an importance-matrix entry be
 	// pruned on |w| alone (v1 food) instead of failing; such tensors are
