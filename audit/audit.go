@@ -47,7 +47,7 @@
 // Methods: the labels physarium.version, method, activation_aware, mode,
 // importance and imatrix are checked against each other exactly as prune
 // writes them for each method (see method.go), and the errata wording is
-// prune.Errata filled with the recount. In sparsity mode the kill count of
+// errata.Wording filled with the recount. In sparsity mode the kill count of
 // every tensor follows from the original's zeros and the method's rule
 // (per 256x256 tile for the kernel, per output row for wanda and the row
 // ranks of activation-flow, per matrix for magnitude), so with the
@@ -65,8 +65,8 @@ import (
 	"context"
 	"fmt"
 
+	"github.com/physarium/physarium-gguf/errata"
 	"github.com/physarium/physarium-gguf/gguf"
-	"github.com/physarium/physarium-gguf/prune"
 )
 
 // Options configure an audit.
@@ -156,25 +156,25 @@ type TensorAudit struct {
 	ZeroCode string `json:"zero_code"`
 	Weights  uint64 `json:"weights"` // denominator "tensor"
 	// Coverage is the weights the tiling covers over the tensor's weights.
-	Coverage prune.Rate `json:"coverage"`
+	Coverage errata.Rate `json:"coverage"`
 	// Zeros counts the weights that read exactly 0 now.
-	Zeros prune.Rate `json:"zeros"`
+	Zeros errata.Rate `json:"zeros"`
 	// Decoded is false when the type cannot be decoded (Zeros is then 0).
 	Decoded bool `json:"decoded"`
 
 	// StoredKilled is physarium.tensors.killed for this tensor; Killed its
 	// recount; KillRate the rate over the tensor (numerator: the exact
 	// recount, or the stored count when only bounds are known).
-	StoredKilled *uint64     `json:"stored_killed,omitempty"`
-	Killed       *Count      `json:"killed,omitempty"`
-	KillRate     *prune.Rate `json:"kill_rate,omitempty"`
+	StoredKilled *uint64      `json:"stored_killed,omitempty"`
+	Killed       *Count       `json:"killed,omitempty"`
+	KillRate     *errata.Rate `json:"kill_rate,omitempty"`
 
 	// With the original: weights zero before, weights non-zero before and
 	// zero now, weights whose value changed, and blocks whose bytes changed.
-	ZeroBefore     *prune.Rate `json:"zero_before,omitempty"`
-	Zeroed         *prune.Rate `json:"zeroed,omitempty"`
-	ChangedWeights *prune.Rate `json:"changed_weights,omitempty"`
-	ChangedBlocks  *prune.Rate `json:"changed_blocks,omitempty"`
+	ZeroBefore     *errata.Rate `json:"zero_before,omitempty"`
+	Zeroed         *errata.Rate `json:"zeroed,omitempty"`
+	ChangedWeights *errata.Rate `json:"changed_weights,omitempty"`
+	ChangedBlocks  *errata.Rate `json:"changed_blocks,omitempty"`
 
 	// Replay is the kernel replayed on the original's values (--against,
 	// version 1); Control compares a control twin's blocks.
@@ -215,27 +215,30 @@ type Report struct {
 
 	// Weights are the recounted denominators; TargetTensors the number of
 	// target tensors.
-	Weights       prune.Weights `json:"weights"`
-	TargetTensors int           `json:"target_tensors"`
-	Coverage      prune.Rate    `json:"coverage"`
+	Weights       errata.Weights `json:"weights"`
+	TargetTensors int            `json:"target_tensors"`
+	Coverage      errata.Rate    `json:"coverage"`
 	// Zeros counts target weights that read exactly 0 now, over the target
 	// and over the model.
-	Zeros        prune.Rate `json:"zeros_over_target"`
-	ZerosOfModel prune.Rate `json:"zeros_over_model"`
+	Zeros        errata.Rate `json:"zeros_over_target"`
+	ZerosOfModel errata.Rate `json:"zeros_over_model"`
 
 	// The surgery figures (pruned files only): the stored kill count, its
 	// recount, and the rates recomputed from recounted denominators.
-	StoredKilled *uint64     `json:"stored_killed,omitempty"`
-	Killed       *Count      `json:"killed,omitempty"`
-	OverTarget   *prune.Rate `json:"kill_rate_over_target,omitempty"`
-	OverModel    *prune.Rate `json:"kill_rate_over_model,omitempty"`
+	StoredKilled *uint64      `json:"stored_killed,omitempty"`
+	Killed       *Count       `json:"killed,omitempty"`
+	OverTarget   *errata.Rate `json:"kill_rate_over_target,omitempty"`
+	OverModel    *errata.Rate `json:"kill_rate_over_model,omitempty"`
 	// With the original.
-	ZeroBefore *prune.Rate `json:"zero_before,omitempty"`
-	Zeroed     *prune.Rate `json:"zeroed,omitempty"`
+	ZeroBefore *errata.Rate `json:"zero_before,omitempty"`
+	Zeroed     *errata.Rate `json:"zeroed,omitempty"`
 
 	Tensors       []TensorAudit  `json:"tensors"`
 	Checks        []Check        `json:"checks"`
 	Disagreements []Disagreement `json:"disagreements"`
+	// NonfiniteCopied counts the NaN and infinite values of the tensors
+	// that are not targets, over the model's weights (pruned files only).
+	NonfiniteCopied *errata.Rate `json:"nonfinite_copied,omitempty"`
 	// Verdict is "agree" or "disagree".
 	Verdict string `json:"verdict"`
 }
@@ -284,7 +287,7 @@ func File(ctx context.Context, path string, opts Options) (*Report, error) {
 	if chunk <= 0 {
 		chunk = 1 << 20
 	}
-	a := &auditor{ctx: ctx, f: f, o: o, p: p, chunk: chunk, noReplay: opts.NoReplay, r: &Report{File: path, Against: opts.Against, PrunedTwin: opts.Pruned}}
+	a := &auditor{ctx: ctx, file: f, orig: o, twin: p, chunk: chunk, noReplay: opts.NoReplay, r: &Report{File: path, Against: opts.Against, PrunedTwin: opts.Pruned}}
 	if err := a.run(); err != nil {
 		return nil, err
 	}

@@ -13,23 +13,6 @@ import (
 	"github.com/physarium/physarium-gguf/testmodels"
 )
 
-func TestTiled(t *testing.T) {
-	for _, tc := range []struct {
-		shape []uint64
-		want  uint64
-	}{
-		{[]uint64{256, 256}, 256 * 256},
-		{[]uint64{300, 700}, 300 * 700},    // partial tiles on both axes
-		{[]uint64{64, 96, 3}, 64 * 96 * 3}, // experts tiled separately
-		{[]uint64{512, 260, 2, 2}, 512 * 260 * 4},
-		{[]uint64{1000}, 0}, // 1-D: not tiled
-	} {
-		if got := tiled(tc.shape); got != tc.want {
-			t.Errorf("tiled(%v) = %d, want %d", tc.shape, got, tc.want)
-		}
-	}
-}
-
 // pair writes a test model and its pruned twin.
 func pair(t *testing.T, cfg testmodels.Config) (orig, pruned string, r *prune.Report) {
 	t.Helper()

@@ -6,8 +6,8 @@ import (
 	"path/filepath"
 	"strings"
 
+	"github.com/physarium/physarium-gguf/errata"
 	"github.com/physarium/physarium-gguf/gguf"
-	"github.com/physarium/physarium-gguf/prune"
 )
 
 // parseControlOf splits physarium.control_of, "<base name> sha256:<hex>".
@@ -20,13 +20,13 @@ func parseControlOf(s string) (name, sum string, ok bool) {
 	return name, sum, err == nil
 }
 
-// checkControl checks the figures of a control twin (prune.ControlKeys):
+// checkControl checks the figures of a control twin (as prune writes them):
 // every kill figure 0, the control wording, physarium.control_of and
 // physarium.reencoded_blocks, and with the original its blocks.
 func (a *auditor) checkControl() {
 	r := a.r
 	b := a.basis()
-	r.check(Check{Key: prune.KeyPrefix + "control", Stored: "true", Recounted: "a control twin: re-encoding only, every kill figure 0", Status: StatusExact, Basis: BasisFile})
+	r.check(Check{Key: errata.KeyPrefix + "control", Stored: "true", Recounted: "a control twin: re-encoding only, every kill figure 0", Status: StatusExact, Basis: BasisFile})
 	const none = "a control twin kills nothing"
 	for _, k := range []string{"killed", "exact_zero"} {
 		v, ok := a.u64(k)
@@ -51,39 +51,21 @@ func (a *auditor) checkControl() {
 	}
 	a.rate("kill_rate.over_target", 0, true, BasisFile, none)
 	a.rate("kill_rate.over_model", 0, true, BasisFile, none)
-	a.rate("coverage", ratio(r.Weights.Processed, r.Weights.Target), true, BasisFile, "recounted processed over recounted target")
+	a.rate("coverage", errata.Ratio(r.Weights.Processed, r.Weights.Target), true, BasisFile, "recounted processed over recounted target")
 	zeroBefore, hasZB := a.u64("zero_before")
-	if hasZB && a.o != nil {
+	if hasZB && a.orig != nil {
 		a.figure("zero_before", "", zeroBefore, true, r.ZeroBefore.Numerator, BasisAgainst, "target weights that read exactly 0 in the original")
 	} else if hasZB {
 		a.zeroBeforeAlone(zeroBefore, 0, zeros, allSingle, allZeroCoded)
 	}
 
-	// control_of.
-	of, hasOf := a.str("control_of")
+	of := a.checkControlOf()
 	name, sum, wellFormed := parseControlOf(of)
-	switch {
-	case !hasOf:
-		if _, present := a.f.KV(prune.KeyPrefix + "control_of"); !present {
-			r.disagree(prune.KeyPrefix+"control_of", "", "missing", "a STRING \"<pruned file> sha256:<hex>\" in a control twin", BasisFile)
-		}
-	case !wellFormed:
-		r.disagree(prune.KeyPrefix+"control_of", "", of, "\"<pruned file> sha256:<64 lowercase hex digits>\"", BasisFile)
-	case a.p != nil:
-		want := filepath.Base(a.p.Path) + " sha256:" + r.PrunedTwinSHA256
-		ck := Check{Key: prune.KeyPrefix + "control_of", Stored: of, Recounted: want, Status: statusOf(sum == r.PrunedTwinSHA256), Basis: BasisAgainst, Note: "the sha256 of the pruned twin given with --pruned"}
-		if ck.Status == StatusExact && name != filepath.Base(a.p.Path) {
-			ck.Note += "; the pruned twin has been renamed since"
-		}
-		r.check(ck)
-	default:
-		r.check(Check{Key: prune.KeyPrefix + "control_of", Stored: of, Recounted: "-", Status: StatusUnverifiable, Basis: BasisFile, Note: "well formed; its sha256 needs the pruned twin (--pruned)"})
-	}
 
 	// reencoded_blocks.
 	reenc, hasReenc := a.u64("reencoded_blocks")
-	if _, present := a.f.KV(prune.KeyPrefix + "reencoded_blocks"); !present {
-		r.disagree(prune.KeyPrefix+"reencoded_blocks", "", "missing", "a UINT64 in a control twin", BasisFile)
+	if _, present := a.file.KV(errata.KeyPrefix + "reencoded_blocks"); !present {
+		r.disagree(errata.KeyPrefix+"reencoded_blocks", "", "missing", "a UINT64 in a control twin", BasisFile)
 	}
 	c, note := a.reencodedCount(blocks, allZeroCoded)
 	if hasReenc {
@@ -97,15 +79,41 @@ func (a *auditor) checkControl() {
 		if c.Exact {
 			n = c.Lo
 		}
-		rep := &prune.Report{Version: int(version), Weights: r.Weights, TargetCount: r.TargetTensors, Control: &prune.ControlTwin{Of: name, OfSHA256: sum}}
-		want := prune.ControlErrata(rep, n)
-		ck := Check{Key: prune.KeyPrefix + "errata", Stored: s, Recounted: want, Status: statusOf(s == want), Basis: b, Note: "prune.ControlErrata filled with the recounted figures"}
+		want := errata.ControlWording(errata.ControlFigures{Version: int(version), Weights: r.Weights, TargetCount: r.TargetTensors, Reencoded: n, Of: name, OfSHA256: sum})
+		ck := Check{Key: errata.KeyPrefix + "errata", Stored: s, Recounted: want, Status: statusOf(s == want), Basis: b, Note: "errata.ControlWording filled with the recounted figures"}
 		if ck.Status == StatusExact && !c.Exact {
 			ck.Status = StatusBounds
 			ck.Note += "; the re-encoded block count in it is the stored one"
 		}
 		r.check(ck)
 	}
+}
+
+// checkControlOf checks physarium.control_of, "<pruned file> sha256:<hex>",
+// against the pruned twin when given, and returns it.
+func (a *auditor) checkControlOf() string {
+	r := a.r
+	key := errata.KeyPrefix + errata.KeyControlOf
+	of, hasOf := a.str(errata.KeyControlOf)
+	name, sum, wellFormed := parseControlOf(of)
+	switch {
+	case !hasOf:
+		if _, present := a.file.KV(key); !present {
+			r.disagree(key, "", "missing", "a STRING \"<pruned file> sha256:<hex>\" in a control twin", BasisFile)
+		}
+	case !wellFormed:
+		r.disagree(key, "", of, "\"<pruned file> sha256:<64 lowercase hex digits>\"", BasisFile)
+	case a.twin != nil:
+		want := filepath.Base(a.twin.Path) + " sha256:" + r.PrunedTwinSHA256
+		ck := Check{Key: key, Stored: of, Recounted: want, Status: statusOf(sum == r.PrunedTwinSHA256), Basis: BasisAgainst, Note: "the sha256 of the pruned twin given with --pruned"}
+		if ck.Status == StatusExact && name != filepath.Base(a.twin.Path) {
+			ck.Note += "; the pruned twin has been renamed since"
+		}
+		r.check(ck)
+	default:
+		r.check(Check{Key: key, Stored: of, Recounted: "-", Status: StatusUnverifiable, Basis: BasisFile, Note: "well formed; its sha256 needs the pruned twin (--pruned)"})
+	}
+	return of
 }
 
 // reencodedCount is what the data says of the number of blocks the pruned
@@ -142,10 +150,10 @@ func (a *auditor) reencodedCount(blocks uint64, allZeroCoded bool) (Count, strin
 
 // controlData checks a control twin's target tensor block by block.
 func (a *auditor) controlData(t *TensorAudit) {
-	c, ps := t.Control, &t.pass
+	c, walked := t.Control, &t.pass
 	if c == nil {
-		if a.o != nil && ps.problem != "" {
-			a.r.check(Check{Key: "tensor.data", Tensor: t.Name, Stored: "-", Recounted: "-", Status: StatusUnverifiable, Basis: BasisAgainst, Note: ps.problem})
+		if a.orig != nil && walked.problem != "" {
+			a.r.check(Check{Key: "tensor.data", Tensor: t.Name, Stored: "-", Recounted: "-", Status: StatusUnverifiable, Basis: BasisAgainst, Note: walked.problem})
 		}
 		return
 	}
@@ -155,25 +163,25 @@ func (a *auditor) controlData(t *TensorAudit) {
 		a.r.disagree(key, t.Name, stored, want, BasisAgainst)
 	}
 	if c.NotReencoding > 0 {
-		bad("tensor.data", fmt.Sprintf("%d of %d changed blocks are no re-encoding of the original's values (first: block %d)", c.NotReencoding, c.Changed, ps.firstNotReenc), "quantize.EncodeKeepZeros of the original's block (this build's encoder)")
+		bad("tensor.data", fmt.Sprintf("%d of %d changed blocks are no re-encoding of the original's values (first: block %d)", c.NotReencoding, c.Changed, walked.firstNotReenc), "quantize.EncodeKeepZeros of the original's block (this build's encoder)")
 	}
 	if rp := t.Replay; rp != nil {
 		if rp.AsExpected != rp.KillBlocks {
-			bad("tensor.data", fmt.Sprintf("%d of the %d blocks holding a replayed kill are not re-encoded from the original (first: block %d)", rp.KillBlocks-rp.AsExpected, rp.KillBlocks, ps.firstBadKill), "quantize.EncodeKeepZeros of the original's values, nothing zeroed")
+			bad("tensor.data", fmt.Sprintf("%d of the %d blocks holding a replayed kill are not re-encoded from the original (first: block %d)", rp.KillBlocks-rp.AsExpected, rp.KillBlocks, walked.firstBadKill), "quantize.EncodeKeepZeros of the original's values, nothing zeroed")
 		}
 		if rp.KeptChanged > 0 {
-			bad("tensor.data", fmt.Sprintf("%d blocks without a replayed kill changed (first: block %d)", rp.KeptChanged, ps.firstKept), "blocks without a kill keep the original's bytes")
+			bad("tensor.data", fmt.Sprintf("%d blocks without a replayed kill changed (first: block %d)", rp.KeptChanged, walked.firstKept), "blocks without a kill keep the original's bytes")
 		}
-		if ps.prunedOutside > 0 {
-			bad(prune.KeyPrefix+"control_of", fmt.Sprintf("the pruned twin changed %d blocks without a replayed kill (first: block %d)", ps.prunedOutside, ps.firstPrunedOutside), "a pruned twin changes only blocks holding a kill")
+		if walked.prunedOutside > 0 {
+			bad(errata.KeyPrefix+"control_of", fmt.Sprintf("the pruned twin changed %d blocks without a replayed kill (first: block %d)", walked.prunedOutside, walked.firstPrunedOutside), "a pruned twin changes only blocks holding a kill")
 		}
 	}
 	if c.Missed != nil && *c.Missed > 0 {
-		bad("tensor.data", fmt.Sprintf("%d blocks changed by the pruned twin keep the original's bytes here although re-encoding changes them (first: block %d)", *c.Missed, ps.firstMissed), "every block the pruned twin re-encoded is re-encoded in the control")
+		bad("tensor.data", fmt.Sprintf("%d blocks changed by the pruned twin keep the original's bytes here although re-encoding changes them (first: block %d)", *c.Missed, walked.firstMissed), "every block the pruned twin re-encoded is re-encoded in the control")
 	}
 	extraOK := t.Replay != nil || t.ZeroCode == "none"
 	if c.Extra != nil && *c.Extra > 0 && !extraOK {
-		bad("tensor.data", fmt.Sprintf("%d blocks changed here that the pruned twin kept (first: block %d)", *c.Extra, ps.firstExtra), "with a zero code, a block holding a kill always changes in the pruned twin, so the control re-encodes only blocks the pruned twin changed")
+		bad("tensor.data", fmt.Sprintf("%d blocks changed here that the pruned twin kept (first: block %d)", *c.Extra, walked.firstExtra), "with a zero code, a block holding a kill always changes in the pruned twin, so the control re-encodes only blocks the pruned twin changed")
 	}
 	if !ok {
 		return
@@ -201,9 +209,9 @@ func (a *auditor) controlData(t *TensorAudit) {
 // denominators.
 func (a *auditor) checkPrunedTwin() {
 	for _, k := range []string{"version", "method", "importance", "mode", "params", "targets", "weights.target", "weights.processed", "weights.model", "zero_before", "tensors.name", "tensors.weights", "source"} {
-		key := prune.KeyPrefix + k
-		mine, ok1 := a.f.KV(key)
-		theirs, ok2 := a.p.KV(key)
+		key := errata.KeyPrefix + k
+		mine, ok1 := a.file.KV(key)
+		theirs, ok2 := a.twin.KV(key)
 		if !ok1 {
 			continue // reported as a missing key
 		}
@@ -215,7 +223,7 @@ func (a *auditor) checkPrunedTwin() {
 			a.r.disagree(key, "", valueText(mine.Value), "the pruned twin has "+got, BasisAgainst)
 		}
 	}
-	if kv, ok := a.p.KV(prune.KeyPrefix + "control"); ok {
-		a.r.disagree(prune.KeyPrefix+"control_of", "", a.r.PrunedTwin, "a pruned file, but it carries "+prune.KeyPrefix+"control = "+valueText(kv.Value), BasisAgainst)
+	if kv, ok := a.twin.KV(errata.KeyPrefix + "control"); ok {
+		a.r.disagree(errata.KeyPrefix+"control_of", "", a.r.PrunedTwin, "a pruned file, but it carries "+errata.KeyPrefix+"control = "+valueText(kv.Value), BasisAgainst)
 	}
 }

@@ -3,70 +3,22 @@ package audit
 import (
 	"fmt"
 	"math"
-	"regexp"
 	"strings"
 
+	"github.com/physarium/physarium-gguf/errata"
 	"github.com/physarium/physarium-gguf/gguf"
-	"github.com/physarium/physarium-gguf/prune"
+	"github.com/physarium/physarium-gguf/method"
 )
-
-// keySpec is a documented physarium.* key and its type.
-type keySpec struct {
-	name      string
-	typ, elem gguf.ValueType
-	optional  bool
-}
-
-// documented lists the keys of ERRATA.md with their types.
-var documented = []keySpec{
-	{name: "version", typ: gguf.TypeUint32},
-	{name: "method", typ: gguf.TypeString},
-	{name: "activation_aware", typ: gguf.TypeBool},
-	{name: "importance", typ: gguf.TypeString},
-	{name: "tile", typ: gguf.TypeUint32},
-	{name: "tiling", typ: gguf.TypeString},
-	{name: "mode", typ: gguf.TypeString},
-	{name: "params", typ: gguf.TypeString},
-	{name: "targets", typ: gguf.TypeArray, elem: gguf.TypeString},
-	{name: "weights.target", typ: gguf.TypeUint64},
-	{name: "weights.processed", typ: gguf.TypeUint64},
-	{name: "weights.model", typ: gguf.TypeUint64},
-	{name: "killed", typ: gguf.TypeUint64},
-	{name: "zero_before", typ: gguf.TypeUint64},
-	{name: "exact_zero", typ: gguf.TypeUint64},
-	{name: "kill_rate.over_target", typ: gguf.TypeFloat64},
-	{name: "kill_rate.over_model", typ: gguf.TypeFloat64},
-	{name: "coverage", typ: gguf.TypeFloat64},
-	{name: "tensors.name", typ: gguf.TypeArray, elem: gguf.TypeString},
-	{name: "tensors.killed", typ: gguf.TypeArray, elem: gguf.TypeUint64},
-	{name: "tensors.weights", typ: gguf.TypeArray, elem: gguf.TypeUint64},
-	{name: "source", typ: gguf.TypeString},
-	{name: "imatrix", typ: gguf.TypeString, optional: true},
-	{name: "errata", typ: gguf.TypeString},
-	// Control twins only (prune.ControlKeys).
-	{name: "control", typ: gguf.TypeBool, optional: true},
-	{name: "control_of", typ: gguf.TypeString, optional: true},
-	{name: "reencoded_blocks", typ: gguf.TypeUint64, optional: true},
-}
-
-func typeText(t, elem gguf.ValueType) string {
-	if t == gguf.TypeArray {
-		return "ARRAY of " + elem.String()
-	}
-	return t.String()
-}
 
 // get returns the value of a documented key when it is present with its
 // documented type; a missing or mistyped key has been reported by checkTypes.
 func (a *auditor) get(name string) (gguf.Value, bool) {
-	kv, ok := a.f.KV(prune.KeyPrefix + name)
+	kv, ok := a.file.KV(errata.KeyPrefix + name)
 	if !ok {
 		return gguf.Value{}, false
 	}
-	for _, k := range documented {
-		if k.name == name {
-			return kv.Value, kv.Value.Type == k.typ && (k.typ != gguf.TypeArray || kv.Value.Elem == k.elem)
-		}
+	if k, ok := errata.Lookup(name); ok {
+		return kv.Value, k.Has(kv.Value)
 	}
 	return kv.Value, true
 }
@@ -90,15 +42,13 @@ func (a *auditor) str(name string) (string, bool) {
 // checkTypes reports every documented key that is missing or has another
 // type.
 func (a *auditor) checkTypes() {
-	for _, k := range documented {
-		key := prune.KeyPrefix + k.name
-		kv, ok := a.f.KV(key)
-		want := typeText(k.typ, k.elem)
+	for _, k := range errata.Keys {
+		kv, ok := a.file.KV(k.Full())
 		switch {
-		case !ok && !k.optional:
-			a.r.disagree(key, "", "missing", "a "+want+" (ERRATA.md)", BasisFile)
-		case ok && (kv.Value.Type != k.typ || k.typ == gguf.TypeArray && kv.Value.Elem != k.elem):
-			a.r.disagree(key, "", typeText(kv.Value.Type, kv.Value.Elem), want+" (ERRATA.md)", BasisFile)
+		case !ok && !k.Optional:
+			a.r.disagree(k.Full(), "", "missing", "a "+k.TypeText()+" (ERRATA.md)", BasisFile)
+		case ok && !k.Has(kv.Value):
+			a.r.disagree(k.Full(), "", errata.TypeText(kv.Value.Type, kv.Value.Elem), k.TypeText()+" (ERRATA.md)", BasisFile)
 		}
 	}
 }
@@ -116,22 +66,22 @@ func (a *auditor) storedNames() []string {
 	killed, _ := kv.Data.([]uint64)
 	weights, _ := wv.Data.([]uint64)
 	if len(killed) != len(names) {
-		a.r.disagree(prune.KeyPrefix+"tensors.killed", "", fmt.Sprintf("%d entries", len(killed)), fmt.Sprintf("%d (one per physarium.tensors.name)", len(names)), BasisFile)
+		a.r.disagree(errata.KeyPrefix+"tensors.killed", "", fmt.Sprintf("%d entries", len(killed)), fmt.Sprintf("%d (one per physarium.tensors.name)", len(names)), BasisFile)
 	}
 	if len(weights) != len(names) {
-		a.r.disagree(prune.KeyPrefix+"tensors.weights", "", fmt.Sprintf("%d entries", len(weights)), fmt.Sprintf("%d (one per physarium.tensors.name)", len(names)), BasisFile)
+		a.r.disagree(errata.KeyPrefix+"tensors.weights", "", fmt.Sprintf("%d entries", len(weights)), fmt.Sprintf("%d (one per physarium.tensors.name)", len(names)), BasisFile)
 	}
 	seen := map[string]bool{}
 	var out []string
 	for i, name := range names {
 		if seen[name] {
-			a.r.disagree(prune.KeyPrefix+"tensors.name", name, "listed twice", "each target once", BasisFile)
+			a.r.disagree(errata.KeyPrefix+"tensors.name", name, "listed twice", "each target once", BasisFile)
 			continue
 		}
 		seen[name] = true
-		t, ok := a.f.Tensor(name)
+		t, ok := a.file.Tensor(name)
 		if !ok {
-			a.r.disagree(prune.KeyPrefix+"tensors.name", name, "a target", "no such tensor in the file", BasisFile)
+			a.r.disagree(errata.KeyPrefix+"tensors.name", name, "a target", "no such tensor in the file", BasisFile)
 			continue
 		}
 		out = append(out, name)
@@ -139,7 +89,7 @@ func (a *auditor) storedNames() []string {
 			a.storedKilled[name] = killed[i]
 		}
 		if i < len(weights) {
-			st := Check{Key: prune.KeyPrefix + "tensors.weights", Tensor: name, Stored: fmt.Sprint(weights[i]), Recounted: fmt.Sprint(t.Elements()), Basis: BasisFile}
+			st := Check{Key: errata.KeyPrefix + "tensors.weights", Tensor: name, Stored: fmt.Sprint(weights[i]), Recounted: fmt.Sprint(t.Elements()), Basis: BasisFile}
 			st.Status = statusOf(weights[i] == t.Elements())
 			a.r.check(st)
 		}
@@ -152,13 +102,13 @@ func (a *auditor) figure(key, tensor string, stored uint64, present bool, recoun
 	if !present {
 		return // reported by checkTypes
 	}
-	a.r.check(Check{Key: prune.KeyPrefix + key, Tensor: tensor, Stored: fmt.Sprint(stored), Recounted: fmt.Sprint(recount), Status: statusOf(stored == recount), Basis: basis, Note: note})
+	a.r.check(Check{Key: errata.KeyPrefix + key, Tensor: tensor, Stored: fmt.Sprint(stored), Recounted: fmt.Sprint(recount), Status: statusOf(stored == recount), Basis: basis, Note: note})
 }
 
 // bounded records the check of a stored count against a recount that may be
 // an interval.
 func (a *auditor) bounded(key, tensor string, stored uint64, c Count, basis, note string) {
-	ck := Check{Key: prune.KeyPrefix + key, Tensor: tensor, Stored: fmt.Sprint(stored), Recounted: c.String(), Basis: basis, Note: note}
+	ck := Check{Key: errata.KeyPrefix + key, Tensor: tensor, Stored: fmt.Sprint(stored), Recounted: c.String(), Basis: basis, Note: note}
 	switch {
 	case !c.contains(stored):
 		ck.Status = StatusDisagrees
@@ -172,97 +122,146 @@ func (a *auditor) bounded(key, tensor string, stored uint64, c Count, basis, not
 	a.r.check(ck)
 }
 
-// ratio is num/den as prune stores it.
-func ratio(num, den uint64) float64 {
-	if den == 0 {
-		return 0
-	}
-	return float64(num) / float64(den)
-}
-
 // checkKeys compares every stored physarium.* figure with the recount.
 func (a *auditor) checkKeys() {
 	r := a.r
-	b := a.basis()
 	version, hasVersion := a.u64("version")
 	r.Version = int(version)
 	r.Method, _ = a.str("method")
 	r.Mode, _ = a.str("mode")
-
-	// Constants that the recount relies on, and consistency of the labels.
-	if tile, ok := a.u64("tile"); ok {
-		a.figure("tile", "", tile, true, prune.TileSize, BasisFile, "the tiling recount uses 256x256 tiles")
+	a.checkLabels()
+	a.checkDenominators()
+	a.checkNonfinite()
+	if a.control {
+		a.checkControl()
+		return
 	}
-	if s, ok := a.str("tiling"); ok {
-		a.stringCheck("tiling", s, "non-overlapping", BasisFile)
+	for _, k := range []string{"control_of", "reencoded_blocks"} {
+		if kv, ok := a.file.KV(errata.KeyPrefix + k); ok {
+			r.disagree(errata.KeyPrefix+k, "", valueText(kv.Value), "absent: a key of control twins, and the file has no physarium.control = true", BasisFile)
+		}
 	}
-	a.mi = a.checkMethod()
-	a.checkPatterns()
-	if s, ok := a.str("params"); ok {
-		ck := Check{Key: prune.KeyPrefix + "params", Stored: s, Basis: b}
-		switch {
-		case a.paramsErr != nil:
-			ck.Recounted, ck.Status = "kernel parameters: "+a.paramsErr.Error(), StatusDisagrees
-		case r.Replay.Ran:
-			ck.Recounted, ck.Status = s, StatusExact
-			ck.Note = "parsed with physarium.mode, renders back identically; the kernel was replayed with them"
-			if a.magReplay {
-				ck.Note = "parsed with physarium.mode, renders back identically; the magnitude baseline was replayed at its sparsity (the kernel constants are unused by a baseline)"
-			}
-		case a.mi.rule != ruleNone && a.mi.method != prune.MagnitudeFlow:
-			ck.Recounted, ck.Status = s, StatusUnverifiable
-			ck.Note = fmt.Sprintf("parsed with physarium.mode, renders back identically; sparsity=%g enters the count rule (%s)", a.params.Sparsity, a.mi.rule)
-			if a.mi.method.Version() == 0 {
-				ck.Note += "; the kernel constants are unused by a baseline"
-			}
-		default:
-			ck.Recounted, ck.Status = "-", StatusUnverifiable
-			ck.Note = "not replayed: " + r.Replay.Reason
+	k := a.checkKills()
+	a.checkZeros(k)
+	num, numBasis := a.checkRates(k)
+	if s, ok := a.str("errata"); ok && hasVersion {
+		imp, _ := a.str("importance")
+		want := errata.Wording(errata.Figures{
+			Version: int(version), Method: r.Method, Importance: imp,
+			Killed: num, Weights: r.Weights, TargetCount: r.TargetTensors,
+		})
+		ck := Check{Key: errata.KeyPrefix + "errata", Stored: s, Recounted: want, Basis: numBasis, Note: "errata.Wording filled with the recounted figures"}
+		ck.Status = statusOf(s == want)
+		if ck.Status == StatusExact && !k.total.Exact {
+			ck.Status = StatusBounds
+			ck.Note += "; the kill count in it is the stored one"
 		}
 		r.check(ck)
 	}
-	if !r.Replay.Ran {
-		r.check(Check{Key: "replay", Stored: "-", Recounted: "-", Status: StatusUnverifiable, Basis: b, Note: "kernel not replayed: " + r.Replay.Reason})
-	}
+}
 
-	// Denominators.
+// checkLabels checks the constants the recount relies on (tile, tiling),
+// the method's labels, the target patterns and the kernel parameters.
+func (a *auditor) checkLabels() {
+	if tile, ok := a.u64("tile"); ok {
+		a.figure("tile", "", tile, true, errata.TileSize, BasisFile, "the tiling recount uses 256x256 tiles")
+	}
+	if s, ok := a.str("tiling"); ok {
+		a.stringCheck("tiling", s, errata.Tiling, BasisFile)
+	}
+	a.labels = a.checkMethod()
+	a.checkPatterns()
+	if s, ok := a.str("params"); ok {
+		a.r.check(a.paramsCheck(s))
+	}
+	if !a.r.Replay.Ran {
+		a.r.check(Check{Key: "replay", Stored: "-", Recounted: "-", Status: StatusUnverifiable, Basis: a.basis(), Note: "kernel not replayed: " + a.r.Replay.Reason})
+	}
+}
+
+// paramsCheck is the check of physarium.params, stored as s.
+func (a *auditor) paramsCheck(s string) Check {
+	ck := Check{Key: errata.KeyPrefix + "params", Stored: s, Basis: a.basis()}
+	switch {
+	case a.paramsErr != nil:
+		ck.Recounted, ck.Status = "kernel parameters: "+a.paramsErr.Error(), StatusDisagrees
+	case a.r.Replay.Ran:
+		ck.Recounted, ck.Status = s, StatusExact
+		ck.Note = "parsed with physarium.mode, renders back identically; the kernel was replayed with them"
+		if a.magReplay {
+			ck.Note = "parsed with physarium.mode, renders back identically; the magnitude baseline was replayed at its sparsity (the kernel constants are unused by a baseline)"
+		}
+	case a.labels.rule != nil && a.labels.method.Replay(a.control) != method.ReplayKernel:
+		ck.Recounted, ck.Status = s, StatusUnverifiable
+		ck.Note = fmt.Sprintf("parsed with physarium.mode, renders back identically; sparsity=%g enters the count rule (%s)", a.params.Sparsity, a.labels.rule)
+		if a.labels.method.Version() == 0 {
+			ck.Note += "; the kernel constants are unused by a baseline"
+		}
+	default:
+		ck.Recounted, ck.Status = "-", StatusUnverifiable
+		ck.Note = "not replayed: " + a.r.Replay.Reason
+	}
+	return ck
+}
+
+// checkDenominators checks the three denominators against the recount.
+func (a *auditor) checkDenominators() {
+	r := a.r
 	tgt, ok := a.u64("weights.target")
 	a.figure("weights.target", "", tgt, ok, r.Weights.Target, BasisFile, "sum of the elements of the tensors in physarium.tensors.name")
 	proc, ok := a.u64("weights.processed")
 	a.figure("weights.processed", "", proc, ok, r.Weights.Processed, BasisFile, "recounted from the shapes with non-overlapping 256x256 tiles per matrix")
 	mdl, ok := a.u64("weights.model")
 	a.figure("weights.model", "", mdl, ok, r.Weights.Model, BasisFile, "every element of every tensor")
-	if a.control {
-		a.checkControl()
-		return
-	}
-	for _, k := range []string{"control_of", "reencoded_blocks"} {
-		if kv, ok := a.f.KV(prune.KeyPrefix + k); ok {
-			r.disagree(prune.KeyPrefix+k, "", valueText(kv.Value), "absent: a key of control twins, and the file has no physarium.control = true", BasisFile)
-		}
-	}
+}
 
-	// Kills, per tensor and in total.
-	killed, hasKilled := a.u64("killed")
-	exactZero, hasExact := a.u64("exact_zero")
-	zeroBefore, hasZB := a.u64("zero_before")
-	allExact := hasKilled && hasExact && exactZero == killed // the file states that every kill reads 0
+// checkNonfinite checks physarium.nonfinite_copied, which prune writes when
+// tensors that are not targets hold NaN or infinite values.
+func (a *auditor) checkNonfinite() {
+	key := errata.KeyPrefix + errata.KeyNonfinite
+	stored, has := a.u64(errata.KeyNonfinite)
+	_, present := a.file.KV(key)
+	switch {
+	case has:
+		a.figure(errata.KeyNonfinite, "", stored, true, a.nonfinite, BasisFile, "NaN and infinite values of the tensors that are not targets")
+	case !present && a.nonfinite > 0:
+		a.r.disagree(key, "", "missing", fmt.Sprintf("a UINT64: %d NaN or infinite values in tensors that are not targets", a.nonfinite), BasisFile)
+	}
+}
+
+// killFigures are the stored kill figures of a pruned file and what the
+// per-tensor recount found.
+type killFigures struct {
+	killed, exactZero, zeroBefore      uint64
+	hasKilled, hasExact, hasZeroBefore bool
+	total                              Count // the recounted kills
+	allSingle, allZeroCoded            bool  // every target F32/F16/BF16; every target with a zero code
+	zeros, zeroed                      uint64
+}
+
+// checkKills checks the kills of every tensor and their sum.
+func (a *auditor) checkKills() killFigures {
+	r := a.r
+	var k killFigures
+	k.killed, k.hasKilled = a.u64("killed")
+	k.exactZero, k.hasExact = a.u64("exact_zero")
+	k.zeroBefore, k.hasZeroBefore = a.u64("zero_before")
+	allExact := k.hasKilled && k.hasExact && k.exactZero == k.killed // the file states that every kill reads 0
 	var sum uint64
-	total := exact(0)
-	allSingle, allZeroCoded := true, true
-	var zeros, zeroed uint64
+	k.total = exact(0)
+	k.allSingle, k.allZeroCoded = true, true
 	for i := range r.Tensors {
 		t := &r.Tensors[i]
 		s := &t.scan
 		typ, _ := gguf.ParseType(t.Type)
 		single := singleWeight(typ) && t.ZeroCode != "none" && t.ZeroCode != "unknown"
-		allSingle = allSingle && single && s.decoded
-		allZeroCoded = allZeroCoded && (t.ZeroCode == "exact" || t.ZeroCode == "preserving") && s.decoded
-		zeros += s.zeros
-		zeroed += s.zeroed
+		k.allSingle = k.allSingle && single && s.decoded
+		k.allZeroCoded = k.allZeroCoded && (t.ZeroCode == "exact" || t.ZeroCode == "preserving") && s.decoded
+		k.zeros += s.zeros
+		k.zeroed += s.zeroed
 		c, note := a.killCount(t, single, allExact)
 		c, note = a.applyRule(t, c, note)
-		total = total.add(c)
+		k.total = k.total.add(c)
 		t.Killed = &c
 		stored, ok := a.storedKilled[t.Name]
 		if !ok {
@@ -274,84 +273,80 @@ func (a *auditor) checkKeys() {
 		if c.Exact {
 			num = c.Lo
 		}
-		kr := prune.NewRate(num, t.Weights, "tensor")
+		kr := errata.NewRate(num, t.Weights, errata.OfTensor)
 		t.KillRate = &kr
 		a.bounded("tensors.killed", t.Name, stored, c, scanBasis(s), note)
 		a.tensorData(t, single)
 	}
-	if hasKilled {
-		a.figure("killed", "", killed, true, sum, BasisFile, "sum of physarium.tensors.killed")
-		r.StoredKilled = &killed
-		r.Killed = &total
-		a.bounded("killed", "", killed, total, b, "sum of the per-tensor recounts")
+	if k.hasKilled {
+		a.figure("killed", "", k.killed, true, sum, BasisFile, "sum of physarium.tensors.killed")
+		r.StoredKilled = &k.killed
+		r.Killed = &k.total
+		a.bounded("killed", "", k.killed, k.total, a.basis(), "sum of the per-tensor recounts")
 	}
-	if hasKilled && hasExact && exactZero > killed {
-		r.disagree(prune.KeyPrefix+"exact_zero", "", fmt.Sprint(exactZero), fmt.Sprintf("at most physarium.killed = %d", killed), BasisFile)
+	if k.hasKilled && k.hasExact && k.exactZero > k.killed {
+		r.disagree(errata.KeyPrefix+"exact_zero", "", fmt.Sprint(k.exactZero), fmt.Sprintf("at most physarium.killed = %d", k.killed), BasisFile)
 	}
+	return k
+}
 
-	// zero_before and exact_zero.
-	if a.o != nil {
-		if hasZB {
-			a.figure("zero_before", "", zeroBefore, true, r.ZeroBefore.Numerator, BasisAgainst, "target weights that read exactly 0 in the original")
+// checkZeros checks zero_before and exact_zero.
+func (a *auditor) checkZeros(k killFigures) {
+	r := a.r
+	if a.orig == nil {
+		if k.hasZeroBefore && k.hasExact {
+			a.zeroBeforeAlone(k.zeroBefore, k.exactZero, k.zeros, k.allSingle, k.allZeroCoded)
 		}
-		if hasExact {
-			c := Count{Lo: 0, Hi: zeroed}
-			note := "killed weights that read 0 are among the weights non-zero in the original and zero now"
-			if n, ok := replayedExactZero(r.Tensors); ok {
-				c = exact(n)
-				note = "replayed kills that read exactly 0 in the file"
-			} else if allSingle {
-				c = exact(zeroed)
-				note = "F32/F16/BF16 targets: every weight non-zero in the original and zero now is a kill reading 0"
-			}
-			a.bounded("exact_zero", "", exactZero, c, BasisAgainst, note)
-		}
-	} else if hasZB && hasExact {
-		a.zeroBeforeAlone(zeroBefore, exactZero, zeros, allSingle, allZeroCoded)
+		return
 	}
+	if k.hasZeroBefore {
+		a.figure("zero_before", "", k.zeroBefore, true, r.ZeroBefore.Numerator, BasisAgainst, "target weights that read exactly 0 in the original")
+	}
+	if k.hasExact {
+		c := Count{Lo: 0, Hi: k.zeroed}
+		note := "killed weights that read 0 are among the weights non-zero in the original and zero now"
+		if n, ok := replayedExactZero(r.Tensors); ok {
+			c = exact(n)
+			note = "replayed kills that read exactly 0 in the file"
+		} else if k.allSingle {
+			c = exact(k.zeroed)
+			note = "F32/F16/BF16 targets: every weight non-zero in the original and zero now is a kill reading 0"
+		}
+		a.bounded("exact_zero", "", k.exactZero, c, BasisAgainst, note)
+	}
+}
 
-	// Rates and the wording.
-	num := killed
+// checkRates checks the kill rates and the coverage, and returns the kill
+// count the wording must state (the recount when exact, else the stored
+// one) and the basis of that number.
+func (a *auditor) checkRates(k killFigures) (uint64, string) {
+	r := a.r
+	num := k.killed
 	numBasis, numNote := BasisFile, "numerator: the stored physarium.killed (the recount only bounds it)"
-	if total.Exact {
-		num, numBasis, numNote = total.Lo, b, "numerator: the recounted kills"
+	if k.total.Exact {
+		num, numBasis, numNote = k.total.Lo, a.basis(), "numerator: the recounted kills"
 	}
-	ot, om := prune.NewRate(num, r.Weights.Target, "target"), prune.NewRate(num, r.Weights.Model, "model")
+	ot, om := errata.NewRate(num, r.Weights.Target, errata.OfTarget), errata.NewRate(num, r.Weights.Model, errata.OfModel)
 	r.OverTarget, r.OverModel = &ot, &om
-	a.rate("kill_rate.over_target", ratio(num, r.Weights.Target), total.Exact, numBasis, numNote+" over the recounted target")
-	a.rate("kill_rate.over_model", ratio(num, r.Weights.Model), total.Exact, numBasis, numNote+" over the recounted model")
-	a.rate("coverage", ratio(r.Weights.Processed, r.Weights.Target), true, BasisFile, "recounted processed over recounted target")
-	if s, ok := a.str("errata"); ok && hasVersion {
-		imp, _ := a.str("importance")
-		rep := &prune.Report{
-			Version: int(version), Method: r.Method, Importance: imp,
-			Killed: num, Weights: r.Weights, TargetCount: r.TargetTensors,
-			OverTarget: ot, OverModel: om, Coverage: r.Coverage,
-		}
-		want := prune.Errata(rep)
-		ck := Check{Key: prune.KeyPrefix + "errata", Stored: s, Recounted: want, Basis: numBasis, Note: "prune.Errata filled with the recounted figures"}
-		ck.Status = statusOf(s == want)
-		if ck.Status == StatusExact && !total.Exact {
-			ck.Status = StatusBounds
-			ck.Note += "; the kill count in it is the stored one"
-		}
-		r.check(ck)
-	}
+	a.rate("kill_rate.over_target", errata.Ratio(num, r.Weights.Target), k.total.Exact, numBasis, numNote+" over the recounted target")
+	a.rate("kill_rate.over_model", errata.Ratio(num, r.Weights.Model), k.total.Exact, numBasis, numNote+" over the recounted model")
+	a.rate("coverage", errata.Ratio(r.Weights.Processed, r.Weights.Target), true, BasisFile, "recounted processed over recounted target")
+	return num, numBasis
 }
 
 // applyRule narrows a tensor's kill count c to the count the sparsity-mode
 // rule of the stored method fixes (with the original, when the tensor was
 // not replayed), or records a disagreement when the data excludes it.
 func (a *auditor) applyRule(t *TensorAudit, c Count, note string) (Count, string) {
-	s, mi := &t.scan, a.mi
-	if mi.rule == ruleNone || !mi.ok || !a.hasParams || t.Replay != nil || !s.against {
+	s, labels := &t.scan, a.labels
+	if labels.rule == nil || !labels.ok || !a.hasParams || t.Replay != nil || !s.against {
 		return c, note
 	}
-	k, ok := ruleKills(mi.rule, t.Shape, s.segZeros, a.params.Sparsity)
+	k, ok := ruleKills(labels.rule, t.Shape, s.segZeros, a.params.Sparsity)
 	if !ok {
 		return c, note
 	}
-	rule := fmt.Sprintf("%d kills: %s at s=%g (method %s), the original's zeros counting first", k, mi.rule, a.params.Sparsity, mi.method)
+	rule := fmt.Sprintf("%d kills: %s at s=%g (method %s), the original's zeros counting first", k, labels.rule, a.params.Sparsity, labels.method.Name())
 	if !c.contains(k) {
 		a.r.disagree("sparsity.rule", t.Name, "kills in the data "+c.String()+" ("+note+")", rule, BasisAgainst)
 		return c, note
@@ -441,23 +436,23 @@ func replayedExactZero(ts []TensorAudit) (uint64, bool) {
 // replayData checks a pruned tensor's blocks against the replayed mask and
 // reports whether they all agree.
 func (a *auditor) replayData(t *TensorAudit) bool {
-	rp, ps := t.Replay, &t.pass
+	rp, walked := t.Replay, &t.pass
 	ok := true
 	if rp.AsExpected != rp.KillBlocks {
 		ok = false
-		a.r.disagree("tensor.data", t.Name, fmt.Sprintf("%d of the %d blocks holding a replayed kill are not the expected re-encoding (first: block %d)", rp.KillBlocks-rp.AsExpected, rp.KillBlocks, ps.firstBadKill), "quantize.EncodeKeepZeros of the original's values with the kills zeroed (this build's encoder)", BasisAgainst)
+		a.r.disagree("tensor.data", t.Name, fmt.Sprintf("%d of the %d blocks holding a replayed kill are not the expected re-encoding (first: block %d)", rp.KillBlocks-rp.AsExpected, rp.KillBlocks, walked.firstBadKill), "quantize.EncodeKeepZeros of the original's values with the kills zeroed (this build's encoder)", BasisAgainst)
 	}
 	if rp.KeptChanged > 0 {
 		ok = false
-		a.r.disagree("tensor.data", t.Name, fmt.Sprintf("%d blocks without a replayed kill changed (first: block %d)", rp.KeptChanged, ps.firstKept), "blocks without a kill keep the original's bytes", BasisAgainst)
+		a.r.disagree("tensor.data", t.Name, fmt.Sprintf("%d blocks without a replayed kill changed (first: block %d)", rp.KeptChanged, walked.firstKept), "blocks without a kill keep the original's bytes", BasisAgainst)
 	}
-	if ps.firstKilledNZ >= 0 {
+	if walked.firstKilledNZ >= 0 {
 		ok = false
-		a.r.disagree("tensor.data", t.Name, fmt.Sprintf("%d replayed kills read non-zero (first: element %d)", rp.KilledNonZero, ps.firstKilledNZ), "a kill reads exactly 0 in a type with a zero code", BasisAgainst)
+		a.r.disagree("tensor.data", t.Name, fmt.Sprintf("%d replayed kills read non-zero (first: element %d)", rp.KilledNonZero, walked.firstKilledNZ), "a kill reads exactly 0 in a type with a zero code", BasisAgainst)
 	}
 	if rp.OffRule > 0 {
 		ok = false
-		a.r.disagree("replay.sparsity", t.Name, fmt.Sprintf("%d of %d tiles off the rule (first: tile %d)", rp.OffRule, rp.Tiles, ps.firstOffTile), "each tile ends with round(s*n) zeros (kills + zero_before), or its zero_before when more", BasisAgainst)
+		a.r.disagree("replay.sparsity", t.Name, fmt.Sprintf("%d of %d tiles off the rule (first: tile %d)", rp.OffRule, rp.Tiles, walked.firstOffTile), "each tile ends with round(s*n) zeros (kills + zero_before), or its zero_before when more", BasisAgainst)
 	}
 	if ok {
 		note := "every replayed kill reads exactly 0"
@@ -476,7 +471,7 @@ func (a *auditor) rate(key string, want float64, exactNum bool, basis, note stri
 		return
 	}
 	got, _ := v.AsFloat64()
-	ck := Check{Key: prune.KeyPrefix + key, Stored: fmt.Sprint(got), Recounted: fmt.Sprint(want), Basis: basis, Note: note}
+	ck := Check{Key: errata.KeyPrefix + key, Stored: fmt.Sprint(got), Recounted: fmt.Sprint(want), Basis: basis, Note: note}
 	ck.Status = statusOf(math.Float64bits(got) == math.Float64bits(want))
 	if ck.Status == StatusExact && !exactNum {
 		ck.Status = StatusBounds
@@ -485,7 +480,7 @@ func (a *auditor) rate(key string, want float64, exactNum bool, basis, note stri
 }
 
 func (a *auditor) stringCheck(key, stored, want, basis string) {
-	a.r.check(Check{Key: prune.KeyPrefix + key, Stored: stored, Recounted: want, Status: statusOf(stored == want), Basis: basis})
+	a.r.check(Check{Key: errata.KeyPrefix + key, Stored: stored, Recounted: want, Status: statusOf(stored == want), Basis: basis})
 }
 
 // checkPatterns checks that every target matches the selection stored in
@@ -497,52 +492,20 @@ func (a *auditor) checkPatterns() {
 		return
 	}
 	pats, _ := v.Data.([]string)
-	var base []*regexp.Regexp
-	var include, exclude []*regexp.Regexp
-	var layers map[int]bool
-	for i, p := range pats {
-		var err error
-		var re *regexp.Regexp
-		switch {
-		case strings.HasPrefix(p, "include "):
-			re, err = regexp.Compile(strings.TrimPrefix(p, "include "))
-			include = append(include, re)
-		case strings.HasPrefix(p, "exclude "):
-			re, err = regexp.Compile(strings.TrimPrefix(p, "exclude "))
-			exclude = append(exclude, re)
-		case strings.HasPrefix(p, "layers "):
-			layers, err = prune.ParseLayers(strings.TrimPrefix(p, "layers "))
-		case i == 0:
-			re, err = regexp.Compile(p)
-			base = append(base, re)
-		default:
-			err = fmt.Errorf("not a pattern entry")
-		}
-		if err != nil {
-			a.r.disagree(prune.KeyPrefix+"targets", "", p, "a pattern: "+err.Error(), BasisFile)
-			return
-		}
+	sel, entry, err := errata.ParseTargets(pats)
+	if err != nil {
+		a.r.disagree(errata.KeyPrefix+"targets", "", entry, "a pattern: "+err.Error(), BasisFile)
+		return
 	}
 	bad := 0
 	for _, name := range a.r.targetNames() {
-		m := false
-		for _, re := range append(base, include...) {
-			m = m || re.MatchString(name)
-		}
-		for _, re := range exclude {
-			m = m && !re.MatchString(name)
-		}
-		if m && layers != nil {
-			l, has := prune.Layer(name)
-			m = has && layers[l]
-		}
-		if !m {
+		if !sel.Match(name) {
 			bad++
-			a.r.disagree(prune.KeyPrefix+"targets", name, "a target", "not chosen by the stored patterns", BasisFile)
+			a.r.disagree(errata.KeyPrefix+"targets", name, "a target", "not chosen by the stored patterns", BasisFile)
 		}
 	}
 	if bad == 0 {
-		a.r.check(Check{Key: prune.KeyPrefix + "targets", Stored: strings.Join(pats, "; "), Recounted: "every target matches", Status: StatusExact, Basis: BasisFile})
+		a.r.check(Check{Key: errata.KeyPrefix + "targets", Stored: strings.Join(pats, "; "), Recounted: "every target matches", Status: StatusExact, Basis: BasisFile})
 	}
 }
 
@@ -558,7 +521,7 @@ func (r *Report) targetNames() []string {
 // file alone shows.
 func (a *auditor) zeroBeforeAlone(zeroBefore, exactZero, zeros uint64, allSingle, allZeroCoded bool) {
 	r := a.r
-	ck := Check{Key: prune.KeyPrefix + "zero_before", Stored: fmt.Sprintf("%d (+ exact_zero %d = %d)", zeroBefore, exactZero, zeroBefore+exactZero), Recounted: fmt.Sprintf("%d target weights read 0", zeros), Basis: BasisFile}
+	ck := Check{Key: errata.KeyPrefix + "zero_before", Stored: fmt.Sprintf("%d (+ exact_zero %d = %d)", zeroBefore, exactZero, zeroBefore+exactZero), Recounted: fmt.Sprintf("%d target weights read 0", zeros), Basis: BasisFile}
 	switch {
 	case allSingle:
 		ck.Status = statusOf(zeroBefore+exactZero == zeros)

@@ -4,8 +4,8 @@ import (
 	"fmt"
 	"math"
 
+	"github.com/physarium/physarium-gguf/errata"
 	"github.com/physarium/physarium-gguf/gguf"
-	"github.com/physarium/physarium-gguf/prune"
 	"github.com/physarium/physarium-gguf/quantize"
 )
 
@@ -43,19 +43,18 @@ func (a *auditor) magnitudeCuts(ot gguf.TensorInfo, s float64) ([]magCut, error)
 	var hist [1 << 16]uint64
 	for m := range cuts {
 		pass := func(fn func(v []float32)) error {
-			for r0 := 0; r0 < rows; r0 += prune.TileSize {
+			for r0, nr := range errata.Bands(rows) {
 				if err := a.ctx.Err(); err != nil {
 					return err
 				}
-				nr := min(prune.TileSize, rows-r0)
 				off := (uint64(m)*uint64(rows) + uint64(r0)) * rowBytes
 				b.rawO = grow(b.rawO, nr*int(rowBytes))
 				b.before = grow(b.before, nr*row)
-				if err := readTensor(a.o, ot, off, b.rawO); err != nil {
+				if err := readTensor(a.orig, ot, off, b.rawO); err != nil {
 					return err
 				}
 				if err := quantize.Decode(ot.Type, b.before, b.rawO); err != nil {
-					return fmt.Errorf("audit: %s: tensor %s: %w", a.o.Path, ot.Name, err)
+					return fmt.Errorf("audit: %s: tensor %s: %w", a.orig.Path, ot.Name, err)
 				}
 				fn(b.before)
 			}

@@ -9,6 +9,7 @@ import (
 	"github.com/physarium/physarium-gguf/gguf"
 	"github.com/physarium/physarium-gguf/imatrix"
 	"github.com/physarium/physarium-gguf/kernel"
+	"github.com/physarium/physarium-gguf/method"
 	"github.com/physarium/physarium-gguf/prune"
 	"github.com/physarium/physarium-gguf/testmodels"
 )
@@ -46,14 +47,14 @@ func writeImatrix(t *testing.T, path, model string, skip map[string]bool) {
 
 // methodCase is one way prune can be run.
 type methodCase struct {
-	method   prune.Method
+	method   method.Method
 	mode     kernel.Mode
-	rank     prune.Rank
+	rank     method.Rank
 	fallback bool // one target missing from the imatrix, --imatrix-missing v1
 }
 
 func (c methodCase) String() string {
-	s := string(c.method) + "/" + c.mode.String()
+	s := c.method.Name() + "/" + c.mode.String()
 	if c.rank != "" {
 		s += "/" + string(c.rank)
 	}
@@ -63,20 +64,26 @@ func (c methodCase) String() string {
 	return s
 }
 
+// lookup returns the registered method of a name.
+func lookup(name string) method.Method {
+	m, _ := method.Lookup(name)
+	return m
+}
+
 func methodCases() []methodCase {
 	cs := []methodCase{
-		{method: prune.MagnitudeFlow, mode: kernel.Natural},
-		{method: prune.MagnitudeFlow, mode: kernel.Sparsity},
-		{method: prune.ActivationFlow, mode: kernel.Natural},
-		{method: prune.ActivationFlow, mode: kernel.Natural, fallback: true},
-		{method: prune.Magnitude, mode: kernel.Sparsity},
-		{method: prune.Wanda, mode: kernel.Sparsity},
-		{method: prune.Wanda, mode: kernel.Sparsity, fallback: true},
+		{method: lookup(method.MagnitudeFlow), mode: kernel.Natural},
+		{method: lookup(method.MagnitudeFlow), mode: kernel.Sparsity},
+		{method: lookup(method.ActivationFlow), mode: kernel.Natural},
+		{method: lookup(method.ActivationFlow), mode: kernel.Natural, fallback: true},
+		{method: lookup(method.Magnitude), mode: kernel.Sparsity},
+		{method: lookup(method.Wanda), mode: kernel.Sparsity},
+		{method: lookup(method.Wanda), mode: kernel.Sparsity, fallback: true},
 	}
-	for _, r := range prune.Ranks {
-		cs = append(cs, methodCase{method: prune.ActivationFlow, mode: kernel.Sparsity, rank: r})
+	for _, r := range method.Ranks() {
+		cs = append(cs, methodCase{method: lookup(method.ActivationFlow), mode: kernel.Sparsity, rank: r})
 	}
-	return append(cs, methodCase{method: prune.ActivationFlow, mode: kernel.Sparsity, rank: prune.RankRowMould, fallback: true})
+	return append(cs, methodCase{method: lookup(method.ActivationFlow), mode: kernel.Sparsity, rank: method.RankRowMould, fallback: true})
 }
 
 // TestMethodsMirrorPrune prunes generated models with every method, mode
@@ -116,7 +123,7 @@ func TestMethodsMirrorPrune(t *testing.T) {
 					if c.mode == kernel.Sparsity {
 						p.Mode, p.Sparsity = kernel.Sparsity, 0.4
 					}
-					opts := prune.Options{Threads: 1, Method: c.method, Rank: c.rank, Params: &p}
+					opts := prune.Options{Threads: 1, Method: c.method.Name(), Rank: c.rank, Params: &p}
 					if c.method.NeedsImatrix() {
 						opts.Imatrix = full
 						if c.fallback {
@@ -131,12 +138,12 @@ func TestMethodsMirrorPrune(t *testing.T) {
 						t.Fatal(err)
 					}
 					rank := c.rank
-					if rank == "" && c.method == prune.ActivationFlow && c.mode == kernel.Sparsity {
-						rank = prune.DefaultRank
+					if rank == "" && c.method.Name() == method.ActivationFlow && c.mode == kernel.Sparsity {
+						rank = method.DefaultRank
 					}
-					if rep.Version != c.method.Version() || rep.Importance != prune.Importance(c.method, c.mode, rank) || (rep.Imatrix != "") != c.method.NeedsImatrix() {
+					if rep.Version != c.method.Version() || rep.Importance != c.method.Importance(method.Config{Params: kernel.Params{Mode: c.mode}, Rank: rank}) || (rep.Imatrix != "") != c.method.NeedsImatrix() {
 						t.Fatalf("rules drifted: prune wrote version %d importance %q imatrix %q; mirror %d %q activation %v",
-							rep.Version, rep.Importance, rep.Imatrix, c.method.Version(), prune.Importance(c.method, c.mode, rank), c.method.NeedsImatrix())
+							rep.Version, rep.Importance, rep.Imatrix, c.method.Version(), c.method.Importance(method.Config{Params: kernel.Params{Mode: c.mode}, Rank: rank}), c.method.NeedsImatrix())
 					}
 					if c.fallback && (len(rep.ImatrixMissing) != 1 || rep.ImatrixMissing[0] != skipped) {
 						t.Fatalf("fallback: %q", rep.ImatrixMissing)
@@ -158,7 +165,7 @@ func TestMethodsMirrorPrune(t *testing.T) {
 					if !r.OK() {
 						t.Fatalf("against: %+v", r.Disagreements)
 					}
-					replayed := c.method == prune.MagnitudeFlow || c.method == prune.Magnitude
+					replayed := c.method == lookup(method.MagnitudeFlow) || c.method == lookup(method.Magnitude)
 					if r.Replay.Ran != replayed || !replayed && !strings.Contains(r.Replay.Reason, "not verifiable by replay") {
 						t.Errorf("replay %+v", r.Replay)
 					}

@@ -5,9 +5,9 @@ import (
 	"fmt"
 	"math"
 
+	"github.com/physarium/physarium-gguf/errata"
 	"github.com/physarium/physarium-gguf/gguf"
 	"github.com/physarium/physarium-gguf/kernel"
-	"github.com/physarium/physarium-gguf/prune"
 	"github.com/physarium/physarium-gguf/quantize"
 )
 
@@ -79,252 +79,344 @@ type passBuffers struct {
 	one                   []byte
 }
 
+// walk is the state of one walkTarget: the tensor, its layout and what the
+// walk has found so far.
+type walk struct {
+	a         *auditor
+	t, ot     gguf.TensorInfo
+	pt        *gguf.TensorInfo // the tensor in a control's pruned twin, or nil
+	k         *kernel.Kernel   // replays the kernel, or nil
+	cuts      []magCut         // replays the magnitude baseline, or nil
+	replay    bool             // k or cuts
+	blockSize int              // weights per block
+	blockLen  int              // bytes per block
+	rowLen    int              // weights per row
+	rowBytes  uint64
+	zeroCode  quantize.ZeroKind
+	walked    pass
+}
+
 // walkTarget walks target tensor t of f band by band beside the original's
 // ot (same type and shape). k, when set, replays the kernel; a.magReplay
 // replays the magnitude baseline instead; pt, when set, is the tensor in a
-// control's pruned twin a.p.
+// control's pruned twin a.twin.
 func (a *auditor) walkTarget(t, ot gguf.TensorInfo, pt *gguf.TensorInfo, k *kernel.Kernel) (pass, error) {
-	ps := pass{firstBadKill: -1, firstKept: -1, firstNotReenc: -1, firstMissed: -1, firstExtra: -1, firstOffTile: -1, firstKilledNZ: -1, firstPrunedOutside: -1}
+	w := &walk{a: a, t: t, ot: ot, pt: pt, k: k, replay: k != nil || a.magReplay}
+	w.walked = pass{firstBadKill: -1, firstKept: -1, firstNotReenc: -1, firstMissed: -1, firstExtra: -1, firstOffTile: -1, firstKilledNZ: -1, firstPrunedOutside: -1}
+	if w.walked.problem = w.layout(); w.walked.problem != "" {
+		return w.walked, nil
+	}
+	if a.magReplay {
+		var err error
+		if w.cuts, err = a.magnitudeCuts(ot, a.params.Sparsity); err != nil {
+			return w.walked, err
+		}
+	}
+	blocks := t.Elements() / uint64(w.blockSize)
+	if w.replay {
+		w.walked.replay = &TensorReplay{Blocks: blocks}
+	}
+	if a.control {
+		w.walked.control = &ControlBlocks{Blocks: blocks}
+		if pt != nil {
+			w.walked.control.PrunedChanged, w.walked.control.Union, w.walked.control.Missed, w.walked.control.Extra = new(uint64), new(uint64), new(uint64), new(uint64)
+		}
+	}
+	rows, mats := int(t.Shape[1]), 1
+	for _, n := range t.Shape[2:] {
+		mats *= int(n)
+	}
+	for m := range mats {
+		for r0, nr := range errata.Bands(rows) {
+			if err := a.ctx.Err(); err != nil {
+				return w.walked, err
+			}
+			done, err := w.band(m, uint64(m)*uint64(rows)+uint64(r0), nr)
+			if err != nil || done {
+				return w.walked, err
+			}
+		}
+	}
+	return w.walked, nil
+}
+
+// layout sets the walk's block and row sizes, or says why the tensor
+// cannot be walked.
+func (w *walk) layout() string {
+	t := w.t
 	ti, ok := t.Type.Info()
 	if !ok || !quantize.CanDecode(t.Type) || !quantize.CanEncode(t.Type) {
-		ps.problem = fmt.Sprintf("type %s cannot be decoded and re-encoded", t.Type)
-		return ps, nil
+		return fmt.Sprintf("type %s cannot be decoded and re-encoded", t.Type)
 	}
 	const maxInt = int(^uint(0) >> 1)
 	for _, n := range t.Shape {
 		if n > uint64(maxInt>>8) {
-			ps.problem = fmt.Sprintf("dimension %d too large", n)
-			return ps, nil
+			return fmt.Sprintf("dimension %d too large", n)
 		}
 	}
 	if len(t.Shape) < 2 {
-		ps.problem = "not a matrix"
-		return ps, nil
+		return "not a matrix"
 	}
 	rowBytes, whole := t.Type.RowBytes(t.Shape[0])
 	if !whole {
-		ps.problem = fmt.Sprintf("rows of %d weights are not whole %s blocks", t.Shape[0], t.Type)
-		return ps, nil
+		return fmt.Sprintf("rows of %d weights are not whole %s blocks", t.Shape[0], t.Type)
 	}
-	bs, bb := ti.BlockSize, ti.BlockBytes
-	row, rows := int(t.Shape[0]), int(t.Shape[1])
-	mats := 1
-	for _, n := range t.Shape[2:] {
-		mats *= int(n)
+	w.blockSize, w.blockLen, w.rowLen, w.rowBytes = ti.BlockSize, ti.BlockBytes, int(t.Shape[0]), rowBytes
+	w.zeroCode, _ = quantize.Zero(t.Type)
+	return ""
+}
+
+// band walks the band of nr rows of matrix m whose first row, counting the
+// rows of every matrix, is row0; done reports that the walk ends here (the
+// original holds a NaN or an infinity, which prune refuses).
+func (w *walk) band(m int, row0 uint64, nr int) (done bool, err error) {
+	off, nb, n := row0*w.rowBytes, nr*int(w.rowBytes), nr*w.rowLen
+	blk0 := int64(off / uint64(w.blockLen)) // tensor-wide index of the band's first block
+	if err := w.read(off, nb, n); err != nil {
+		return false, err
 	}
-	replay := k != nil || a.magReplay
-	var cuts []magCut
-	if a.magReplay {
-		var err error
-		if cuts, err = a.magnitudeCuts(ot, a.params.Sparsity); err != nil {
-			return ps, err
+	var mask []byte
+	if w.replay {
+		if mask, done, err = w.replayMask(m, row0, nr, blk0); err != nil || done {
+			return done, err
+		}
+		if err := w.expected(mask, nb, n, blk0); err != nil {
+			return false, err
 		}
 	}
-	if replay {
-		ps.replay = &TensorReplay{Blocks: t.Elements() / uint64(bs)}
+	for blk := range n / w.blockSize {
+		if err := w.compareBlock(blk, blk0, mask); err != nil {
+			return false, err
+		}
+	}
+	return false, nil
+}
+
+// read reads the band's bytes from the original, the file and the pruned
+// twin and decodes the original's into a.bufs.before.
+func (w *walk) read(off uint64, nb, n int) error {
+	a, b := w.a, &w.a.bufs
+	b.rawO, b.rawF = grow(b.rawO, nb), grow(b.rawF, nb)
+	if err := readTensor(a.orig, w.ot, off, b.rawO); err != nil {
+		return err
+	}
+	if err := readTensor(a.file, w.t, off, b.rawF); err != nil {
+		return err
+	}
+	if w.pt != nil {
+		b.rawP = grow(b.rawP, nb)
+		if err := readTensor(a.twin, *w.pt, off, b.rawP); err != nil {
+			return err
+		}
+	}
+	b.before = grow(b.before, n)
+	if err := quantize.Decode(w.t.Type, b.before, b.rawO); err != nil {
+		return fmt.Errorf("audit: %s: tensor %s: %w", a.orig.Path, w.t.Name, err)
+	}
+	return nil
+}
+
+// replayMask replays the band's kills on the original's values and returns
+// the mask; done when the original holds a NaN or an infinity.
+func (w *walk) replayMask(m int, row0 uint64, nr int, blk0 int64) (mask []byte, done bool, err error) {
+	a := w.a
+	for i, v := range a.bufs.before {
+		if math.IsNaN(float64(v)) || math.IsInf(float64(v), 0) {
+			w.walked.problem = fmt.Sprintf("element %d of the original is %v (prune refuses such tensors)", row0*uint64(w.rowLen)+uint64(i), v)
+			w.walked.replay = nil
+			return nil, true, nil
+		}
+	}
+	if w.k == nil {
+		return a.magnitudeBand(w.walked.replay, &w.cuts[m], nr, w.rowLen), false, nil
+	}
+	mask, err = a.replayBand(w.walked.replay, w.k, nr, w.rowLen, blk0*int64(w.blockSize), &w.walked)
+	if err != nil {
+		return nil, false, fmt.Errorf("audit: %s: tensor %s: %w", a.orig.Path, w.t.Name, err)
+	}
+	return mask, false, nil
+}
+
+// killIn reports whether block blk of the band holds a replayed kill.
+func (w *walk) killIn(mask []byte, blk int) bool {
+	return mask != nil && bytes.IndexByte(mask[blk*w.blockSize:(blk+1)*w.blockSize], 1) >= 0
+}
+
+// expected sets a.bufs.exp to the band's expected bytes: the original's,
+// with the kill blocks re-encoded in runs as prune does (from the values
+// with the kills zeroed in a pruned file, from the original's in a
+// control twin); in a pruned file it also counts how the kills read.
+func (w *walk) expected(mask []byte, nb, n int, blk0 int64) error {
+	a, b := w.a, &w.a.bufs
+	bs, bb := w.blockSize, w.blockLen
+	b.exp = grow(b.exp, nb)
+	copy(b.exp, b.rawO)
+	src := b.before
+	if !a.control {
+		src = b.vals // kills zeroed by the replay
+	}
+	blocks := n / bs
+	for blk := 0; blk < blocks; {
+		if !w.killIn(mask, blk) {
+			blk++
+			continue
+		}
+		end := blk + 1
+		for end < blocks && w.killIn(mask, end) {
+			end++
+		}
+		if err := quantize.EncodeKeepZeros(w.t.Type, b.exp[blk*bb:end*bb], src[blk*bs:end*bs]); err != nil {
+			return fmt.Errorf("audit: tensor %s: %w", w.t.Name, err)
+		}
+		blk = end
 	}
 	if a.control {
-		ps.control = &ControlBlocks{Blocks: t.Elements() / uint64(bs)}
-		if pt != nil {
-			ps.control.PrunedChanged, ps.control.Union, ps.control.Missed, ps.control.Extra = new(uint64), new(uint64), new(uint64), new(uint64)
-		}
+		return nil
 	}
-	b := &a.bufs
-	zc, _ := quantize.Zero(t.Type)
-	for m := 0; m < mats; m++ {
-		for r0 := 0; r0 < rows; r0 += prune.TileSize {
-			if err := a.ctx.Err(); err != nil {
-				return ps, err
-			}
-			nr := min(prune.TileSize, rows-r0)
-			g0 := uint64(m)*uint64(rows) + uint64(r0)
-			off, nb := g0*rowBytes, nr*int(rowBytes)
-			n := nr * row
-			blocks := n / bs
-			blk0 := int64(off / uint64(bb)) // tensor-wide index of the band's first block
-			b.rawO, b.rawF = grow(b.rawO, nb), grow(b.rawF, nb)
-			if err := readTensor(a.o, ot, off, b.rawO); err != nil {
-				return ps, err
-			}
-			if err := readTensor(a.f, t, off, b.rawF); err != nil {
-				return ps, err
-			}
-			if pt != nil {
-				b.rawP = grow(b.rawP, nb)
-				if err := readTensor(a.p, *pt, off, b.rawP); err != nil {
-					return ps, err
-				}
-			}
-			b.before = grow(b.before, n)
-			if err := quantize.Decode(t.Type, b.before, b.rawO); err != nil {
-				return ps, fmt.Errorf("audit: %s: tensor %s: %w", a.o.Path, t.Name, err)
-			}
-			var mask []byte
-			if replay {
-				for i, v := range b.before {
-					if math.IsNaN(float64(v)) || math.IsInf(float64(v), 0) {
-						ps.problem = fmt.Sprintf("element %d of the original is %v (prune refuses such tensors)", g0*uint64(row)+uint64(i), v)
-						ps.replay = nil
-						return ps, nil
-					}
-				}
-				if k != nil {
-					var err error
-					if mask, err = a.replayBand(ps.replay, k, nr, row, blk0*int64(bs), &ps); err != nil {
-						return ps, fmt.Errorf("audit: %s: tensor %s: %w", a.o.Path, t.Name, err)
-					}
-				} else {
-					mask = a.magnitudeBand(ps.replay, &cuts[m], nr, row)
-				}
-			}
-			kill := func(blk int) bool {
-				return mask != nil && bytes.IndexByte(mask[blk*bs:(blk+1)*bs], 1) >= 0
-			}
-			// The expected bytes: the original's, and with a replay the
-			// kill blocks re-encoded in runs as prune does.
-			if replay {
-				b.exp = grow(b.exp, nb)
-				copy(b.exp, b.rawO)
-				src := b.before
-				if !a.control {
-					src = b.vals // kills zeroed by replayBand
-				}
-				for blk := 0; blk < blocks; {
-					if !kill(blk) {
-						blk++
-						continue
-					}
-					end := blk + 1
-					for end < blocks && kill(end) {
-						end++
-					}
-					if err := quantize.EncodeKeepZeros(t.Type, b.exp[blk*bb:end*bb], src[blk*bs:end*bs]); err != nil {
-						return ps, fmt.Errorf("audit: tensor %s: %w", t.Name, err)
-					}
-					blk = end
-				}
-				if !a.control {
-					b.after = grow(b.after, n)
-					if err := quantize.Decode(t.Type, b.after, b.rawF); err != nil {
-						return ps, fmt.Errorf("audit: %s: tensor %s: %w", a.f.Path, t.Name, err)
-					}
-					for i, mk := range mask {
-						if mk == 0 {
-							continue
-						}
-						if v := b.after[i]; v == 0 {
-							ps.replay.ExactZero++
-						} else {
-							ps.replay.KilledNonZero++
-							ps.replay.MaxKilledAbs = max(ps.replay.MaxKilledAbs, math.Abs(float64(v)))
-							if ps.firstKilledNZ < 0 && zc != quantize.ZeroNone {
-								ps.firstKilledNZ = blk0*int64(bs) + int64(i)
-							}
-						}
-					}
-				}
-			}
-			for blk := 0; blk < blocks; blk++ {
-				at := blk0 + int64(blk)
-				bf, bo := b.rawF[blk*bb:(blk+1)*bb], b.rawO[blk*bb:(blk+1)*bb]
-				changed := !bytes.Equal(bf, bo)
-				if replay {
-					r := ps.replay
-					if kill(blk) {
-						r.KillBlocks++
-						if bytes.Equal(bf, b.exp[blk*bb:(blk+1)*bb]) {
-							r.AsExpected++
-						} else if ps.firstBadKill < 0 {
-							ps.firstBadKill = at
-						}
-					} else if changed {
-						r.KeptChanged++
-						if ps.firstKept < 0 {
-							ps.firstKept = at
-						}
-					}
-				}
-				c := ps.control
-				if c == nil {
-					continue
-				}
-				var reenc []byte // EncodeKeepZeros of the original block, when needed
-				encode := func() ([]byte, error) {
-					if reenc == nil {
-						b.one = grow(b.one, bb)
-						if err := quantize.EncodeKeepZeros(t.Type, b.one, b.before[blk*bs:(blk+1)*bs]); err != nil {
-							return nil, fmt.Errorf("audit: tensor %s: %w", t.Name, err)
-						}
-						reenc = b.one
-					}
-					return reenc, nil
-				}
-				if changed {
-					c.Changed++
-					e, err := encode()
-					if err != nil {
-						return ps, err
-					}
-					if !bytes.Equal(bf, e) {
-						c.NotReencoding++
-						if ps.firstNotReenc < 0 {
-							ps.firstNotReenc = at
-						}
-					}
-				}
-				if pt == nil {
-					continue
-				}
-				pChanged := !bytes.Equal(b.rawP[blk*bb:(blk+1)*bb], bo)
-				if pChanged {
-					*c.PrunedChanged++
-					if replay && !kill(blk) {
-						ps.prunedOutside++
-						if ps.firstPrunedOutside < 0 {
-							ps.firstPrunedOutside = at
-						}
-					}
-				}
-				if pChanged || changed {
-					*c.Union++
-				}
-				if pChanged && !changed {
-					e, err := encode()
-					if err != nil {
-						return ps, err
-					}
-					if !bytes.Equal(e, bo) {
-						*c.Missed++
-						if ps.firstMissed < 0 {
-							ps.firstMissed = at
-						}
-					}
-				}
-				if changed && !pChanged {
-					*c.Extra++
-					if ps.firstExtra < 0 {
-						ps.firstExtra = at
-					}
-				}
+	return w.countKilled(mask, n, blk0)
+}
+
+// countKilled counts how the replayed kills of a pruned file read: exactly
+// 0, or not (and the largest |value| of those).
+func (w *walk) countKilled(mask []byte, n int, blk0 int64) error {
+	a, b, r := w.a, &w.a.bufs, w.walked.replay
+	b.after = grow(b.after, n)
+	if err := quantize.Decode(w.t.Type, b.after, b.rawF); err != nil {
+		return fmt.Errorf("audit: %s: tensor %s: %w", a.file.Path, w.t.Name, err)
+	}
+	for i, mk := range mask {
+		if mk == 0 {
+			continue
+		}
+		if v := b.after[i]; v == 0 {
+			r.ExactZero++
+		} else {
+			r.KilledNonZero++
+			r.MaxKilledAbs = max(r.MaxKilledAbs, math.Abs(float64(v)))
+			if w.walked.firstKilledNZ < 0 && w.zeroCode != quantize.ZeroNone {
+				w.walked.firstKilledNZ = blk0*int64(w.blockSize) + int64(i)
 			}
 		}
 	}
-	return ps, nil
+	return nil
+}
+
+// compareBlock compares block blk of the band (blk0 its first block's
+// tensor-wide index) with the replay's expectation and, in a control twin,
+// with the original's re-encoding and the pruned twin's block.
+func (w *walk) compareBlock(blk int, blk0 int64, mask []byte) error {
+	b, bb := &w.a.bufs, w.blockLen
+	at := blk0 + int64(blk)
+	stored, orig := b.rawF[blk*bb:(blk+1)*bb], b.rawO[blk*bb:(blk+1)*bb]
+	changed := !bytes.Equal(stored, orig)
+	if w.replay {
+		w.compareReplay(blk, at, stored, changed, mask)
+	}
+	if w.walked.control == nil {
+		return nil
+	}
+	return w.compareControl(blk, at, stored, orig, changed, mask)
+}
+
+// compareReplay checks a block against the replay: a kill block must be
+// the expected re-encoding, any other block the original's.
+func (w *walk) compareReplay(blk int, at int64, stored []byte, changed bool, mask []byte) {
+	r, bb := w.walked.replay, w.blockLen
+	switch {
+	case w.killIn(mask, blk):
+		r.KillBlocks++
+		if bytes.Equal(stored, w.a.bufs.exp[blk*bb:(blk+1)*bb]) {
+			r.AsExpected++
+		} else if w.walked.firstBadKill < 0 {
+			w.walked.firstBadKill = at
+		}
+	case changed:
+		r.KeptChanged++
+		if w.walked.firstKept < 0 {
+			w.walked.firstKept = at
+		}
+	}
+}
+
+// compareControl checks a block of a control twin: a changed block must
+// be the re-encoding of the original's values; with the pruned twin, the
+// blocks each twin changed are compared.
+func (w *walk) compareControl(blk int, at int64, stored, orig []byte, changed bool, mask []byte) error {
+	c, walked, bb := w.walked.control, &w.walked, w.blockLen
+	var reenc []byte // EncodeKeepZeros of the original block, when needed
+	encode := func() ([]byte, error) {
+		if reenc == nil {
+			b := &w.a.bufs
+			b.one = grow(b.one, bb)
+			if err := quantize.EncodeKeepZeros(w.t.Type, b.one, b.before[blk*w.blockSize:(blk+1)*w.blockSize]); err != nil {
+				return nil, fmt.Errorf("audit: tensor %s: %w", w.t.Name, err)
+			}
+			reenc = b.one
+		}
+		return reenc, nil
+	}
+	if changed {
+		c.Changed++
+		e, err := encode()
+		if err != nil {
+			return err
+		}
+		if !bytes.Equal(stored, e) {
+			c.NotReencoding++
+			first(&walked.firstNotReenc, at)
+		}
+	}
+	if w.pt == nil {
+		return nil
+	}
+	prunedChanged := !bytes.Equal(w.a.bufs.rawP[blk*bb:(blk+1)*bb], orig)
+	if prunedChanged {
+		*c.PrunedChanged++
+		if w.replay && !w.killIn(mask, blk) {
+			walked.prunedOutside++
+			first(&walked.firstPrunedOutside, at)
+		}
+	}
+	if prunedChanged || changed {
+		*c.Union++
+	}
+	if prunedChanged && !changed {
+		e, err := encode()
+		if err != nil {
+			return err
+		}
+		if !bytes.Equal(e, orig) {
+			*c.Missed++
+			first(&walked.firstMissed, at)
+		}
+	}
+	if changed && !prunedChanged {
+		*c.Extra++
+		first(&walked.firstExtra, at)
+	}
+	return nil
+}
+
+// first sets *at to block when it is still -1 (the first offender).
+func first(at *int64, block int64) {
+	if *at < 0 {
+		*at = block
+	}
 }
 
 // replayBand runs the kernel on a band of the original (a.bufs.before, nr
 // rows of row weights) exactly as prune tiles it, and returns the band's
 // kill mask, row-major. It leaves the original's values with the kills
 // zeroed in a.bufs.vals. elem0 is the band's first element in the tensor.
-func (a *auditor) replayBand(r *TensorReplay, k *kernel.Kernel, nr, row int, elem0 int64, ps *pass) ([]byte, error) {
+func (a *auditor) replayBand(r *TensorReplay, k *kernel.Kernel, nr, row int, elem0 int64, walked *pass) ([]byte, error) {
 	b := &a.bufs
 	n := nr * row
 	b.vals = grow(b.vals, n)
 	copy(b.vals, b.before)
 	b.mask, b.tmask = grow(b.mask, n), grow(b.tmask, n)
 	b.tiles = b.tiles[:0]
-	for c0, used := 0, 0; c0 < row; c0 += prune.TileSize {
-		cols := min(prune.TileSize, row-c0)
+	for c0, used := 0, 0; c0 < row; c0 += errata.TileSize {
+		cols := min(errata.TileSize, row-c0)
 		b.tiles = append(b.tiles, kernel.Tile{W: b.vals[c0:], Rows: nr, Cols: cols, Stride: row, Mask: b.tmask[used : used+nr*cols]})
 		used += nr * cols
 	}
@@ -333,7 +425,7 @@ func (a *auditor) replayBand(r *TensorReplay, k *kernel.Kernel, nr, row int, ele
 	}
 	for i := range b.tiles {
 		t := &b.tiles[i]
-		c0 := i * prune.TileSize
+		c0 := i * errata.TileSize
 		killed := 0
 		for rr := 0; rr < nr; rr++ {
 			m := t.Mask[rr*t.Cols : (rr+1)*t.Cols]
@@ -359,8 +451,8 @@ func (a *auditor) replayBand(r *TensorReplay, k *kernel.Kernel, nr, row int, ele
 			want := int(math.Round(k.Params().Sparsity * float64(t.Rows*t.Cols)))
 			if killed+zb != max(want, zb) {
 				r.OffRule++
-				if ps.firstOffTile < 0 {
-					ps.firstOffTile = int64(r.Tiles - 1)
+				if walked.firstOffTile < 0 {
+					walked.firstOffTile = int64(r.Tiles - 1)
 				}
 			}
 		}

@@ -9,18 +9,19 @@ import (
 	"regexp"
 	"strings"
 
+	"github.com/physarium/physarium-gguf/errata"
 	"github.com/physarium/physarium-gguf/gguf"
 	"github.com/physarium/physarium-gguf/kernel"
-	"github.com/physarium/physarium-gguf/prune"
+	"github.com/physarium/physarium-gguf/method"
 	"github.com/physarium/physarium-gguf/quantize"
 )
 
 // auditor carries one audit's state.
 type auditor struct {
-	ctx     context.Context
-	f, o, p *gguf.File // the file, the original, a control's pruned twin
-	chunk   int
-	r       *Report
+	ctx              context.Context
+	file, orig, twin *gguf.File // the file, the original (--against), a control's pruned twin (--pruned)
+	chunk            int
+	r                *Report
 	// storedKilled holds physarium.tensors.killed by tensor name.
 	storedKilled map[string]uint64
 
@@ -34,109 +35,172 @@ type auditor struct {
 	paramsErr error
 	params    kernel.Params
 	hasParams bool
-	// mi is what the stored method labels say (checkMethod).
-	mi   methodInfo
-	bufs passBuffers
+	// nonfinite counts the NaN and infinite values of the tensors that
+	// are not targets (countNonfinite).
+	nonfinite uint64
+	// labels is what the stored method labels say (checkMethod).
+	labels methodInfo
+	bufs   passBuffers
 }
 
-var projection = regexp.MustCompile(prune.DefaultTargetPattern)
+var projection = regexp.MustCompile(errata.DefaultTargetPattern)
 
 func (a *auditor) basis() string {
-	if a.o != nil {
+	if a.orig != nil {
 		return BasisAgainst
 	}
 	return BasisFile
 }
 
+// run audits the file: what kind of file it is, every target tensor, the
+// non-targets and the structure against the original, and, for a pruned
+// file, every stored figure.
 func (a *auditor) run() error {
-	r, f := a.r, a.f
-	for _, t := range f.Tensors {
+	r := a.r
+	for _, t := range a.file.Tensors {
 		r.Weights.Model += t.Elements()
 	}
-	_, r.Pruned = f.KV(prune.KeyPrefix + "version")
-	if !r.Pruned {
-		for _, kv := range f.KVs {
-			if strings.HasPrefix(kv.Key, prune.KeyPrefix) {
-				r.Pruned = true // some keys but no version: audited (and refuted) as a pruned file
-				break
-			}
-		}
-	}
-	if kv, ok := f.KV(prune.KeyPrefix + "control"); ok {
-		v, isBool := kv.Value.AsBool()
-		a.control = isBool && v
-		r.Control = a.control
-		if !a.control {
-			r.disagree(prune.KeyPrefix+"control", "", valueText(kv.Value), "BOOL true (prune writes the key only into control twins)", BasisFile)
-		}
-	}
-	if a.p != nil && !a.control {
-		return fmt.Errorf("audit: %s is no control twin (no physarium.control = true): a pruned twin (--pruned) belongs to a control twin", f.Path)
-	}
-	if a.p != nil {
-		sum, err := fileSHA256(a.ctx, a.p)
-		if err != nil {
-			return err
-		}
-		r.PrunedTwinSHA256 = sum
+	if err := a.classify(); err != nil {
+		return err
 	}
 	if r.Pruned {
 		a.prepareReplay()
 	}
-	var names []string
-	if r.Pruned {
-		names = a.storedNames()
-	} else {
-		for _, t := range f.Tensors {
-			if len(t.Shape) >= 2 && projection.MatchString(t.Name) {
-				names = append(names, t.Name)
-			}
-		}
-	}
-	if a.o != nil {
+	names := a.targetList()
+	if a.orig != nil {
 		a.compareStructure()
 		a.compareKVs()
 	}
 	targets := map[string]bool{}
 	for _, name := range names {
-		t, ok := f.Tensor(name)
+		t, ok := a.file.Tensor(name)
 		if !ok || targets[name] {
 			continue // reported by storedNames
 		}
 		targets[name] = true
-		var ot *gguf.TensorInfo
-		if a.o != nil {
-			if x, ok := a.o.Tensor(name); ok && x.Type == t.Type && reflect.DeepEqual(x.Shape, t.Shape) {
-				ot = &x
-			}
-		}
-		s, err := scanTarget(a.ctx, f, a.o, t, ot, a.chunk)
+		ta, err := a.auditTarget(t)
 		if err != nil {
 			return err
 		}
-		ta := a.tensorAudit(t, s)
-		if ot != nil && (a.k != nil || a.magReplay || a.control) {
-			var pt *gguf.TensorInfo
-			if a.p != nil {
-				if x, ok := a.p.Tensor(name); ok && x.Type == t.Type && reflect.DeepEqual(x.Shape, t.Shape) {
-					pt = &x
-				} else {
-					r.disagree(prune.KeyPrefix+"control_of", name, "a target of the control twin", "missing from the pruned twin, or of another type or shape", BasisAgainst)
-				}
-			}
-			ps, err := a.walkTarget(t, *ot, pt, a.k)
-			if err != nil {
-				return err
-			}
-			ta.pass, ta.Replay, ta.Control = ps, ps.replay, ps.control
-		}
 		r.Tensors = append(r.Tensors, ta)
 	}
-	if a.o != nil {
+	if a.orig != nil {
 		if err := a.compareNonTargets(targets); err != nil {
 			return err
 		}
 	}
+	a.totals()
+	if !r.Pruned {
+		return nil
+	}
+	if err := a.countNonfinite(targets); err != nil {
+		return err
+	}
+	a.checkKeys()
+	if a.twin != nil {
+		a.checkPrunedTwin()
+	}
+	if a.orig != nil {
+		return a.checkSource()
+	}
+	return nil
+}
+
+// classify says whether the file is a pruned file (it carries physarium.*
+// keys) and a control twin, and hashes the pruned twin of a control.
+func (a *auditor) classify() error {
+	r, f := a.r, a.file
+	_, r.Pruned = f.KV(errata.KeyPrefix + errata.KeyVersion)
+	if !r.Pruned {
+		for _, kv := range f.KVs {
+			if strings.HasPrefix(kv.Key, errata.KeyPrefix) {
+				r.Pruned = true // some keys but no version: audited (and refuted) as a pruned file
+				break
+			}
+		}
+	}
+	if kv, ok := f.KV(errata.KeyPrefix + errata.KeyControl); ok {
+		v, isBool := kv.Value.AsBool()
+		a.control = isBool && v
+		r.Control = a.control
+		if !a.control {
+			r.disagree(errata.KeyPrefix+errata.KeyControl, "", valueText(kv.Value), "BOOL true (prune writes the key only into control twins)", BasisFile)
+		}
+	}
+	if a.twin == nil {
+		return nil
+	}
+	if !a.control {
+		return fmt.Errorf("audit: %s is no control twin (no physarium.control = true): a pruned twin (--pruned) belongs to a control twin", f.Path)
+	}
+	sum, err := fileSHA256(a.ctx, a.twin)
+	if err != nil {
+		return err
+	}
+	r.PrunedTwinSHA256 = sum
+	return nil
+}
+
+// targetList returns the names of the tensors to audit as targets: those
+// physarium.tensors.name lists in a pruned file, else every projection the
+// default pattern matches.
+func (a *auditor) targetList() []string {
+	if a.r.Pruned {
+		return a.storedNames()
+	}
+	var names []string
+	for _, t := range a.file.Tensors {
+		if len(t.Shape) >= 2 && projection.MatchString(t.Name) {
+			names = append(names, t.Name)
+		}
+	}
+	return names
+}
+
+// sameTensor returns the tensor of g named like t when it has t's type and
+// shape.
+func sameTensor(g *gguf.File, t gguf.TensorInfo) (*gguf.TensorInfo, bool) {
+	x, ok := g.Tensor(t.Name)
+	if !ok || x.Type != t.Type || !reflect.DeepEqual(x.Shape, t.Shape) {
+		return nil, false
+	}
+	return &x, true
+}
+
+// auditTarget scans one target tensor and, with the original, walks it
+// band by band (the replay, a control's blocks).
+func (a *auditor) auditTarget(t gguf.TensorInfo) (TensorAudit, error) {
+	var orig *gguf.TensorInfo
+	if a.orig != nil {
+		orig, _ = sameTensor(a.orig, t)
+	}
+	s, err := scanTarget(a.ctx, a.file, a.orig, t, orig, a.chunk)
+	if err != nil {
+		return TensorAudit{}, err
+	}
+	ta := a.tensorAudit(t, s)
+	if orig == nil || a.k == nil && !a.magReplay && !a.control {
+		return ta, nil
+	}
+	var twin *gguf.TensorInfo
+	if a.twin != nil {
+		var ok bool
+		if twin, ok = sameTensor(a.twin, t); !ok {
+			a.r.disagree(errata.KeyPrefix+errata.KeyControlOf, t.Name, "a target of the control twin", "missing from the pruned twin, or of another type or shape", BasisAgainst)
+		}
+	}
+	walked, err := a.walkTarget(t, *orig, twin, a.k)
+	if err != nil {
+		return TensorAudit{}, err
+	}
+	ta.pass, ta.Replay, ta.Control = walked, walked.replay, walked.control
+	return ta, nil
+}
+
+// totals adds the targets' figures up: the denominators, the coverage and
+// the zeros.
+func (a *auditor) totals() {
+	r := a.r
 	r.TargetTensors = len(r.Tensors)
 	var zeros, zeroBefore, zeroed uint64
 	for _, t := range r.Tensors {
@@ -146,25 +210,13 @@ func (a *auditor) run() error {
 		zeroBefore += t.scan.zeroBefore
 		zeroed += t.scan.zeroed
 	}
-	r.Coverage = prune.NewRate(r.Weights.Processed, r.Weights.Target, "target")
-	r.Zeros = prune.NewRate(zeros, r.Weights.Target, "target")
-	r.ZerosOfModel = prune.NewRate(zeros, r.Weights.Model, "model")
-	if a.o != nil {
-		zb, zd := prune.NewRate(zeroBefore, r.Weights.Target, "target"), prune.NewRate(zeroed, r.Weights.Target, "target")
+	r.Coverage = errata.NewRate(r.Weights.Processed, r.Weights.Target, errata.OfTarget)
+	r.Zeros = errata.NewRate(zeros, r.Weights.Target, errata.OfTarget)
+	r.ZerosOfModel = errata.NewRate(zeros, r.Weights.Model, errata.OfModel)
+	if a.orig != nil {
+		zb, zd := errata.NewRate(zeroBefore, r.Weights.Target, errata.OfTarget), errata.NewRate(zeroed, r.Weights.Target, errata.OfTarget)
 		r.ZeroBefore, r.Zeroed = &zb, &zd
 	}
-	if r.Pruned {
-		a.checkKeys()
-		if a.p != nil {
-			a.checkPrunedTwin()
-		}
-		if a.o != nil {
-			if err := a.checkSource(); err != nil {
-				return err
-			}
-		}
-	}
-	return nil
 }
 
 // zeroCode names the zero behaviour of a type.
@@ -192,14 +244,14 @@ func (a *auditor) tensorAudit(t gguf.TensorInfo, s scan) TensorAudit {
 	n := t.Elements()
 	ta := TensorAudit{
 		Name: t.Name, Type: t.Type.String(), Shape: t.Shape, ZeroCode: zeroCode(t.Type),
-		Weights: n, Coverage: prune.NewRate(tiled(t.Shape), n, "tensor"),
-		Zeros: prune.NewRate(s.zeros, n, "tensor"), Decoded: s.decoded, scan: s,
+		Weights: n, Coverage: errata.NewRate(errata.Tiled(t.Shape), n, "tensor"),
+		Zeros: errata.NewRate(s.zeros, n, "tensor"), Decoded: s.decoded, scan: s,
 	}
 	if s.against {
-		zb := prune.NewRate(s.zeroBefore, n, "tensor")
-		zd := prune.NewRate(s.zeroed, n, "tensor")
-		cw := prune.NewRate(s.changedWeights, n, "tensor")
-		cb := prune.NewRate(s.changedBlocks, s.blocks, "tensor block")
+		zb := errata.NewRate(s.zeroBefore, n, "tensor")
+		zd := errata.NewRate(s.zeroed, n, "tensor")
+		cw := errata.NewRate(s.changedWeights, n, "tensor")
+		cb := errata.NewRate(s.changedBlocks, s.blocks, "tensor block")
 		ta.ZeroBefore, ta.Zeroed, ta.ChangedWeights, ta.ChangedBlocks = &zb, &zd, &cw, &cb
 	}
 	return ta
@@ -208,7 +260,7 @@ func (a *auditor) tensorAudit(t gguf.TensorInfo, s scan) TensorAudit {
 // compareStructure checks that the file has the original's tensors, in the
 // same order, with the same types and shapes.
 func (a *auditor) compareStructure() {
-	f, o := a.f, a.o
+	f, o := a.file, a.orig
 	before := len(a.r.Disagreements)
 	for _, ot := range o.Tensors {
 		t, ok := f.Tensor(ot.Name)
@@ -243,16 +295,16 @@ func (a *auditor) compareKVs() {
 	plain := func(kvs []gguf.KV) []gguf.KV {
 		var out []gguf.KV
 		for _, kv := range kvs {
-			if !strings.HasPrefix(kv.Key, prune.KeyPrefix) {
+			if !strings.HasPrefix(kv.Key, errata.KeyPrefix) {
 				out = append(out, kv)
 			}
 		}
 		return out
 	}
-	fk, ok := plain(a.f.KVs), plain(a.o.KVs)
+	fk, ok := plain(a.file.KVs), plain(a.orig.KVs)
 	before := len(a.r.Disagreements)
 	for _, kv := range ok {
-		got, present := a.f.KV(kv.Key)
+		got, present := a.file.KV(kv.Key)
 		switch {
 		case !present:
 			a.r.disagree(kv.Key, "", "missing", valueText(kv.Value)+" in the original", BasisAgainst)
@@ -261,7 +313,7 @@ func (a *auditor) compareKVs() {
 		}
 	}
 	for _, kv := range fk {
-		if _, present := a.o.KV(kv.Key); !present {
+		if _, present := a.orig.KV(kv.Key); !present {
 			a.r.disagree(kv.Key, "", valueText(kv.Value), "not in the original", BasisAgainst)
 		}
 	}
@@ -279,13 +331,13 @@ func (a *auditor) compareKVs() {
 // compareNonTargets checks every tensor that is not a target byte for byte.
 func (a *auditor) compareNonTargets(targets map[string]bool) error {
 	same, n := true, 0
-	for _, t := range a.f.Tensors {
-		ot, ok := a.o.Tensor(t.Name)
+	for _, t := range a.file.Tensors {
+		ot, ok := a.orig.Tensor(t.Name)
 		if targets[t.Name] || !ok || ot.Type != t.Type || !reflect.DeepEqual(ot.Shape, t.Shape) {
 			continue
 		}
 		n++
-		off, err := sameBytes(a.ctx, a.f, a.o, t, ot)
+		off, err := sameBytes(a.ctx, a.file, a.orig, t, ot)
 		if err != nil {
 			return err
 		}
@@ -370,23 +422,23 @@ func valueText(v gguf.Value) string {
 
 // checkSource checks that physarium.source names the original's sha256.
 func (a *auditor) checkSource() error {
-	sum, err := fileSHA256(a.ctx, a.o)
+	sum, err := fileSHA256(a.ctx, a.orig)
 	if err != nil {
 		return err
 	}
 	a.r.AgainstSHA256 = sum
-	key := prune.KeyPrefix + "source"
-	kv, ok := a.f.KV(key)
+	key := errata.KeyPrefix + "source"
+	kv, ok := a.file.KV(key)
 	if !ok {
 		return nil // reported as a missing key
 	}
 	s, _ := kv.Value.AsString()
 	name, hash, found := strings.Cut(s, " sha256:")
-	want := filepath.Base(a.o.Path) + " sha256:" + sum
+	want := filepath.Base(a.orig.Path) + " sha256:" + sum
 	switch {
 	case !found || hash != sum:
 		a.r.disagree(key, "", s, want, BasisAgainst)
-	case name != filepath.Base(a.o.Path):
+	case name != filepath.Base(a.orig.Path):
 		a.r.check(Check{Key: key, Stored: s, Recounted: want, Status: StatusExact, Basis: BasisAgainst, Note: "the sha256 matches; the original has been renamed since"})
 	default:
 		a.r.check(Check{Key: key, Stored: s, Recounted: want, Status: StatusExact, Basis: BasisAgainst})
@@ -399,12 +451,11 @@ func (a *auditor) checkSource() error {
 func (a *auditor) prepareReplay() {
 	ri := &a.r.Replay
 	version, _ := a.u64("version")
-	method, _ := a.str("method")
+	name, _ := a.str("method")
 	imp, _ := a.str("importance")
 	params, hasParams := a.str("params")
 	mode, _ := a.str("mode")
-	v1 := version == 1 && method == string(prune.MagnitudeFlow) && imp == "|w|"
-	mag := version == 0 && method == string(prune.Magnitude) && imp == prune.Importance(prune.Magnitude, kernel.Sparsity, "") && mode == "sparsity" && !a.control
+	replay := a.replayKind(version, name, imp, mode)
 	if hasParams {
 		p, err := ParseParams(params, mode)
 		switch {
@@ -419,15 +470,15 @@ func (a *auditor) prepareReplay() {
 	switch {
 	case a.noReplay:
 		ri.Reason = "skipped (--no-replay)"
-	case !v1 && !mag:
-		ri.Reason = notReplayable(version, method, imp, a.control)
+	case replay == method.ReplayNone:
+		ri.Reason = notReplayable(version, name, imp, a.control)
 	case !hasParams:
 		ri.Reason = "physarium.params missing"
 	case a.paramsErr != nil:
 		ri.Reason = "physarium.params unusable: " + a.paramsErr.Error()
-	case a.o == nil:
+	case a.orig == nil:
 		ri.Reason = "needs the original (--against)"
-	case mag:
+	case replay == method.ReplayMagnitude:
 		a.magReplay = true
 		ri.Ran, ri.Kernel, ri.Params = true, "none (magnitude baseline: per matrix, the round(s*n) smallest |w|, zeros first, ties by index)", params
 	default:
@@ -441,20 +492,30 @@ func (a *auditor) prepareReplay() {
 	}
 }
 
-// notReplayable says why a file that is no version-1 magnitude-flow file
-// is not verifiable by replay.
-func notReplayable(version uint64, method, imp string, control bool) string {
-	head := fmt.Sprintf("not verifiable by replay: physarium.version %d, method %q: ", version, method)
-	switch prune.Method(method) {
-	case prune.Magnitude:
-		if control {
-			return head + "the magnitude replay is not implemented for control twins"
-		}
-		return head + "importance " + fmt.Sprintf("%q", imp) + " or mode is not what prune writes for the magnitude baseline"
-	case prune.ActivationFlow:
-		return head + "the mould ate |w|*a_i with a_i from an importance matrix (imatrix) that the audit is not given, and prune exposes no function to recompute its mask; the kill counts of sparsity mode are checked against the rule instead"
-	case prune.Wanda:
-		return head + "the baseline ranks |w|*a_i per output row with a_i from an importance matrix (imatrix) that the audit is not given, and prune exposes no function to recompute its mask; the kill counts are checked against the per-row quotas instead"
+// replayKind is how the file's kills can be replayed: the stored method's
+// Replay, when the stored version, importance and mode are what prune
+// writes for it.
+func (a *auditor) replayKind(version uint64, name, imp, mode string) method.Replay {
+	m, ok := method.Lookup(name)
+	if !ok {
+		return method.ReplayNone
 	}
-	return fmt.Sprintf("not verifiable by replay: physarium.version %d, method %q, importance %q: only version 1 magnitude-flow (|w|) is replayed; other methods need inputs the audit is not given (an imatrix)", version, method, imp)
+	cfg := method.Config{}
+	if mode == "sparsity" {
+		cfg.Params.Mode = kernel.Sparsity
+	}
+	if version != uint64(m.Version()) || imp != m.Importance(cfg) || m.Validate(cfg) != nil {
+		return method.ReplayNone
+	}
+	return m.Replay(a.control)
+}
+
+// notReplayable says why a file is not verifiable by replay.
+func notReplayable(version uint64, name, imp string, control bool) string {
+	if m, ok := method.Lookup(name); ok {
+		if why := m.NotReplayed(control, imp); why != "" {
+			return fmt.Sprintf("not verifiable by replay: physarium.version %d, method %q: ", version, name) + why
+		}
+	}
+	return fmt.Sprintf("not verifiable by replay: physarium.version %d, method %q, importance %q: only version 1 magnitude-flow (|w|) is replayed; other methods need inputs the audit is not given (an imatrix)", version, name, imp)
 }

@@ -8,32 +8,10 @@ import (
 	"fmt"
 	"math"
 
+	"github.com/physarium/physarium-gguf/errata"
 	"github.com/physarium/physarium-gguf/gguf"
-	"github.com/physarium/physarium-gguf/prune"
 	"github.com/physarium/physarium-gguf/quantize"
 )
-
-// tiled returns the weights of a tensor that prune's tiling covers: every
-// matrix (ne[0] x ne[1]; each of the ne[2]*ne[3] experts separately) cut into
-// non-overlapping TileSize x TileSize tiles, the last row and column of tiles
-// cut short. A tensor with fewer than two dimensions is not tiled (0).
-func tiled(shape []uint64) uint64 {
-	if len(shape) < 2 {
-		return 0
-	}
-	side := func(n uint64) uint64 { // the sum of the tile extents along one axis
-		var s uint64
-		for lo := uint64(0); lo < n; lo += prune.TileSize {
-			s += min(prune.TileSize, n-lo)
-		}
-		return s
-	}
-	mats := uint64(1)
-	for _, n := range shape[2:] {
-		mats *= n
-	}
-	return side(shape[0]) * side(shape[1]) * mats
-}
 
 // scan is what one pass over a target tensor found.
 type scan struct {
@@ -58,6 +36,9 @@ type scan struct {
 	// (row-major, ceil(ne[0]/256) segments a row) of a matrix tensor, for
 	// the sparsity-mode count rules (ruleKills).
 	segZeros []uint16
+	// rowLen and segs are the row length and 256-column segments a row
+	// of segZeros (0 when the tensor is no matrix).
+	rowLen, segs uint64
 }
 
 // scanTarget decodes a target tensor of f (and, when ot is given, the same
@@ -73,31 +54,20 @@ func scanTarget(ctx context.Context, f, o *gguf.File, t gguf.TensorInfo, ot *ggu
 	nBlocks := t.Elements() / uint64(bs)
 	s.blocks = nBlocks
 	per := max(1, chunk/bs) // blocks per chunk
-	rawF := make([]byte, per*bb)
-	valsF := make([]float32, per*bs)
-	var rawO []byte
-	var valsO []float32
-	rowLen, segs := uint64(0), uint64(0)
+	file := chunkReader{f: f, t: t, raw: make([]byte, per*bb), vals: make([]float32, per*bs)}
+	var orig chunkReader
 	if ot != nil {
-		rawO = make([]byte, per*bb)
-		valsO = make([]float32, per*bs)
-		if len(t.Shape) >= 2 && t.Shape[0] > 0 {
-			rowLen = t.Shape[0]
-			segs = (rowLen + prune.TileSize - 1) / prune.TileSize
-			s.segZeros = make([]uint16, t.Elements()/rowLen*segs)
-		}
+		orig = chunkReader{f: o, t: *ot, raw: make([]byte, per*bb), vals: make([]float32, per*bs)}
+		s.segments(t)
 	}
 	for b0 := uint64(0); b0 < nBlocks; b0 += uint64(per) {
 		if err := ctx.Err(); err != nil {
 			return s, err
 		}
 		n := int(min(uint64(per), nBlocks-b0))
-		rf, vf := rawF[:n*bb], valsF[:n*bs]
-		if err := readTensor(f, t, b0*uint64(bb), rf); err != nil {
+		rf, vf, err := file.read(b0, n, bs, bb)
+		if err != nil {
 			return s, err
-		}
-		if err := quantize.Decode(t.Type, vf, rf); err != nil {
-			return s, fmt.Errorf("audit: %s: tensor %s: %w", f.Path, t.Name, err)
 		}
 		if ot == nil {
 			for _, v := range vf {
@@ -107,51 +77,14 @@ func scanTarget(ctx context.Context, f, o *gguf.File, t gguf.TensorInfo, ot *ggu
 			}
 			continue
 		}
-		ro, vo := rawO[:n*bb], valsO[:n*bs]
-		if err := readTensor(o, *ot, b0*uint64(bb), ro); err != nil {
+		ro, vo, err := orig.read(b0, n, bs, bb)
+		if err != nil {
 			return s, err
 		}
-		if err := quantize.Decode(t.Type, vo, ro); err != nil {
-			return s, fmt.Errorf("audit: %s: tensor %s: %w", o.Path, t.Name, err)
-		}
-		for blk := 0; blk < n; blk++ {
+		for blk := range n {
 			changed := !bytes.Equal(rf[blk*bb:(blk+1)*bb], ro[blk*bb:(blk+1)*bb])
-			madeZero := false
-			for k := blk * bs; k < (blk+1)*bs; k++ {
-				a, b := vo[k], vf[k]
-				elem := int64((b0+uint64(blk))*uint64(bs)) + int64(k-blk*bs)
-				if b == 0 {
-					s.zeros++
-				}
-				if a == 0 {
-					s.zeroBefore++
-					if segs > 0 {
-						e := uint64(elem)
-						s.segZeros[e/rowLen*segs+e%rowLen/prune.TileSize]++
-					}
-					if b != 0 {
-						s.lostZero++
-						if s.firstLost < 0 {
-							s.firstLost = elem
-						}
-					}
-				} else if b == 0 {
-					s.zeroed++
-					madeZero = true
-				}
-				if math.Float32bits(a) != math.Float32bits(b) {
-					s.changedWeights++
-					if !(a != 0 && b == 0) {
-						s.notKill++
-						if s.firstNotKill < 0 {
-							s.firstNotKill = elem
-						}
-					}
-				}
-				if changed && a != 0 {
-					s.nonzeroChanged++
-				}
-			}
+			lo, hi := blk*bs, (blk+1)*bs
+			madeZero := s.compare(vo[lo:hi], vf[lo:hi], int64((b0+uint64(blk))*uint64(bs)), changed)
 			if changed {
 				s.changedBlocks++
 				if !madeZero {
@@ -164,6 +97,80 @@ func scanTarget(ctx context.Context, f, o *gguf.File, t gguf.TensorInfo, ot *ggu
 		}
 	}
 	return s, nil
+}
+
+// chunkReader reads and decodes runs of whole blocks of one tensor.
+type chunkReader struct {
+	f    *gguf.File
+	t    gguf.TensorInfo
+	raw  []byte
+	vals []float32
+}
+
+// read returns the bytes and values of the n blocks from block b0 on
+// (blocks of bs weights in bb bytes).
+func (c *chunkReader) read(b0 uint64, n, bs, bb int) ([]byte, []float32, error) {
+	raw, vals := c.raw[:n*bb], c.vals[:n*bs]
+	if err := readTensor(c.f, c.t, b0*uint64(bb), raw); err != nil {
+		return nil, nil, err
+	}
+	if err := quantize.Decode(c.t.Type, vals, raw); err != nil {
+		return nil, nil, fmt.Errorf("audit: %s: tensor %s: %w", c.f.Path, c.t.Name, err)
+	}
+	return raw, vals, nil
+}
+
+// segments sizes segZeros for tensor t when it is a matrix.
+func (s *scan) segments(t gguf.TensorInfo) {
+	if len(t.Shape) < 2 || t.Shape[0] == 0 {
+		return
+	}
+	s.rowLen = t.Shape[0]
+	s.segs = (s.rowLen + errata.TileSize - 1) / errata.TileSize
+	s.segZeros = make([]uint16, t.Elements()/s.rowLen*s.segs)
+}
+
+// compare counts one block: before holds the original's values, after the
+// file's, elem0 is the block's first element in the tensor and changed
+// says whether its bytes differ. It reports whether a weight non-zero in
+// the original reads zero now.
+func (s *scan) compare(before, after []float32, elem0 int64, changed bool) (madeZero bool) {
+	for k, a := range before {
+		b := after[k]
+		elem := elem0 + int64(k)
+		if b == 0 {
+			s.zeros++
+		}
+		if a == 0 {
+			s.zeroBefore++
+			if s.segs > 0 {
+				e := uint64(elem)
+				s.segZeros[e/s.rowLen*s.segs+e%s.rowLen/errata.TileSize]++
+			}
+			if b != 0 {
+				s.lostZero++
+				if s.firstLost < 0 {
+					s.firstLost = elem
+				}
+			}
+		} else if b == 0 {
+			s.zeroed++
+			madeZero = true
+		}
+		if math.Float32bits(a) != math.Float32bits(b) {
+			s.changedWeights++
+			if !(a != 0 && b == 0) {
+				s.notKill++
+				if s.firstNotKill < 0 {
+					s.firstNotKill = elem
+				}
+			}
+		}
+		if changed && a != 0 {
+			s.nonzeroChanged++
+		}
+	}
+	return madeZero
 }
 
 // readTensor reads len(p) bytes of tensor t's data starting at off.
@@ -228,4 +235,37 @@ func fileSHA256(ctx context.Context, f *gguf.File) (string, error) {
 		off += n
 	}
 	return hex.EncodeToString(h.Sum(nil)), nil
+}
+
+// countNonfinite counts the NaN and infinite values of the file's tensors
+// that are not targets (those of a type that can be decoded), which prune
+// copies byte for byte, and their rate over the model's weights.
+func (a *auditor) countNonfinite(targets map[string]bool) error {
+	for _, t := range a.file.Tensors {
+		ti, ok := t.Type.Info()
+		if targets[t.Name] || !ok || !quantize.CanDecode(t.Type) {
+			continue
+		}
+		bs, bb := ti.BlockSize, ti.BlockBytes
+		blocks := t.Elements() / uint64(bs)
+		per := int(max(1, min(uint64(a.chunk/bs), blocks)))
+		c := chunkReader{f: a.file, t: t, raw: make([]byte, per*bb), vals: make([]float32, per*bs)}
+		for b0 := uint64(0); b0 < blocks; b0 += uint64(per) {
+			if err := a.ctx.Err(); err != nil {
+				return err
+			}
+			_, vals, err := c.read(b0, int(min(uint64(per), blocks-b0)), bs, bb)
+			if err != nil {
+				return err
+			}
+			for _, v := range vals {
+				if math.IsNaN(float64(v)) || math.IsInf(float64(v), 0) {
+					a.nonfinite++
+				}
+			}
+		}
+	}
+	rate := errata.NewRate(a.nonfinite, a.r.Weights.Model, errata.OfModel)
+	a.r.NonfiniteCopied = &rate
+	return nil
 }

@@ -181,6 +181,12 @@ func writeAudit(w io.Writer, r *audit.Report) {
 		fmt.Fprintf(w, "kill rate over target:  %s\n", r.OverTarget)
 		fmt.Fprintf(w, "kill rate over model:   %s\n", r.OverModel)
 	}
+	writeAuditTensors(w, r)
+	writeAuditChecks(w, r)
+}
+
+// writeAuditTensors prints the per-tensor lines of an audit.
+func writeAuditTensors(w io.Writer, r *audit.Report) {
 	fmt.Fprintln(w, "per tensor (zeros now over the tensor's weights):")
 	for _, t := range r.Tensors {
 		fmt.Fprintf(w, "  %-28s %-7s zeros %s", t.Name, t.Type, t.Zeros)
@@ -198,6 +204,11 @@ func writeAudit(w io.Writer, r *audit.Report) {
 		}
 		fmt.Fprintln(w)
 	}
+}
+
+// writeAuditChecks prints the checks by status and basis, the bounded and
+// unverifiable file-wide ones, and the verdict.
+func writeAuditChecks(w io.Writer, r *audit.Report) {
 	counts := map[string]int{}
 	for _, c := range r.Checks {
 		counts[c.Status+" ("+c.Basis+")"]++
@@ -212,14 +223,8 @@ func writeAudit(w io.Writer, r *audit.Report) {
 			}
 		}
 		for _, c := range r.Checks {
-			if c.Status == audit.StatusBounds || c.Status == audit.StatusUnverifiable {
-				where := c.Key
-				if c.Tensor != "" {
-					where += " of " + c.Tensor
-				}
-				if c.Tensor == "" {
-					fmt.Fprintf(w, "  %s: %s: stored %s, recounted %s\n", c.Status, where, short(c.Stored), short(c.Recounted))
-				}
+			if (c.Status == audit.StatusBounds || c.Status == audit.StatusUnverifiable) && c.Tensor == "" {
+				fmt.Fprintf(w, "  %s: %s: stored %s, recounted %s\n", c.Status, c.Key, short(c.Stored), short(c.Recounted))
 			}
 		}
 	}

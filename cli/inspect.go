@@ -15,6 +15,7 @@ import (
 
 	ucli "github.com/urfave/cli/v2"
 
+	"github.com/physarium/physarium-gguf/errata"
 	"github.com/physarium/physarium-gguf/gguf"
 )
 
@@ -90,13 +91,13 @@ func writeInspectText(w io.Writer, f *gguf.File) error {
 
 	var phys []gguf.KV
 	for _, kv := range f.KVs {
-		if strings.HasPrefix(kv.Key, "physarium.") {
+		if strings.HasPrefix(kv.Key, errata.KeyPrefix) {
 			phys = append(phys, kv)
 		}
 	}
 	if len(phys) > 0 {
 		fmt.Fprintf(w, "\n=== PHYSARIUM SURGERY RECORD (%d physarium.* keys) ===\n", len(phys))
-		if kv, ok := f.KV("physarium.errata"); ok {
+		if kv, ok := f.KV(errata.KeyPrefix + errata.KeyErrata); ok {
 			s, _ := kv.Value.AsString()
 			fmt.Fprintf(w, "\nERRATA (physarium.errata):\n")
 			for _, line := range strings.Split(wrap(s, 76), "\n") {
@@ -106,7 +107,7 @@ func writeInspectText(w io.Writer, f *gguf.File) error {
 		}
 		tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
 		for _, kv := range phys {
-			if kv.Key == "physarium.errata" {
+			if kv.Key == errata.KeyPrefix+errata.KeyErrata {
 				continue
 			}
 			fmt.Fprintf(tw, "  %s\t%s\t%s\n", kv.Key, typeName(kv.Value), textValue(kv.Value, -1))
@@ -119,7 +120,7 @@ func writeInspectText(w io.Writer, f *gguf.File) error {
 	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
 	for _, kv := range f.KVs {
 		max := textStringMax
-		if strings.HasPrefix(kv.Key, "physarium.") {
+		if strings.HasPrefix(kv.Key, errata.KeyPrefix) {
 			max = -1
 		}
 		fmt.Fprintf(tw, "  %s\t%s\t%s\n", shownText(kv.Key), typeName(kv.Value), textValue(kv.Value, max))

@@ -13,6 +13,7 @@ import (
 	"github.com/vbauerster/mpb/v8/decor"
 
 	"github.com/physarium/physarium-gguf/kernel"
+	"github.com/physarium/physarium-gguf/method"
 	"github.com/physarium/physarium-gguf/prune"
 )
 
@@ -125,7 +126,7 @@ func pruneOptions(c *ucli.Context) (prune.Options, error) {
 	o.Threads = c.Int("threads")
 	o.Selection = prune.Selection{Include: c.StringSlice("include"), Exclude: c.StringSlice("exclude"), Layers: c.String("layers")}
 	if o.Selection.Layers != "" {
-		if _, err := prune.ParseLayers(o.Selection.Layers); err != nil {
+		if err := prune.CheckLayers(o.Selection.Layers); err != nil {
 			return o, usageErrorf("%v", err)
 		}
 	}
@@ -136,13 +137,14 @@ func pruneOptions(c *ucli.Context) (prune.Options, error) {
 	}
 	o.Overwrite = c.Bool("force")
 	o.SkipUnsupported = c.Bool("skip-unsupported")
-	if o.Method, err = prune.ParseMethod(c.String("method")); err != nil {
-		return o, usageErrorf("%v", err)
-	}
-	if !c.IsSet("method") {
-		o.Method = "" // chosen by prune from --imatrix
+	if c.IsSet("method") { // else chosen by prune from --imatrix
+		o.Method = c.String("method")
+		if _, err := method.Parse(o.Method); err != nil {
+			return o, usageErrorf("prune: %v", err)
+		}
 	}
 	o.Imatrix = c.String("imatrix")
+	o.Rank = method.Rank(c.String("rank"))
 	switch c.String("imatrix-missing") {
 	case "error":
 	case "v1":
@@ -153,16 +155,34 @@ func pruneOptions(c *ucli.Context) (prune.Options, error) {
 	default:
 		return o, usageErrorf("prune: --imatrix-missing %q: want error or v1", c.String("imatrix-missing"))
 	}
-	if o.Rank, err = prune.ParseRank(c.String("rank")); err != nil {
-		return o, usageErrorf("%v", err)
+	return o, checkMethod(c, o, p)
+}
+
+// checkMethod refuses, as usage errors, a method, rank or mode that do not
+// fit each other (the method's own rules, which prune.File applies too).
+func checkMethod(c *ucli.Context, o prune.Options, p kernel.Params) error {
+	name := o.Method
+	if name == "" {
+		name = prune.DefaultMethod(o.Imatrix)
 	}
-	if c.IsSet("rank") && (p.Mode != kernel.Sparsity || o.Imatrix == "" || c.IsSet("method") && o.Method != prune.ActivationFlow) {
-		return o, usageErrorf("prune: --rank applies to activation-flow in sparsity mode only")
+	m, _ := method.Lookup(name) // parsed above
+	cfg := method.Config{Params: p, Impl: o.Impl}
+	var err error
+	if cfg.Rank, err = method.ParseRank(string(o.Rank)); err != nil {
+		return usageErrorf("prune: %v", err)
 	}
-	if (o.Method == prune.Magnitude || o.Method == prune.Wanda) && p.Mode != kernel.Sparsity {
-		return o, usageErrorf("prune: --method %s is a fixed-rate baseline: it needs --mode sparsity --sparsity S", o.Method)
+	if c.IsSet("rank") && (len(m.Ranks(p.Mode)) == 0 || o.Imatrix == "") {
+		return usageErrorf("prune: --rank applies to %s only", rankedMethods())
 	}
-	return o, nil
+	if err := m.Validate(cfg); err != nil {
+		return usageErrorf("prune: --method %s: %v", name, err)
+	}
+	return nil
+}
+
+// rankedMethods names the methods that take a rank, and in which mode.
+func rankedMethods() string {
+	return method.Names(func(m method.Method) bool { return len(m.Ranks(kernel.Sparsity)) > 0 }) + " in sparsity mode"
 }
 
 func (a *App) prune(c *ucli.Context) error {
@@ -248,6 +268,12 @@ func writeSummary(w io.Writer, r *prune.Report) {
 	fmt.Fprintf(w, "exact zeros:      %s\n", r.ExactZeroOf)
 	for _, s := range r.Skipped {
 		fmt.Fprintf(w, "skipped:          %s (%s, %d weights): %s\n", s.Name, s.Type, s.Weights, s.Reason)
+	}
+	for _, t := range r.NonfiniteTensors {
+		fmt.Fprintf(w, "WARNING:          %s is not a target and holds %d NaN or infinite values, copied byte for byte\n", t.Name, t.Count)
+	}
+	if r.NonfiniteCopied.Numerator > 0 {
+		fmt.Fprintf(w, "non-finite copied: %s (physarium.nonfinite_copied)\n", r.NonfiniteCopied)
 	}
 	if len(r.Kinds) > 0 {
 		fmt.Fprintf(w, "per projection kind (kill rate over each tensor's weights):\n")

@@ -40,6 +40,7 @@ const (
 	KeyControl         = "control"
 	KeyControlOf       = "control_of"
 	KeyReencoded       = "reencoded_blocks"
+	KeyNonfinite       = "nonfinite_copied"
 )
 
 // Keys is the key table in the order of ERRATA.md, which is the order
@@ -61,6 +62,7 @@ var Keys = []Key{
 	{KeyKilled, gguf.TypeUint64, 0, false, "weights zeroed by the method"},
 	{KeyZeroBefore, gguf.TypeUint64, 0, false, "target weights that were already zero"},
 	{KeyExactZero, gguf.TypeUint64, 0, false, "killed weights that read back as exactly 0.0"},
+	{KeyNonfinite, gguf.TypeUint64, 0, true, "NaN or infinite values of the tensors that are not targets, copied byte for byte; denominator model (written when not 0)"},
 	{KeyRateOverTarget, gguf.TypeFloat64, 0, false, "killed / target"},
 	{KeyRateOverModel, gguf.TypeFloat64, 0, false, "killed / model"},
 	{KeyCoverage, gguf.TypeFloat64, 0, false, "processed / target"},
@@ -128,3 +130,7 @@ func Ordered(values map[string]gguf.Value) []gguf.KV {
 	}
 	return kvs
 }
+
+// ImatrixMissingMark starts, in physarium.imatrix, the list of targets that
+// had no importance-matrix entry and were pruned on v1 food (|w| alone).
+const ImatrixMissingMark = " missing(v1 food |w|)="

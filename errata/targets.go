@@ -46,6 +46,7 @@ type LayerError struct {
 	Reason string // "is not a block index or range", "too large"
 }
 
+// Error is the message with the package and the list.
 func (e *LayerError) Error() string {
 	return fmt.Sprintf("errata: layers %q: %s", e.List, e.Detail())
 }

@@ -24,7 +24,10 @@ func requantize(t *testing.T, in, out string, typ gguf.Type) int {
 	}
 	defer f.Close()
 	h := gguf.Header{Version: f.Version, KVs: f.KVs}
-	var sel compiledSelection
+	sel, err := Selection{}.compile()
+	if err != nil {
+		t.Fatal(err)
+	}
 	changed := 0
 	convert := make([]bool, len(f.Tensors))
 	for i, ti := range f.Tensors {

@@ -3,20 +3,18 @@ package prune
 import (
 	"fmt"
 
+	"github.com/physarium/physarium-gguf/errata"
 	"github.com/physarium/physarium-gguf/gguf"
 	"github.com/physarium/physarium-gguf/quantize"
 )
 
-// TileSize is the side of the kernel's non-overlapping square tiles.
-const TileSize = 256
-
 // tensorPlan is what the run does with one tensor of the input.
 type tensorPlan struct {
-	info   gguf.TensorInfo
-	target bool // pruned (else copied byte for byte)
-	row    int  // elements per row (ne[0])
-	rows   int  // rows per matrix (ne[1])
-	mats   int  // matrices (experts: ne[2]*ne[3])
+	info       gguf.TensorInfo
+	target     bool // pruned (else copied byte for byte)
+	rowLen     int  // elements per row (ne[0])
+	matrixRows int  // rows per matrix (ne[1])
+	mats       int  // matrices (experts: ne[2]*ne[3])
 	// rowBytes is the stored size of one row; blockSize and blockBytes
 	// describe the type's blocks.
 	rowBytes, blockSize, blockBytes int
@@ -29,8 +27,9 @@ type tensorPlan struct {
 	// matrix (mats*row values), for the activation-aware methods; nil means
 	// |w| alone (v1 food).
 	act []float32
-	// mag holds the Magnitude baseline's threshold of every matrix.
-	mag []magThreshold
+	// state is what the method's Prepare returned for the tensor (a
+	// method.Preparer), else nil.
+	state any
 }
 
 // plan decides the fate of every tensor: target or copy, with the checks that
@@ -53,8 +52,8 @@ func plan(f *gguf.File, sel *compiledSelection, skipUnsupported bool, r *Report)
 		if p.target {
 			ti, _ := t.Type.Info()
 			p.blockSize, p.blockBytes = ti.BlockSize, ti.BlockBytes
-			p.row = int(t.Shape[0])
-			p.rows = int(t.Shape[1])
+			p.rowLen = int(t.Shape[0])
+			p.matrixRows = int(t.Shape[1])
 			p.mats = 1
 			for _, n := range t.Shape[2:] {
 				p.mats *= int(n)
@@ -106,11 +105,10 @@ func supported(t gguf.TensorInfo) error {
 	return nil
 }
 
-// bands returns the number of row bands (TileSize rows each, never crossing
+// bands returns the number of row bands (errata.TileSize rows each, never crossing
 // a matrix boundary) of a target tensor.
 func (p *tensorPlan) bands() int {
-	perMat := (p.rows + TileSize - 1) / TileSize
-	return perMat * p.mats
+	return errata.BandsPerMatrix(p.matrixRows) * p.mats
 }
 
 // jobs returns the number of jobs of the tensor: its bands when it is a
@@ -124,9 +122,9 @@ func (p *tensorPlan) jobs() int {
 
 // band returns the first global row and the row count of band b.
 func (p *tensorPlan) band(b int) (row0, rows int) {
-	perMat := (p.rows + TileSize - 1) / TileSize
+	perMat := errata.BandsPerMatrix(p.matrixRows)
 	mat, rb := b/perMat, b%perMat
-	row0 = rb * TileSize
-	rows = min(TileSize, p.rows-row0)
-	return mat*p.rows + row0, rows
+	row0 = rb * errata.TileSize
+	rows = min(errata.TileSize, p.matrixRows-row0)
+	return mat*p.matrixRows + row0, rows
 }

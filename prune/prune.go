@@ -13,13 +13,14 @@ import (
 	"path/filepath"
 	"runtime"
 	"strings"
-	"sync"
 	"sync/atomic"
 	"time"
 
+	"github.com/physarium/physarium-gguf/errata"
 	"github.com/physarium/physarium-gguf/gguf"
 	"github.com/physarium/physarium-gguf/imatrix"
 	"github.com/physarium/physarium-gguf/kernel"
+	"github.com/physarium/physarium-gguf/method"
 )
 
 // Options configure a run. The zero value prunes the default targets in
@@ -49,19 +50,19 @@ type Options struct {
 	Control string
 	// Progress, when set, is called from one goroutine after each band.
 	Progress func(Progress)
-	// Method decides what dies; "" means MagnitudeFlow, or ActivationFlow
-	// when Imatrix is set. Magnitude and Wanda are the plain baselines and
-	// need sparsity mode.
-	Method Method
+	// Method is the name of the method that decides what dies (a
+	// method.Lookup name); "" means DefaultMethod(Imatrix). The plain
+	// baselines magnitude and wanda need sparsity mode.
+	Method string
 	// Imatrix is the path of a llama.cpp importance matrix (GGUF or legacy
-	// .dat), needed by ActivationFlow and Wanda.
+	// .dat), needed by activation-flow and wanda.
 	Imatrix string
 	// ImatrixMissingV1 lets a target without an importance-matrix entry be
 	// pruned on |w| alone (v1 food) instead of failing; such tensors are
 	// listed in Report.ImatrixMissing and in physarium.imatrix.
 	ImatrixMissingV1 bool
-	// Rank is how ActivationFlow ranks in sparsity mode; "" means
-	// DefaultRank (RankFlowShare).
+	// Rank is how activation-flow ranks in sparsity mode; "" means
+	// method.DefaultRank.
 	Rank Rank
 }
 
@@ -79,29 +80,12 @@ type Progress struct {
 // error or cancellation leaves neither out nor a temporary file behind.
 func File(ctx context.Context, in, out string, opts Options) (*Report, error) {
 	start := time.Now()
-	if opts.DryRun && opts.Control != "" {
-		return nil, errors.New("prune: a dry run writes no control twin")
-	}
-	if !opts.DryRun {
-		if err := checkPaths(in, out, opts.Overwrite); err != nil {
-			return nil, err
-		}
-	}
-	if opts.Control != "" {
-		if err := checkPaths(in, opts.Control, opts.Overwrite); err != nil {
-			return nil, err
-		}
-		if samePath(out, opts.Control) {
-			return nil, fmt.Errorf("prune: the control twin %s is the output file", opts.Control)
-		}
+	if err := checkOutputs(in, out, opts); err != nil {
+		return nil, err
 	}
 	params := kernel.DefaultParams()
 	if opts.Params != nil {
 		params = *opts.Params
-	}
-	threads := opts.Threads
-	if threads <= 0 {
-		threads = runtime.NumCPU()
 	}
 	sel, err := opts.Selection.compile()
 	if err != nil {
@@ -112,165 +96,227 @@ func File(ctx context.Context, in, out string, opts Options) (*Report, error) {
 		return nil, err
 	}
 	defer f.Close()
-
-	method := opts.Method
-	if method == "" {
-		method = MagnitudeFlow
-		if opts.Imatrix != "" {
-			method = ActivationFlow
-		}
-	}
-	if _, err := ParseMethod(string(method)); err != nil {
-		return nil, err
-	}
-	rank, err := ParseRank(string(opts.Rank))
+	m, cfg, err := resolveMethod(opts, params)
 	if err != nil {
 		return nil, err
 	}
-	if method.NeedsImatrix() && opts.Imatrix == "" {
-		return nil, fmt.Errorf("prune: method %s needs an importance matrix (--imatrix)", method)
+	r, plans, err := planRun(f, in, out, sel, opts, m, cfg)
+	if err != nil {
+		return nil, err
 	}
-	if !method.NeedsImatrix() && opts.Imatrix != "" {
-		return nil, fmt.Errorf("prune: method %s uses no importance matrix; drop --imatrix or choose activation-flow or wanda", method)
+	workers, err := newWorkers(plans, m, cfg, opts, r)
+	if err != nil {
+		return nil, err
 	}
-	if method.Version() == 0 && params.Mode != kernel.Sparsity {
-		return nil, fmt.Errorf("prune: the %s baseline needs sparsity mode (--mode sparsity --sparsity S)", method)
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	if err := prepareTargets(ctx, f, plans, m, cfg); err != nil {
+		return nil, err
 	}
-	mp := &methodPlan{method: method, rank: rank, mode: params.Mode, sparsity: params.Sparsity}
-	mp.natural = params
-	mp.natural.Mode, mp.natural.Sparsity = kernel.Natural, 0
-	var imat *imatrix.Matrix
-	if opts.Imatrix != "" {
-		if imat, err = imatrix.Load(opts.Imatrix); err != nil {
-			return nil, fmt.Errorf("prune: %w", err)
+	h := startHash(ctx, f, cancel)
+	// The data go straight to their place in the output; the header, whose
+	// figures are known only at the end, is written last into the room left
+	// for a provisional one (see provisional).
+	sinks, err := openSinks(f, r, params, opts, out)
+	if err != nil {
+		h.stop()
+		return nil, err
+	}
+	defer abort(sinks)
+	if err := run(ctx, f, plans, workers, r, sinks, h.inOrder, opts.Progress); err != nil {
+		h.stop()
+		return nil, err
+	}
+	if r.InputSHA256, err = h.sum(ctx); err != nil {
+		return nil, err
+	}
+	r.finish()
+	if err := closeSinks(ctx, f, r, sinks, opts, out); err != nil {
+		return nil, err
+	}
+	r.Seconds = time.Since(start).Seconds()
+	return r, nil
+}
+
+// checkOutputs refuses outputs that would overwrite the input, an existing
+// file without opts.Overwrite, or each other.
+func checkOutputs(in, out string, opts Options) error {
+	if opts.DryRun && opts.Control != "" {
+		return errors.New("prune: a dry run writes no control twin")
+	}
+	if !opts.DryRun {
+		if err := checkPaths(in, out, opts.Overwrite); err != nil {
+			return err
 		}
 	}
+	if opts.Control != "" {
+		if err := checkPaths(in, opts.Control, opts.Overwrite); err != nil {
+			return err
+		}
+		if samePath(out, opts.Control) {
+			return fmt.Errorf("prune: the control twin %s is the output file", opts.Control)
+		}
+	}
+	return nil
+}
 
+// planRun loads the importance matrix, starts the report and decides the
+// fate of every tensor of f.
+func planRun(f *gguf.File, in, out string, sel *compiledSelection, opts Options, m method.Method, cfg method.Config) (*Report, []tensorPlan, error) {
+	var imat *imatrix.Matrix
+	if opts.Imatrix != "" {
+		var err error
+		if imat, err = imatrix.Load(opts.Imatrix); err != nil {
+			return nil, nil, fmt.Errorf("prune: %w", err)
+		}
+	}
+	threads := opts.Threads
+	if threads <= 0 {
+		threads = runtime.NumCPU()
+	}
 	r := &Report{
 		Input: filepath.Base(in), DryRun: opts.DryRun,
-		Version: method.Version(), Method: string(method), Importance: Importance(method, params.Mode, rank),
-		Mode: params.Mode.String(), Params: params.String(),
-		Threads: threads, Tile: TileSize, Tiling: "non-overlapping",
+		Version: m.Version(), Method: m.Name(), Importance: m.Importance(cfg),
+		Mode: cfg.Params.Mode.String(), Params: cfg.Params.String(),
+		Threads: threads, Tile: errata.TileSize, Tiling: errata.Tiling,
 		Targets: opts.Selection.Patterns(),
+		Rank:    string(method.RankOf(m, cfg)),
 	}
 	if !opts.DryRun {
 		r.Output = out
 	}
 	plans, err := plan(f, sel, opts.SkipUnsupported, r)
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	if len(r.Tensors) == 0 {
-		return nil, fmt.Errorf("prune: %s: none of its %d tensors is a target (%d selected ones skipped as unsupported): nothing to prune; see --include, --exclude and --layers", in, len(f.Tensors), len(r.Skipped))
+		return nil, nil, fmt.Errorf("prune: %s: none of its %d tensors is a target (%d selected ones skipped as unsupported): nothing to prune; see --include, --exclude and --layers", in, len(f.Tensors), len(r.Skipped))
 	}
 	if imat != nil {
 		if err := attachImatrix(plans, imat, opts.ImatrixMissingV1, r); err != nil {
-			return nil, err
+			return nil, nil, err
 		}
 		r.Imatrix = describeImatrix(imat, r.ImatrixMissing)
 	}
-	if method == ActivationFlow && params.Mode == kernel.Sparsity {
-		r.Rank = string(rank)
+	return r, plans, nil
+}
+
+// newWorkers returns the run's workers, each with a decider of the method,
+// and names the kernel in the report ("none" for a baseline, version 0).
+func newWorkers(plans []tensorPlan, m method.Method, cfg method.Config, opts Options, r *Report) ([]*worker, error) {
+	k, err := kernel.New(cfg.Impl, cfg.Params)
+	if err != nil {
+		return nil, fmt.Errorf("prune: %w", err)
 	}
-	workers := make([]*worker, threads)
+	r.Kernel = k.Impl().String()
+	if m.Version() == 0 {
+		r.Kernel = "none"
+	}
+	workers := make([]*worker, r.Threads)
 	for i := range workers {
-		k, err := kernel.New(opts.Impl, params)
+		d, err := m.NewDecider(cfg)
 		if err != nil {
 			return nil, fmt.Errorf("prune: %w", err)
 		}
-		workers[i] = &worker{f: f, k: k, ps: plans, control: opts.Control != "", m: mp}
-		if method == ActivationFlow && params.Mode == kernel.Sparsity && rank.usesMould() && rank != RankTile {
-			if workers[i].kn, err = kernel.New(opts.Impl, mp.natural); err != nil {
-				return nil, fmt.Errorf("prune: %w", err)
-			}
-		}
-		r.Kernel = k.Impl().String()
+		workers[i] = &worker{plans: plans, control: opts.Control != "", decider: d}
 	}
-	if method.Version() == 0 {
-		r.Kernel = "none"
-	}
+	return workers, nil
+}
 
-	ctx, cancel := context.WithCancel(ctx)
-	defer cancel()
-	if method == Magnitude {
-		if err := magnitudeThresholds(ctx, f, plans, params.Sparsity); err != nil {
-			return nil, err
-		}
-	}
-	// The input's sha256 comes from the bytes the run reads, when the
-	// tensors lie in file order; otherwise from a pass of its own.
-	var ih *inputHash
-	var hashed <-chan hashResult
+// runHash is the sha256 of the input, computed from the bytes the run
+// reads when the tensors lie in file order (inOrder), otherwise by a pass
+// of its own (apart).
+type runHash struct {
+	inOrder *inputHash
+	apart   <-chan hashResult
+	cancel  context.CancelFunc
+}
+
+// startHash starts hashing the input; cancel stops the run's context.
+func startHash(ctx context.Context, f *gguf.File, cancel context.CancelFunc) *runHash {
+	h := &runHash{cancel: cancel}
 	if inOrder(f) {
-		ih = newInputHash(f)
+		h.inOrder = newInputHash(f)
 	} else {
-		hashed = hashFile(ctx, f)
+		h.apart = hashFile(ctx, f)
 	}
-	stopHash := func() {
-		cancel()
-		if hashed != nil {
-			<-hashed
-		}
-	}
+	return h
+}
 
-	// The data go straight to their place in the output; the header, whose
-	// figures are known only at the end, is written last into the room left
-	// for a provisional one (see provisional).
+// stop cancels the run and waits for a hash pass of its own to end.
+func (h *runHash) stop() {
+	h.cancel()
+	if h.apart != nil {
+		<-h.apart
+	}
+}
+
+// sum returns the input's sha256 once the run has read every byte.
+func (h *runHash) sum(ctx context.Context) (string, error) {
+	if h.inOrder != nil {
+		return h.inOrder.sum(ctx)
+	}
+	res := <-h.apart
+	return res.sum, res.err
+}
+
+// openSinks creates the output (and the control twin) with room for the
+// header of the provisional report of r; a dry run has no sinks.
+func openSinks(f *gguf.File, r *Report, params kernel.Params, opts Options, out string) ([]*gguf.Writer, error) {
+	if opts.DryRun {
+		return nil, nil
+	}
+	prov := provisional(r, params, opts.Control, out)
+	keys := [][]gguf.KV{Keys(prov)}
+	outs := []string{out}
+	if opts.Control != "" {
+		keys = append(keys, ControlKeys(prov))
+		outs = append(outs, opts.Control)
+	}
 	var sinks []*gguf.Writer
-	if !opts.DryRun {
-		prov := provisional(r, params, opts.Control, out)
-		keys := [][]gguf.KV{Keys(prov)}
-		outs := []string{out}
-		if opts.Control != "" {
-			keys = append(keys, ControlKeys(prov))
-			outs = append(outs, opts.Control)
-		}
-		for i, o := range outs {
-			w, err := gguf.CreateDeferred(o, outputHeader(f, keys[i]), gguf.CreateOptions{Overwrite: opts.Overwrite})
-			if err != nil {
-				stopHash()
-				return nil, fmt.Errorf("prune: %w", err)
-			}
-			defer w.Abort()
-			sinks = append(sinks, w)
-		}
-	}
-	if err := run(ctx, f, plans, workers, r, sinks, ih, opts.Progress); err != nil {
-		stopHash()
-		return nil, err
-	}
-	var h hashResult
-	if ih != nil {
-		h.sum, h.err = ih.sum(ctx)
-	} else {
-		h = <-hashed
-	}
-	if h.err != nil {
-		return nil, h.err
-	}
-	r.InputSHA256 = h.sum
-	r.finish()
-	if !opts.DryRun {
-		if err := sinks[0].CloseHeader(outputHeader(f, Keys(r))); err != nil {
+	for i, o := range outs {
+		w, err := gguf.CreateDeferred(o, outputHeader(f, keys[i]), gguf.CreateOptions{Overwrite: opts.Overwrite})
+		if err != nil {
+			abort(sinks)
 			return nil, fmt.Errorf("prune: %w", err)
 		}
-		if sinks[0].Moved() {
-			headerMisses.Add(1)
-		}
-		if opts.Control != "" {
-			sum, err := fileSHA256(ctx, out)
-			if err == nil {
-				r.Control = &ControlTwin{Path: opts.Control, Of: filepath.Base(out), OfSHA256: sum}
-				err = sinks[1].CloseHeader(outputHeader(f, ControlKeys(r)))
-			}
-			if err != nil {
-				os.Remove(out)
-				return nil, fmt.Errorf("prune: %w", err)
-			}
-		}
+		sinks = append(sinks, w)
 	}
-	r.Seconds = time.Since(start).Seconds()
-	return r, nil
+	return sinks, nil
+}
+
+// abort removes the outputs that were not closed.
+func abort(sinks []*gguf.Writer) {
+	for _, w := range sinks {
+		w.Abort()
+	}
+}
+
+// closeSinks writes the final headers of the finished report r: the
+// output's, then the control twin's, which names the output's sha256.
+func closeSinks(ctx context.Context, f *gguf.File, r *Report, sinks []*gguf.Writer, opts Options, out string) error {
+	if opts.DryRun {
+		return nil
+	}
+	if err := sinks[0].CloseHeader(outputHeader(f, Keys(r))); err != nil {
+		return fmt.Errorf("prune: %w", err)
+	}
+	if sinks[0].Moved() {
+		headerMisses.Add(1)
+	}
+	if opts.Control == "" {
+		return nil
+	}
+	sum, err := fileSHA256(ctx, out)
+	if err == nil {
+		r.Control = &ControlTwin{Path: opts.Control, Of: filepath.Base(out), OfSHA256: sum}
+		err = sinks[1].CloseHeader(outputHeader(f, ControlKeys(r)))
+	}
+	if err != nil {
+		os.Remove(out)
+		return fmt.Errorf("prune: %w", err)
+	}
+	return nil
 }
 
 // checkPaths refuses an output that is the input (also through a link) and
@@ -312,271 +358,6 @@ func samePath(a, b string) bool {
 	return err1 == nil && err2 == nil && os.SameFile(sa, sb)
 }
 
-// run streams every tensor's data, in file order, to data: copies of the
-// non-target tensors and the pruned bands of the targets, processed by the
-// workers concurrently and written back in order.
-//
-// run returns only when every goroutine it started has finished, so that
-// the caller may close f (unmap it) at once.
-//
-// The producer reads every byte of tensor data once, in file order: each
-// target band, and the copied tensors in chunks of copyChunk bytes, which
-// pass the workers untouched. When ih is set, a goroutine of its own hashes
-// them in the same order, behind the producer, so that reading is never
-// held up by hashing: a worker waits for its band to be hashed only before
-// the surgery changes its bytes, and the writer before it gives the bytes
-// back to the pool.
-func run(ctx context.Context, f *gguf.File, plans []tensorPlan, workers []*worker, r *Report, sinks []*gguf.Writer, ih *inputHash, progress func(Progress)) error {
-	ctx, cancel := context.WithCancel(ctx)
-	defer cancel()
-	decoders := decodersFor(len(workers))
-	inflight := jobsInFlight(plans, len(workers)+decoders)
-	free := make(chan *jobBuffers, inflight)
-	for i := 0; i < inflight; i++ {
-		free <- &jobBuffers{}
-	}
-	jobs := make(chan *bandJob)
-	decoded := make(chan *bandJob)
-	done := make(chan *bandJob, inflight)
-	hashq := make(chan *bandJob, inflight) // never full: each job in it holds a buffer
-	// Each job's bytes are read into memory in the phase of their place in
-	// the output, so that the writer can send them to disk uncopied.
-	align, outBase := 1, make([]int64, len(plans))
-	if len(sinks) > 0 {
-		align = sinks[0].DirectAlign()
-		for i, t := range sinks[0].Tensors() {
-			outBase[i] = int64(sinks[0].DataOffset() + t.Offset)
-		}
-	}
-	// Decoders beside the workers, so that the decoding of one band
-	// overlaps the kernel of another wherever a CPU is free for it.
-	fail := func(j *bandJob, err error) {
-		j.err = fmt.Errorf("prune: %s: tensor %s: %w", f.Path, plans[j.tensor].info.Name, err)
-	}
-	var dwg, wg sync.WaitGroup
-	for range decoders {
-		dwg.Add(1)
-		go func() {
-			defer dwg.Done()
-			for j := range jobs {
-				if plans[j.tensor].target && j.err == nil {
-					if err := decodeJob(&plans[j.tensor], j); err != nil {
-						fail(j, err)
-					}
-				}
-				decoded <- j
-			}
-		}()
-	}
-	go func() { dwg.Wait(); close(decoded) }()
-	for _, w := range workers {
-		wg.Add(1)
-		go func(w *worker) {
-			defer wg.Done()
-			for j := range decoded {
-				if plans[j.tensor].target && j.err == nil {
-					if err := w.process(j); err != nil {
-						fail(j, err)
-					}
-				}
-				done <- j
-			}
-		}(w)
-	}
-	// The hasher stops at its first error; when that is not the run being
-	// stopped, it is the run's error.
-	var hashErr error
-	hashed := make(chan struct{})
-	go func() {
-		defer close(hashed)
-		stopped := false
-		for j := range hashq {
-			if !stopped {
-				if err := ih.add(ctx, j.bufs.raw, j.off); err != nil {
-					stopped = true
-					if ctx.Err() == nil {
-						hashErr = err
-						cancel()
-					}
-				}
-			}
-			close(j.hashed)
-		}
-	}()
-	// The producer hands out jobs in order; a buffer is taken before a job
-	// is sent and returned by the writer, which bounds memory.
-	go func() {
-		defer close(hashq)
-		defer close(jobs)
-		seq := 0
-		for ti := range plans {
-			p := &plans[ti]
-			for b := 0; b < p.jobs(); b++ {
-				var bufs *jobBuffers
-				select {
-				case bufs = <-free:
-				case <-ctx.Done():
-					return
-				}
-				j := &bandJob{seq: seq, tensor: ti, band: b, bufs: bufs}
-				// After the sends, j belongs to a worker and the hasher:
-				// the producer keeps its own copy of the read error.
-				failed := readJob(f, p, j, outBase[ti], align)
-				if failed != nil {
-					fail(j, failed)
-				} else if ih != nil {
-					j.hashed = make(chan struct{})
-					hashq <- j
-				}
-				seq++
-				select {
-				case jobs <- j:
-				case <-ctx.Done():
-					return
-				}
-				if failed != nil {
-					return
-				}
-			}
-		}
-	}()
-	go func() { wg.Wait(); close(done) }()
-
-	err := writeOrdered(ctx, f, plans, r, sinks, done, free, progress)
-	if err != nil {
-		// Stop the producer and wait for the workers: they read f.
-		cancel()
-		for range done {
-		}
-	}
-	<-hashed
-	if hashErr != nil {
-		return hashErr
-	}
-	return err
-}
-
-// decodersFor is the number of decoders beside the given number of
-// workers: one for up to four workers (decoding takes a few percent of the
-// kernel's time: F16 decodes at about 4 G values per second per core, Q6_K,
-// the slowest of the K-quants, at 1.6 G, the kernel runs at 0.23 G), and
-// one more for every four more.
-func decodersFor(workers int) int { return (workers + 3) / 4 }
-
-// jobsInFlight is the number of job buffers of a run: enough that neither
-// a slow band nor a slow write holds the producer up, within a memory
-// budget of about jobBudget bytes, and at least one for each of the
-// holders (decoders and workers) and two more.
-func jobsInFlight(plans []tensorPlan, holders int) int {
-	largest := 1
-	for i := range plans {
-		p := &plans[i]
-		n := int(min(copyChunk, p.info.Bytes()))
-		if p.target {
-			band := min(TileSize, p.rows)
-			n = band*p.rowBytes + band*p.row*4 // stored and decoded
-		}
-		largest = max(largest, n)
-	}
-	return min(max(jobBudget/largest, holders+2), 2*holders+4)
-}
-
-// jobBudget is about how many bytes of tensor data a run holds in flight.
-const jobBudget = 64 << 20
-
-// copyChunk is the size of the pieces in which tensors that are not
-// targets are copied.
-const copyChunk = 4 << 20
-
-// readJob reads the stored bytes of job j (band j.band of a target, or
-// chunk j.band of a copied tensor, which it also makes the job's output)
-// into j.bufs.raw and sets j.off to their offset in the input. The
-// tensor's data start at file offset outBase in the output, and the bytes
-// are placed in memory congruent to their output offset modulo align (see
-// gguf.Writer.DirectAlign).
-func readJob(f *gguf.File, p *tensorPlan, j *bandJob, outBase int64, align int) error {
-	b := j.bufs
-	start, n := int64(j.band)*copyChunk, min(copyChunk, int64(p.info.Bytes())-int64(j.band)*copyChunk)
-	if p.target {
-		row0, rows := p.band(j.band)
-		start, n = int64(row0)*int64(p.rowBytes), int64(rows)*int64(p.rowBytes)
-	}
-	b.raw, b.store = gguf.InPhase(b.store, int(n), outBase+start, align)
-	j.off = f.DataOffset + int64(p.info.Offset) + start
-	if _, err := f.ReadAt(b.raw, j.off); err != nil {
-		return fmt.Errorf("read bytes %d-%d: %w", start, start+n-1, err)
-	}
-	if !p.target {
-		j.out = b.raw
-	}
-	return nil
-}
-
-// writeOrdered writes the jobs' results in seq order and adds their figures
-// to the report.
-// sinks[0] (if any: a dry run has none) receives the pruned data, sinks[1]
-// (if any) the control twin's.
-func writeOrdered(ctx context.Context, f *gguf.File, plans []tensorPlan, r *Report, sinks []*gguf.Writer, done <-chan *bandJob, free chan<- *jobBuffers, progress func(Progress)) error {
-	var total int64
-	for _, p := range plans {
-		total += int64(p.info.Bytes())
-	}
-	pending := map[int]*bandJob{}
-	next := 0
-	var written int64
-	for j := range done {
-		pending[j.seq] = j
-		for {
-			j, ok := pending[next]
-			if !ok {
-				break
-			}
-			delete(pending, next)
-			next++
-			if j.err != nil {
-				return j.err
-			}
-			if err := ctx.Err(); err != nil {
-				return err
-			}
-			p := &plans[j.tensor]
-			for i, sink := range sinks {
-				b := j.out
-				if i == 1 && j.ctrl != nil {
-					b = j.ctrl
-				}
-				if _, err := sink.Write(b); err != nil {
-					return fmt.Errorf("prune: write tensor %s: %w", p.info.Name, err)
-				}
-			}
-			written += int64(len(j.out))
-			if p.target {
-				t := &r.Tensors[p.report]
-				s := j.stats
-				t.Processed += s.processed
-				t.Killed += s.killed
-				t.ZeroBefore += s.zeroBefore
-				t.ExactZero += s.exactZero
-				t.Reencoded += s.reencoded
-				t.survivorSq += s.survivorSq
-				t.survivorN += s.survivorN
-				t.MaxKilledAbs = max(t.MaxKilledAbs, s.maxKilledAbs)
-			}
-			if j.hashed != nil {
-				<-j.hashed
-			}
-			free <- j.bufs
-			if progress != nil {
-				progress(Progress{Tensor: p.info.Name, TensorIndex: j.tensor, Tensors: len(plans), Bytes: written, TotalBytes: total})
-			}
-		}
-	}
-	if err := ctx.Err(); err != nil {
-		return err
-	}
-	return nil
-}
-
 // adjustProvisional, when set, changes the provisional report (tests use
 // it to exercise a header that does not fit its room).
 var adjustProvisional func(*Report)
@@ -591,7 +372,7 @@ var headerMisses atomic.Int64
 func outputHeader(f *gguf.File, keys []gguf.KV) gguf.Header {
 	h := gguf.Header{Version: f.Version, Tensors: make([]gguf.TensorInfo, len(f.Tensors))}
 	for _, kv := range f.KVs {
-		if len(kv.Key) >= len(KeyPrefix) && kv.Key[:len(KeyPrefix)] == KeyPrefix {
+		if strings.HasPrefix(kv.Key, errata.KeyPrefix) {
 			continue
 		}
 		h.KVs = append(h.KVs, kv)

@@ -1,41 +1,18 @@
 package prune
 
 import (
-	"fmt"
+	"math"
 	"sort"
+
+	"github.com/physarium/physarium-gguf/errata"
 )
 
-// Rate is a fraction that always travels with its denominator (rule 2 of the
-// errata): Numerator of Denominator, where Of names the denominator.
-type Rate struct {
-	Numerator   uint64  `json:"numerator"`
-	Denominator uint64  `json:"denominator"`
-	Of          string  `json:"of"`
-	Percent     float64 `json:"percent"`
-}
+// Rate is a fraction that always travels with its denominator
+// (errata.Rate).
+type Rate = errata.Rate
 
-// NewRate returns num/den as a Rate over the named denominator; a zero
-// denominator gives 0 %.
-func NewRate(num, den uint64, of string) Rate {
-	r := Rate{Numerator: num, Denominator: den, Of: of}
-	if den > 0 {
-		r.Percent = 100 * float64(num) / float64(den)
-	}
-	return r
-}
-
-// String formats the rate with its denominator, e.g.
-// "22.2200 % (1450 of 6525 target weights)".
-func (r Rate) String() string {
-	return fmt.Sprintf("%.4f %% (%d of %d %s weights)", r.Percent, r.Numerator, r.Denominator, r.Of)
-}
-
-// Weights holds the three denominators of ERRATA.md.
-type Weights struct {
-	Target    uint64 `json:"target"`    // every element of every target tensor
-	Processed uint64 `json:"processed"` // every element some tile covered
-	Model     uint64 `json:"model"`     // every element of every tensor in the file
-}
+// Weights holds the three denominators of ERRATA.md (errata.Weights).
+type Weights = errata.Weights
 
 // TensorReport is the row of one target tensor.
 type TensorReport struct {
@@ -138,9 +115,14 @@ type Report struct {
 	ImatrixMissing []string `json:"imatrix_missing,omitempty"`
 	// Rank is the v2 sparsity-mode ranking (activation-flow in sparsity
 	// mode only); physarium.importance states its formula.
-	Rank    string       `json:"rank,omitempty"`
-	Control *ControlTwin `json:"control,omitempty"`
-	Errata  string       `json:"errata"`
+	Rank string `json:"rank,omitempty"`
+	// NonfiniteCopied counts the NaN and infinite values of the tensors
+	// that are not targets, copied byte for byte (physarium.nonfinite_copied),
+	// over the model's weights; NonfiniteTensors names those tensors.
+	NonfiniteCopied  Rate              `json:"nonfinite_copied"`
+	NonfiniteTensors []NonfiniteTensor `json:"nonfinite_tensors,omitempty"`
+	Control          *ControlTwin      `json:"control,omitempty"`
+	Errata           string            `json:"errata"`
 }
 
 // finish derives the totals, rates, kind ranges and layer rates from the
@@ -154,16 +136,16 @@ func (r *Report) finish() {
 	layers := map[int]*[2]uint64{}
 	for i := range r.Tensors {
 		t := &r.Tensors[i]
-		t.KillRate = NewRate(t.Killed, t.Weights, "tensor")
+		t.KillRate = errata.NewRate(t.Killed, t.Weights, errata.OfTensor)
 		if t.survivorN > 0 {
-			t.SurvivorRMSE = sqrt(t.survivorSq / float64(t.survivorN))
+			t.SurvivorRMSE = math.Sqrt(t.survivorSq / float64(t.survivorN))
 		}
 		r.Weights.Target += t.Weights
 		r.Weights.Processed += t.Processed
 		r.Killed += t.Killed
 		r.ZeroBefore += t.ZeroBefore
 		r.ExactZero += t.ExactZero
-		kind := Kind(t.Name)
+		kind := errata.Kind(t.Name)
 		k := kinds[kind]
 		if k == nil {
 			k = &KindRange{Kind: kind, Min: t.KillRate, MinName: t.Name, Max: t.KillRate, MaxName: t.Name}
@@ -177,7 +159,7 @@ func (r *Report) finish() {
 		if t.KillRate.Percent > k.Max.Percent {
 			k.Max, k.MaxName = t.KillRate, t.Name
 		}
-		if l, ok := Layer(t.Name); ok {
+		if l, ok := errata.Layer(t.Name); ok {
 			lr := layers[l]
 			if lr == nil {
 				lr = new([2]uint64)
@@ -193,12 +175,26 @@ func (r *Report) finish() {
 	}
 	r.Layers = r.Layers[:0]
 	for l, lr := range layers {
-		r.Layers = append(r.Layers, LayerRate{Layer: l, Rate: NewRate(lr[0], lr[1], "layer target")})
+		r.Layers = append(r.Layers, LayerRate{Layer: l, Rate: errata.NewRate(lr[0], lr[1], errata.OfLayerTarget)})
 	}
 	sort.Slice(r.Layers, func(i, j int) bool { return r.Layers[i].Layer < r.Layers[j].Layer })
-	r.OverTarget = NewRate(r.Killed, r.Weights.Target, "target")
-	r.OverModel = NewRate(r.Killed, r.Weights.Model, "model")
-	r.Coverage = NewRate(r.Weights.Processed, r.Weights.Target, "target")
-	r.ExactZeroOf = NewRate(r.ExactZero, r.Killed, "killed")
-	r.Errata = Errata(r)
+	r.OverTarget = errata.NewRate(r.Killed, r.Weights.Target, errata.OfTarget)
+	r.OverModel = errata.NewRate(r.Killed, r.Weights.Model, errata.OfModel)
+	r.Coverage = errata.NewRate(r.Weights.Processed, r.Weights.Target, errata.OfTarget)
+	r.ExactZeroOf = errata.NewRate(r.ExactZero, r.Killed, errata.OfKilled)
+	var nonfinite uint64
+	for _, t := range r.NonfiniteTensors {
+		nonfinite += t.Count
+	}
+	r.NonfiniteCopied = errata.NewRate(nonfinite, r.Weights.Model, errata.OfModel)
+	r.Errata = errata.Wording(r.Figures())
+}
+
+// addNonfinite adds n NaN or infinite values of a copied tensor.
+func (r *Report) addNonfinite(name string, n uint64) {
+	if k := len(r.NonfiniteTensors); k > 0 && r.NonfiniteTensors[k-1].Name == name {
+		r.NonfiniteTensors[k-1].Count += n
+		return
+	}
+	r.NonfiniteTensors = append(r.NonfiniteTensors, NonfiniteTensor{Name: name, Count: n})
 }

@@ -16,6 +16,7 @@ import (
 
 	"github.com/physarium/physarium-gguf/gguf"
 	"github.com/physarium/physarium-gguf/kernel"
+	"github.com/physarium/physarium-gguf/method"
 	"github.com/physarium/physarium-gguf/testmodels"
 )
 
@@ -136,7 +137,7 @@ func TestNaNFailsCleanly(t *testing.T) {
 	sparse.Mode, sparse.Sparsity = kernel.Sparsity, 0.3
 	for name, opts := range map[string]Options{
 		"magnitude-flow": {},
-		"magnitude":      {Method: Magnitude, Params: &sparse},
+		"magnitude":      {Method: method.Magnitude, Params: &sparse},
 	} {
 		dir := t.TempDir()
 		in, tensor := nanModel(t, dir)

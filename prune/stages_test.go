@@ -12,6 +12,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/physarium/physarium-gguf/errata"
 	"github.com/physarium/physarium-gguf/gguf"
 	"github.com/physarium/physarium-gguf/kernel"
 	"github.com/physarium/physarium-gguf/quantize"
@@ -66,20 +67,20 @@ func TestStages(t *testing.T) {
 
 	// 3 and 4: the kernel alone, and decode + re-encode alone, over the
 	// same bands with the same number of threads.
-	kernelTime := overBands(t, f, plans, threads, func(w *worker, jb *jobBuffers, p *tensorPlan, rows int) time.Duration {
+	kernelTime := overBands(t, f, plans, threads, func(w *worker, k *kernel.Kernel, jb *jobBuffers, p *tensorPlan, rows int) time.Duration {
 		s := time.Now()
-		runTiles(t, &w.buf, p, rows, w.k)
+		runTiles(t, &w.buf, p, rows, k)
 		return time.Since(s)
 	})
-	codecTime := overBands(t, f, plans, threads, func(w *worker, jb *jobBuffers, p *tensorPlan, rows int) time.Duration {
+	codecTime := overBands(t, f, plans, threads, func(w *worker, k *kernel.Kernel, jb *jobBuffers, p *tensorPlan, rows int) time.Duration {
 		// The kernel's own kills, outside the clock; then what prune does
 		// with them: decode, and the surgery (clear the killed elements
 		// in the stored bytes, or zero them, re-encode every block with a
 		// kill and decode it again to measure it).
 		b := &w.buf
-		runTiles(t, b, p, rows, w.k)
-		n := rows * p.row
-		w.ps = []tensorPlan{*p}
+		runTiles(t, b, p, rows, k)
+		n := rows * p.rowLen
+		w.plans = []tensorPlan{*p}
 		j := &bandJob{bufs: jb}
 		s := time.Now()
 		if err := quantize.Decode(p.info.Type, b.before[:n], jb.raw[:rows*p.rowBytes]); err != nil {
@@ -115,14 +116,14 @@ func TestStages(t *testing.T) {
 // runTiles runs the kernel on every tile of a decoded band (b.before),
 // which write the band's mask (b.mask), as prune runs it.
 func runTiles(t *testing.T, b *bandBuffers, p *tensorPlan, rows int, k *kernel.Kernel) {
-	b.tiles = b.tiles[:0]
-	n := rows * p.row
+	var tiles []kernel.Tile
+	n := rows * p.rowLen
 	b.mask = grow(b.mask, n)
-	for c0 := 0; c0 < p.row; c0 += TileSize {
-		cols := min(TileSize, p.row-c0)
-		b.tiles = append(b.tiles, kernel.Tile{W: b.before[c0:], Rows: rows, Cols: cols, Stride: p.row, Mask: b.mask[c0:n], MaskStride: p.row})
+	for c0 := 0; c0 < p.rowLen; c0 += errata.TileSize {
+		cols := min(errata.TileSize, p.rowLen-c0)
+		tiles = append(tiles, kernel.Tile{W: b.before[c0:], Rows: rows, Cols: cols, Stride: p.rowLen, Mask: b.mask[c0:n], MaskStride: p.rowLen})
 	}
-	if err := k.Run(b.tiles); err != nil {
+	if err := k.Run(tiles); err != nil {
 		t.Error(err)
 	}
 }
@@ -144,7 +145,7 @@ func ioAlone(t *testing.T, f *gguf.File, plans []tensorPlan, threads int, out st
 	defer w.Abort()
 	workers := make([]*worker, threads)
 	for i := range workers {
-		workers[i] = &worker{f: f, ps: copies}
+		workers[i] = &worker{plans: copies}
 	}
 	ctx := context.Background()
 	ih := newInputHash(f)
@@ -191,7 +192,7 @@ func copyFile(t *testing.T, from, to string) {
 // returns the wall time of the stage: the largest per-worker sum of what
 // stage reports for its bands (reading and decoding for the kernel stage
 // are outside the clock).
-func overBands(t *testing.T, f *gguf.File, plans []tensorPlan, threads int, stage func(*worker, *jobBuffers, *tensorPlan, int) time.Duration) time.Duration {
+func overBands(t *testing.T, f *gguf.File, plans []tensorPlan, threads int, stage func(*worker, *kernel.Kernel, *jobBuffers, *tensorPlan, int) time.Duration) time.Duration {
 	type job struct{ p, b int }
 	jobs := make(chan job)
 	var mu sync.Mutex
@@ -207,17 +208,17 @@ func overBands(t *testing.T, f *gguf.File, plans []tensorPlan, threads int, stag
 				return
 			}
 			var sum time.Duration
-			w := &worker{k: k, m: &methodPlan{method: MagnitudeFlow}}
+			w := &worker{}
 			jb := &jobBuffers{}
 			for j := range jobs {
 				p := &plans[j.p]
 				row0, rows := p.band(j.b)
-				n := rows * p.row
+				n := rows * p.rowLen
 				jb.raw = grow(jb.raw, rows*p.rowBytes)
 				f.ReadAt(jb.raw, f.DataOffset+int64(p.info.Offset)+int64(row0)*int64(p.rowBytes))
 				w.buf.before = grow(w.buf.before, n)
 				quantize.Decode(p.info.Type, w.buf.before, jb.raw)
-				sum += stage(w, jb, p, rows)
+				sum += stage(w, k, jb, p, rows)
 			}
 			mu.Lock()
 			worst = max(worst, sum)

@@ -12,11 +12,12 @@ import (
 	"testing"
 
 	"github.com/physarium/physarium-gguf/kernel"
+	"github.com/physarium/physarium-gguf/method"
 	"github.com/physarium/physarium-gguf/testmodels/llamacpp"
 )
 
-// v2Best is the v2 rank the bar applies to: RankFlowShare, the default.
-const v2Best = RankFlowShare
+// v2Best is the v2 rank the bar applies to: method.RankFlowShare, the default.
+const v2Best = method.RankFlowShare
 
 // experiments turns on the perplexity experiments (TestV2Table, the Q4_0
 // control twin): minutes each, so the default run leaves them out.
@@ -27,8 +28,8 @@ var allRanks = flag.Bool("v2ranks", false, "TestV2Table: also measure every othe
 // tableRow is one pruned model of the table.
 type tableRow struct {
 	label    string
-	method   Method
-	rank     Rank
+	method   string
+	rank     method.Rank
 	sparsity float64
 	report   *Report
 	ppl      llamacpp.Result
@@ -39,7 +40,7 @@ type tableRow struct {
 // llama.cpp's own llama-imatrix on tinystories_valid_calib.txt (n_ctx 128)
 // and evaluated by llama.cpp on the held-out tinystories_valid_eval.txt
 // (n_ctx 128), v2 activation-flow in sparsity mode must have a lower
-// perplexity than Wanda and than v1 at 30, 40 and 50 % sparsity. It prints
+// perplexity than method.Wanda and than v1 at 30, 40 and 50 % sparsity. It prints
 // the table: method x sparsity -> kills over target and perplexity.
 //
 //	PHYSARIUM_LLAMA=... go test ./prune -run TestV2Table -v -timeout 20m
@@ -63,16 +64,16 @@ func TestV2Table(t *testing.T) {
 	var rows []*tableRow
 	for _, s := range []float64{0.3, 0.4, 0.5} {
 		rows = append(rows,
-			&tableRow{label: "magnitude", method: Magnitude, sparsity: s},
-			&tableRow{label: "wanda", method: Wanda, sparsity: s},
-			&tableRow{label: "v1 magnitude-flow", method: MagnitudeFlow, sparsity: s},
-			&tableRow{label: "v2 activation-flow (" + string(v2Best) + ")", method: ActivationFlow, rank: v2Best, sparsity: s})
+			&tableRow{label: "magnitude", method: method.Magnitude, sparsity: s},
+			&tableRow{label: "wanda", method: method.Wanda, sparsity: s},
+			&tableRow{label: "v1 magnitude-flow", method: method.MagnitudeFlow, sparsity: s},
+			&tableRow{label: "v2 activation-flow (" + string(v2Best) + ")", method: method.ActivationFlow, rank: v2Best, sparsity: s})
 		if *allRanks {
-			for _, r := range []Rank{RankRowMould, RankRowFlow, RankRowFlowMould, RankTile} {
+			for _, r := range []method.Rank{method.RankRowMould, method.RankRowFlow, method.RankRowFlowMould, method.RankTile} {
 				if r == v2Best {
 					continue
 				}
-				rows = append(rows, &tableRow{label: "v2 activation-flow (" + string(r) + ")", method: ActivationFlow, rank: r, sparsity: s})
+				rows = append(rows, &tableRow{label: "v2 activation-flow (" + string(r) + ")", method: method.ActivationFlow, rank: r, sparsity: s})
 			}
 		}
 	}
@@ -86,7 +87,7 @@ func TestV2Table(t *testing.T) {
 				p := kernel.DefaultParams()
 				p.Mode, p.Sparsity = kernel.Sparsity, row.sparsity
 				opts := Options{Params: &p, Method: row.method, Rank: row.rank, Threads: 1}
-				if row.method.NeedsImatrix() {
+				if mustMethod(row.method).NeedsImatrix() {
 					opts.Imatrix = imat
 				}
 				out := filepath.Join(tmp, fmt.Sprintf("%s-%s-%g.gguf", row.method, row.rank, row.sparsity))
@@ -130,8 +131,8 @@ func TestV2Table(t *testing.T) {
 	}
 	t.Logf("\n%s", b.String())
 	for _, s := range []float64{0.3, 0.4, 0.5} {
-		v2 := ppl[fmt.Sprintf("%s/%s@%g", ActivationFlow, v2Best, s)]
-		for _, other := range []string{string(Wanda) + "/", string(MagnitudeFlow) + "/"} {
+		v2 := ppl[fmt.Sprintf("%s/%s@%g", method.ActivationFlow, v2Best, s)]
+		for _, other := range []string{string(method.Wanda) + "/", string(method.MagnitudeFlow) + "/"} {
 			o := ppl[fmt.Sprintf("%s@%g", other, s)]
 			if !(v2 < o) {
 				t.Errorf("at %.0f %% sparsity v2 perplexity %.4f is not below %s%.4f", 100*s, v2, other, o)

@@ -4,12 +4,15 @@ import (
 	"context"
 	"math"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"testing"
 
+	"github.com/physarium/physarium-gguf/errata"
 	"github.com/physarium/physarium-gguf/gguf"
 	"github.com/physarium/physarium-gguf/imatrix"
 	"github.com/physarium/physarium-gguf/kernel"
+	"github.com/physarium/physarium-gguf/method"
 	"github.com/physarium/physarium-gguf/quantize"
 )
 
@@ -20,7 +23,7 @@ func writeImatrix(t *testing.T, path string, f *gguf.File, skip map[string]bool,
 	t.Helper()
 	m := &imatrix.Matrix{Datasets: []string{"calib.txt"}, ChunkCount: 5, ChunkSize: 128, Entries: map[string]*imatrix.Entry{}}
 	for _, ti := range f.Tensors {
-		if !defaultTarget.MatchString(ti.Name) || skip[ti.Name] {
+		if !regexp.MustCompile(errata.DefaultTargetPattern).MatchString(ti.Name) || skip[ti.Name] {
 			continue
 		}
 		n := int(ti.Shape[0])
@@ -76,37 +79,37 @@ func TestV2MethodsOnStories(t *testing.T) {
 	ctx := context.Background()
 
 	for _, c := range []struct {
-		method  Method
-		rank    Rank
+		method  string
+		rank    method.Rank
 		version int
 		perRow  bool
 	}{
-		{Magnitude, "", 0, false},
-		{Wanda, "", 0, true},
-		{ActivationFlow, RankRowFlow, 2, true},
-		{ActivationFlow, RankRowFlowMould, 2, true},
-		{ActivationFlow, RankRowMould, 2, true},
-		{ActivationFlow, RankTile, 2, false},
-		{ActivationFlow, RankFlowShare, 2, false},
-		{ActivationFlow, "", 2, DefaultRank != RankFlowShare}, // the default
+		{method.Magnitude, "", 0, false},
+		{method.Wanda, "", 0, true},
+		{method.ActivationFlow, method.RankRowFlow, 2, true},
+		{method.ActivationFlow, method.RankRowFlowMould, 2, true},
+		{method.ActivationFlow, method.RankRowMould, 2, true},
+		{method.ActivationFlow, method.RankTile, 2, false},
+		{method.ActivationFlow, method.RankFlowShare, 2, false},
+		{method.ActivationFlow, "", 2, method.DefaultRank != method.RankFlowShare}, // the default
 	} {
-		t.Run(string(c.method)+"-"+string(c.rank), func(t *testing.T) {
-			out := filepath.Join(dir, string(c.method)+string(c.rank)+".gguf")
+		t.Run(c.method+"-"+string(c.rank), func(t *testing.T) {
+			out := filepath.Join(dir, c.method+string(c.rank)+".gguf")
 			opts := Options{Params: sparsityParams(0.4), Method: c.method, Rank: c.rank, Threads: 2}
-			if c.method.NeedsImatrix() {
+			if mustMethod(c.method).NeedsImatrix() {
 				opts.Imatrix = imat
 			}
 			r, err := File(ctx, in, out, opts)
 			if err != nil {
 				t.Fatal(err)
 			}
-			if r.Version != c.version || r.Method != string(c.method) {
+			if r.Version != c.version || r.Method != c.method {
 				t.Errorf("version %d method %s", r.Version, r.Method)
 			}
-			if c.method.NeedsImatrix() != (r.Imatrix != "") || c.method.NeedsImatrix() && !strings.HasPrefix(r.Imatrix, "im.gguf format=gguf datasets=calib.txt chunks=5 chunk_size=128") {
+			if mustMethod(c.method).NeedsImatrix() != (r.Imatrix != "") || mustMethod(c.method).NeedsImatrix() && !strings.HasPrefix(r.Imatrix, "im.gguf format=gguf datasets=calib.txt chunks=5 chunk_size=128") {
 				t.Errorf("imatrix %q", r.Imatrix)
 			}
-			if c.method == ActivationFlow && !strings.Contains(r.Importance, "stability not computed") {
+			if c.method == method.ActivationFlow && !strings.Contains(r.Importance, "stability not computed") {
 				t.Errorf("importance %q", r.Importance)
 			}
 			if !strings.Contains(r.Errata, r.Importance) {
@@ -137,7 +140,7 @@ func TestV2MethodsOnStories(t *testing.T) {
 					}
 					return z
 				}
-				if z := zeros(v); c.method != ActivationFlow || c.rank != RankTile {
+				if z := zeros(v); c.method != method.ActivationFlow || c.rank != method.RankTile {
 					if z != int(math.Round(0.4*float64(len(v)))) {
 						t.Fatalf("%s: %d zeros of %d, want round(0.4*n)", tr.Name, z, len(v))
 					}
@@ -145,7 +148,7 @@ func TestV2MethodsOnStories(t *testing.T) {
 				switch {
 				case c.perRow:
 					for o := 0; o*row < len(v); o++ {
-						want := RowQuota(o%int(tr.Shape[1]), row, 0.4)
+						want := errata.RowQuota(o%int(tr.Shape[1]), row, 0.4)
 						if want != 25 && want != 26 && row == 64 {
 							t.Fatalf("quota %d", want)
 						}
@@ -153,16 +156,16 @@ func TestV2MethodsOnStories(t *testing.T) {
 							t.Fatalf("%s row %d: %d zeros, want %d", tr.Name, o, z, want)
 						}
 					}
-				case c.method == ActivationFlow && (c.rank == RankFlowShare || c.rank == "" && DefaultRank == RankFlowShare):
+				case c.method == method.ActivationFlow && (c.rank == method.RankFlowShare || c.rank == "" && method.DefaultRank == method.RankFlowShare):
 					// Per 256-row band: BandQuota zeros, and every kill's
 					// share F/rowsum(F) (a_i = i%7+1 in this imatrix) is at
 					// most every survivor's.
 					rows := len(v) / row
-					for o0 := 0; o0 < rows; o0 += TileSize {
-						n := min(TileSize, rows-o0)
+					for o0 := 0; o0 < rows; o0 += errata.TileSize {
+						n := min(errata.TileSize, rows-o0)
 						bv, bb := v[o0*row:(o0+n)*row], before[o0*row:(o0+n)*row]
-						if z := zeros(bv); z != BandQuota(o0, n, row, 0.4) {
-							t.Fatalf("%s band at row %d: %d zeros, want %d", tr.Name, o0, z, BandQuota(o0, n, row, 0.4))
+						if z := zeros(bv); z != errata.BandQuota(o0, n, row, 0.4) {
+							t.Fatalf("%s band at row %d: %d zeros, want %d", tr.Name, o0, z, errata.BandQuota(o0, n, row, 0.4))
 						}
 						maxKilled, minKept := float32(-1), float32(math.Inf(1))
 						for r := 0; r < n; r++ {
@@ -190,7 +193,7 @@ func TestV2MethodsOnStories(t *testing.T) {
 							t.Fatalf("%s band at row %d: killed share %g > kept share %g", tr.Name, o0, maxKilled, minKept)
 						}
 					}
-				case c.method == Magnitude:
+				case c.method == method.Magnitude:
 					if z := zeros(v); z != int(math.Round(0.4*float64(len(v)))) {
 						t.Fatalf("%s: %d zeros of %d", tr.Name, z, len(v))
 					}
@@ -243,10 +246,10 @@ func TestV2ImatrixErrors(t *testing.T) {
 		t.Errorf("wrong length: %v", err)
 	}
 	for _, o := range []Options{
-		{DryRun: true, Method: Wanda, Params: sparsityParams(0.3)},                      // no imatrix
-		{DryRun: true, Method: Wanda, Imatrix: missing, ImatrixMissingV1: true},         // natural mode
-		{DryRun: true, Method: Magnitude},                                               // natural mode
-		{DryRun: true, Method: MagnitudeFlow, Imatrix: missing},                         // imatrix unused
+		{DryRun: true, Method: method.Wanda, Params: sparsityParams(0.3)},               // no imatrix
+		{DryRun: true, Method: method.Wanda, Imatrix: missing, ImatrixMissingV1: true},  // natural mode
+		{DryRun: true, Method: method.Magnitude},                                        // natural mode
+		{DryRun: true, Method: method.MagnitudeFlow, Imatrix: missing},                  // imatrix unused
 		{DryRun: true, Method: "bogus"},                                                 // unknown
 		{DryRun: true, Imatrix: filepath.Join(dir, "nonexistent.gguf")},                 // no file
 		{DryRun: true, Imatrix: in},                                                     // a model, not an imatrix
@@ -256,4 +259,10 @@ func TestV2ImatrixErrors(t *testing.T) {
 			t.Errorf("%+v: error %v", o, err)
 		}
 	}
+}
+
+// mustMethod returns the registered method of a name, nil if none.
+func mustMethod(name string) method.Method {
+	m, _ := method.Lookup(name)
+	return m
 }

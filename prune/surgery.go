@@ -1,0 +1,186 @@
+package prune
+
+import (
+	"encoding/binary"
+	"fmt"
+	"math"
+	"math/bits"
+
+	"github.com/physarium/physarium-gguf/quantize"
+)
+
+// bandStats are the figures of one band, added to its tensor's row.
+type bandStats struct {
+	processed, killed, zeroBefore, exactZero uint64
+	reencoded                                uint64
+	survivorSq                               float64
+	survivorN                                uint64
+	maxKilledAbs                             float64
+	nonfinite                                uint64 // a copied piece's NaN and infinite values
+}
+
+// surgery applies the band's mask (w.buf.mask) to its stored bytes
+// (j.bufs.raw, decoded in w.buf.before) and sets j.out (and j.ctrl).
+func (w *worker) surgery(j *bandJob, p *tensorPlan, row0, rows int) error {
+	b, bufs, st := &w.buf, j.bufs, &j.stats
+	n, nb := rows*p.rowLen, rows*p.rowBytes
+	// Zero the kills; re-encode runs of blocks that hold one. The surgery
+	// works in the stored bytes themselves (b.raw): every block
+	// without a kill keeps its bytes.
+	if w.control {
+		bufs.ctrl = grow(bufs.ctrl, nb)
+		copy(bufs.ctrl, bufs.raw)
+	}
+	bs, bb := p.blockSize, p.blockBytes
+	if bs == 1 {
+		return w.killElements(j, p, row0, n)
+	}
+	// Runs of blocks holding a kill are re-encoded a chunk of at most
+	// chunkValues values at a time, so that zeroing, encoding, decoding
+	// and measuring work on data that stays in the core's cache.
+	chunk := max(1, chunkValues/bs)
+	b.vals = grow(b.vals, chunk*bs)
+	b.check = grow(b.check, chunk*bs)
+	blocks := n / bs
+	for blk := 0; blk < blocks; {
+		if !w.killIn(b, blk, bs) {
+			blk++
+			continue
+		}
+		end := blk + 1
+		for end < blocks && end-blk < chunk && w.killIn(b, end, bs) {
+			end++
+		}
+		lo, hi := blk*bs, end*bs
+		vals, check := b.vals[:hi-lo], b.check[:hi-lo]
+		killed, bad := zeroKills(vals, b.before[lo:hi], b.mask[lo:hi])
+		if bad != 0 {
+			return fmt.Errorf("the kernel marked %d already-zero elements of rows %d-%d as kills", bad, row0, row0+rows-1)
+		}
+		st.killed += killed
+		dst := bufs.raw[blk*bb : end*bb]
+		if err := quantize.EncodeKeepZeros(p.info.Type, dst, vals); err != nil {
+			return err
+		}
+		if err := quantize.Decode(p.info.Type, check, dst); err != nil {
+			return err
+		}
+		st.measure(check, b.before[lo:hi], b.mask[lo:hi])
+		if w.control {
+			if err := quantize.EncodeKeepZeros(p.info.Type, bufs.ctrl[blk*bb:end*bb], b.before[lo:hi]); err != nil {
+				return err
+			}
+		}
+		st.reencoded += uint64(end - blk)
+		blk = end
+	}
+	j.out = bufs.raw[:nb]
+	if w.control {
+		j.ctrl = bufs.ctrl[:nb]
+	}
+	return nil
+}
+
+// chunkValues is about how many values a block-type band re-encodes at a
+// time (16 KB of float32: zeroing, encoding and checking stay in cache).
+const chunkValues = 4096
+
+// killIn reports whether block blk (of bs elements) holds a kill.
+func (w *worker) killIn(b *bandBuffers, blk, bs int) bool {
+	for _, m := range b.mask[blk*bs : (blk+1)*bs] {
+		if m != 0 {
+			return true
+		}
+	}
+	return false
+}
+
+// killElements is the surgery of a band of a type whose blocks are single
+// elements (F32, F16, BF16): each kill is its own block, re-encoded as the
+// type's zero, and every other element keeps its bytes.
+func (w *worker) killElements(j *bandJob, p *tensorPlan, row0, n int) error {
+	b, bufs, st, bb := &w.buf, j.bufs, &j.stats, p.blockBytes
+	var killed, bad uint64
+	if !w.control {
+		// A kill clears the element's bytes (the zero of F32, F16 and
+		// BF16), in one vector pass.
+		var err error
+		if killed, bad, err = quantize.ClearKilled(p.info.Type, bufs.raw[:n*bb], b.mask[:n]); err != nil {
+			return err
+		}
+	} else {
+		for i, m := range b.mask[:n] {
+			if m == 0 {
+				continue
+			}
+			bad += uint64(b2u(b.before[i] == 0))
+			copy(bufs.raw[i*bb:(i+1)*bb], p.zero)
+			killed++
+			if err := quantize.EncodeKeepZeros(p.info.Type, bufs.ctrl[i*bb:(i+1)*bb], b.before[i:i+1]); err != nil {
+				return err
+			}
+		}
+	}
+	if bad != 0 {
+		return fmt.Errorf("the kernel marked %d already-zero elements of rows %d-%d as kills", bad, row0, row0+n/p.rowLen-1)
+	}
+	st.killed += killed
+	st.reencoded += killed
+	if p.zeroExact {
+		st.exactZero += killed
+	}
+	j.out = bufs.raw[:n*bb]
+	if w.control {
+		j.ctrl = bufs.ctrl[:n*bb]
+	}
+	return nil
+}
+
+// zeroKills copies before into vals with every element whose mask byte is
+// not zero set to +0, and returns the number of kills and, of those, the
+// weights that were already ±0 (a kernel bug if ever non-zero).
+func zeroKills(vals, before []float32, mask []byte) (killed, bad uint64) {
+	copy(vals, before)
+	i := 0
+	for ; i+8 <= len(mask); i += 8 {
+		hit := byteNonZero(binary.LittleEndian.Uint64(mask[i:]))
+		killed += uint64(bits.OnesCount64(hit))
+		for hit != 0 {
+			k := i + bits.TrailingZeros64(hit)>>3
+			bad += uint64(b2u(math.Float32bits(before[k])<<1 == 0))
+			vals[k] = 0
+			hit &= hit - 1
+		}
+	}
+	for ; i < len(mask); i++ {
+		if mask[i] != 0 {
+			killed++
+			bad += uint64(b2u(math.Float32bits(before[i])<<1 == 0))
+			vals[i] = 0
+		}
+	}
+	return killed, bad
+}
+
+// measure adds to st what re-encoding did to a chunk: of the killed
+// elements (mask byte not zero), those that read back as exactly ±0 and
+// the largest magnitude one reads back as; of the others, the squared
+// error against the stored values. The loop has no data-dependent branch.
+func (st *bandStats) measure(got, before []float32, mask []byte) {
+	var sq [2]float64
+	var exact, kills uint64
+	var maxBits uint32
+	for i, m := range mask {
+		kill := uint32(b2u(m != 0))
+		g := math.Float32bits(got[i]) & 0x7fffffff & -kill // |got| of a kill, else 0
+		maxBits = max(maxBits, g)
+		exact += uint64(kill & b2u(g == 0))
+		kills += uint64(kill)
+		d := (float64(got[i]) - float64(before[i])) * float64(1-kill)
+		sq[i&1] += d * d
+	}
+	st.exactZero += exact
+	st.survivorSq += sq[0] + sq[1]
+	st.survivorN += uint64(len(mask)) - kills
+	st.maxKilledAbs = max(st.maxKilledAbs, float64(math.Float32frombits(maxBits)))
+}

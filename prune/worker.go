@@ -1,0 +1,86 @@
+package prune
+
+import (
+	"github.com/physarium/physarium-gguf/method"
+	"github.com/physarium/physarium-gguf/quantize"
+)
+
+// bandJob is one unit of work: a band of up to errata.TileSize rows of one target
+// tensor, or a piece of a non-target tensor to copy. The writer puts results
+// back in seq order.
+type bandJob struct {
+	seq    int
+	tensor int   // index into the plan
+	band   int   // band index within the tensor (a target), else copyChunk piece
+	off    int64 // file offset of the job's bytes in the input
+	out    []byte
+	ctrl   []byte // the control twin's bytes (Options.Control), else nil
+	stats  bandStats
+	err    error
+	bufs   *jobBuffers
+	// hashed is closed once the input's hash has taken the job's bytes
+	// (or needs them no more): the surgery, which changes them, waits for
+	// it.
+	hashed chan struct{}
+}
+
+// jobBuffers are the bytes of a job, from the producer's read to the
+// writer; the run keeps a pool of them.
+type jobBuffers struct {
+	raw    []byte    // the job's stored bytes, read by the producer; the surgery changes them in place
+	store  []byte    // the memory raw lies in
+	before []float32 // a target band's values as stored, decoded by a decoder
+	ctrl   []byte    // the control twin's bytes: the same blocks re-encoded, nothing zeroed
+}
+
+// bandBuffers are a worker's reusable scratch buffers, sized for the
+// largest band.
+type bandBuffers struct {
+	before []float32 // the band's values as stored (the job's, decoded)
+	vals   []float32 // a chunk of values to re-encode, killed ones set to +0 (block types)
+	check  []float32 // that chunk's re-encoded blocks decoded again
+	mask   []byte    // the band's kill mask, row-major with the band's row length
+}
+
+// worker decides bands and does their surgery; one per goroutine.
+type worker struct {
+	plans   []tensorPlan
+	control bool           // also produce the control twin's bytes
+	decider method.Decider // the method's, this worker's own
+	buf     bandBuffers
+}
+
+// decodeJob decodes the stored bytes of band job j of p into
+// j.bufs.before.
+func decodeJob(p *tensorPlan, j *bandJob) error {
+	_, rows := p.band(j.band)
+	bufs := j.bufs
+	bufs.before = grow(bufs.before, rows*p.rowLen)
+	return quantize.Decode(p.info.Type, bufs.before, bufs.raw)
+}
+
+// process does the surgery on one band, decoded by decodeJob: the
+// method decides the kills, the surgery zeroes them, re-encodes the blocks
+// that hold a kill and keeps the others' bytes.
+func (w *worker) process(j *bandJob) error {
+	p := &w.plans[j.tensor]
+	row0, rows := p.band(j.band)
+	b := &w.buf
+	n := rows * p.rowLen
+	b.before = j.bufs.before[:n]
+	b.mask = grow(b.mask, n)
+	band := method.Band{
+		Values: b.before, Rows: rows, Cols: p.rowLen, Row0: row0, MatrixRow0: row0 % p.matrixRows,
+		Index: j.band, Act: p.matrixAct(row0), State: p.state,
+	}
+	c, err := w.decider.Decide(&band, b.mask)
+	if err != nil {
+		return err
+	}
+	j.stats.processed += c.Processed
+	j.stats.zeroBefore += c.ZeroBefore
+	if j.hashed != nil {
+		<-j.hashed
+	}
+	return w.surgery(j, p, row0, rows)
+}
