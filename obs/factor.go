@@ -126,32 +126,94 @@ func upperInverseFactor(u, h []float64, n int, lambda float64) bool {
 // (n x n, row-major) into L L^T in place (L in the lower triangle). It
 // reports false when the matrix is not positive definite (a pivot <= 0 or
 // not a number).
+//
+// Rows are factored four at a time: each finished row j < i0 is read once
+// for the four dot products it takes part in, which cuts the traffic of a
+// triangle that does not fit in cache by four.
 func cholesky(a []float64, n int) bool {
-	for i := 0; i < n; i++ {
-		ri := a[i*n : i*n+i+1]
-		for j := 0; j <= i; j++ {
+	i0 := 0
+	for ; i0+4 <= n; i0 += 4 {
+		r0 := a[i0*n : i0*n+n]
+		r1 := a[(i0+1)*n : (i0+1)*n+n]
+		r2 := a[(i0+2)*n : (i0+2)*n+n]
+		r3 := a[(i0+3)*n : (i0+3)*n+n]
+		for j := 0; j < i0; j++ {
 			rj := a[j*n : j*n+j]
-			s := ri[j] - dot(ri[:j], rj)
-			if j < i {
-				ri[j] = s / a[j*n+j]
-				continue
-			}
-			if !(s > 0) {
+			d0, d1, d2, d3 := dot4(r0[:j], r1[:j], r2[:j], r3[:j], rj)
+			inv := a[j*n+j]
+			r0[j] = (r0[j] - d0) / inv
+			r1[j] = (r1[j] - d1) / inv
+			r2[j] = (r2[j] - d2) / inv
+			r3[j] = (r3[j] - d3) / inv
+		}
+		for i := i0; i < i0+4; i++ {
+			if !choleskyRowFrom(a, n, i, i0) {
 				return false
 			}
-			ri[i] = math.Sqrt(s)
 		}
+	}
+	for i := i0; i < n; i++ {
+		if !choleskyRowFrom(a, n, i, 0) {
+			return false
+		}
+	}
+	return true
+}
+
+// choleskyRowFrom finishes row i of the Cholesky factor from column j0 on,
+// rows before i being final.
+func choleskyRowFrom(a []float64, n, i, j0 int) bool {
+	ri := a[i*n : i*n+i+1]
+	for j := j0; j <= i; j++ {
+		s := ri[j] - dot(ri[:j], a[j*n:j*n+j])
+		if j < i {
+			ri[j] = s / a[j*n+j]
+			continue
+		}
+		if !(s > 0) {
+			return false
+		}
+		ri[i] = math.Sqrt(s)
 	}
 	return true
 }
 
 // invertLower replaces the lower-triangular L in a (n x n, row-major) by
 // L^-1, row by row: row i of L^-1 is (e_i - sum_{k<i} L[i][k] row k of
-// L^-1) / L[i][i].
+// L^-1) / L[i][i]. Four rows are built at a time, so that each finished
+// row k is read once for all four.
 func invertLower(a []float64, n int) {
-	row := make([]float64, n)
-	for i := 0; i < n; i++ {
-		r := row[:i+1]
+	work := make([]float64, 4*n)
+	i0 := 0
+	for ; i0+4 <= n; i0 += 4 {
+		r0, r1, r2, r3 := work[:i0+1], work[n:n+i0+2], work[2*n:2*n+i0+3], work[3*n:3*n+i0+4]
+		clear(r0)
+		clear(r1)
+		clear(r2)
+		clear(r3)
+		l0, l1, l2, l3 := a[i0*n:], a[(i0+1)*n:], a[(i0+2)*n:], a[(i0+3)*n:]
+		for k := 0; k < i0; k++ {
+			mk := a[k*n : k*n+k+1]
+			axpy4(r0, r1, r2, r3, -l0[k], -l1[k], -l2[k], -l3[k], mk)
+		}
+		// Rows i0..i0+3 of L^-1 also depend on each other: finish them in order.
+		rs := [4][]float64{r0, r1, r2, r3}
+		for d := 0; d < 4; d++ {
+			i := i0 + d
+			li := a[i*n : i*n+i+1]
+			r := rs[d]
+			for k := i0; k < i; k++ {
+				axpy(r[:k+1], -li[k], a[k*n:k*n+k+1])
+			}
+			r[i] += 1
+			inv := 1 / li[i]
+			for j := range r {
+				li[j] = r[j] * inv
+			}
+		}
+	}
+	for i := i0; i < n; i++ {
+		r := work[:i+1]
 		clear(r)
 		li := a[i*n : i*n+i+1]
 		for k := 0; k < i; k++ {
@@ -187,5 +249,44 @@ func axpy(y []float64, a float64, x []float64) {
 	x = x[:len(y)]
 	for i := range y {
 		y[i] += a * x[i]
+	}
+}
+
+// dot4 is the four dot products of x0..x3 with y (len(x0) elements), each
+// over two partial sums (even and odd elements).
+func dot4(x0, x1, x2, x3, y []float64) (float64, float64, float64, float64) {
+	n := len(x0)
+	y, x1, x2, x3 = y[:n], x1[:n], x2[:n], x3[:n]
+	var a0, a1, b0, b1, c0, c1, d0, d1 float64
+	i := 0
+	for ; i+2 <= n; i += 2 {
+		y0, y1 := y[i], y[i+1]
+		a0 += x0[i] * y0
+		a1 += x0[i+1] * y1
+		b0 += x1[i] * y0
+		b1 += x1[i+1] * y1
+		c0 += x2[i] * y0
+		c1 += x2[i+1] * y1
+		d0 += x3[i] * y0
+		d1 += x3[i+1] * y1
+	}
+	if i < n {
+		a0 += x0[i] * y[i]
+		b0 += x1[i] * y[i]
+		c0 += x2[i] * y[i]
+		d0 += x3[i] * y[i]
+	}
+	return a0 + a1, b0 + b1, c0 + c1, d0 + d1
+}
+
+// axpy4 adds a0*x to y0, ..., a3*x to y3 over len(x) elements.
+func axpy4(y0, y1, y2, y3 []float64, a0, a1, a2, a3 float64, x []float64) {
+	n := len(x)
+	y0, y1, y2, y3 = y0[:n], y1[:n], y2[:n], y3[:n]
+	for i, v := range x {
+		y0[i] += a0 * v
+		y1[i] += a1 * v
+		y2[i] += a2 * v
+		y3[i] += a3 * v
 	}
 }
