@@ -1,0 +1,292 @@
+package obs
+
+import (
+	"errors"
+	"fmt"
+	"math"
+)
+
+// ErrNotPositiveDefinite is returned (wrapped) when a Hessian stays
+// indefinite after every damping retry.
+var ErrNotPositiveDefinite = errors.New("obs: Hessian not positive definite")
+
+// MaxDampRetries is how many times NewFactor multiplies the damping by
+// DampGrowth before it gives up on a Hessian that is not positive definite.
+const MaxDampRetries = 8
+
+// DampGrowth is the factor by which each retry raises the damping.
+const DampGrowth = 10
+
+// Factor is the inverse Hessian of one layer input in the form the OBS
+// updates need: U, the upper Cholesky factor of (H + lambda I)^-1.
+type Factor struct {
+	// N is the width of the input (the weight matrix's column count).
+	N int
+	// U is N x N, row-major; only the upper triangle (j >= i) is set.
+	U []float64
+	// Dead counts inputs whose Gram diagonal is zero (never active in the
+	// calibration); their H diagonal is set to 1 before damping.
+	Dead int
+	// Damp is the relative damping actually used: lambda = Damp * mean(diag H).
+	Damp float64
+	// Lambda is the absolute damping added to H's diagonal.
+	Lambda float64
+	// Retries counts how often the damping was raised by DampGrowth
+	// because the damped H was not positive definite.
+	Retries int
+}
+
+// NewFactor builds the Factor of the Hessian H = 2 G / tokens of a
+// layer whose input Gram matrix is gram (n x n, row-major, symmetric; only
+// the lower triangle is read), damped by damp * mean(diag H). A damped H
+// that is not positive definite gets DampGrowth times more damping, up to
+// MaxDampRetries times; the Factor says what was used.
+func NewFactor(gram []float64, n int, tokens float64, damp float64) (*Factor, error) {
+	if n <= 0 || len(gram) != n*n {
+		return nil, fmt.Errorf("obs: Gram of %d values is not %d x %d", len(gram), n, n)
+	}
+	if !(tokens > 0) || math.IsInf(tokens, 0) {
+		return nil, fmt.Errorf("obs: token count %v is not positive", tokens)
+	}
+	if !(damp >= 0) || math.IsInf(damp, 0) {
+		return nil, fmt.Errorf("obs: damping %v is not a finite non-negative number", damp)
+	}
+	scale := 2 / tokens
+	h := make([]float64, n*n)
+	f := &Factor{N: n, Damp: damp}
+	var trace float64
+	for i := 0; i < n; i++ {
+		for j := 0; j <= i; j++ {
+			v := gram[i*n+j] * scale
+			if math.IsNaN(v) || math.IsInf(v, 0) {
+				return nil, fmt.Errorf("obs: Gram element (%d, %d) is %v", i, j, gram[i*n+j])
+			}
+			h[i*n+j] = v
+		}
+		if h[i*n+i] == 0 {
+			h[i*n+i] = 1
+			f.Dead++
+		}
+		trace += h[i*n+i]
+	}
+	mean := trace / float64(n)
+	work := make([]float64, n*n)
+	for try := 0; ; try++ {
+		f.Lambda = f.Damp * mean
+		if f.Lambda == 0 && try > 0 {
+			// A zero damping cannot grow by multiplication.
+			f.Damp, f.Lambda = 1e-8, 1e-8*mean
+		}
+		if upperInverseFactor(work, h, n, f.Lambda) {
+			f.U = work
+			return f, nil
+		}
+		if try == MaxDampRetries {
+			return nil, fmt.Errorf("%w after %d damping retries (last relative damping %g)", ErrNotPositiveDefinite, try, f.Damp)
+		}
+		f.Retries++
+		f.Damp *= DampGrowth
+	}
+}
+
+// upperInverseFactor sets u to the upper Cholesky factor U of
+// (H + lambda I)^-1, where h holds H's lower triangle. It reports false
+// when H + lambda I is not positive definite.
+//
+// With J the order-reversing permutation and J (H + lambda I) J = M M^T
+// (M lower triangular), H + lambda I = (J M J)(J M J)^T, so
+// (H + lambda I)^-1 = (J M^-1 J)^T (J M^-1 J) and U = J M^-1 J is upper
+// triangular with a positive diagonal: one Cholesky factorisation and one
+// triangular inversion.
+func upperInverseFactor(u, h []float64, n int, lambda float64) bool {
+	// m = J (H + lambda I) J, lower triangle: m[i][j] = H[n-1-j][n-1-i]
+	// for j <= i (H's lower triangle, read through its symmetry).
+	m := u
+	for i := 0; i < n; i++ {
+		for j := 0; j <= i; j++ {
+			m[i*n+j] = h[(n-1-j)*n+(n-1-i)]
+		}
+		m[i*n+i] += lambda
+		clear(m[i*n+i+1 : i*n+n])
+	}
+	if !cholesky(m, n) {
+		return false
+	}
+	invertLower(m, n)
+	// U = J M^-1 J: u[i][j] = minv[n-1-i][n-1-j]. Reverse in place: the
+	// element (i, j) swaps with (n-1-i, n-1-j), which maps the lower
+	// triangle onto the upper one.
+	for a, b := 0, n*n-1; a < b; a, b = a+1, b-1 {
+		m[a], m[b] = m[b], m[a]
+	}
+	return true
+}
+
+// cholesky factors the symmetric matrix whose lower triangle a holds
+// (n x n, row-major) into L L^T in place (L in the lower triangle). It
+// reports false when the matrix is not positive definite (a pivot <= 0 or
+// not a number).
+//
+// Rows are factored four at a time: each finished row j < i0 is read once
+// for the four dot products it takes part in, which cuts the traffic of a
+// triangle that does not fit in cache by four.
+func cholesky(a []float64, n int) bool {
+	i0 := 0
+	for ; i0+4 <= n; i0 += 4 {
+		r0 := a[i0*n : i0*n+n]
+		r1 := a[(i0+1)*n : (i0+1)*n+n]
+		r2 := a[(i0+2)*n : (i0+2)*n+n]
+		r3 := a[(i0+3)*n : (i0+3)*n+n]
+		for j := 0; j < i0; j++ {
+			rj := a[j*n : j*n+j]
+			d0, d1, d2, d3 := dot4(r0[:j], r1[:j], r2[:j], r3[:j], rj)
+			inv := a[j*n+j]
+			r0[j] = (r0[j] - d0) / inv
+			r1[j] = (r1[j] - d1) / inv
+			r2[j] = (r2[j] - d2) / inv
+			r3[j] = (r3[j] - d3) / inv
+		}
+		for i := i0; i < i0+4; i++ {
+			if !choleskyRowFrom(a, n, i, i0) {
+				return false
+			}
+		}
+	}
+	for i := i0; i < n; i++ {
+		if !choleskyRowFrom(a, n, i, 0) {
+			return false
+		}
+	}
+	return true
+}
+
+// choleskyRowFrom finishes row i of the Cholesky factor from column j0 on,
+// rows before i being final.
+func choleskyRowFrom(a []float64, n, i, j0 int) bool {
+	ri := a[i*n : i*n+i+1]
+	for j := j0; j <= i; j++ {
+		s := ri[j] - dot(ri[:j], a[j*n:j*n+j])
+		if j < i {
+			ri[j] = s / a[j*n+j]
+			continue
+		}
+		if !(s > 0) {
+			return false
+		}
+		ri[i] = math.Sqrt(s)
+	}
+	return true
+}
+
+// invertLower replaces the lower-triangular L in a (n x n, row-major) by
+// L^-1, row by row: row i of L^-1 is (e_i - sum_{k<i} L[i][k] row k of
+// L^-1) / L[i][i]. Four rows are built at a time, so that each finished
+// row k is read once for all four.
+func invertLower(a []float64, n int) {
+	work := make([]float64, 4*n)
+	i0 := 0
+	for ; i0+4 <= n; i0 += 4 {
+		r0, r1, r2, r3 := work[:i0+1], work[n:n+i0+2], work[2*n:2*n+i0+3], work[3*n:3*n+i0+4]
+		clear(r0)
+		clear(r1)
+		clear(r2)
+		clear(r3)
+		l0, l1, l2, l3 := a[i0*n:], a[(i0+1)*n:], a[(i0+2)*n:], a[(i0+3)*n:]
+		for k := 0; k < i0; k++ {
+			mk := a[k*n : k*n+k+1]
+			axpy4(r0, r1, r2, r3, -l0[k], -l1[k], -l2[k], -l3[k], mk)
+		}
+		// Rows i0..i0+3 of L^-1 also depend on each other: finish them in order.
+		rs := [4][]float64{r0, r1, r2, r3}
+		for d := 0; d < 4; d++ {
+			i := i0 + d
+			li := a[i*n : i*n+i+1]
+			r := rs[d]
+			for k := i0; k < i; k++ {
+				axpy(r[:k+1], -li[k], a[k*n:k*n+k+1])
+			}
+			r[i] += 1
+			inv := 1 / li[i]
+			for j := range r {
+				li[j] = r[j] * inv
+			}
+		}
+	}
+	for i := i0; i < n; i++ {
+		r := work[:i+1]
+		clear(r)
+		li := a[i*n : i*n+i+1]
+		for k := 0; k < i; k++ {
+			axpy(r[:k+1], -li[k], a[k*n:k*n+k+1])
+		}
+		r[i] = 1
+		inv := 1 / li[i]
+		for j := range r {
+			li[j] = r[j] * inv
+		}
+	}
+}
+
+// dot is sum x[i]*y[i] over len(x), four partial sums.
+func dot(x, y []float64) float64 {
+	y = y[:len(x)]
+	var s0, s1, s2, s3 float64
+	i := 0
+	for ; i+4 <= len(x); i += 4 {
+		s0 += x[i] * y[i]
+		s1 += x[i+1] * y[i+1]
+		s2 += x[i+2] * y[i+2]
+		s3 += x[i+3] * y[i+3]
+	}
+	for ; i < len(x); i++ {
+		s0 += x[i] * y[i]
+	}
+	return (s0 + s1) + (s2 + s3)
+}
+
+// axpy adds a*x to y (len(y) elements).
+func axpy(y []float64, a float64, x []float64) {
+	x = x[:len(y)]
+	for i := range y {
+		y[i] += a * x[i]
+	}
+}
+
+// dot4 is the four dot products of x0..x3 with y (len(x0) elements), each
+// over two partial sums (even and odd elements).
+func dot4(x0, x1, x2, x3, y []float64) (float64, float64, float64, float64) {
+	n := len(x0)
+	y, x1, x2, x3 = y[:n], x1[:n], x2[:n], x3[:n]
+	var a0, a1, b0, b1, c0, c1, d0, d1 float64
+	i := 0
+	for ; i+2 <= n; i += 2 {
+		y0, y1 := y[i], y[i+1]
+		a0 += x0[i] * y0
+		a1 += x0[i+1] * y1
+		b0 += x1[i] * y0
+		b1 += x1[i+1] * y1
+		c0 += x2[i] * y0
+		c1 += x2[i+1] * y1
+		d0 += x3[i] * y0
+		d1 += x3[i+1] * y1
+	}
+	if i < n {
+		a0 += x0[i] * y[i]
+		b0 += x1[i] * y[i]
+		c0 += x2[i] * y[i]
+		d0 += x3[i] * y[i]
+	}
+	return a0 + a1, b0 + b1, c0 + c1, d0 + d1
+}
+
+// axpy4 adds a0*x to y0, ..., a3*x to y3 over len(x) elements.
+func axpy4(y0, y1, y2, y3 []float64, a0, a1, a2, a3 float64, x []float64) {
+	n := len(x)
+	y0, y1, y2, y3 = y0[:n], y1[:n], y2[:n], y3[:n]
+	for i, v := range x {
+		y0[i] += a0 * v
+		y1[i] += a1 * v
+		y2[i] += a2 * v
+		y3[i] += a3 * v
+	}
+}
