@@ -25,7 +25,8 @@ var iqGridTypeNames = []string{"iq2_xxs", "iq2_xs", "iq2_s", "iq3_xxs", "iq3_s",
 // runtime is there), prunes it and checks the result: tensors prune did
 // not target and blocks it did not re-encode keep their bytes, the report's
 // exact_zero is the count of killed weights that read back as 0 in the
-// file (these grids hold 0 only in an all-zero block), audit agrees, and
+// file (these grids hold 0 only in an all-zero block), max_killed_rel is in
+// (0, 1] for the tensors whose kills read non-zero, audit agrees, and
 // llama.cpp loads and runs the file (finite perplexity).
 func TestPruneIQuants(t *testing.T) {
 	_, haveLlama := llamacpp.Dir()
@@ -84,11 +85,15 @@ func TestPruneIQuants(t *testing.T) {
 				}
 				msg = " ppl(sample, random weights) " + ftoa4(res.PPL)
 			}
-			var maxKilled float64
+			var maxKilled, maxRel float64
 			for _, tr := range r.Tensors {
 				maxKilled = math.Max(maxKilled, tr.MaxKilledAbs)
+				maxRel = math.Max(maxRel, tr.MaxKilledRel)
+				if tr.Killed > tr.ExactZero && !(tr.MaxKilledRel > 0 && tr.MaxKilledRel <= 1) {
+					t.Errorf("%s: %d of %d kills read non-zero, yet max_killed_rel is %v", tr.Name, tr.Killed-tr.ExactZero, tr.Killed, tr.MaxKilledRel)
+				}
 			}
-			t.Logf("%-7s killed %v; exact zeros %d; max |killed| %.3g%s", name, r.OverTarget, r.ExactZero, maxKilled, msg)
+			t.Logf("%-7s killed %v; exact zeros %d; max |killed| %.3g, %.3g of its block's largest |value|%s", name, r.OverTarget, r.ExactZero, maxKilled, maxRel, msg)
 		})
 	}
 }
