@@ -43,13 +43,15 @@ func iq1BestNeighbour2(s *iqSearch, u int, xb, w []float32, scale float32, xx *[
 	best := float32(math.MaxFloat32)
 	list := s.neighbours(u)
 	gi := int(list[0])
+	x, ww := (*[8]float32)(xb), (*[8]float32)(w)
+	// The scaled values of the three codes, as ggml computes scale*q.
+	sq := [3]float32{float32(scale * xx[0]), float32(scale * xx[1]), float32(scale * xx[2])}
 	for _, j := range list {
-		g := s.grid[j]
+		l := (*[8]uint8)(s.gridL[8*int(j):])
 		var d2 float32
 		for i := 0; i < 8; i++ {
-			q := xx[(int8(g>>(8*i))-1)/2]
-			diff := float32(scale*q) - xb[i]
-			d2 += float32(float32(w[i]*diff) * diff)
+			diff := sq[l[i]] - x[i]
+			d2 += float32(float32(ww[i]*diff) * diff)
 		}
 		if d2 < best {
 			best, gi = d2, int(j)
@@ -131,14 +133,14 @@ func encodeIQ1S(dst []byte, x, qw []float32) {
 			besti1, besti2, bestShift := -1, -1, 0
 			for i1 := 0; i1 <= bs; i1++ {
 				for i2 := i1; i2 <= bs; i2++ {
+					a, b, c := sumx[i1]-sumx[0], sumx[i2]-sumx[i1], sumx[bs]-sumx[i2]
+					wa, wb, wc := sumw[i1]-sumw[0], sumw[i2]-sumw[i1], sumw[bs]-sumw[i2]
 					for _, sh := range [2]int{1, -1} {
 						xx := &iq1XP
 						if sh < 0 {
 							xx = &iq1XM
 						}
-						a, b, c := sumx[i1]-sumx[0], sumx[i2]-sumx[i1], sumx[bs]-sumx[i2]
 						sumqx := float32(float32(a*xx[0])+float32(b*xx[1])) + float32(c*xx[2])
-						wa, wb, wc := sumw[i1]-sumw[0], sumw[i2]-sumw[i1], sumw[bs]-sumw[i2]
 						sumq2 := float32(float32(float32(wa*xx[0])*xx[0])+float32(float32(wb*xx[1])*xx[1])) + float32(float32(wc*xx[2])*xx[2])
 						if sumq2 > 0 && float32(sumqx*sumqx) > float32(bestScore*sumq2) {
 							scale = sumqx / sumq2
@@ -211,6 +213,7 @@ func encodeIQ1M(dst []byte, x, qw []float32) {
 	var L [bs]int8
 	var idx [bs]int
 	var index [bs / 8]uint16
+	var terms [bs][3][8]float32 // per sorted value and run: its terms of the eight sums
 	// xxOf gives group k's values for shift code sh (bit 1: first group
 	// shifted down, bit 0: second group).
 	xxOf := func(sh, k int) *[3]float32 {
@@ -252,46 +255,46 @@ func encodeIQ1M(dst []byte, x, qw []float32) {
 				continue
 			}
 			iq1Order(idx[:], xb)
+			// ggml sums, for every split (i1, i2), each of the eight sums
+			// over the sorted values in order, from zero. The terms of
+			// value j in run r are the same for every split, and the sums
+			// of two splits agree on their common prefix, so both are
+			// computed once; each sum is still the same additions in the
+			// same order.
+			for j := 0; j < bs; j++ {
+				i := idx[j]
+				for r := 0; r < 3; r++ {
+					w, p, m := weight[i], iq1XP[r], iq1XM[r]
+					wpx, wmx := float32(float32(w*p)*xb[i]), float32(float32(w*m)*xb[i])
+					wpp, wmm := float32(float32(w*p)*p), float32(float32(w*m)*m)
+					if i < bs/2 {
+						terms[j][r] = [8]float32{wpx, wpx, wmx, wmx, wpp, wpp, wmm, wmm}
+					} else {
+						terms[j][r] = [8]float32{wpx, wmx, wpx, wmx, wpp, wmm, wpp, wmm}
+					}
+				}
+			}
 			bestScore, scale := float32(-math.MaxFloat32), mx
 			besti1, besti2, bestK := -1, -1, -1
+			var low [8]float32 // run 0 over j < i1
 			for i1 := 0; i1 <= bs; i1++ {
+				if i1 > 0 {
+					addTerms(&low, &terms[i1-1][0])
+				}
+				mid := low // then run 1 over i1 <= j < i2
 				for i2 := i1; i2 <= bs; i2++ {
-					var sumqx, sumq2 [4]float32
-					for j := 0; j < bs; j++ {
-						r := 2
-						if j < i1 {
-							r = 0
-						} else if j < i2 {
-							r = 1
-						}
-						i := idx[j]
-						w, p, m := weight[i], iq1XP[r], iq1XM[r]
-						wpx, wmx := float32(float32(w*p)*xb[i]), float32(float32(w*m)*xb[i])
-						wpp, wmm := float32(float32(w*p)*p), float32(float32(w*m)*m)
-						if i < bs/2 {
-							sumqx[0] += wpx
-							sumqx[1] += wpx
-							sumqx[2] += wmx
-							sumqx[3] += wmx
-							sumq2[0] += wpp
-							sumq2[1] += wpp
-							sumq2[2] += wmm
-							sumq2[3] += wmm
-						} else {
-							sumqx[0] += wpx
-							sumqx[2] += wpx
-							sumqx[1] += wmx
-							sumqx[3] += wmx
-							sumq2[0] += wpp
-							sumq2[2] += wpp
-							sumq2[1] += wmm
-							sumq2[3] += wmm
-						}
+					if i2 > i1 {
+						addTerms(&mid, &terms[i2-1][1])
+					}
+					sum := mid // then run 2 over j >= i2
+					for j := i2; j < bs; j++ {
+						addTerms(&sum, &terms[j][2])
 					}
 					for k := 0; k < 4; k++ {
-						if sumq2[k] > 0 && float32(sumqx[k]*sumqx[k]) > float32(bestScore*sumq2[k]) {
-							scale = sumqx[k] / sumq2[k]
-							bestScore = scale * sumqx[k]
+						sumqx, sumq2 := sum[k], sum[4+k]
+						if sumq2 > 0 && float32(sumqx*sumqx) > float32(bestScore*sumq2) {
+							scale = sumqx / sumq2
+							bestScore = scale * sumqx
 							besti1, besti2, bestK = i1, i2, k
 						}
 					}
@@ -361,5 +364,12 @@ func encodeIQ1M(dst []byte, x, qw []float32) {
 		for i, v := range sc {
 			binary.LittleEndian.PutUint16(y[48+2*i:], v)
 		}
+	}
+}
+
+// addTerms adds t to s element by element.
+func addTerms(s, t *[8]float32) {
+	for k := range s {
+		s[k] += t[k]
 	}
 }

@@ -33,6 +33,8 @@ type iqSearch struct {
 	maxL  int             // the largest l an encoder looks up
 	nwant int             // distinct distances in a neighbour list
 	grid  []uint64        // lattice points, byte k = 2l+1
+	gridF []float32       // the same, as float32, dims per entry
+	gridL []uint8         // the l of each coordinate, dims per entry
 	kmap  []int32         // index -> grid entry, or -1-list for a point off the grid
 	nbrs  [][]uint16      // the neighbour lists
 }
@@ -91,6 +93,14 @@ func (s *iqSearch) build() {
 		}
 		s.grid[j] = p
 		s.kmap[u] = int32(j)
+	}
+	s.gridF = make([]float32, s.dims*len(s.grid))
+	s.gridL = make([]uint8, s.dims*len(s.grid))
+	for j, g := range s.grid {
+		for k := 0; k < s.dims; k++ {
+			s.gridF[s.dims*j+k] = float32(int8(g >> (8 * k)))
+			s.gridL[s.dims*j+k] = uint8((int8(g>>(8*k)) - 1) / 2)
+		}
 	}
 	d2 := make([]int, len(s.grid))
 	var pos [8]int
@@ -154,22 +164,115 @@ func (s *iqSearch) setL(L []int8, j int) {
 // aborts when no distance is below FLT_MAX (NaN or overflowing values);
 // this takes the first neighbour then.
 func (s *iqSearch) bestNeighbour(u int, xval, w []float32, scale float32, L []int8) int {
-	best := float32(math.MaxFloat32)
 	list := s.neighbours(u)
+	var gi int
+	if s.dims == 8 {
+		gi = bestNeighbour8(s.gridF, list, (*[8]float32)(xval), (*[8]float32)(w), scale)
+	} else {
+		gi = bestNeighbour4(s.gridF, list, (*[4]float32)(xval), (*[4]float32)(w), scale)
+	}
+	s.setL(L, gi)
+	return gi
+}
+
+// bestNeighbour8 is bestNeighbour's search over 8-value entries. Each
+// distance is summed in ggml's order; four candidates are summed side by
+// side (independent chains) and compared in list order.
+func bestNeighbour8(gridF []float32, list []uint16, x, w *[8]float32, scale float32) int {
+	best := float32(math.MaxFloat32)
 	gi := int(list[0])
-	for _, j := range list {
-		g := s.grid[j]
+	n := 0
+	for ; n+4 <= len(list); n += 4 {
+		q0 := (*[8]float32)(gridF[8*int(list[n]):])
+		q1 := (*[8]float32)(gridF[8*int(list[n+1]):])
+		q2 := (*[8]float32)(gridF[8*int(list[n+2]):])
+		q3 := (*[8]float32)(gridF[8*int(list[n+3]):])
+		var d0, d1, d2, d3 float32
+		for i := 0; i < 8; i++ {
+			xi, wi := x[i], w[i]
+			e0 := float32(scale*q0[i]) - xi
+			e1 := float32(scale*q1[i]) - xi
+			e2 := float32(scale*q2[i]) - xi
+			e3 := float32(scale*q3[i]) - xi
+			d0 += float32(float32(wi*e0) * e0)
+			d1 += float32(float32(wi*e1) * e1)
+			d2 += float32(float32(wi*e2) * e2)
+			d3 += float32(float32(wi*e3) * e3)
+		}
+		if d0 < best {
+			best, gi = d0, int(list[n])
+		}
+		if d1 < best {
+			best, gi = d1, int(list[n+1])
+		}
+		if d2 < best {
+			best, gi = d2, int(list[n+2])
+		}
+		if d3 < best {
+			best, gi = d3, int(list[n+3])
+		}
+	}
+	for _, j := range list[n:] {
+		q := (*[8]float32)(gridF[8*int(j):])
 		var d2 float32
-		for i := 0; i < s.dims; i++ {
-			q := float32(int8(g >> (8 * i)))
-			diff := float32(scale*q) - xval[i]
+		for i := 0; i < 8; i++ {
+			diff := float32(scale*q[i]) - x[i]
 			d2 += float32(float32(w[i]*diff) * diff)
 		}
 		if d2 < best {
 			best, gi = d2, int(j)
 		}
 	}
-	s.setL(L, gi)
+	return gi
+}
+
+// bestNeighbour4 is bestNeighbour's search over 4-value entries, four
+// candidates side by side as in bestNeighbour8.
+func bestNeighbour4(gridF []float32, list []uint16, x, w *[4]float32, scale float32) int {
+	best := float32(math.MaxFloat32)
+	gi := int(list[0])
+	n := 0
+	for ; n+4 <= len(list); n += 4 {
+		q0 := (*[4]float32)(gridF[4*int(list[n]):])
+		q1 := (*[4]float32)(gridF[4*int(list[n+1]):])
+		q2 := (*[4]float32)(gridF[4*int(list[n+2]):])
+		q3 := (*[4]float32)(gridF[4*int(list[n+3]):])
+		var d0, d1, d2, d3 float32
+		for i := 0; i < 4; i++ {
+			xi, wi := x[i], w[i]
+			e0 := float32(scale*q0[i]) - xi
+			e1 := float32(scale*q1[i]) - xi
+			e2 := float32(scale*q2[i]) - xi
+			e3 := float32(scale*q3[i]) - xi
+			d0 += float32(float32(wi*e0) * e0)
+			d1 += float32(float32(wi*e1) * e1)
+			d2 += float32(float32(wi*e2) * e2)
+			d3 += float32(float32(wi*e3) * e3)
+		}
+		if d0 < best {
+			best, gi = d0, int(list[n])
+		}
+		if d1 < best {
+			best, gi = d1, int(list[n+1])
+		}
+		if d2 < best {
+			best, gi = d2, int(list[n+2])
+		}
+		if d3 < best {
+			best, gi = d3, int(list[n+3])
+		}
+	}
+	for _, j := range list[n:] {
+		q := (*[4]float32)(gridF[4*int(j):])
+		var d2 float32
+		for i := 0; i < 4; i++ {
+			diff := float32(scale*q[i]) - x[i]
+			d2 += float32(float32(w[i]*diff) * diff)
+		}
+		if d2 < best {
+			best, gi = d2, int(j)
+		}
+	}
 	return gi
 }
 
