@@ -34,6 +34,29 @@ func iq1Order(idx []int, xb []float32) {
 	})
 }
 
+// iq1SetRuns gives the sorted values idx[:i1] code 0, idx[i1:i2] code 1
+// and the rest code 2; for a negative scale it mirrors the codes (2-l) and
+// reports that the caller must negate the scale and flip the shifts.
+func iq1SetRuns(L []int8, idx []int, i1, i2 int, scale float32) (mirrored bool) {
+	for j, i := range idx {
+		switch {
+		case j < i1:
+			L[i] = 0
+		case j < i2:
+			L[i] = 1
+		default:
+			L[i] = 2
+		}
+	}
+	if scale < 0 {
+		for j := range L {
+			L[j] = 2 - L[j]
+		}
+		return true
+	}
+	return false
+}
+
 // iq1BestNeighbour2 is ggml's iq1_find_best_neighbour2: the neighbour of
 // the off-grid point u nearest to xb at scale, values xx[l]; its l go to L.
 // ggml falls back to the whole grid when no distance is below FLT_MAX (only
@@ -154,20 +177,7 @@ func encodeIQ1S(dst []byte, x, qw []float32) {
 				scales[ib], shifts[ib] = 0, 1
 				continue
 			}
-			for j := 0; j < bs; j++ {
-				switch {
-				case j < besti1:
-					L[idx[j]] = 0
-				case j < besti2:
-					L[idx[j]] = 1
-				default:
-					L[idx[j]] = 2
-				}
-			}
-			if scale < 0 {
-				for j := range L {
-					L[j] = 2 - L[j]
-				}
+			if iq1SetRuns(L[:], idx[:], besti1, besti2, scale) {
 				scale, bestShift = -scale, -bestShift
 			}
 			xx := &iq1XP
@@ -304,22 +314,8 @@ func encodeIQ1M(dst []byte, x, qw []float32) {
 				scales[ib], shifts[ib] = 0, 0
 				continue
 			}
-			for j := 0; j < bs; j++ {
-				switch {
-				case j < besti1:
-					L[idx[j]] = 0
-				case j < besti2:
-					L[idx[j]] = 1
-				default:
-					L[idx[j]] = 2
-				}
-			}
-			if scale < 0 {
-				for j := range L {
-					L[j] = 2 - L[j]
-				}
-				scale = -scale
-				bestK = 3 - bestK
+			if iq1SetRuns(L[:], idx[:], besti1, besti2, scale) {
+				scale, bestK = -scale, 3-bestK
 			}
 			k0 := bestK
 			scale = iq1PlaceOnGrid(s, xb, weight[:], L[:], index[:], scale, func(k int) *[3]float32 { return xxOf(k0, k) })

@@ -125,45 +125,58 @@ func iqScaleCode(id, scale float32, hi int) int {
 	return iqClamp(nearestInt(0.5*(float32(id*scale)-1)), 0, hi)
 }
 
-// iq2GridSearch is the scale search shared by IQ2_XS and IQ2_S (16 values,
-// two grid groups): 19 trial scales around max/5, the best fit kept, then
-// the groups that fell off the grid re-fitted at that scale. It returns the
-// scale and leaves the codes in L.
-func iq2GridSearch(s *iqSearch, weight, waux, xval []float32, L []int8, mx float32) float32 {
-	const kMaxQ = 3
-	var laux [16]int8
-	var onGrid, onGridAux [2]bool
+// iqGridSearch is the scale search of IQ2_XS, IQ2_S, IQ3_XXS and IQ3_S
+// over one group of values (grid groups of s.dims): trial scales
+// (2*kMaxQ-1 + is*step)/max for is in -lo..lo, each rounding every value
+// to its code and moving off-grid groups to their best neighbour; the best
+// fit is kept, then the groups that fell off the grid are re-fitted at
+// that scale (every group when refitAll, as IQ3_S does; onGridInit is
+// what a group counts as before any trial improves the fit). It returns
+// the scale and leaves the codes in L.
+func iqGridSearch(s *iqSearch, weight, waux, xval []float32, L []int8, mx float32, kMaxQ int, step float32, lo int, onGridInit, refitAll bool) float32 {
+	var lauxBuf [32]int8
+	var onGrid, onGridAux [8]bool
+	laux := lauxBuf[:len(L)]
+	groups := len(L) / s.dims
 	best := float32(0)
-	scale := mx / (2*kMaxQ - 1)
-	onGrid = [2]bool{true, true}
-	for is := -9; is <= 9; is++ {
-		id := (float32(2*kMaxQ-1) + float32(float32(is)*0.1)) / mx
+	scale := mx / float32(2*kMaxQ-1)
+	for k := range onGrid {
+		onGrid[k] = onGridInit
+	}
+	for is := -lo; is <= lo; is++ {
+		id := (float32(2*kMaxQ-1) + float32(float32(is)*step)) / mx
 		thisScale := 1 / id
-		for k := 0; k < 2; k++ {
-			u := s.iqRoundL(laux[8*k:], xval[8*k:], id, kMaxQ-1)
+		for k := 0; k < groups; k++ {
+			o := s.dims * k
+			u := s.iqRoundL(laux[o:], xval[o:], id, kMaxQ-1)
 			onGridAux[k] = true
 			if s.kmap[u] < 0 {
 				onGridAux[k] = false
-				s.bestNeighbour(u, xval[8*k:], waux[8*k:], thisScale, laux[8*k:])
+				s.bestNeighbour(u, xval[o:], waux[o:], thisScale, laux[o:])
 			}
 		}
-		sumqx, sumq2 := iqFitSums(weight, xval, laux[:])
+		sumqx, sumq2 := iqFitSums(weight, xval, laux)
 		if sumq2 > 0 && float32(sumqx*sumqx) > float32(best*sumq2) {
 			scale = sumqx / sumq2
 			best = scale * sumqx
-			copy(L, laux[:])
+			copy(L, laux)
 			onGrid = onGridAux
 		}
 	}
-	if (!onGrid[0] || !onGrid[1]) && scale > 0 {
+	off := false
+	for _, g := range onGrid[:groups] {
+		off = off || !g
+	}
+	if off && scale > 0 {
 		id := 1 / scale
-		for k := 0; k < 2; k++ {
-			if onGrid[k] {
+		for k := 0; k < groups; k++ {
+			if onGrid[k] && !refitAll {
 				continue
 			}
-			u := s.iqRoundL(L[8*k:], xval[8*k:], id, kMaxQ-1)
+			o := s.dims * k
+			u := s.iqRoundL(L[o:], xval[o:], id, kMaxQ-1)
 			if s.kmap[u] < 0 {
-				s.bestNeighbour(u, xval[8*k:], waux[8*k:], scale, L[8*k:])
+				s.bestNeighbour(u, xval[o:], waux[o:], scale, L[o:])
 			}
 		}
 		sumqx, sumq2 := iqFitSums(weight, xval, L)
@@ -172,6 +185,27 @@ func iq2GridSearch(s *iqSearch, weight, waux, xval []float32, L []int8, mx float
 		}
 	}
 	return scale
+}
+
+// iqPackNibbles stores the 4-bit scale code of each sub-block, two to a
+// byte (even sub-block in the low nibble).
+func iqPackNibbles(sc []byte, scales []float32, id float32) {
+	for ib := 0; ib < len(scales); ib += 2 {
+		sc[ib/2] = uint8(iqScaleCode(id, scales[ib], 15) | iqScaleCode(id, scales[ib+1], 15)<<4)
+	}
+}
+
+// iqWeights writes the weights of one group and their square roots:
+// qw*sqrtf(sigma2 + x*x), or x*x without importance weights (nil qw).
+func iqWeights(weight, waux, xb, qw []float32, sigma2 float32) {
+	if qw != nil {
+		iqImportance(weight, xb, qw, sigma2)
+	} else {
+		iqSquares(weight, xb)
+	}
+	for i := range waux {
+		waux[i] = kSqrt(weight[i])
+	}
 }
 
 // iqGridIndex returns the grid entry of the codes in L; ggml aborts when
@@ -201,10 +235,7 @@ func encodeIQ2XXS(dst []byte, x, qw []float32) {
 		sigma2 := iqSumX2(xbl) / 256
 		for ib := 0; ib < 8; ib++ {
 			xb := xbl[32*ib : 32*ib+32]
-			iqImportance(weight[:], xb, qw[256*ibl+32*ib:], sigma2)
-			for i := range waux {
-				waux[i] = kSqrt(weight[i])
-			}
+			iqWeights(weight[:], waux[:], xb, qw[256*ibl+32*ib:], sigma2)
 			for k := 0; k < 4; k++ {
 				signs[k] = iqEvenSigns(xval[8*k:], xb[8*k:], weight[8*k:])
 			}
@@ -303,10 +334,7 @@ func encodeIQ2XS(dst []byte, x, qw []float32) {
 		sigma2 := iqSumX2(xbl) / 256
 		for ib := 0; ib < 16; ib++ {
 			xb := xbl[16*ib : 16*ib+16]
-			iqImportance(weight[:], xb, qw[256*ibl+16*ib:], sigma2)
-			for i := range waux {
-				waux[i] = kSqrt(weight[i])
-			}
+			iqWeights(weight[:], waux[:], xb, qw[256*ibl+16*ib:], sigma2)
 			for k := 0; k < 2; k++ {
 				signs[k] = iqEvenSigns(xval[8*k:], xb[8*k:], weight[8*k:])
 			}
@@ -316,7 +344,7 @@ func encodeIQ2XS(dst []byte, x, qw []float32) {
 				scales[ib] = 0
 				continue
 			}
-			scale := iq2GridSearch(s, weight[:], waux[:], xval[:], L[:], mx)
+			scale := iqGridSearch(s, weight[:], waux[:], xval[:], L[:], mx, 3, 0.1, 9, true, false)
 			if scale < 0 {
 				scale = -scale
 				for k := range signs {
@@ -335,15 +363,7 @@ func encodeIQ2XS(dst []byte, x, qw []float32) {
 		d := maxScale / 31
 		binary.LittleEndian.PutUint16(y, floatToHalf(d))
 		id := 1 / d
-		sc := y[66:74]
-		for ib := 0; ib < 16; ib++ {
-			l := uint8(iqScaleCode(id, scales[ib], 15))
-			if ib%2 == 0 {
-				sc[ib/2] = l
-			} else {
-				sc[ib/2] |= l << 4
-			}
-		}
+		iqPackNibbles(y[66:74], scales[:], id)
 		for i, v := range q2 {
 			binary.LittleEndian.PutUint16(y[2+2*i:], v)
 		}
@@ -384,7 +404,7 @@ func encodeIQ2S(dst []byte, x, qw []float32) {
 				scales[ib] = 0
 				continue
 			}
-			scale := iq2GridSearch(s, weight[:], waux[:], xval[:], L[:], mx)
+			scale := iqGridSearch(s, weight[:], waux[:], xval[:], L[:], mx, 3, 0.1, 9, true, false)
 			if scale < 0 {
 				scale = -scale
 				for k := range signs {
@@ -407,13 +427,6 @@ func encodeIQ2S(dst []byte, x, qw []float32) {
 		d := maxScale / 31
 		binary.LittleEndian.PutUint16(y, floatToHalf(d*0.9875))
 		id := 1 / d
-		for ib := 0; ib < 16; ib++ {
-			l := uint8(iqScaleCode(id, scales[ib], 15))
-			if ib%2 == 0 {
-				sc[ib/2] = l
-			} else {
-				sc[ib/2] |= l << 4
-			}
-		}
+		iqPackNibbles(sc, scales[:], id)
 	}
 }

@@ -6,78 +6,6 @@ import "encoding/binary"
 // size 256) and quantize_row_iq3_s_impl (block size 32), operation for
 // operation. Without importance weights a value's weight is x*x.
 
-// iq3GridSearch is the scale search of the IQ3 encoders over one group of
-// 32 values (eight grid groups of 4): trial scales (max/15 apart by 0.2
-// steps, from -lo to lo), the best fit kept, then the groups off the grid
-// re-fitted at that scale (all groups when refitAll, as IQ3_S does). It
-// returns the scale and leaves the codes in L.
-func iq3GridSearch(s *iqSearch, weight, waux, xval []float32, L []int8, mx float32, lo int, onGridInit, refitAll bool) float32 {
-	const kMaxQ = 8
-	var laux [32]int8
-	var onGrid, onGridAux [8]bool
-	best := float32(0)
-	scale := mx / (2*kMaxQ - 1)
-	for k := range onGrid {
-		onGrid[k] = onGridInit
-	}
-	for is := -lo; is <= lo; is++ {
-		id := (float32(2*kMaxQ-1) + float32(float32(is)*0.2)) / mx
-		thisScale := 1 / id
-		for k := 0; k < 8; k++ {
-			u := s.iqRoundL(laux[4*k:], xval[4*k:], id, kMaxQ-1)
-			onGridAux[k] = true
-			if s.kmap[u] < 0 {
-				onGridAux[k] = false
-				s.bestNeighbour(u, xval[4*k:], waux[4*k:], thisScale, laux[4*k:])
-			}
-		}
-		sumqx, sumq2 := iqFitSums(weight, xval, laux[:])
-		if sumq2 > 0 && float32(sumqx*sumqx) > float32(best*sumq2) {
-			scale = sumqx / sumq2
-			best = scale * sumqx
-			copy(L, laux[:])
-			onGrid = onGridAux
-		}
-	}
-	off := 0
-	for _, g := range onGrid {
-		if !g {
-			off++
-		}
-	}
-	if off > 0 && scale > 0 {
-		id := 1 / scale
-		for k := 0; k < 8; k++ {
-			if onGrid[k] && !refitAll {
-				continue
-			}
-			u := s.iqRoundL(L[4*k:], xval[4*k:], id, kMaxQ-1)
-			gi := int(s.kmap[u])
-			if gi < 0 {
-				gi = s.bestNeighbour(u, xval[4*k:], waux[4*k:], scale, L[4*k:])
-			}
-			s.setL(L[4*k:], gi)
-		}
-		sumqx, sumq2 := iqFitSums(weight, xval, L)
-		if sumq2 > 0 {
-			scale = sumqx / sumq2
-		}
-	}
-	return scale
-}
-
-// iq3Weights writes the weights and their square roots of one group.
-func iq3Weights(weight, waux, xb, qw []float32, sigma2 float32) {
-	if qw != nil {
-		iqImportance(weight, xb, qw, sigma2)
-	} else {
-		iqSquares(weight, xb)
-	}
-	for i := range waux {
-		waux[i] = kSqrt(weight[i])
-	}
-}
-
 func encodeIQ3XXS(dst []byte, x, qw []float32) {
 	s := iq3xxsSearch.tables()
 	var scales [8]float32
@@ -97,7 +25,7 @@ func encodeIQ3XXS(dst []byte, x, qw []float32) {
 			if qw != nil {
 				qwb = qw[256*ibl+32*ib:]
 			}
-			iq3Weights(weight[:], waux[:], xb, qwb, sigma2)
+			iqWeights(weight[:], waux[:], xb, qwb, sigma2)
 			for k := 0; k < 4; k++ {
 				signs[k] = iqEvenSigns(xval[8*k:], xb[8*k:], weight[8*k:])
 			}
@@ -107,7 +35,7 @@ func encodeIQ3XXS(dst []byte, x, qw []float32) {
 				scales[ib] = 0
 				continue
 			}
-			scale := iq3GridSearch(s, weight[:], waux[:], xval[:], L[:], mx, 15, true, false)
+			scale := iqGridSearch(s, weight[:], waux[:], xval[:], L[:], mx, 8, 0.2, 15, true, false)
 			if scale < 0 {
 				scale = -scale
 				for k := range signs {
@@ -156,7 +84,7 @@ func encodeIQ3S(dst []byte, x, qw []float32) {
 			if qw != nil {
 				qwb = qw[256*ibl+32*ib:]
 			}
-			iq3Weights(weight[:], waux[:], xb, qwb, sigma2)
+			iqWeights(weight[:], waux[:], xb, qwb, sigma2)
 			for k := 0; k < 4; k++ {
 				signs[k] = iqAllSigns(xval[8*k:], xb[8*k:])
 			}
@@ -166,7 +94,7 @@ func encodeIQ3S(dst []byte, x, qw []float32) {
 				scales[ib] = 0
 				continue
 			}
-			scale := iq3GridSearch(s, weight[:], waux[:], xval[:], L[:], mx, 9, false, true)
+			scale := iqGridSearch(s, weight[:], waux[:], xval[:], L[:], mx, 8, 0.2, 9, false, true)
 			if scale < 0 {
 				scale = -scale
 				for k := range signs {
@@ -192,10 +120,6 @@ func encodeIQ3S(dst []byte, x, qw []float32) {
 		d := maxScale / 31
 		binary.LittleEndian.PutUint16(y, floatToHalf(d*1.033))
 		id := 1 / d
-		for ib := 0; ib < 8; ib += 2 {
-			l1 := iqScaleCode(id, scales[ib], 15)
-			l2 := iqScaleCode(id, scales[ib+1], 15)
-			sc[ib/2] = uint8(l1 | l2<<4)
-		}
+		iqPackNibbles(sc, scales[:], id)
 	}
 }
