@@ -195,17 +195,33 @@ func iqPackNibbles(sc []byte, scales []float32, id float32) {
 	}
 }
 
-// iqWeights writes the weights of one group and their square roots:
-// qw*sqrtf(sigma2 + x*x), or x*x without importance weights (nil qw).
-func iqWeights(weight, waux, xb, qw []float32, sigma2 float32) {
-	if qw != nil {
+// iqPrepGroup prepares one group of values for a grid search: its
+// weights, qw*sqrtf(sigma2 + x*x), or without importance weights (nil qw)
+// x*x (0.25*sigma2 + x*x for IQ2_S, iq2s); their square roots; the magnitudes xval and
+// the sign bits of each 8 values (an even number of them when even, for
+// the types that store 7 of 8). It returns the largest magnitude.
+func iqPrepGroup(weight, waux, xval, xb, qw []float32, sigma2 float32, iq2s, even bool, signs []uint8) float32 {
+	switch {
+	case qw != nil:
 		iqImportance(weight, xb, qw, sigma2)
-	} else {
+	case iq2s:
+		for i := range weight {
+			weight[i] = float32(0.25*sigma2) + float32(xb[i]*xb[i])
+		}
+	default:
 		iqSquares(weight, xb)
 	}
 	for i := range waux {
 		waux[i] = kSqrt(weight[i])
 	}
+	for k := range signs {
+		if even {
+			signs[k] = iqEvenSigns(xval[8*k:], xb[8*k:], weight[8*k:])
+		} else {
+			signs[k] = iqAllSigns(xval[8*k:], xb[8*k:])
+		}
+	}
+	return iqGroupMax(xval)
 }
 
 // iqGridIndex returns the grid entry of the codes in L; ggml aborts when
@@ -235,11 +251,7 @@ func encodeIQ2XXS(dst []byte, x, qw []float32) {
 		sigma2 := iqSumX2(xbl) / 256
 		for ib := 0; ib < 8; ib++ {
 			xb := xbl[32*ib : 32*ib+32]
-			iqWeights(weight[:], waux[:], xb, qw[256*ibl+32*ib:], sigma2)
-			for k := 0; k < 4; k++ {
-				signs[k] = iqEvenSigns(xval[8*k:], xb[8*k:], weight[8*k:])
-			}
-			mx := iqGroupMax(xval[:])
+			mx := iqPrepGroup(weight[:], waux[:], xval[:], xb, qw[256*ibl+32*ib:], sigma2, false, true, signs[:])
 			if mx < kGroupMaxEps {
 				scales[ib] = 0
 				L = [32]int8{}
@@ -334,11 +346,7 @@ func encodeIQ2XS(dst []byte, x, qw []float32) {
 		sigma2 := iqSumX2(xbl) / 256
 		for ib := 0; ib < 16; ib++ {
 			xb := xbl[16*ib : 16*ib+16]
-			iqWeights(weight[:], waux[:], xb, qw[256*ibl+16*ib:], sigma2)
-			for k := 0; k < 2; k++ {
-				signs[k] = iqEvenSigns(xval[8*k:], xb[8*k:], weight[8*k:])
-			}
-			mx := iqGroupMax(xval[:])
+			mx := iqPrepGroup(weight[:], waux[:], xval[:], xb, qw[256*ibl+16*ib:], sigma2, false, true, signs[:])
 			L = [16]int8{}
 			if mx < kGroupMaxEps {
 				scales[ib] = 0
@@ -385,20 +393,11 @@ func encodeIQ2S(dst []byte, x, qw []float32) {
 		sigma2 := 2 * iqSumX2(xbl) / 256
 		for ib := 0; ib < 16; ib++ {
 			xb := xbl[16*ib : 16*ib+16]
+			var qwb []float32
 			if qw != nil {
-				iqImportance(weight[:], xb, qw[256*ibl+16*ib:], sigma2)
-			} else {
-				for i := range weight {
-					weight[i] = float32(0.25*sigma2) + float32(xb[i]*xb[i])
-				}
+				qwb = qw[256*ibl+16*ib:]
 			}
-			for i := range waux {
-				waux[i] = kSqrt(weight[i])
-			}
-			for k := 0; k < 2; k++ {
-				signs[k] = iqAllSigns(xval[8*k:], xb[8*k:])
-			}
-			mx := iqGroupMax(xval[:])
+			mx := iqPrepGroup(weight[:], waux[:], xval[:], xb, qwb, sigma2, true, false, signs[:])
 			L = [16]int8{}
 			if mx < iqEpsIQ2S {
 				scales[ib] = 0

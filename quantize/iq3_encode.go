@@ -25,11 +25,7 @@ func encodeIQ3XXS(dst []byte, x, qw []float32) {
 			if qw != nil {
 				qwb = qw[256*ibl+32*ib:]
 			}
-			iqWeights(weight[:], waux[:], xb, qwb, sigma2)
-			for k := 0; k < 4; k++ {
-				signs[k] = iqEvenSigns(xval[8*k:], xb[8*k:], weight[8*k:])
-			}
-			mx := iqGroupMax(xval[:])
+			mx := iqPrepGroup(weight[:], waux[:], xval[:], xb, qwb, sigma2, false, true, signs[:])
 			L = [32]int8{}
 			if mx < iqEpsIQ3XXS {
 				scales[ib] = 0
@@ -84,11 +80,7 @@ func encodeIQ3S(dst []byte, x, qw []float32) {
 			if qw != nil {
 				qwb = qw[256*ibl+32*ib:]
 			}
-			iqWeights(weight[:], waux[:], xb, qwb, sigma2)
-			for k := 0; k < 4; k++ {
-				signs[k] = iqAllSigns(xval[8*k:], xb[8*k:])
-			}
-			mx := iqGroupMax(xval[:])
+			mx := iqPrepGroup(weight[:], waux[:], xval[:], xb, qwb, sigma2, false, false, signs[:])
 			L = [32]int8{}
 			if mx == 0 {
 				scales[ib] = 0
