@@ -10,6 +10,8 @@ import (
 	ucli "github.com/urfave/cli/v2"
 
 	"github.com/physarium/physarium-gguf/gguf"
+	"github.com/physarium/physarium-gguf/imatrix"
+	"github.com/physarium/physarium-gguf/quantize"
 	"github.com/physarium/physarium-gguf/testmodels"
 )
 
@@ -37,7 +39,15 @@ text with it. The same flags always give the same bytes, and a model of any
 
 Norm weights and the MoE router are F32; embeddings, output and every
 projection are --type. Block types need --embd and --ff divisible by the
-block size (32 for Q4_0/Q8_0..., 256 for the K-quants).
+block size (32 for Q4_0/Q8_0..., 256 for the K-quants and i-quants).
+
+The i-quant grid types (iq2_xxs, iq2_xs, iq2_s, iq3_xxs, iq3_s, iq1_s,
+iq1_m) are encoded as ggml_quantize_chunk does: with --imatrix FILE (a
+llama-imatrix file, GGUF or .dat, made for instance on this model's F32
+twin), each tensor it names is weighted by its mean squared activations,
+as llama-quantize does; the other tensors are encoded without an imatrix,
+or, for iq2_xxs, iq2_xs and iq1_s, which ggml encodes only with one, with
+the flat imatrix (every column weighted 1).
 
 OUT is handled as prune handles it: absent, or with --force a regular
 file (a symbolic link is written through; directories, devices, FIFOs,
@@ -47,7 +57,8 @@ renamed into place, nothing left behind on an error or a signal.
 Examples:
   physarium-gguf testmodel model.gguf
   physarium-gguf testmodel --type f16 --kv-heads 2 --dist t3 --seed 7 gqa.gguf
-  physarium-gguf testmodel --experts 4 --experts-used 2 moe.gguf`,
+  physarium-gguf testmodel --experts 4 --experts-used 2 moe.gguf
+  physarium-gguf testmodel --type iq2_xxs --embd 1024 --ff 2048 --imatrix m.gguf iq2.gguf`,
 		Flags: []ucli.Flag{
 			&ucli.IntFlag{Name: "layers", Value: d.Layers, Usage: "transformer blocks"},
 			&ucli.IntFlag{Name: "embd", Value: d.Embd, Usage: "embedding length"},
@@ -60,6 +71,7 @@ Examples:
 			&ucli.Uint64Flag{Name: "seed", Value: d.Seed, Usage: "random seed"},
 			&ucli.IntFlag{Name: "experts", Usage: "experts per MoE layer (0: dense)"},
 			&ucli.IntFlag{Name: "experts-used", Usage: "experts used per token (MoE only)"},
+			&ucli.StringFlag{Name: "imatrix", Usage: "importance matrix `FILE` for the i-quant types (llama-imatrix GGUF or .dat)"},
 			&ucli.BoolFlag{Name: "force", Usage: "overwrite OUT if it is a regular file (or a link to one)"},
 		},
 		Action: a.testmodel,
@@ -99,6 +111,14 @@ func (a *App) testmodel(c *ucli.Context) error {
 	if err := cfg.Validate(); err != nil {
 		return &ExitError{Code: ExitUsage, Err: fmt.Errorf("testmodel: %w", err)}
 	}
+	if path := c.String("imatrix"); path != "" {
+		if !quantize.CanEncodeWeighted(t) {
+			return usageErrorf("testmodel: --imatrix: type %s takes no importance matrix here (only the i-quant grid types do)", t)
+		}
+		if cfg.Weights, err = imatrixWeights(path); err != nil {
+			return fmt.Errorf("testmodel: --imatrix: %w", err)
+		}
+	}
 	force := c.Bool("force")
 	if err := gguf.CheckTarget(out, true); err != nil {
 		return fmt.Errorf("testmodel: %w", err)
@@ -122,4 +142,32 @@ func (a *App) testmodel(c *ucli.Context) error {
 	}
 	fmt.Fprintf(a.Stderr, "testmodel: wrote %s (%d bytes; %s)\n", out, st.Size(), cfg)
 	return nil
+}
+
+// imatrixWeights reads an importance matrix into one weight per column for
+// each dense tensor it names: the mean of the squared activations,
+// sum/count, as llama-quantize computes it (a count of 0 read as 1).
+// Entries of several matrices (MoE experts) are refused.
+func imatrixWeights(path string) (map[string][]float32, error) {
+	m, err := imatrix.Load(path)
+	if err != nil {
+		return nil, err
+	}
+	out := make(map[string][]float32, len(m.Entries))
+	for _, name := range m.Names() {
+		e := m.Entries[name]
+		if len(e.Counts) != 1 {
+			return nil, fmt.Errorf("%s: entry %s holds %d counts: only dense tensors (one matrix) take importance weights here", path, name, len(e.Counts))
+		}
+		c := e.Counts[0]
+		if c == 0 {
+			c = 1
+		}
+		w := make([]float32, len(e.Sums))
+		for i, s := range e.Sums {
+			w[i] = float32(float64(s) / c)
+		}
+		out[name] = w
+	}
+	return out, nil
 }

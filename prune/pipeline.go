@@ -319,6 +319,7 @@ func writeOrdered(ctx context.Context, f *gguf.File, plans []tensorPlan, r *Repo
 				t.survivorSq += s.survivorSq
 				t.survivorN += s.survivorN
 				t.MaxKilledAbs = max(t.MaxKilledAbs, s.maxKilledAbs)
+				t.MaxKilledRel = max(t.MaxKilledRel, s.maxKilledRel)
 			}
 			if j.hashed != nil {
 				<-j.hashed

@@ -36,6 +36,9 @@ type TensorReport struct {
 	// MaxKilledAbs is the largest |value| a killed weight reads back as
 	// (0 for types with a zero code; see ZeroNone types).
 	MaxKilledAbs float64 `json:"max_killed_abs"`
+	// MaxKilledRel is the largest |value| a killed weight reads back as
+	// over the largest |value| of its block (0 for types with a zero code).
+	MaxKilledRel float64 `json:"max_killed_rel"`
 	// ZeroCode says whether the type can hold an exact zero.
 	ZeroCode bool `json:"zero_code"`
 

@@ -16,6 +16,7 @@ type bandStats struct {
 	survivorSq                               float64
 	survivorN                                uint64
 	maxKilledAbs                             float64
+	maxKilledRel                             float64
 	nonfinite                                uint64 // a copied piece's NaN and infinite values
 }
 
@@ -66,6 +67,7 @@ func (w *worker) surgery(j *bandJob, p *tensorPlan, row0, rows int) error {
 			return err
 		}
 		st.measure(check, b.before[lo:hi], b.mask[lo:hi])
+		st.measureRel(check, b.mask[lo:hi], bs)
 		if w.control {
 			if err := quantize.EncodeKeepZeros(p.info.Type, bufs.ctrl[blk*bb:end*bb], b.before[lo:hi]); err != nil {
 				return err
@@ -183,4 +185,23 @@ func (st *bandStats) measure(got, before []float32, mask []byte) {
 	st.survivorSq += sq[0] + sq[1]
 	st.survivorN += uint64(len(mask)) - kills
 	st.maxKilledAbs = max(st.maxKilledAbs, float64(math.Float32frombits(maxBits)))
+}
+
+// measureRel adds to st the largest |value| a killed element reads back as
+// relative to the largest |value| of its block (of bs elements): how close
+// to zero a type without a zero code brings it.
+func (st *bandStats) measureRel(got []float32, mask []byte, bs int) {
+	for lo := 0; lo+bs <= len(got); lo += bs {
+		var bm, km float64
+		for i := lo; i < lo+bs; i++ {
+			a := math.Abs(float64(got[i]))
+			bm = max(bm, a)
+			if mask[i] != 0 {
+				km = max(km, a)
+			}
+		}
+		if km > 0 {
+			st.maxKilledRel = max(st.maxKilledRel, km/bm)
+		}
+	}
 }

@@ -47,13 +47,27 @@ func benchData(typ gguf.Type, lib *ggmlref.Lib) (src []float32, blocks []byte, e
 	blocks = make([]byte, len(src)/ti.BlockSize*ti.BlockBytes)
 	switch {
 	case CanEncode(typ):
-		err = Encode(typ, blocks, src)
+		err = EncodeWeighted(typ, blocks, src, benchWeights(typ))
 	case lib != nil:
 		err = lib.Quantize(typ, blocks, src, benchRows, benchCols)
 	default:
 		err = errNoBenchData
 	}
 	return src, blocks, err
+}
+
+// benchWeights is the importance matrix row the IQ grid types are
+// benchmarked with (ours and ggml's alike), nil for the other types.
+func benchWeights(typ gguf.Type) []float32 {
+	if !CanEncodeWeighted(typ) {
+		return nil
+	}
+	r := rand.New(rand.NewPCG(2, uint64(typ)))
+	w := make([]float32, benchCols)
+	for i := range w {
+		w[i] = float32(r.ExpFloat64())
+	}
+	return w
 }
 
 // errNoBenchData: the type can only be decoded and ggml is not at hand to
@@ -91,11 +105,12 @@ func benchCases(typ gguf.Type, lib *ggmlref.Lib) ([]string, []func(b *testing.B)
 	}
 	out := make([]float32, len(src))
 	enc := make([]byte, len(blocks))
+	w := benchWeights(typ)
 	if CanEncode(typ) {
-		add("go/"+typ.String()+"/encode", func() error { return Encode(typ, enc, src) })
+		add("go/"+typ.String()+"/encode", func() error { return EncodeWeighted(typ, enc, src, w) })
 	}
-	if lib != nil && !lib.RequiresImatrix(typ) && lib.Quantize(typ, enc, src, benchRows, benchCols) == nil {
-		add("ggml/"+typ.String()+"/encode", func() error { return lib.Quantize(typ, enc, src, benchRows, benchCols) })
+	if lib != nil && (w != nil || !lib.RequiresImatrix(typ)) && lib.QuantizeImatrix(typ, enc, src, benchRows, benchCols, w) == nil {
+		add("ggml/"+typ.String()+"/encode", func() error { return lib.QuantizeImatrix(typ, enc, src, benchRows, benchCols, w) })
 	}
 	if CanDecode(typ) {
 		add("go/"+typ.String()+"/decode", func() error { return Decode(typ, out, blocks) })
@@ -168,7 +183,11 @@ func TestSpeedTable(t *testing.T) {
 				mvs := float64(r.Bytes) / 4 * float64(r.N) / r.T.Seconds() / 1e6
 				best = max(best, mvs)
 			}
-			cell[name[:strings.IndexByte(name, '/')]+"/"+name[strings.LastIndexByte(name, '/')+1:]] = fmt.Sprintf("%.0f", best)
+			f := "%.0f"
+			if best < 10 {
+				f = "%.2f" // the i-quant grid encoders run at a few M values/s
+			}
+			cell[name[:strings.IndexByte(name, '/')]+"/"+name[strings.LastIndexByte(name, '/')+1:]] = fmt.Sprintf(f, best)
 		}
 		get := func(k string) string {
 			if v, ok := cell[k]; ok {

@@ -11,23 +11,41 @@ import (
 // The IQ grid types (IQ2_XXS, IQ2_XS, IQ2_S, IQ3_XXS, IQ3_S, IQ1_S, IQ1_M)
 // store each group of 8 (or 4) values as an index into a fixed grid of
 // magnitudes, plus sign bits and small per-group scales under an fp16
-// super-scale. They are decode-only here: their ggml encoders need an
-// importance matrix and a neighbour search this package does not implement,
-// so CanEncode is false and Encode returns an *UnsupportedError. They have no
-// zero code either (every grid magnitude is nonzero).
+// super-scale. They have no zero code (every grid magnitude is nonzero): a
+// value reads back as exactly 0 only in a block whose values are all zero.
 //
 // The grids in iq_tables.go were read back from the shipped ggml decoders by
 // internal/iqgen; each decoder below follows ggml's to_float operation for
-// operation, so decoding is bit-exact (NaN and Inf scales included).
+// operation, so decoding is bit-exact (NaN and Inf scales included). The
+// encoders (iq1_encode.go, iq2_encode.go, iq3_encode.go) are ggml's, with
+// or without importance weights; IQ2_XXS, IQ2_XS and IQ1_S exist in ggml
+// only with them (NeedsWeights).
 
 func init() {
-	register(gguf.TypeIQ2_XXS, codec{decode: decodeIQ2XXS})
-	register(gguf.TypeIQ2_XS, codec{decode: decodeIQ2XS})
-	register(gguf.TypeIQ2_S, codec{decode: decodeIQ2S})
-	register(gguf.TypeIQ3_XXS, codec{decode: decodeIQ3XXS})
-	register(gguf.TypeIQ3_S, codec{decode: decodeIQ3S})
-	register(gguf.TypeIQ1_S, codec{decode: decodeIQ1S})
-	register(gguf.TypeIQ1_M, codec{decode: decodeIQ1M})
+	register(gguf.TypeIQ2_XXS, iqCodec(decodeIQ2XXS, encodeIQ2XXS, true))
+	register(gguf.TypeIQ2_XS, iqCodec(decodeIQ2XS, encodeIQ2XS, true))
+	register(gguf.TypeIQ2_S, iqCodec(decodeIQ2S, encodeIQ2S, false))
+	register(gguf.TypeIQ3_XXS, iqCodec(decodeIQ3XXS, encodeIQ3XXS, false))
+	register(gguf.TypeIQ3_S, iqCodec(decodeIQ3S, encodeIQ3S, false))
+	register(gguf.TypeIQ1_S, iqCodec(decodeIQ1S, encodeIQ1S, true))
+	register(gguf.TypeIQ1_M, iqCodec(decodeIQ1M, encodeIQ1M, false))
+}
+
+// iqCodec is the codec of an IQ grid type: enc takes importance weights
+// (nil, or one per value), and needsWeights says that ggml has no encoder
+// without them.
+func iqCodec(dec func([]float32, []byte), enc func(dst []byte, src, qw []float32), needsWeights bool) codec {
+	c := codec{
+		decode:          dec,
+		encodeWeighted:  enc,
+		encodeKeepZeros: func(dst []byte, src []float32) { iqEncodeKeepZeros(enc, dst, src) },
+		needsWeights:    needsWeights,
+		zero:            ZeroNone,
+	}
+	if !needsWeights {
+		c.encode = func(dst []byte, src []float32) { enc(dst, src, nil) }
+	}
+	return c
 }
 
 // iq1Delta is the offset IQ1_S and IQ1_M add to every grid value (sign from

@@ -8,6 +8,7 @@
 package quantize
 
 import (
+	"errors"
 	"fmt"
 
 	"github.com/physarium/physarium-gguf/gguf"
@@ -29,14 +30,22 @@ const (
 	ZeroNone
 )
 
-// codec is the set of functions registered for one type. Encode and
-// EncodeKeepZeros are nil for types that can only be decoded.
+// codec is the set of functions registered for one type. The encoders are
+// nil for types that can only be decoded; encode is nil too for types that
+// ggml encodes only with importance weights (needsWeights).
 type codec struct {
 	decode          func(dst []float32, src []byte)
 	encode          func(dst []byte, src []float32)
 	encodeKeepZeros func(dst []byte, src []float32)
-	zero            ZeroKind
+	// encodeWeighted takes one importance weight per value of src, or nil.
+	encodeWeighted func(dst []byte, src, qw []float32)
+	needsWeights   bool
+	zero           ZeroKind
 }
+
+// ErrNeedsWeights is returned (wrapped) by Encode for a type that ggml
+// quantizes only with importance weights: use EncodeWeighted.
+var ErrNeedsWeights = errors.New("ggml encodes this type only with importance weights (an imatrix)")
 
 var codecs = map[gguf.Type]codec{}
 
@@ -61,13 +70,26 @@ func (e *UnsupportedError) Error() string {
 // CanDecode reports whether Decode supports t.
 func CanDecode(t gguf.Type) bool { return codecs[t].decode != nil }
 
-// CanEncode reports whether Encode supports t.
-func CanEncode(t gguf.Type) bool { return codecs[t].encode != nil }
+// CanEncode reports whether t can be encoded: by Encode, or, for the types
+// where NeedsWeights is true, by EncodeWeighted (and EncodeKeepZeros, which
+// brings its own weights).
+func CanEncode(t gguf.Type) bool {
+	c := codecs[t]
+	return c.encode != nil || c.encodeWeighted != nil
+}
+
+// NeedsWeights reports whether ggml encodes t only with importance weights
+// (IQ2_XXS, IQ2_XS, IQ1_S): Encode refuses such a type and EncodeWeighted
+// must be given weights.
+func NeedsWeights(t gguf.Type) bool { return codecs[t].needsWeights }
+
+// CanEncodeWeighted reports whether EncodeWeighted takes importance weights
+// for t (the IQ grid types).
+func CanEncodeWeighted(t gguf.Type) bool { return codecs[t].encodeWeighted != nil }
 
 // Zero returns how t's encoders treat zeros; ok is false when t cannot be encoded.
 func Zero(t gguf.Type) (z ZeroKind, ok bool) {
-	c := codecs[t]
-	return c.zero, c.encode != nil
+	return codecs[t].zero, CanEncode(t)
 }
 
 func sizes(t gguf.Type, op string) (blockSize, blockBytes int, err error) {
@@ -101,20 +123,58 @@ func Decode(t gguf.Type, dst []float32, src []byte) error {
 // quantizer (ggml_quantize_chunk without an importance matrix) does.
 func Encode(t gguf.Type, dst []byte, src []float32) error {
 	c := codecs[t]
+	if c.needsWeights {
+		return fmt.Errorf("quantize: encode %s: %w: use EncodeWeighted", t, ErrNeedsWeights)
+	}
 	if c.encode == nil {
 		return &UnsupportedError{Type: t, Op: "encode"}
 	}
 	return encodeWith(t, c.encode, dst, src)
 }
 
+// EncodeWeighted is Encode with importance weights, byte for byte as
+// ggml_quantize_chunk with an imatrix: weights holds one value per column
+// of a row, src is whole rows of len(weights) values (len(weights) a
+// multiple of t's block size), and every row is weighted by the same
+// weights. With nil weights it is Encode. Types without a weighted encoder
+// (CanEncodeWeighted false) refuse weights.
+func EncodeWeighted(t gguf.Type, dst []byte, src, weights []float32) error {
+	if weights == nil {
+		return Encode(t, dst, src)
+	}
+	c := codecs[t]
+	if c.encodeWeighted == nil {
+		return &UnsupportedError{Type: t, Op: "weighted encode"}
+	}
+	bs, bb, err := sizes(t, "weighted encode")
+	if err != nil {
+		return err
+	}
+	n := len(weights)
+	if n == 0 || n%bs != 0 || len(src)%n != 0 {
+		return fmt.Errorf("quantize: encode %s: %d weights for %d values: want whole rows, a multiple of %d values each", t, n, len(src), bs)
+	}
+	if len(dst) != len(src)/bs*bb {
+		return fmt.Errorf("quantize: encode %s: %d values into %d bytes: not whole blocks of %d values / %d bytes", t, len(src), len(dst), bs, bb)
+	}
+	rowBytes := n / bs * bb
+	for r := 0; r < len(src)/n; r++ {
+		c.encodeWeighted(dst[r*rowBytes:(r+1)*rowBytes], src[r*n:(r+1)*n], weights)
+	}
+	return nil
+}
+
 // EncodeKeepZeros is Encode for blocks that hold pruned weights: every value
 // of src that is exactly 0.0 reads back as exactly 0.0 wherever the format has
 // a zero code (ZeroExact and ZeroPreserving types), and the other values are
-// fitted as well as the format allows. For ZeroExact and ZeroNone types it is
-// the reference encoder.
+// fitted as well as the format allows. For ZeroExact types and for IQ4_NL
+// and IQ4_XS it is the reference encoder. For the IQ grid types (ZeroNone,
+// no zero code) it is ggml's weighted encoder with weights of its own: 1 for
+// a nonzero value and iqZeroWeight for a zero, so that the search pulls the
+// zeros as close to 0 as the grid allows; it needs no imatrix.
 func EncodeKeepZeros(t gguf.Type, dst []byte, src []float32) error {
 	c := codecs[t]
-	if c.encode == nil {
+	if !CanEncode(t) {
 		return &UnsupportedError{Type: t, Op: "encode"}
 	}
 	enc := c.encode

@@ -7,8 +7,9 @@
 // Determinism: the values of each tensor come from a PCG generator seeded
 // with Config.Seed and a hash of the tensor name, drawn in element order,
 // independently of the tensor type. The same Config therefore always gives
-// the same bytes, and a model of any type encodes (through quantize.Encode)
-// exactly the float values of its F32 twin.
+// the same bytes, and a model of any type encodes (through quantize.Encode,
+// or quantize.EncodeWeighted with Config.Weights) exactly the float values
+// of its F32 twin.
 //
 // Type rule: every 1-D tensor (the norm weights) and the MoE router
 // (ffn_gate_inp) are F32; every other tensor (embeddings, output, attention
@@ -47,6 +48,15 @@ type Config struct {
 	// Experts > 0 makes a mixture-of-experts model (Mixtral layout) with
 	// ExpertsUsed experts per token; both zero for a dense model.
 	Experts, ExpertsUsed int
+
+	// Weights holds importance weights (an imatrix row: one per column,
+	// ne[0] of them) by tensor name, for the types with a weighted encoder
+	// (quantize.CanEncodeWeighted): a tensor with an entry is encoded as
+	// ggml_quantize_chunk does with that imatrix, every row and matrix
+	// weighted alike. A tensor without one is encoded without an imatrix,
+	// or, for the types ggml encodes only with one (quantize.NeedsWeights),
+	// with the flat imatrix (every weight 1).
+	Weights map[string][]float32
 }
 
 // Distributions lists the accepted values of Config.Dist.
@@ -395,6 +405,14 @@ func WriteContext(ctx context.Context, path string, c Config, opts gguf.CreateOp
 		g := newGenerator(c, s)
 		ti, _ := s.info.Type.Info()
 		step := chunkValues / ti.BlockSize * ti.BlockSize
+		weights, werr := c.weightsOf(s.info)
+		if werr != nil {
+			return fmt.Errorf("testmodels: %s: tensor %s: %w", path, s.info.Name, werr)
+		}
+		if len(weights) > 0 {
+			// Whole rows of the imatrix's length at a time.
+			step = max(1, chunkValues/len(weights)) * len(weights)
+		}
 		for left := s.info.Elements(); left > 0; {
 			n := uint64(step)
 			if left < n {
@@ -402,7 +420,7 @@ func WriteContext(ctx context.Context, path string, c Config, opts gguf.CreateOp
 			}
 			v := vals[:n]
 			g.fill(v)
-			buf, err = encode(buf, s.info.Type, v)
+			buf, err = encode(buf, s.info.Type, v, weights)
 			if err != nil {
 				return fmt.Errorf("testmodels: %s: tensor %s: %w", path, s.info.Name, err)
 			}
@@ -418,8 +436,30 @@ func WriteContext(ctx context.Context, path string, c Config, opts gguf.CreateOp
 	return nil
 }
 
-// encode stores v (whole blocks) as type t into buf, reusing its memory.
-func encode(buf []byte, t gguf.Type, v []float32) ([]byte, error) {
+// weightsOf returns the importance weights tensor ti is encoded with (nil
+// for none): its Weights entry, or the flat imatrix of one block for a type
+// that ggml encodes only with an imatrix.
+func (c Config) weightsOf(ti gguf.TensorInfo) ([]float32, error) {
+	if w, ok := c.Weights[ti.Name]; ok && quantize.CanEncodeWeighted(ti.Type) {
+		if len(ti.Shape) == 0 || uint64(len(w)) != ti.Shape[0] {
+			return nil, fmt.Errorf("%d importance weights for rows of %d values", len(w), ti.Shape[0])
+		}
+		return w, nil
+	}
+	if quantize.NeedsWeights(ti.Type) {
+		info, _ := ti.Type.Info()
+		flat := make([]float32, info.BlockSize)
+		for i := range flat {
+			flat[i] = 1
+		}
+		return flat, nil
+	}
+	return nil, nil
+}
+
+// encode stores v (whole blocks; whole rows of weights when not nil) as
+// type t into buf, reusing its memory.
+func encode(buf []byte, t gguf.Type, v, weights []float32) ([]byte, error) {
 	n, ok := t.RowBytes(uint64(len(v)))
 	if !ok {
 		return buf, errors.New("values are not whole blocks of " + t.String())
@@ -434,5 +474,5 @@ func encode(buf []byte, t gguf.Type, v []float32) ([]byte, error) {
 		}
 		return buf, nil
 	}
-	return buf, quantize.Encode(t, buf, v)
+	return buf, quantize.EncodeWeighted(t, buf, v, weights)
 }

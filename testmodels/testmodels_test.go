@@ -171,7 +171,14 @@ func TestEveryTypeEncodesTheTwinValues(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			want, err := encode(nil, ti.Type, vals)
+			var flat []float32 // the flat imatrix, one weight per column
+			if quantize.NeedsWeights(ti.Type) {
+				flat = make([]float32, ti.Shape[0])
+				for i := range flat {
+					flat[i] = 1
+				}
+			}
+			want, err := encode(nil, ti.Type, vals, flat)
 			if err != nil {
 				t.Fatalf("%s: %s: %v", typ, ti.Name, err)
 			}
@@ -391,6 +398,61 @@ func TestSecondReader(t *testing.T) {
 		tk := pf.Tokenizer()
 		if tk.Model != "llama" || tk.TokensLength != uint64(c.Vocab) || tk.BOSTokenID != 1 || tk.EOSTokenID != 2 {
 			t.Errorf("parser tokenizer %+v", tk)
+		}
+	}
+}
+
+// TestWeights: a tensor with Config.Weights holds ggml's weighted encoding
+// of its values with them (and not the unweighted one); weights of the
+// wrong length are refused, naming the tensor.
+func TestWeights(t *testing.T) {
+	for _, typ := range []gguf.Type{gguf.TypeIQ3_S, gguf.TypeIQ2_XXS} {
+		c := small(typ)
+		c.Layers, c.Embd, c.FF = 1, 256, 512
+		const name = "blk.0.ffn_down.weight" // rows of FF values
+		w := make([]float32, c.FF)
+		for i := range w {
+			w[i] = float32(1 + i%7*i%5)
+		}
+		c.Weights = map[string][]float32{name: w}
+		f, err := gguf.Open(write(t, c))
+		if err != nil {
+			t.Fatal(err)
+		}
+		ti, ok := f.Tensor(name)
+		if !ok {
+			t.Fatalf("no tensor %s", name)
+		}
+		vals, err := Values(c, name)
+		if err != nil {
+			t.Fatal(err)
+		}
+		got, err := io.ReadAll(f.TensorReader(ti))
+		f.Close()
+		if err != nil {
+			t.Fatal(err)
+		}
+		want := make([]byte, len(got))
+		if err := quantize.EncodeWeighted(typ, want, vals, w); err != nil {
+			t.Fatal(err)
+		}
+		if !bytes.Equal(got, want) {
+			t.Errorf("%s: %s does not hold the weighted encoding of its values", typ, name)
+		}
+		ones := make([]float32, c.FF)
+		for i := range ones {
+			ones[i] = 1
+		}
+		other := make([]byte, len(got))
+		if err := quantize.EncodeWeighted(typ, other, vals, ones); err != nil {
+			t.Fatal(err)
+		}
+		if bytes.Equal(got, other) {
+			t.Errorf("%s: the weights changed nothing", typ)
+		}
+		c.Weights = map[string][]float32{name: w[:100]}
+		if err := Write(filepath.Join(t.TempDir(), "bad.gguf"), c, gguf.CreateOptions{}); err == nil || !strings.Contains(err.Error(), name) {
+			t.Errorf("%s: 100 weights for rows of %d: %v, want an error naming %s", typ, c.FF, err, name)
 		}
 	}
 }

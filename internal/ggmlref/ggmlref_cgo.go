@@ -33,8 +33,8 @@ static void *ref_dlopen(const char *path) { return dlopen(path, RTLD_NOW | RTLD_
 static const char *ref_dlerror(void) { return dlerror(); }
 static void *ref_dlsym(void *h, const char *name) { return dlsym(h, name); }
 
-static size_t ref_quantize_chunk(void *fn, int type, const float *src, void *dst, int64_t nrows, int64_t ncols) {
-	return ((ref_quantize_chunk_t)fn)(type, src, dst, 0, nrows, ncols, NULL);
+static size_t ref_quantize_chunk(void *fn, int type, const float *src, void *dst, int64_t nrows, int64_t ncols, const float *imatrix) {
+	return ((ref_quantize_chunk_t)fn)(type, src, dst, 0, nrows, ncols, imatrix);
 }
 static void ref_quantize_init(void *fn, int type) { ((ref_quantize_init_t)fn)(type); }
 static bool ref_requires_imatrix(void *fn, int type) { return ((ref_requires_imatrix_t)fn)(type); }
@@ -201,6 +201,13 @@ func (l *Lib) RequiresImatrix(t gguf.Type) bool {
 // a multiple of t's block size. Every argument is checked here, because
 // ggml aborts the process on a bad one.
 func (l *Lib) Quantize(t gguf.Type, dst []byte, src []float32, nrows, ncols int) error {
+	return l.QuantizeImatrix(t, dst, src, nrows, ncols, nil)
+}
+
+// QuantizeImatrix is Quantize with an importance matrix: imatrix holds one
+// weight per column (ncols of them) or is nil, as ggml_quantize_chunk's last
+// argument.
+func (l *Lib) QuantizeImatrix(t gguf.Type, dst []byte, src []float32, nrows, ncols int, imatrix []float32) error {
 	tr, err := l.lookup(t)
 	if err != nil {
 		return err
@@ -208,8 +215,11 @@ func (l *Lib) Quantize(t gguf.Type, dst []byte, src []float32, nrows, ncols int)
 	if !chunkTypes[t] {
 		return fmt.Errorf("ggmlref: ggml_quantize_chunk cannot quantize %s", t)
 	}
-	if tr.imatrix {
+	if tr.imatrix && imatrix == nil {
 		return fmt.Errorf("ggmlref: ggml quantizes %s only with an importance matrix", t)
+	}
+	if imatrix != nil && len(imatrix) != ncols {
+		return fmt.Errorf("ggmlref: quantize %s: %d importance weights for rows of %d values", t, len(imatrix), ncols)
 	}
 	if nrows < 0 || ncols <= 0 || ncols%tr.blockSize != 0 {
 		return fmt.Errorf("ggmlref: quantize %s: %d rows of %d values: not whole blocks of %d", t, nrows, ncols, tr.blockSize)
@@ -222,8 +232,12 @@ func (l *Lib) Quantize(t gguf.Type, dst []byte, src []float32, nrows, ncols int)
 	if n == 0 {
 		return nil
 	}
+	var im *C.float
+	if imatrix != nil {
+		im = (*C.float)(unsafe.Pointer(&imatrix[0]))
+	}
 	got := C.ref_quantize_chunk(l.quantizeChunk, C.int(t), (*C.float)(unsafe.Pointer(&src[0])),
-		unsafe.Pointer(&dst[0]), C.int64_t(nrows), C.int64_t(ncols))
+		unsafe.Pointer(&dst[0]), C.int64_t(nrows), C.int64_t(ncols), im)
 	if int(got) != len(dst) {
 		return fmt.Errorf("ggmlref: quantize %s: ggml wrote %d bytes, want %d", t, got, len(dst))
 	}

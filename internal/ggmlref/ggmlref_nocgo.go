@@ -23,6 +23,11 @@ func (l *Lib) Quantize(t gguf.Type, dst []byte, src []float32, nrows, ncols int)
 	return ErrNoCgo
 }
 
+// QuantizeImatrix is unavailable without cgo.
+func (l *Lib) QuantizeImatrix(t gguf.Type, dst []byte, src []float32, nrows, ncols int, imatrix []float32) error {
+	return ErrNoCgo
+}
+
 // Dequantize is unavailable without cgo.
 func (l *Lib) Dequantize(t gguf.Type, dst []float32, src []byte) error { return ErrNoCgo }
 
