@@ -51,6 +51,10 @@ func Load(dir string) (*Library, error) {
 	if real, err := filepath.EvalSymlinks(abs); err == nil {
 		abs = real
 	}
+	files, err := FindFiles(abs)
+	if err != nil {
+		return nil, err
+	}
 	loadMu.Lock()
 	defer loadMu.Unlock()
 	if loaded != nil {
@@ -58,10 +62,6 @@ func Load(dir string) (*Library, error) {
 			return nil, fmt.Errorf("llamacpp: llama.cpp is already loaded from %s; one process loads one llama.cpp (asked for %s)", loaded.Dir, abs)
 		}
 		return loaded, nil
-	}
-	files, err := FindFiles(abs)
-	if err != nil {
-		return nil, err
 	}
 	cs := func(s string) *C.char { return C.CString(s) }
 	base, ggml, llama, cdir := cs(files.GGMLBase), cs(files.GGML), cs(files.Llama), cs(abs)

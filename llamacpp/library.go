@@ -68,7 +68,7 @@ func LibDir(flag string) (string, error) {
 func FindFiles(dir string) (Files, error) {
 	st, err := os.Stat(dir)
 	if err != nil {
-		return Files{}, fmt.Errorf("llamacpp: llama.cpp library directory %s: %w; %s", dir, errors.Join(ErrNotFound, err), WhereFrom)
+		return Files{}, fmt.Errorf("llamacpp: llama.cpp library directory: %w: %w; %s", err, ErrNotFound, WhereFrom)
 	}
 	if !st.IsDir() {
 		return Files{}, fmt.Errorf("llamacpp: %s is not a directory: %w; %s", dir, ErrNotFound, WhereFrom)

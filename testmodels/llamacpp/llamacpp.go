@@ -175,19 +175,31 @@ func Referee(ctx context.Context, model, textFile string, nctx, threads, chunks 
 		args = append(args, "--chunks", strconv.Itoa(chunks))
 	}
 	cmd := exec.CommandContext(ctx, filepath.Join(dir, "bin", RefereeTool), args...)
-	out := &tailBuffer{max: 1 << 16}
-	cmd.Stdout = out
-	cmd.Stderr = out
+	// A file, not a pipe: llama.cpp's logger loses its last lines when its
+	// output is a pipe and the process exits.
+	logf, err := os.CreateTemp("", "llama-perplexity-*.log")
+	if err != nil {
+		return Result{}, 0, err
+	}
+	defer os.Remove(logf.Name())
+	defer logf.Close()
+	cmd.Stdout = logf
+	cmd.Stderr = logf
 	cmd.WaitDelay = 5 * time.Second
 	t0 := time.Now()
-	err := cmd.Run()
+	err = cmd.Run()
 	took := time.Since(t0)
-	if err != nil {
-		return Result{}, took, fmt.Errorf("llamacpp: %s on %s: %w: %s", RefereeTool, model, err, lastLines(out.String(), 4))
+	b, rerr := os.ReadFile(logf.Name())
+	if rerr != nil {
+		return Result{}, took, rerr
 	}
-	m := finalRe.FindStringSubmatch(out.String())
+	out := string(b)
+	if err != nil {
+		return Result{}, took, fmt.Errorf("llamacpp: %s on %s: %w: %s", RefereeTool, model, err, lastLines(out, 4))
+	}
+	m := finalRe.FindStringSubmatch(out)
 	if m == nil {
-		return Result{}, took, fmt.Errorf("llamacpp: %s on %s printed no final estimate: %s", RefereeTool, model, lastLines(out.String(), 4))
+		return Result{}, took, fmt.Errorf("llamacpp: %s on %s printed no final estimate: %s", RefereeTool, model, lastLines(out, 4))
 	}
 	var r Result
 	r.PPL, _ = strconv.ParseFloat(m[1], 64)
