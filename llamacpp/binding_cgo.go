@@ -203,29 +203,6 @@ func (m *Model) Tokenize(text []byte, addSpecial, parseSpecial bool) ([]int32, e
 	return nil, errors.New("llamacpp: tokenizing failed: the token count does not fit")
 }
 
-// TensorFunc is llama.cpp's graph evaluation callback (cb_eval), as
-// llama-imatrix uses it: called with ask=true to ask whether the tensor's
-// data is wanted (return true to get it), then with ask=false once the
-// tensor is computed (return false to stop the evaluation). The Tensor is
-// valid only during the call.
-type TensorFunc func(t Tensor, ask bool) bool
-
-// ContextParams configures a context.
-type ContextParams struct {
-	// NCtx is the total number of KV cells (all sequences together).
-	NCtx int
-	// NBatch is the logical batch size (the most tokens one Decode takes).
-	NBatch int
-	// NUBatch is the physical batch size; 0 means 512, llama.cpp's default.
-	NUBatch int
-	// NSeq is the number of sequences evaluated side by side.
-	NSeq int
-	// Threads is the number of threads the forward pass uses.
-	Threads int
-	// OnTensor, when set, is installed as the graph evaluation callback.
-	OnTensor TensorFunc
-}
-
 // Context is an evaluation context of a model.
 type Context struct {
 	p      unsafe.Pointer

@@ -53,25 +53,6 @@ func (m *Model) Tokenize(text []byte, addSpecial, parseSpecial bool) ([]int32, e
 // Tensor is a node of the graph being evaluated; without cgo it cannot exist.
 type Tensor struct{}
 
-// TensorFunc is llama.cpp's graph evaluation callback (see the cgo build).
-type TensorFunc func(t Tensor, ask bool) bool
-
-// ContextParams configures a context.
-type ContextParams struct {
-	// NCtx is the total number of KV cells (all sequences together).
-	NCtx int
-	// NBatch is the logical batch size.
-	NBatch int
-	// NUBatch is the physical batch size; 0 means 512.
-	NUBatch int
-	// NSeq is the number of sequences evaluated side by side.
-	NSeq int
-	// Threads is the number of threads the forward pass uses.
-	Threads int
-	// OnTensor, when set, is installed as the graph evaluation callback.
-	OnTensor TensorFunc
-}
-
 // Context is an evaluation context; without cgo it cannot exist.
 type Context struct{}
 

@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"io"
 	"math"
+	"slices"
 	"sync"
 	"time"
 	"unicode/utf8"
@@ -222,7 +223,7 @@ func Evaluate(ctx context.Context, lib *Library, o Options) (*Result, error) {
 				return nil, fmt.Errorf("llamacpp: refusing to compare %s (%d tokens in its vocabulary) with %s (%d): %w", p, m.NVocab, first.Path, first.NVocab, ErrVocabMismatch)
 			case m.AddBOS != first.AddBOS || m.BOS != first.BOS:
 				return nil, fmt.Errorf("llamacpp: refusing to compare %s with %s: their BOS tokens differ: %w", p, first.Path, ErrVocabMismatch)
-			case !slicesEqual(toks, tokens):
+			case !slices.Equal(toks, tokens):
 				return nil, fmt.Errorf("llamacpp: refusing to compare %s with %s: they tokenize %s differently: %w", p, first.Path, o.TextName, ErrVocabMismatch)
 			}
 		}
@@ -404,18 +405,6 @@ func Evaluate(ctx context.Context, lib *Library, o Options) (*Result, error) {
 	return res, nil
 }
 
-func slicesEqual(a, b []int32) bool {
-	if len(a) != len(b) {
-		return false
-	}
-	for i := range a {
-		if a[i] != b[i] {
-			return false
-		}
-	}
-	return true
-}
-
 func checkTokens(toks []int32, nVocab int, model string) error {
 	for _, t := range toks {
 		if t < 0 || int(t) >= nVocab {
@@ -448,15 +437,14 @@ func (s *scorer) split(n int, f func(lo, hi, w int)) {
 	wg.Wait()
 }
 
-// perplexity returns the sum and sum of squares of the NLL of next[k] under
-// row k, for every row.
-func (s *scorer) perplexity(rows []float32, next []int32, nVocab int) (float64, float64) {
-	n := len(next)
+// nllSums returns the sum and the sum of squares of nll(k) over k < n,
+// each worker summing its own share.
+func (s *scorer) nllSums(n int, nll func(k int) float64) (float64, float64) {
 	sums := make([][2]float64, s.workers)
 	s.split(n, func(lo, hi, w int) {
 		var a, b float64
 		for k := lo; k < hi; k++ {
-			v := rowNLL(rows[k*nVocab:(k+1)*nVocab], next[k])
+			v := nll(k)
 			a += v
 			b += v * v
 		}
@@ -470,26 +458,15 @@ func (s *scorer) perplexity(rows []float32, next []int32, nVocab int) (float64, 
 	return a, b
 }
 
+// perplexity returns the NLL sums of next[k] under row k, for every row.
+func (s *scorer) perplexity(rows []float32, next []int32, nVocab int) (float64, float64) {
+	return s.nllSums(len(next), func(k int) float64 { return rowNLL(rows[k*nVocab:(k+1)*nVocab], next[k]) })
+}
+
 // setBase stores the base model's distributions of the rows in base and
 // returns its NLL sums.
 func (s *scorer) setBase(rows []float32, base []baseRow, next []int32, nVocab int) (float64, float64) {
-	n := len(next)
-	sums := make([][2]float64, s.workers)
-	s.split(n, func(lo, hi, w int) {
-		var a, b float64
-		for k := lo; k < hi; k++ {
-			v := base[k].set(rows[k*nVocab:(k+1)*nVocab], next[k])
-			a += v
-			b += v * v
-		}
-		sums[w] = [2]float64{a, b}
-	})
-	var a, b float64
-	for _, x := range sums {
-		a += x[0]
-		b += x[1]
-	}
-	return a, b
+	return s.nllSums(len(next), func(k int) float64 { return base[k].set(rows[k*nVocab:(k+1)*nVocab], next[k]) })
 }
 
 // divergence scores rows against the base distributions, adding to acc and
