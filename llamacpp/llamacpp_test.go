@@ -7,7 +7,6 @@ import (
 	"errors"
 	"fmt"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"regexp"
 	"strconv"
@@ -141,7 +140,6 @@ func TestKLDSelfIsZero(t *testing.T) {
 // same PPL for the model (it re-evaluates the tokens stored in the file).
 func TestSaveBaseLogitsFeedsLlamaPerplexity(t *testing.T) {
 	lib := load(t)
-	dir := rt.Require(t)
 	logits := filepath.Join(t.TempDir(), "base.logits")
 	f, err := os.Create(logits)
 	if err != nil {
@@ -155,11 +153,12 @@ func TestSaveBaseLogitsFeedsLlamaPerplexity(t *testing.T) {
 	if err := f.Close(); err != nil {
 		t.Fatal(err)
 	}
-	out, err := exec.Command(filepath.Join(dir, "bin", rt.RefereeTool), "-m", stories, "--kl-divergence-base", logits,
-		"--kl-divergence", "-c", "128", "-t", "1").CombinedOutput()
+	outs, err := rt.RunTool(timeout(t), rt.RefereeTool, "-m", stories, "--kl-divergence-base", logits,
+		"--kl-divergence", "-c", "128", "-t", "1")
 	if err != nil {
-		t.Fatalf("llama-perplexity --kl-divergence: %v: %s", err, out)
+		t.Fatal(err)
 	}
+	out := []byte(outs)
 	var ppl, unc float64
 	if m := regexp.MustCompile(`Mean PPL\(Q\)\s*:\s*([0-9.]+)\s*±\s*([0-9.]+)`).FindSubmatch(out); m != nil {
 		ppl, _ = strconv.ParseFloat(string(m[1]), 64)

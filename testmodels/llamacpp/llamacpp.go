@@ -166,36 +166,15 @@ var finalRe = regexp.MustCompile(`Final estimate: PPL = ([0-9.]+) \+/- ([0-9.]+)
 // 0, at most that many chunks, and returns its final estimate (PPL and
 // "+/-"; the counts are left zero) and its wall time.
 func Referee(ctx context.Context, model, textFile string, nctx, threads, chunks int) (Result, time.Duration, error) {
-	dir, ok := Dir()
-	if !ok {
-		return Result{}, 0, fmt.Errorf("llamacpp: %s is not set; run scripts/llama-runtime.sh", EnvVar)
-	}
 	args := []string{"-m", model, "-f", textFile, "-c", strconv.Itoa(nctx), "-t", strconv.Itoa(threads), "-tb", strconv.Itoa(threads)}
 	if chunks > 0 {
 		args = append(args, "--chunks", strconv.Itoa(chunks))
 	}
-	cmd := exec.CommandContext(ctx, filepath.Join(dir, "bin", RefereeTool), args...)
-	// A file, not a pipe: llama.cpp's logger loses its last lines when its
-	// output is a pipe and the process exits.
-	logf, err := os.CreateTemp("", "llama-perplexity-*.log")
-	if err != nil {
-		return Result{}, 0, err
-	}
-	defer os.Remove(logf.Name())
-	defer logf.Close()
-	cmd.Stdout = logf
-	cmd.Stderr = logf
-	cmd.WaitDelay = 5 * time.Second
 	t0 := time.Now()
-	err = cmd.Run()
+	out, err := RunTool(ctx, RefereeTool, args...)
 	took := time.Since(t0)
-	b, rerr := os.ReadFile(logf.Name())
-	if rerr != nil {
-		return Result{}, took, rerr
-	}
-	out := string(b)
 	if err != nil {
-		return Result{}, took, fmt.Errorf("llamacpp: %s on %s: %w: %s", RefereeTool, model, err, lastLines(out, 4))
+		return Result{}, took, err
 	}
 	m := finalRe.FindStringSubmatch(out)
 	if m == nil {
@@ -208,6 +187,36 @@ func Referee(ctx context.Context, model, textFile string, nctx, threads, chunks 
 		return Result{}, took, errors.New("llamacpp: " + RefereeTool + " printed a non-positive perplexity")
 	}
 	return r, took, nil
+}
+
+// RunTool runs <runtime>/bin/name with args and returns what it printed
+// (stdout and stderr together). The output goes through a file, not a pipe:
+// llama.cpp's logger loses its last lines when its output is a pipe and the
+// process exits. A failure carries the tool's last lines.
+func RunTool(ctx context.Context, name string, args ...string) (string, error) {
+	dir, ok := Dir()
+	if !ok {
+		return "", fmt.Errorf("llamacpp: %s is not set; run scripts/llama-runtime.sh", EnvVar)
+	}
+	logf, err := os.CreateTemp("", name+"-*.log")
+	if err != nil {
+		return "", err
+	}
+	defer os.Remove(logf.Name())
+	defer logf.Close()
+	cmd := exec.CommandContext(ctx, filepath.Join(dir, "bin", name), args...)
+	cmd.Stdout = logf
+	cmd.Stderr = logf
+	cmd.WaitDelay = 5 * time.Second
+	err = cmd.Run()
+	b, rerr := os.ReadFile(logf.Name())
+	if rerr != nil {
+		return "", rerr
+	}
+	if err != nil {
+		return string(b), fmt.Errorf("llamacpp: %s: %w: %s", name, err, lastLines(string(b), 4))
+	}
+	return string(b), nil
 }
 
 // Imatrix computes an importance matrix for model over textFile with chunks of
