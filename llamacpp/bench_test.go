@@ -20,8 +20,8 @@ import (
 // alone (load included), and Evaluate of the model and its copy without and
 // with the copy as --base, whose ratio is what the KL-divergence scoring
 // adds. Each reports tokens/s (chunks times ctx over the wall time).
-// stories260K is small enough that scoring matters; the generated model
-// (8 blocks, n_embd 1024, n_ff 2816, vocab 8000, Q4_K) is one where the
+// stories260K (120 chunks) is small enough that scoring matters; the generated model
+// (8 blocks, n_embd 1024, n_ff 2816, vocab 8000, Q4_K; 8 chunks) is one where the
 // forward pass dominates.
 //
 //	PHYSARIUM_LLAMA=... go test ./llamacpp -run '^$' -bench Eval -benchtime 1x
@@ -38,7 +38,7 @@ func BenchmarkEval(b *testing.B) {
 	for _, m := range []struct {
 		name, path string
 		chunks     int
-	}{{"stories260K", stories, 400}, {"generated-q4_k", big, 24}} {
+	}{{"stories260K", stories, 120}, {"generated-q4_k", big, 8}} {
 		tokens := float64(m.chunks * 128)
 		evaluate := func(b *testing.B, o llamacpp.Options) time.Duration {
 			o.Text, o.TextName, o.CtxSize, o.Chunks, o.Threads = text, evalText, 128, m.chunks, threads

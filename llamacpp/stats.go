@@ -108,14 +108,25 @@ type baseRow struct {
 	argmax int
 }
 
-// setBase fills b from the base model's logits row.
+// set fills b from the base model's logits row and returns the perplexity
+// pass's NLL of tok. The log-probabilities come out exactly as logProbs
+// computes them (the same operations in the same order); the
+// probabilities reuse the exponentials of the sum.
 func (b *baseRow) set(row []float32, tok int32) float64 {
-	im, nll := logProbs(row, b.lp, tok)
-	for i, v := range b.lp {
-		b.p[i] = float32(math.Exp(float64(v)))
+	m, im := rowMax(row)
+	s := 0.0
+	for i, v := range row {
+		e := expf(v - m)
+		b.p[i] = e
+		s += float64(e)
+	}
+	lse := math.Log(s)
+	for i, v := range row {
+		b.lp[i] = float32(float64(v-m) - lse)
+		b.p[i] = float32(float64(b.p[i]) / s)
 	}
 	b.argmax = im
-	return nll
+	return -(float64(row[tok]-m) - lse)
 }
 
 // kldAcc accumulates the sums of llama-perplexity's KL-divergence
