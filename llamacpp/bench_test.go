@@ -3,8 +3,10 @@
 package llamacpp_test
 
 import (
+	"os/exec"
 	"path/filepath"
-	"runtime"
+	"strconv"
+	"syscall"
 	"testing"
 	"time"
 
@@ -15,56 +17,79 @@ import (
 )
 
 // BenchmarkEval measures, side by side in one run and on the same model,
-// text, ctx (128), chunks and threads (all CPUs): llama.cpp's
-// llama-perplexity (wall time, model load included), Evaluate on the model
-// alone (load included), and Evaluate of the model and its copy without and
-// with the copy as --base, whose ratio is what the KL-divergence scoring
-// adds. Each reports tokens/s (chunks times ctx over the wall time).
-// stories260K (120 chunks) is small enough that scoring matters; the generated model
-// (8 blocks, n_embd 1024, n_ff 2816, vocab 8000, Q4_K; 8 chunks) is one where the
-// forward pass dominates.
+// text (ctx 128), chunks and one thread: llama.cpp's llama-perplexity (the
+// child's CPU time and wall time, model load included), Evaluate on the
+// model alone (the process's CPU time over the call, load included), and
+// Evaluate of the model and its copy without and with the copy as the base,
+// whose ratio is what the KL-divergence scoring adds. CPU time with one
+// thread is what the comparison rests on: on a shared machine the wall
+// time also measures the other processes. The four runs are interleaved,
+// rounds times, and each keeps its smallest figure. stories260K (60 chunks)
+// is small enough that scoring matters; the generated model (8 blocks,
+// n_embd 1024, n_ff 2816, vocab 8000, Q4_K; 6 chunks) is one where the
+// forward pass dominates. Tokens/s is chunks times ctx over CPU seconds.
 //
 //	PHYSARIUM_LLAMA=... go test ./llamacpp -run '^$' -bench Eval -benchtime 1x
 func BenchmarkEval(b *testing.B) {
+	const rounds = 2
 	lib := load(b)
+	dir := rt.Require(b)
 	big := filepath.Join(b.TempDir(), "big-q4_k.gguf")
 	c := testmodels.DefaultConfig()
 	c.Layers, c.Embd, c.FF, c.Heads, c.KVHeads, c.Vocab, c.Type = 8, 1024, 2816, 16, 16, 8000, gguf.TypeQ4_K
 	if err := testmodels.Write(big, c, gguf.CreateOptions{}); err != nil {
 		b.Fatal(err)
 	}
-	threads := runtime.NumCPU()
 	text := readText(b, evalText)
 	for _, m := range []struct {
 		name, path string
 		chunks     int
-	}{{"stories260K", stories, 120}, {"generated-q4_k", big, 8}} {
+	}{{"stories260K", stories, 60}, {"generated-q4_k", big, 6}} {
 		tokens := float64(m.chunks * 128)
 		evaluate := func(b *testing.B, o llamacpp.Options) time.Duration {
-			o.Text, o.TextName, o.CtxSize, o.Chunks, o.Threads = text, evalText, 128, m.chunks, threads
-			t0 := time.Now()
+			o.Text, o.TextName, o.CtxSize, o.Chunks, o.Threads = text, evalText, 128, m.chunks, 1
+			t0 := cpuTime(b)
 			if _, err := llamacpp.Evaluate(timeout(b), lib, o); err != nil {
 				b.Fatal(err)
 			}
-			return time.Since(t0)
+			return cpuTime(b) - t0
 		}
 		b.Run(m.name, func(b *testing.B) {
-			var ref, ours, pair, withBase time.Duration
-			for range b.N {
-				_, took, err := rt.Referee(timeout(b), m.path, evalText, 128, threads, m.chunks)
-				if err != nil {
-					b.Fatal(err)
-				}
-				ref += took
-				ours += evaluate(b, llamacpp.Options{Models: []string{m.path}})
-				pair += evaluate(b, llamacpp.Options{Models: []string{m.path, m.path}})
-				withBase += evaluate(b, llamacpp.Options{Models: []string{m.path}, Base: m.path})
+			best := [4]time.Duration{}
+			run := [4]func() time.Duration{
+				func() time.Duration {
+					cmd := exec.Command(filepath.Join(dir, "bin", rt.RefereeTool), "-m", m.path, "-f", evalText,
+						"-c", "128", "-t", "1", "-tb", "1", "--chunks", strconv.Itoa(m.chunks))
+					if out, err := cmd.CombinedOutput(); err != nil {
+						b.Fatalf("%v: %s", err, out)
+					}
+					return cmd.ProcessState.UserTime() + cmd.ProcessState.SystemTime()
+				},
+				func() time.Duration { return evaluate(b, llamacpp.Options{Models: []string{m.path}}) },
+				func() time.Duration { return evaluate(b, llamacpp.Options{Models: []string{m.path, m.path}}) },
+				func() time.Duration { return evaluate(b, llamacpp.Options{Models: []string{m.path}, Base: m.path}) },
 			}
-			n := float64(b.N)
-			b.ReportMetric(tokens*n/ref.Seconds(), "llama-perplexity-tok/s")
-			b.ReportMetric(tokens*n/ours.Seconds(), "eval-tok/s")
+			for range b.N * rounds {
+				for k, f := range run {
+					if d := f(); best[k] == 0 || d < best[k] {
+						best[k] = d
+					}
+				}
+			}
+			ref, ours, pair, withBase := best[0], best[1], best[2], best[3]
+			b.ReportMetric(tokens/ref.Seconds(), "llama-perplexity-tok/cpu-s")
+			b.ReportMetric(tokens/ours.Seconds(), "eval-tok/cpu-s")
 			b.ReportMetric(ours.Seconds()/ref.Seconds(), "eval/llama-perplexity")
 			b.ReportMetric(withBase.Seconds()/pair.Seconds(), "with-base/two-models")
 		})
 	}
+}
+
+// cpuTime is the process's user and system time so far.
+func cpuTime(b *testing.B) time.Duration {
+	var ru syscall.Rusage
+	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
+		b.Fatal(err)
+	}
+	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
 }

@@ -114,18 +114,7 @@ func withLog(msg string) string {
 // Model is a GGUF model loaded by llama.cpp (weights on the CPU).
 type Model struct {
 	p unsafe.Pointer
-	// Path is the file the model was loaded from.
-	Path string
-	// NVocab is the number of tokens in the vocabulary.
-	NVocab int
-	// AddBOS and AddEOS say whether tokenizing with special tokens adds them.
-	AddBOS, AddEOS bool
-	// BOS is the beginning-of-sequence token.
-	BOS int32
-	// NCtxTrain is the context length the model was trained with.
-	NCtxTrain int
-	// Desc is llama.cpp's one-line description (architecture, size, type).
-	Desc string
+	ModelInfo
 }
 
 // LoadModel loads a GGUF model. A file llama.cpp refuses yields an error
@@ -147,7 +136,7 @@ func (l *Library) LoadModel(path string) (*Model, error) {
 	if p == nil {
 		return nil, errors.New("llamacpp: llama.cpp cannot load model " + withLog(path))
 	}
-	m := &Model{p: p, Path: path}
+	m := &Model{p: p, ModelInfo: ModelInfo{Path: path}}
 	var nv, ab, ae, bos, nct C.int32_t
 	C.pg_model_info(p, &nv, &ab, &ae, &bos, &nct)
 	m.NVocab, m.AddBOS, m.AddEOS, m.BOS, m.NCtxTrain = int(nv), ab != 0, ae != 0, int32(bos), int(nct)

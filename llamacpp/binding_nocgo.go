@@ -24,20 +24,7 @@ func (l *Library) String() string { return "llama.cpp (unavailable without cgo)"
 func (l *Library) SystemInfo() string { return "" }
 
 // Model is a GGUF model loaded by llama.cpp; without cgo it cannot exist.
-type Model struct {
-	// Path is the file the model was loaded from.
-	Path string
-	// NVocab is the number of tokens in the vocabulary.
-	NVocab int
-	// AddBOS and AddEOS say whether tokenizing with special tokens adds them.
-	AddBOS, AddEOS bool
-	// BOS is the beginning-of-sequence token.
-	BOS int32
-	// NCtxTrain is the context length the model was trained with.
-	NCtxTrain int
-	// Desc is llama.cpp's one-line description.
-	Desc string
-}
+type Model struct{ ModelInfo }
 
 // LoadModel fails without cgo.
 func (l *Library) LoadModel(path string) (*Model, error) { return nil, ErrUnavailable }

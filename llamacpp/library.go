@@ -132,3 +132,19 @@ type ContextParams struct {
 	// OnTensor, when set, is installed as the graph evaluation callback.
 	OnTensor TensorFunc
 }
+
+// ModelInfo describes a loaded model.
+type ModelInfo struct {
+	// Path is the file the model was loaded from.
+	Path string
+	// NVocab is the number of tokens in the vocabulary.
+	NVocab int
+	// AddBOS and AddEOS say whether tokenizing with special tokens adds them.
+	AddBOS, AddEOS bool
+	// BOS is the beginning-of-sequence token.
+	BOS int32
+	// NCtxTrain is the context length the model was trained with.
+	NCtxTrain int
+	// Desc is llama.cpp's one-line description (architecture, size, type).
+	Desc string
+}
