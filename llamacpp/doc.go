@@ -29,8 +29,8 @@
 //
 // # Why a cgo shim of our own
 //
-// The alternative was github.com/hybridgroup/yzma (purego). Its module brings
-// about fifty indirect dependencies into go.sum (hashicorp/go-getter with the
+// The alternative was github.com/hybridgroup/yzma (purego). Its go.mod lists
+// 48 indirect dependencies (hashicorp/go-getter with the
 // AWS and Google Cloud SDKs, for downloading llama.cpp), calls through
 // jupiterrider/ffi, which needs libffi at run time, and mirrors the structs
 // of the llama.cpp release it tracks, not this one. A few hundred lines of C
