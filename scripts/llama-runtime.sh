@@ -15,12 +15,13 @@
 #   bin/  llama-imatrix: llama.cpp's own tools/imatrix/imatrix.cpp from src/,
 #         compiled with g++ and linked against the shipped libllama-common.so
 #         (plus tools/llamacpp/shim/cpu_backend.c, which loads the CPU backend
-#         from lib/; RUNPATH $ORIGIN/../lib), and llama-perplexity from
+#         from lib/, and shim/log_flush.cpp, which drains llama.cpp's logger
+#         at exit; RUNPATH $ORIGIN/../lib), and llama-perplexity from
 #         tools/perplexity/ the same way (the referee for the perplexity that
 #         the project's own binding, package llamacpp, computes in process)
 #
 # Idempotent: a stamp keyed on the package versions, this script and a hash
-# of the C shim makes a second run return at once. Progress goes to stderr; the last
+# of the shims makes a second run return at once. Progress goes to stderr; the last
 # (and only) line on stdout is PHYSARIUM_LLAMA=<absolute cache dir>, so
 #   eval "$(scripts/llama-runtime.sh)"; export PHYSARIUM_LLAMA
 # or
@@ -67,13 +68,15 @@ fi
 
 shim="$toolsrc/shim/cpu_backend.c"
 [ -f "$shim" ] || die "missing $shim"
+logshim="$toolsrc/shim/log_flush.cpp"
+[ -f "$logshim" ] || die "missing $logshim"
 
 gcc_version=$(gcc -dumpfullversion 2>/dev/null || gcc -dumpversion)
 stamp_want=$(
 	{
 		echo "node-llama-cpp=$NLC_VERSION linux-x64=$NLC_VERSION gcc=$gcc_version"
 		sha256sum "$0" | cut -d' ' -f1
-		for f in "$shim"; do
+		for f in "$shim" "$logshim"; do
 			printf '%s ' "$(basename "$f")"
 			sha256sum "$f" | cut -d' ' -f1
 		done
@@ -144,8 +147,10 @@ say "compiling llama-imatrix (about 10 s)"
 [ -f "$cache/lib/libllama-common.so" ] || die "missing $cache/lib/libllama-common.so"
 gcc -O2 -std=c11 -Wall -Wextra -I"$cache/src/ggml/include" -c "$shim" -o "$cache/bin/cpu_backend.o" >&2 ||
 	die "compiling $shim failed"
+g++ -O2 -std=c++17 -Wall -Wextra -I"$cache/src/common" -I"$cache/src/include" -I"$cache/src/ggml/include" \
+	-c "$logshim" -o "$cache/bin/log_flush.o" >&2 || die "compiling $logshim failed"
 g++ -O2 -std=c++17 -I"$cache/src/common" -I"$cache/src/include" -I"$cache/src/ggml/include" \
-	"$cache/src/tools/imatrix/imatrix.cpp" "$cache/bin/cpu_backend.o" -o "$cache/bin/llama-imatrix.tmp" \
+	"$cache/src/tools/imatrix/imatrix.cpp" "$cache/bin/cpu_backend.o" "$cache/bin/log_flush.o" -o "$cache/bin/llama-imatrix.tmp" \
 	"$cache/lib/libllama-common.so" "$cache/lib/libllama.v0.4.0.so" "$cache/lib/libggml.v0.4.0.so" \
 	"$cache/lib/libggml-base.so" -Wl,-rpath,'$ORIGIN/../lib' -Wl,--enable-new-dtags -pthread -ldl >&2 ||
 	die "compiling $cache/src/tools/imatrix/imatrix.cpp failed"
@@ -155,12 +160,12 @@ mv "$cache/bin/llama-imatrix.tmp" "$cache/bin/llama-imatrix"
 #     every perplexity figure the project computes.
 say "compiling llama-perplexity (about 10 s)"
 g++ -O2 -std=c++17 -I"$cache/src/common" -I"$cache/src/include" -I"$cache/src/ggml/include" \
-	"$cache/src/tools/perplexity/main.cpp" "$cache/src/tools/perplexity/perplexity.cpp" "$cache/bin/cpu_backend.o" \
+	"$cache/src/tools/perplexity/main.cpp" "$cache/src/tools/perplexity/perplexity.cpp" "$cache/bin/cpu_backend.o" "$cache/bin/log_flush.o" \
 	-o "$cache/bin/llama-perplexity.tmp" \
 	"$cache/lib/libllama-common.so" "$cache/lib/libllama.v0.4.0.so" "$cache/lib/libggml.v0.4.0.so" \
 	"$cache/lib/libggml-base.so" -Wl,-rpath,'$ORIGIN/../lib' -Wl,--enable-new-dtags -pthread -ldl >&2 ||
 	die "compiling $cache/src/tools/perplexity/perplexity.cpp failed"
-rm -f "$cache/bin/cpu_backend.o"
+rm -f "$cache/bin/cpu_backend.o" "$cache/bin/log_flush.o"
 mv "$cache/bin/llama-perplexity.tmp" "$cache/bin/llama-perplexity"
 
 # 6. Smoke test: the tools start and find their libraries.

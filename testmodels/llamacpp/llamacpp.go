@@ -190,9 +190,11 @@ func Referee(ctx context.Context, model, textFile string, nctx, threads, chunks 
 }
 
 // RunTool runs <runtime>/bin/name with args and returns what it printed
-// (stdout and stderr together). The output goes through a file, not a pipe:
-// llama.cpp's logger loses its last lines when its output is a pipe and the
-// process exits. A failure carries the tool's last lines.
+// (stdout and stderr together), collected in a temporary file. (llama.cpp's
+// logger writes from a thread that nothing drains at exit; the tools
+// scripts/llama-runtime.sh builds link tools/llamacpp/shim/log_flush.cpp,
+// which does, so their last lines are not lost.) A failure carries the
+// tool's last lines.
 func RunTool(ctx context.Context, name string, args ...string) (string, error) {
 	dir, ok := Dir()
 	if !ok {
