@@ -128,6 +128,7 @@ func (a *App) build() *ucli.App {
 			a.auditCommand(),
 			a.dumpCommand(),
 			a.demoCommand(),
+			a.evalCommand(),
 		},
 	}
 	for _, cmd := range app.Commands {
