@@ -1,6 +1,8 @@
-// Package testmodels generates small llama-architecture GGUF models with
-// random weights, for tests and the demo. The files load and run in
-// llama.cpp: they carry the llama hyperparameter keys and a small
+// Package testmodels generates small GGUF models with random weights, for
+// tests and the demo: llama (the default), phi3 (fused QKV and a fused
+// gate/up FFN) and deepseek2 (MLA attention, routed and shared experts). The
+// files load and run in llama.cpp: they carry their architecture's
+// hyperparameter keys and a small
 // SentencePiece ("llama") vocabulary with byte fallback, so any text can be
 // tokenized.
 //
@@ -44,9 +46,37 @@ type Config struct {
 	Dist    string    // value distribution: "normal", "laplace" or "t3"
 	Seed    uint64    // generator seed
 
-	// Experts > 0 makes a mixture-of-experts model (Mixtral layout) with
-	// ExpertsUsed experts per token; both zero for a dense model.
+	// Experts > 0 makes a mixture-of-experts model (Mixtral layout for
+	// llama) with ExpertsUsed experts per token; both zero for a dense model.
 	Experts, ExpertsUsed int
+
+	// Arch is the architecture: ArchLlama (also ""), ArchPhi3 or
+	// ArchDeepSeek2 (see Architectures).
+	Arch string
+}
+
+// The architectures Write can generate.
+const (
+	ArchLlama = "llama"
+	// ArchPhi3 has one fused attn_qkv and a fused gate/up ffn_up (2*FF
+	// rows); it is dense (no experts).
+	ArchPhi3 = "phi3"
+	// ArchDeepSeek2 has MLA attention (attn_q_a, attn_q_b, attn_kv_a_mqa,
+	// attn_kv_b: q and kv low ranks Embd, head size Embd/Heads of which half
+	// is rotary) and, after one dense leading block, routed experts with one
+	// shared expert of FF rows; it needs Experts and KVHeads == Heads.
+	ArchDeepSeek2 = "deepseek2"
+)
+
+// Architectures lists the accepted values of Config.Arch.
+var Architectures = []string{ArchLlama, ArchPhi3, ArchDeepSeek2}
+
+// arch returns the architecture, "" read as llama.
+func (c Config) arch() string {
+	if c.Arch == "" {
+		return ArchLlama
+	}
+	return c.Arch
 }
 
 // Distributions lists the accepted values of Config.Dist.
@@ -119,6 +149,9 @@ func (c Config) Validate() error {
 	if c.Experts > 0 && (c.ExpertsUsed < 1 || c.ExpertsUsed > c.Experts) {
 		return fmt.Errorf("testmodels: experts-used must be in 1..%d, got %d", c.Experts, c.ExpertsUsed)
 	}
+	if err := c.checkArch(); err != nil {
+		return err
+	}
 	return checkType(c)
 }
 
@@ -133,6 +166,30 @@ func SupportedType(t gguf.Type) bool {
 		return false
 	}
 	return quantize.CanEncode(t)
+}
+
+// checkArch checks what each architecture needs of the other fields.
+func (c Config) checkArch() error {
+	switch c.arch() {
+	case ArchLlama:
+	case ArchPhi3:
+		if c.Experts > 0 {
+			return fmt.Errorf("testmodels: arch %s is dense: experts must be 0, got %d", ArchPhi3, c.Experts)
+		}
+	case ArchDeepSeek2:
+		if c.Experts == 0 {
+			return fmt.Errorf("testmodels: arch %s needs experts (and experts-used)", ArchDeepSeek2)
+		}
+		if c.KVHeads != c.Heads {
+			return fmt.Errorf("testmodels: arch %s needs kv-heads equal to heads (%d), got %d", ArchDeepSeek2, c.Heads, c.KVHeads)
+		}
+		if (c.Embd/c.Heads)%4 != 0 {
+			return fmt.Errorf("testmodels: arch %s needs a head size (embd/heads = %d) divisible by 4", ArchDeepSeek2, c.Embd/c.Heads)
+		}
+	default:
+		return fmt.Errorf("testmodels: unknown arch %q (want one of %s)", c.Arch, strings.Join(Architectures, ", "))
+	}
+	return nil
 }
 
 func checkType(c Config) error {
@@ -181,6 +238,50 @@ func (c Config) specs() []spec {
 	add("token_embd.weight", c.Type, kindMatrix, e, v)
 	add("output_norm.weight", gguf.TypeF32, kindNorm, e)
 	add("output.weight", c.Type, kindMatrix, e, v)
+	switch c.arch() {
+	case ArchPhi3:
+		for i := 0; i < c.Layers; i++ {
+			p := fmt.Sprintf("blk.%d.", i)
+			add(p+"attn_norm.weight", gguf.TypeF32, kindNorm, e)
+			add(p+"attn_qkv.weight", c.Type, kindMatrix, e, e+2*kv)
+			add(p+"attn_output.weight", c.Type, kindMatrix, e, e)
+			add(p+"ffn_norm.weight", gguf.TypeF32, kindNorm, e)
+			add(p+"ffn_up.weight", c.Type, kindMatrix, e, 2*ff)
+			add(p+"ffn_down.weight", c.Type, kindMatrix, ff, e)
+		}
+		return s
+	case ArchDeepSeek2:
+		// q and kv low ranks are Embd; heads are head wide, the last
+		// head/2 of q and k rotary.
+		nh, rope := uint64(c.Heads), head/2
+		for i := 0; i < c.Layers; i++ {
+			p := fmt.Sprintf("blk.%d.", i)
+			add(p+"attn_norm.weight", gguf.TypeF32, kindNorm, e)
+			add(p+"attn_q_a_norm.weight", gguf.TypeF32, kindNorm, e)
+			add(p+"attn_kv_a_norm.weight", gguf.TypeF32, kindNorm, e)
+			add(p+"attn_q_a.weight", c.Type, kindMatrix, e, e)
+			add(p+"attn_q_b.weight", c.Type, kindMatrix, e, nh*head)
+			add(p+"attn_kv_a_mqa.weight", c.Type, kindMatrix, e, e+rope)
+			add(p+"attn_kv_b.weight", c.Type, kindMatrix, e, nh*(head-rope+head))
+			add(p+"attn_output.weight", c.Type, kindMatrix, nh*head, e)
+			add(p+"ffn_norm.weight", gguf.TypeF32, kindNorm, e)
+			if i < deepseekDenseLead {
+				add(p+"ffn_gate.weight", c.Type, kindMatrix, e, ff)
+				add(p+"ffn_up.weight", c.Type, kindMatrix, e, ff)
+				add(p+"ffn_down.weight", c.Type, kindMatrix, ff, e)
+				continue
+			}
+			x := uint64(c.Experts)
+			add(p+"ffn_gate_inp.weight", gguf.TypeF32, kindMatrix, e, x)
+			add(p+"ffn_gate_exps.weight", c.Type, kindMatrix, e, ff, x)
+			add(p+"ffn_up_exps.weight", c.Type, kindMatrix, e, ff, x)
+			add(p+"ffn_down_exps.weight", c.Type, kindMatrix, ff, e, x)
+			add(p+"ffn_gate_shexp.weight", c.Type, kindMatrix, e, ff)
+			add(p+"ffn_up_shexp.weight", c.Type, kindMatrix, e, ff)
+			add(p+"ffn_down_shexp.weight", c.Type, kindMatrix, ff, e)
+		}
+		return s
+	}
 	for i := 0; i < c.Layers; i++ {
 		p := fmt.Sprintf("blk.%d.", i)
 		add(p+"attn_norm.weight", gguf.TypeF32, kindNorm, e)
@@ -203,6 +304,10 @@ func (c Config) specs() []spec {
 	}
 	return s
 }
+
+// deepseekDenseLead is the number of leading dense blocks of a deepseek2
+// model (deepseek2.leading_dense_block_count).
+const deepseekDenseLead = 1
 
 // Layout returns the tensor infos of the model c describes, in file order
 // (Offset left zero: the writer computes it).
@@ -245,30 +350,47 @@ func Header(c Config) (gguf.Header, error) {
 		return gguf.Header{}, err
 	}
 	head := uint32(c.Embd / c.Heads)
+	a := c.arch()
 	kvs := []gguf.KV{
-		{Key: "general.architecture", Value: gguf.String("llama")},
+		{Key: "general.architecture", Value: gguf.String(a)},
 		{Key: "general.name", Value: gguf.String("physarium-testmodel")},
 		{Key: "general.description", Value: gguf.String(c.String() + " (random weights, not trained)")},
 	}
 	if ft, ok := fileTypes[c.Type]; ok {
 		kvs = append(kvs, gguf.KV{Key: "general.file_type", Value: gguf.Uint32(ft)})
 	}
+	rope := head
+	if a == ArchDeepSeek2 {
+		rope = head / 2
+	}
 	kvs = append(kvs,
-		gguf.KV{Key: "llama.vocab_size", Value: gguf.Uint32(uint32(c.Vocab))},
-		gguf.KV{Key: "llama.context_length", Value: gguf.Uint32(ContextLength)},
-		gguf.KV{Key: "llama.embedding_length", Value: gguf.Uint32(uint32(c.Embd))},
-		gguf.KV{Key: "llama.feed_forward_length", Value: gguf.Uint32(uint32(c.FF))},
-		gguf.KV{Key: "llama.block_count", Value: gguf.Uint32(uint32(c.Layers))},
-		gguf.KV{Key: "llama.attention.head_count", Value: gguf.Uint32(uint32(c.Heads))},
-		gguf.KV{Key: "llama.attention.head_count_kv", Value: gguf.Uint32(uint32(c.KVHeads))},
-		gguf.KV{Key: "llama.rope.dimension_count", Value: gguf.Uint32(head)},
-		gguf.KV{Key: "llama.rope.freq_base", Value: gguf.Float32(10000)},
-		gguf.KV{Key: "llama.attention.layer_norm_rms_epsilon", Value: gguf.Float32(1e-5)},
+		gguf.KV{Key: a + ".vocab_size", Value: gguf.Uint32(uint32(c.Vocab))},
+		gguf.KV{Key: a + ".context_length", Value: gguf.Uint32(ContextLength)},
+		gguf.KV{Key: a + ".embedding_length", Value: gguf.Uint32(uint32(c.Embd))},
+		gguf.KV{Key: a + ".feed_forward_length", Value: gguf.Uint32(uint32(c.FF))},
+		gguf.KV{Key: a + ".block_count", Value: gguf.Uint32(uint32(c.Layers))},
+		gguf.KV{Key: a + ".attention.head_count", Value: gguf.Uint32(uint32(c.Heads))},
+		gguf.KV{Key: a + ".attention.head_count_kv", Value: gguf.Uint32(uint32(c.KVHeads))},
+		gguf.KV{Key: a + ".rope.dimension_count", Value: gguf.Uint32(rope)},
+		gguf.KV{Key: a + ".rope.freq_base", Value: gguf.Float32(10000)},
+		gguf.KV{Key: a + ".attention.layer_norm_rms_epsilon", Value: gguf.Float32(1e-5)},
 	)
 	if c.Experts > 0 {
 		kvs = append(kvs,
-			gguf.KV{Key: "llama.expert_count", Value: gguf.Uint32(uint32(c.Experts))},
-			gguf.KV{Key: "llama.expert_used_count", Value: gguf.Uint32(uint32(c.ExpertsUsed))},
+			gguf.KV{Key: a + ".expert_count", Value: gguf.Uint32(uint32(c.Experts))},
+			gguf.KV{Key: a + ".expert_used_count", Value: gguf.Uint32(uint32(c.ExpertsUsed))},
+		)
+	}
+	if a == ArchDeepSeek2 {
+		kvs = append(kvs,
+			gguf.KV{Key: a + ".attention.key_length", Value: gguf.Uint32(head)},
+			gguf.KV{Key: a + ".attention.value_length", Value: gguf.Uint32(head)},
+			gguf.KV{Key: a + ".attention.q_lora_rank", Value: gguf.Uint32(uint32(c.Embd))},
+			gguf.KV{Key: a + ".attention.kv_lora_rank", Value: gguf.Uint32(uint32(c.Embd))},
+			gguf.KV{Key: a + ".leading_dense_block_count", Value: gguf.Uint32(deepseekDenseLead)},
+			gguf.KV{Key: a + ".expert_feed_forward_length", Value: gguf.Uint32(uint32(c.FF))},
+			gguf.KV{Key: a + ".expert_shared_count", Value: gguf.Uint32(1)},
+			gguf.KV{Key: a + ".expert_weights_scale", Value: gguf.Float32(1)},
 		)
 	}
 	tokens, scores, types := vocabulary(c.Vocab)
@@ -292,6 +414,9 @@ func (c Config) String() string {
 		c.Layers, c.Embd, c.FF, c.Heads, c.KVHeads, c.Vocab, c.Type, c.Dist, c.Seed)
 	if c.Experts > 0 {
 		s += fmt.Sprintf(" experts=%d experts-used=%d", c.Experts, c.ExpertsUsed)
+	}
+	if c.arch() != ArchLlama {
+		s += " arch=" + c.arch()
 	}
 	return s
 }
