@@ -11,8 +11,9 @@ import (
 	"github.com/physarium/physarium-gguf/testmodels/llamacpp"
 )
 
-// TestArchEndToEnd generates a phi3 model (fused QKV, fused gate/up) and a
-// deepseek2 model (MLA attention, routed and shared experts), prunes each,
+// TestArchEndToEnd generates a phi3 model (fused QKV, fused gate/up) and
+// deepseek2 models (MLA attention with attn_kv_b, or split into the 3-D
+// attn_k_b and attn_v_b; routed and shared experts), prunes each,
 // checks that every projection role was a target and that the report's
 // non-targets explain the model denominator, has the audit agree against the
 // original, and has llama.cpp compute a finite perplexity with the result.
@@ -28,6 +29,9 @@ func TestArchEndToEnd(t *testing.T) {
 		{"deepseek2", []string{"--arch", "deepseek2", "--experts", "4", "--experts-used", "2", "--type", "q8_0"},
 			[]string{"--mode", "sparsity", "--sparsity", "0.3"},
 			[]string{"attn_q_a", "attn_q_b", "attn_kv_a_mqa", "attn_kv_b", "attn_output", "ffn_gate", "ffn_up", "ffn_down",
+				"ffn_gate_exps", "ffn_up_exps", "ffn_down_exps", "ffn_gate_shexp", "ffn_up_shexp", "ffn_down_shexp"}},
+		{"deepseek2-mla", []string{"--arch", "deepseek2", "--mla", "--experts", "4", "--experts-used", "2", "--type", "f16"}, nil,
+			[]string{"attn_q_a", "attn_q_b", "attn_kv_a_mqa", "attn_k_b", "attn_v_b", "attn_output", "ffn_gate", "ffn_up", "ffn_down",
 				"ffn_gate_exps", "ffn_up_exps", "ffn_down_exps", "ffn_gate_shexp", "ffn_up_shexp", "ffn_down_shexp"}},
 	} {
 		t.Run(c.name, func(t *testing.T) {

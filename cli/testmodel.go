@@ -42,7 +42,9 @@ Architectures (--arch):
   deepseek2  MLA attention (attn_q_a, attn_q_b, attn_kv_a_mqa, attn_kv_b; low
              ranks --embd, half of each head rotary), block 0 dense, the
              others routed experts plus one shared expert; needs --experts
-             and --kv-heads equal to --heads
+             and --kv-heads equal to --heads; --mla splits attn_kv_b into
+             attn_k_b and attn_v_b (3-D, one matrix per head) as current
+             conversions do, the cache holding the compressed kv
 
 Norm weights and the MoE router are F32; embeddings, output and every
 projection are --type. Block types need --embd and --ff divisible by the
@@ -58,9 +60,11 @@ Examples:
   physarium-gguf testmodel --type f16 --kv-heads 2 --dist t3 --seed 7 gqa.gguf
   physarium-gguf testmodel --experts 4 --experts-used 2 moe.gguf
   physarium-gguf testmodel --arch phi3 phi3.gguf
-  physarium-gguf testmodel --arch deepseek2 --experts 4 --experts-used 2 ds2.gguf`,
+  physarium-gguf testmodel --arch deepseek2 --experts 4 --experts-used 2 ds2.gguf
+  physarium-gguf testmodel --arch deepseek2 --mla --experts 4 --experts-used 2 mla.gguf`,
 		Flags: []ucli.Flag{
 			&ucli.StringFlag{Name: "arch", Value: testmodels.ArchLlama, Usage: "architecture: " + strings.Join(testmodels.Architectures, ", ")},
+			&ucli.BoolFlag{Name: "mla", Usage: "deepseek2 only: attn_k_b and attn_v_b instead of attn_kv_b"},
 			&ucli.IntFlag{Name: "layers", Value: d.Layers, Usage: "transformer blocks"},
 			&ucli.IntFlag{Name: "embd", Value: d.Embd, Usage: "embedding length"},
 			&ucli.IntFlag{Name: "ff", Value: d.FF, Usage: "feed-forward length"},
@@ -108,6 +112,7 @@ func (a *App) testmodel(c *ucli.Context) error {
 		Experts:     c.Int("experts"),
 		ExpertsUsed: c.Int("experts-used"),
 		Arch:        c.String("arch"),
+		MLA:         c.Bool("mla"),
 	}
 	if err := cfg.Validate(); err != nil {
 		return &ExitError{Code: ExitUsage, Err: fmt.Errorf("testmodel: %w", err)}

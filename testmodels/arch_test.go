@@ -18,7 +18,9 @@ func archConfigs() map[string]testmodels.Config {
 	phi3.Arch = testmodels.ArchPhi3
 	ds := testmodels.DefaultConfig()
 	ds.Arch, ds.Experts, ds.ExpertsUsed, ds.Type = testmodels.ArchDeepSeek2, 4, 2, gguf.TypeQ8_0
-	return map[string]testmodels.Config{"phi3": phi3, "deepseek2": ds}
+	mla := ds
+	mla.MLA, mla.Type = true, gguf.TypeF16
+	return map[string]testmodels.Config{"phi3": phi3, "deepseek2": ds, "deepseek2-mla": mla}
 }
 
 // TestArchTensors checks the tensors of each architecture: the roles it
@@ -27,6 +29,9 @@ func TestArchTensors(t *testing.T) {
 	want := map[string][]string{
 		"phi3": {"attn_qkv", "attn_output", "ffn_up", "ffn_down"},
 		"deepseek2": {"attn_q_a", "attn_q_b", "attn_kv_a_mqa", "attn_kv_b", "attn_output",
+			"ffn_gate", "ffn_up", "ffn_down", "ffn_gate_exps", "ffn_up_exps", "ffn_down_exps",
+			"ffn_gate_shexp", "ffn_up_shexp", "ffn_down_shexp"},
+		"deepseek2-mla": {"attn_q_a", "attn_q_b", "attn_kv_a_mqa", "attn_k_b", "attn_v_b", "attn_output",
 			"ffn_gate", "ffn_up", "ffn_down", "ffn_gate_exps", "ffn_up_exps", "ffn_down_exps",
 			"ffn_gate_shexp", "ffn_up_shexp", "ffn_down_shexp"},
 	}
@@ -57,6 +62,10 @@ func TestArchTensors(t *testing.T) {
 		func(c *testmodels.Config) { c.Arch = testmodels.ArchDeepSeek2 },
 		func(c *testmodels.Config) {
 			c.Arch, c.Experts, c.ExpertsUsed, c.KVHeads = testmodels.ArchDeepSeek2, 2, 1, 2
+		},
+		func(c *testmodels.Config) { c.MLA = true },
+		func(c *testmodels.Config) {
+			c.Arch, c.Experts, c.ExpertsUsed, c.MLA, c.Type = testmodels.ArchDeepSeek2, 2, 1, true, gguf.TypeQ4_K
 		},
 	} {
 		c := bad

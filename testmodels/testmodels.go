@@ -15,8 +15,9 @@
 // Type rule: every 1-D tensor (the norm weights) and the MoE router
 // (ffn_gate_inp) are F32; every other tensor (embeddings, output, attention
 // and feed-forward projections, expert tensors) is Config.Type. Those
-// matrices all have ne[0] equal to Embd or FF, so a block type needs Embd and
-// FF divisible by its block size (256 for the K-quants); otherwise Validate
+// matrices all have ne[0] equal to Embd or FF (deepseek2's split attn_k_b:
+// half a head), so a block type needs Embd and FF (and that half head)
+// divisible by its block size (256 for the K-quants); otherwise Validate
 // reports it. There is no silent fallback to F32 or F16.
 package testmodels
 
@@ -53,6 +54,11 @@ type Config struct {
 	// Arch is the architecture: ArchLlama (also ""), ArchPhi3 or
 	// ArchDeepSeek2 (see Architectures).
 	Arch string
+	// MLA (deepseek2 only) stores attn_kv_b split as current conversions
+	// do: attn_k_b (Heads matrices of Embd rows of head/2) and attn_v_b
+	// (Heads matrices of head rows of Embd), with the KV cache holding
+	// the compressed kv (head_count_kv 1, key_length_mla, value_length_mla).
+	MLA bool
 }
 
 // The architectures Write can generate.
@@ -170,6 +176,9 @@ func SupportedType(t gguf.Type) bool {
 
 // checkArch checks what each architecture needs of the other fields.
 func (c Config) checkArch() error {
+	if c.MLA && c.arch() != ArchDeepSeek2 {
+		return fmt.Errorf("testmodels: mla needs arch %s", ArchDeepSeek2)
+	}
 	switch c.arch() {
 	case ArchLlama:
 	case ArchPhi3:
@@ -185,6 +194,9 @@ func (c Config) checkArch() error {
 		}
 		if (c.Embd/c.Heads)%4 != 0 {
 			return fmt.Errorf("testmodels: arch %s needs a head size (embd/heads = %d) divisible by 4", ArchDeepSeek2, c.Embd/c.Heads)
+		}
+		if ti, ok := c.Type.Info(); ok && c.MLA && (c.Embd/c.Heads/2)%ti.BlockSize != 0 {
+			return fmt.Errorf("testmodels: mla: type %s packs %d values per block: attn_k_b rows of head/2 = %d values do not fit", c.Type, ti.BlockSize, c.Embd/c.Heads/2)
 		}
 	default:
 		return fmt.Errorf("testmodels: unknown arch %q (want one of %s)", c.Arch, strings.Join(Architectures, ", "))
@@ -262,7 +274,12 @@ func (c Config) specs() []spec {
 			add(p+"attn_q_a.weight", c.Type, kindMatrix, e, e)
 			add(p+"attn_q_b.weight", c.Type, kindMatrix, e, nh*head)
 			add(p+"attn_kv_a_mqa.weight", c.Type, kindMatrix, e, e+rope)
-			add(p+"attn_kv_b.weight", c.Type, kindMatrix, e, nh*(head-rope+head))
+			if c.MLA {
+				add(p+"attn_k_b.weight", c.Type, kindMatrix, head-rope, e, nh)
+				add(p+"attn_v_b.weight", c.Type, kindMatrix, e, head, nh)
+			} else {
+				add(p+"attn_kv_b.weight", c.Type, kindMatrix, e, nh*(head-rope+head))
+			}
 			add(p+"attn_output.weight", c.Type, kindMatrix, nh*head, e)
 			add(p+"ffn_norm.weight", gguf.TypeF32, kindNorm, e)
 			if i < deepseekDenseLead {
@@ -359,9 +376,12 @@ func Header(c Config) (gguf.Header, error) {
 	if ft, ok := fileTypes[c.Type]; ok {
 		kvs = append(kvs, gguf.KV{Key: "general.file_type", Value: gguf.Uint32(ft)})
 	}
-	rope := head
+	rope, kvHeads := head, uint32(c.KVHeads)
 	if a == ArchDeepSeek2 {
 		rope = head / 2
+	}
+	if c.MLA {
+		kvHeads = 1 // one compressed kv shared by every head
 	}
 	kvs = append(kvs,
 		gguf.KV{Key: a + ".vocab_size", Value: gguf.Uint32(uint32(c.Vocab))},
@@ -370,7 +390,7 @@ func Header(c Config) (gguf.Header, error) {
 		gguf.KV{Key: a + ".feed_forward_length", Value: gguf.Uint32(uint32(c.FF))},
 		gguf.KV{Key: a + ".block_count", Value: gguf.Uint32(uint32(c.Layers))},
 		gguf.KV{Key: a + ".attention.head_count", Value: gguf.Uint32(uint32(c.Heads))},
-		gguf.KV{Key: a + ".attention.head_count_kv", Value: gguf.Uint32(uint32(c.KVHeads))},
+		gguf.KV{Key: a + ".attention.head_count_kv", Value: gguf.Uint32(kvHeads)},
 		gguf.KV{Key: a + ".rope.dimension_count", Value: gguf.Uint32(rope)},
 		gguf.KV{Key: a + ".rope.freq_base", Value: gguf.Float32(10000)},
 		gguf.KV{Key: a + ".attention.layer_norm_rms_epsilon", Value: gguf.Float32(1e-5)},
@@ -382,9 +402,18 @@ func Header(c Config) (gguf.Header, error) {
 		)
 	}
 	if a == ArchDeepSeek2 {
+		keyLen, valLen := head, head
+		if c.MLA {
+			// the cache holds the compressed kv and the rotary part
+			keyLen, valLen = uint32(c.Embd)+rope, uint32(c.Embd)
+			kvs = append(kvs,
+				gguf.KV{Key: a + ".attention.key_length_mla", Value: gguf.Uint32(head)},
+				gguf.KV{Key: a + ".attention.value_length_mla", Value: gguf.Uint32(head)},
+			)
+		}
 		kvs = append(kvs,
-			gguf.KV{Key: a + ".attention.key_length", Value: gguf.Uint32(head)},
-			gguf.KV{Key: a + ".attention.value_length", Value: gguf.Uint32(head)},
+			gguf.KV{Key: a + ".attention.key_length", Value: gguf.Uint32(keyLen)},
+			gguf.KV{Key: a + ".attention.value_length", Value: gguf.Uint32(valLen)},
 			gguf.KV{Key: a + ".attention.q_lora_rank", Value: gguf.Uint32(uint32(c.Embd))},
 			gguf.KV{Key: a + ".attention.kv_lora_rank", Value: gguf.Uint32(uint32(c.Embd))},
 			gguf.KV{Key: a + ".leading_dense_block_count", Value: gguf.Uint32(deepseekDenseLead)},
@@ -417,6 +446,9 @@ func (c Config) String() string {
 	}
 	if c.arch() != ArchLlama {
 		s += " arch=" + c.arch()
+	}
+	if c.MLA {
+		s += " mla"
 	}
 	return s
 }
