@@ -22,9 +22,11 @@ func (a *App) pruneCommand() *ucli.Command {
 		Name:      "prune",
 		Usage:     "prune a GGUF model's projection weights with the Physarium kernel",
 		ArgsUsage: "IN OUT",
-		Description: `Memory-maps IN, picks the attention and MLP projection tensors (attn_q,
-attn_k, attn_v, attn_qkv, attn_output, ffn_gate, ffn_up, ffn_down and their
-MoE forms, in every block), decodes them band by band, runs the Physarium
+		Description: `Memory-maps IN, picks the attention, feed-forward, state-space and RWKV
+projection tensors of every block (attn_q, attn_k, attn_v, attn_qkv,
+attn_output, the MLA projections, ffn_gate, ffn_up, ffn_down and their
+fused, expert and shared forms, ssm_in, ssm_out, time_mix_*, ...; see
+docs/TARGETS.md, and --list-targets for one model), decodes them band by band, runs the Physarium
 kernel on non-overlapping 256x256 tiles, zeroes the weights it kills,
 re-encodes only the blocks that hold a kill (each tensor keeps its type),
 and writes OUT with every other tensor and key unchanged plus the
@@ -63,6 +65,7 @@ Examples:
   physarium-gguf prune --mode sparsity --sparsity 0.3 model.gguf out.gguf
   physarium-gguf prune --layers 0-3 --exclude 'ffn_down' --report r.json in.gguf out.gguf
   physarium-gguf prune --dry-run --report - model.gguf x   # JSON report on stdout, no file
+  physarium-gguf prune --list-targets model.gguf   # each tensor's role, target or why not
   physarium-gguf prune --control control.gguf model.gguf pruned.gguf
   physarium-gguf prune --imatrix imatrix.gguf --mode sparsity --sparsity 0.4 in.gguf out.gguf
   physarium-gguf prune --method wanda --imatrix imatrix.gguf --mode sparsity --sparsity 0.4 in.gguf out.gguf
@@ -86,6 +89,8 @@ cost: two numbers, never one.`,
 			&ucli.StringFlag{Name: "method", Usage: "activation-flow (v2, default with --imatrix), magnitude-flow (v1, default without), or the plain baselines magnitude (per-tensor |w|) and wanda (|w|*a_i per output row), which need --mode sparsity"},
 			&ucli.StringFlag{Name: "rank", Usage: "v2 sparsity-mode ranking: flow-share (default), row-mould, row-flow, row-flow-mould or tile"},
 			&ucli.BoolFlag{Name: "dry-run", Usage: "compute and report, write no GGUF"},
+			&ucli.BoolFlag{Name: "list-targets", Usage: "print each tensor of IN (the only argument) with its role and whether it is a target, and why not; --include, --exclude and --layers apply"},
+			&ucli.BoolFlag{Name: "json", Usage: "with --list-targets: print JSON"},
 			&ucli.BoolFlag{Name: "force", Usage: "replace OUT if it is a regular file (or a link to one)"},
 			&ucli.BoolFlag{Name: "quiet", Aliases: []string{"q"}, Usage: "no progress and no summary"},
 		},
@@ -186,6 +191,12 @@ func rankedMethods() string {
 }
 
 func (a *App) prune(c *ucli.Context) error {
+	if c.Bool("list-targets") {
+		return a.listTargets(c)
+	}
+	if c.Bool("json") {
+		return usageErrorf("prune: --json applies to --list-targets only")
+	}
 	paths, err := args(c, "IN", "OUT")
 	if err != nil {
 		return err
@@ -266,6 +277,7 @@ func writeSummary(w io.Writer, r *prune.Report) {
 	fmt.Fprintf(w, "coverage:         %s\n", r.Coverage)
 	fmt.Fprintf(w, "zero before:      %d of %d target weights (never counted as kills)\n", r.ZeroBefore, r.Weights.Target)
 	fmt.Fprintf(w, "exact zeros:      %s\n", r.ExactZeroOf)
+	writeNonTargets(w, r.NonTargets)
 	for _, s := range r.Skipped {
 		fmt.Fprintf(w, "skipped:          %s (%s, %d weights): %s\n", s.Name, s.Type, s.Weights, s.Reason)
 	}

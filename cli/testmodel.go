@@ -30,12 +30,23 @@ func (a *App) testmodelCommand() *ucli.Command {
 	d := testmodels.DefaultConfig()
 	return &ucli.Command{
 		Name:      "testmodel",
-		Usage:     "write a small random llama-architecture GGUF that llama.cpp loads and runs",
+		Usage:     "write a small random GGUF (llama, phi3 or deepseek2) that llama.cpp loads and runs",
 		ArgsUsage: "OUT",
-		Description: `Writes a llama model with random weights (not trained) and a small
+		Description: `Writes a model with random weights (not trained) and a small
 SentencePiece vocabulary with byte fallback, so llama.cpp can tokenize any
 text with it. The same flags always give the same bytes, and a model of any
 --type stores (after encoding) exactly the values of its F32 twin.
+
+Architectures (--arch):
+  llama      (default) attn_q/k/v/output, ffn_gate/up/down, or Mixtral
+             experts with --experts
+  phi3       fused attn_qkv and a fused gate/up ffn_up (2 x --ff rows); dense
+  deepseek2  MLA attention (attn_q_a, attn_q_b, attn_kv_a_mqa, attn_kv_b; low
+             ranks --embd, half of each head rotary), block 0 dense, the
+             others routed experts plus one shared expert; needs --experts
+             and --kv-heads equal to --heads; --mla splits attn_kv_b into
+             attn_k_b and attn_v_b (3-D, one matrix per head) as current
+             conversions do, the cache holding the compressed kv
 
 Norm weights and the MoE router are F32; embeddings, output and every
 projection are --type. Block types need --embd and --ff divisible by the
@@ -58,8 +69,13 @@ Examples:
   physarium-gguf testmodel model.gguf
   physarium-gguf testmodel --type f16 --kv-heads 2 --dist t3 --seed 7 gqa.gguf
   physarium-gguf testmodel --experts 4 --experts-used 2 moe.gguf
-  physarium-gguf testmodel --type iq2_xxs --embd 1024 --ff 2048 --imatrix m.gguf iq2.gguf`,
+  physarium-gguf testmodel --type iq2_xxs --embd 1024 --ff 2048 --imatrix m.gguf iq2.gguf
+  physarium-gguf testmodel --arch phi3 phi3.gguf
+  physarium-gguf testmodel --arch deepseek2 --experts 4 --experts-used 2 ds2.gguf
+  physarium-gguf testmodel --arch deepseek2 --mla --experts 4 --experts-used 2 mla.gguf`,
 		Flags: []ucli.Flag{
+			&ucli.StringFlag{Name: "arch", Value: testmodels.ArchLlama, Usage: "architecture: " + strings.Join(testmodels.Architectures, ", ")},
+			&ucli.BoolFlag{Name: "mla", Usage: "deepseek2 only: attn_k_b and attn_v_b instead of attn_kv_b"},
 			&ucli.IntFlag{Name: "layers", Value: d.Layers, Usage: "transformer blocks"},
 			&ucli.IntFlag{Name: "embd", Value: d.Embd, Usage: "embedding length"},
 			&ucli.IntFlag{Name: "ff", Value: d.FF, Usage: "feed-forward length"},
@@ -107,6 +123,8 @@ func (a *App) testmodel(c *ucli.Context) error {
 		Seed:        c.Uint64("seed"),
 		Experts:     c.Int("experts"),
 		ExpertsUsed: c.Int("experts-used"),
+		Arch:        c.String("arch"),
+		MLA:         c.Bool("mla"),
 	}
 	if err := cfg.Validate(); err != nil {
 		return &ExitError{Code: ExitUsage, Err: fmt.Errorf("testmodel: %w", err)}

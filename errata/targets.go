@@ -8,9 +8,13 @@ import (
 	"strings"
 )
 
-// DefaultTargetPattern matches every attention and MLP projection weight of
-// every block, dense and MoE forms alike.
-const DefaultTargetPattern = `^blk\.[0-9]+\.(attn_(q|k|v|qkv|output)|ffn_(gate|up|down)(_exps|_shexp)?)\.weight$`
+// DefaultTargetPattern matches the weights of every target role of the role
+// table (Roles, docs/TARGETS.md): the attention projections (MLA and
+// encoder-decoder forms too), the feed-forward projections (dense, fused,
+// expert, shared, chunked, latent and routed forms), the state-space in and
+// out projections and RWKV's time-mix and channel-mix projections, in
+// numbered blocks only.
+const DefaultTargetPattern = `^(blk\.[0-9]+\.(attn_(q|k|v|qkv|kv|output|gate|q_a|q_b|kv_a_mqa|kv_b|k_b|v_b|output_a|output_b)|ffn_(gate|up|down)(_exps|_shexp|_chexps|\.[0-9]+)?|ffn_gate_up_exps|ffn_(latent|routed)_(down|up)|ssm_(in|out)|shortconv\.(in|out)_proj|time_mix_(key|value|receptance|gate|output)|channel_mix_(key|value|receptance))|(enc|dec)\.blk\.[0-9]+\.(attn_[qkvo]|ffn_(gate|up|down))|dec\.blk\.[0-9]+\.cross_attn_[qkvo])\.weight$`
 
 // The prefixes of physarium.targets entries after the default pattern.
 const (
@@ -144,8 +148,9 @@ func ParseTargets(entries []string) (*Targets, string, error) {
 }
 
 // Match reports whether the entries choose a tensor name (the name rules
-// only: prune also never targets norms, embeddings, the output head and
-// tensors of fewer than two dimensions).
+// only: prune also never targets what Classify marks Never: biases, 1-D
+// tensors, norms, embeddings, routers, output heads, convolutions, lerp
+// and decay vectors).
 func (t *Targets) Match(name string) bool {
 	m := false
 	for _, re := range append(t.base, t.include...) {

@@ -39,7 +39,8 @@ func plan(f *gguf.File, sel *compiledSelection, skipUnsupported bool, r *Report)
 	for i, t := range f.Tensors {
 		p := tensorPlan{info: t, report: -1}
 		r.Weights.Model += t.Elements()
-		if sel.match(t) {
+		v := sel.verdict(t)
+		if v.Target {
 			if err := supported(t); err != nil {
 				if !skipUnsupported {
 					return nil, fmt.Errorf("prune: %s: tensor %s: %w (use --skip-unsupported to leave such tensors untouched)", f.Path, t.Name, err)
@@ -78,6 +79,9 @@ func plan(f *gguf.File, sel *compiledSelection, skipUnsupported bool, r *Report)
 				Blocks:   t.Elements() / uint64(ti.BlockSize),
 				ZeroCode: z != quantize.ZeroNone,
 			})
+		}
+		if !v.Target {
+			r.addNonTarget(v, t.Elements())
 		}
 		plans[i] = p
 	}

@@ -72,6 +72,28 @@ type SkippedTensor struct {
 	Reason  string `json:"reason"`
 }
 
+// NonTargetRole is the weight count of the tensors of one role that are
+// not targets, and why (errata.Classify, with the selection's flags).
+type NonTargetRole struct {
+	Role    string `json:"role"`
+	Reason  string `json:"reason"`
+	Tensors int    `json:"tensors"`
+	Weights uint64 `json:"weights"` // part of the denominator "model"
+}
+
+// addNonTarget counts a tensor that is not a target under its role and
+// reason, in the order they first appear.
+func (r *Report) addNonTarget(v errata.Verdict, weights uint64) {
+	for i := range r.NonTargets {
+		if n := &r.NonTargets[i]; n.Role == v.Role && n.Reason == v.Reason {
+			n.Tensors++
+			n.Weights += weights
+			return
+		}
+	}
+	r.NonTargets = append(r.NonTargets, NonTargetRole{Role: v.Role, Reason: v.Reason, Tensors: 1, Weights: weights})
+}
+
 // ControlTwin names the requantization-only twin written beside a pruned
 // file (Options.Control).
 type ControlTwin struct {
@@ -111,8 +133,12 @@ type Report struct {
 	Layers      []LayerRate     `json:"layers"`
 	Skipped     []SkippedTensor `json:"skipped"`
 	SkippedNote string          `json:"skipped_note,omitempty"`
-	Seconds     float64         `json:"seconds"`
-	Imatrix     string          `json:"imatrix,omitempty"`
+	// NonTargets lists, by role and reason, every tensor that is neither a
+	// target nor skipped: the target weights, the skipped weights and these
+	// add up to the model's weights.
+	NonTargets []NonTargetRole `json:"non_targets"`
+	Seconds    float64         `json:"seconds"`
+	Imatrix    string          `json:"imatrix,omitempty"`
 	// ImatrixMissing lists the targets that had no importance-matrix entry
 	// and were pruned on |w| alone (--imatrix-missing v1).
 	ImatrixMissing []string `json:"imatrix_missing,omitempty"`

@@ -53,3 +53,35 @@ func TestStories260KNatural(t *testing.T) {
 		t.Errorf("pruned perplexity %.4f, want below 7.0", res.PPL)
 	}
 }
+
+// TestStories260KNonTargets checks that the report's non-target listing
+// explains the model denominator: targets plus non-targets are every
+// weight, by role, and a target role left out by a flag says so.
+func TestStories260KNonTargets(t *testing.T) {
+	in := filepath.Join(sharedModels, "stories260K.gguf")
+	r, err := File(context.Background(), in, "", Options{DryRun: true, Selection: Selection{Exclude: []string{"ffn_down"}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	sum := r.Weights.Target
+	got := map[string]NonTargetRole{}
+	for _, n := range r.NonTargets {
+		sum += n.Weights
+		got[n.Role] = n
+	}
+	if sum != r.Weights.Model || r.Weights.Model != 292800 {
+		t.Errorf("target %d + non-targets = %d, model %d (want 292800)", r.Weights.Target, sum, r.Weights.Model)
+	}
+	for role, want := range map[string]NonTargetRole{
+		"ffn_down":   {Role: "ffn_down", Reason: reasonLeftOut, Tensors: 5, Weights: 55040},
+		"token_embd": {Role: "token_embd", Reason: "an embedding table: rows are looked up, not multiplied", Tensors: 1, Weights: 32768},
+		"attn_norm":  {Role: "attn_norm", Reason: "fewer than two dimensions (a norm, scale, bias, lerp or decay vector)", Tensors: 5, Weights: 320},
+	} {
+		if got[role] != want {
+			t.Errorf("non-target %s = %+v, want %+v", role, got[role], want)
+		}
+	}
+	if len(r.NonTargets) != 6 || r.TargetCount != 30 {
+		t.Errorf("%d non-target roles, %d targets; want 6 and 30: %+v", len(r.NonTargets), r.TargetCount, r.NonTargets)
+	}
+}

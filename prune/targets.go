@@ -9,14 +9,11 @@ import (
 	"github.com/physarium/physarium-gguf/gguf"
 )
 
-// neverTarget matches tensors that are never pruned, whatever --include says:
-// norms, embeddings, the output head, positional tables.
-var neverTarget = regexp.MustCompile(`(^|\.)(token_embd|output|output_norm|rope_freqs|pos_embd|token_types)(\.|$)|norm`)
-
 // Selection chooses the target tensors: the default projection pattern,
-// widened by Include, narrowed by Exclude and Layers. Tensors with fewer
-// than two dimensions, norms, embeddings and the output head are never
-// targets.
+// widened by Include, narrowed by Exclude and Layers. What errata.Classify
+// marks Never (biases, tensors of fewer than two dimensions, norms,
+// embeddings, routers, output heads, convolutions, lerp and decay vectors)
+// is never a target.
 type Selection struct {
 	Include []string // extra name patterns (regular expressions)
 	Exclude []string // name patterns to leave out (regular expressions)
@@ -70,5 +67,51 @@ func (s Selection) Patterns() []string {
 }
 
 func (c *compiledSelection) match(t gguf.TensorInfo) bool {
-	return len(t.Shape) >= 2 && !neverTarget.MatchString(t.Name) && c.targets.Match(t.Name)
+	return c.verdict(t).Target
+}
+
+// reasonLeftOut is the reason of a tensor of a target role that --exclude or
+// --layers leaves out.
+const reasonLeftOut = "a target role left out by --exclude or --layers"
+
+// verdict is errata.Classify with the flags applied: --include may add what
+// is not Never, --exclude and --layers take away.
+func (c *compiledSelection) verdict(t gguf.TensorInfo) errata.Verdict {
+	v := errata.Classify(t.Name, len(t.Shape))
+	chosen := !v.Never && c.targets.Match(t.Name)
+	switch {
+	case chosen && !v.Target:
+		v.Target, v.Reason = true, "" // chosen by --include
+	case !chosen && v.Target:
+		v.Target, v.Reason = false, reasonLeftOut
+	}
+	return v
+}
+
+// TensorTarget is one tensor of a file and what the selection does with it.
+type TensorTarget struct {
+	Name    string   `json:"name"`
+	Type    string   `json:"type"`
+	Shape   []uint64 `json:"shape"`
+	Weights uint64   `json:"weights"`
+	errata.Verdict
+}
+
+// ListTargets returns every tensor of the GGUF file at path, in file order,
+// with its role and whether sel makes it a target, and why not.
+func ListTargets(path string, sel Selection) ([]TensorTarget, error) {
+	cs, err := sel.compile()
+	if err != nil {
+		return nil, err
+	}
+	f, err := gguf.Open(path)
+	if err != nil {
+		return nil, fmt.Errorf("prune: %w", err)
+	}
+	defer f.Close()
+	out := make([]TensorTarget, len(f.Tensors))
+	for i, t := range f.Tensors {
+		out[i] = TensorTarget{Name: t.Name, Type: t.Type.String(), Shape: t.Shape, Weights: t.Elements(), Verdict: cs.verdict(t)}
+	}
+	return out, nil
 }

@@ -1,6 +1,8 @@
-// Package testmodels generates small llama-architecture GGUF models with
-// random weights, for tests and the demo. The files load and run in
-// llama.cpp: they carry the llama hyperparameter keys and a small
+// Package testmodels generates small GGUF models with random weights, for
+// tests and the demo: llama (the default), phi3 (fused QKV and a fused
+// gate/up FFN) and deepseek2 (MLA attention, routed and shared experts). The
+// files load and run in llama.cpp: they carry their architecture's
+// hyperparameter keys and a small
 // SentencePiece ("llama") vocabulary with byte fallback, so any text can be
 // tokenized.
 //
@@ -14,8 +16,9 @@
 // Type rule: every 1-D tensor (the norm weights) and the MoE router
 // (ffn_gate_inp) are F32; every other tensor (embeddings, output, attention
 // and feed-forward projections, expert tensors) is Config.Type. Those
-// matrices all have ne[0] equal to Embd or FF, so a block type needs Embd and
-// FF divisible by its block size (256 for the K-quants); otherwise Validate
+// matrices all have ne[0] equal to Embd or FF (deepseek2's split attn_k_b:
+// half a head), so a block type needs Embd and FF (and that half head)
+// divisible by its block size (256 for the K-quants); otherwise Validate
 // reports it. There is no silent fallback to F32 or F16.
 package testmodels
 
@@ -45,8 +48,8 @@ type Config struct {
 	Dist    string    // value distribution: "normal", "laplace" or "t3"
 	Seed    uint64    // generator seed
 
-	// Experts > 0 makes a mixture-of-experts model (Mixtral layout) with
-	// ExpertsUsed experts per token; both zero for a dense model.
+	// Experts > 0 makes a mixture-of-experts model (Mixtral layout for
+	// llama) with ExpertsUsed experts per token; both zero for a dense model.
 	Experts, ExpertsUsed int
 
 	// Weights holds importance weights (an imatrix row: one per column,
@@ -57,6 +60,39 @@ type Config struct {
 	// or, for the types ggml encodes only with one (quantize.NeedsWeights),
 	// with the flat imatrix (every weight 1).
 	Weights map[string][]float32
+
+	// Arch is the architecture: ArchLlama (also ""), ArchPhi3 or
+	// ArchDeepSeek2 (see Architectures).
+	Arch string
+	// MLA (deepseek2 only) stores attn_kv_b split as current conversions
+	// do: attn_k_b (Heads matrices of Embd rows of head/2) and attn_v_b
+	// (Heads matrices of head rows of Embd), with the KV cache holding
+	// the compressed kv (head_count_kv 1, key_length_mla, value_length_mla).
+	MLA bool
+}
+
+// The architectures Write can generate.
+const (
+	ArchLlama = "llama"
+	// ArchPhi3 has one fused attn_qkv and a fused gate/up ffn_up (2*FF
+	// rows); it is dense (no experts).
+	ArchPhi3 = "phi3"
+	// ArchDeepSeek2 has MLA attention (attn_q_a, attn_q_b, attn_kv_a_mqa,
+	// attn_kv_b: q and kv low ranks Embd, head size Embd/Heads of which half
+	// is rotary) and, after one dense leading block, routed experts with one
+	// shared expert of FF rows; it needs Experts and KVHeads == Heads.
+	ArchDeepSeek2 = "deepseek2"
+)
+
+// Architectures lists the accepted values of Config.Arch.
+var Architectures = []string{ArchLlama, ArchPhi3, ArchDeepSeek2}
+
+// arch returns the architecture, "" read as llama.
+func (c Config) arch() string {
+	if c.Arch == "" {
+		return ArchLlama
+	}
+	return c.Arch
 }
 
 // Distributions lists the accepted values of Config.Dist.
@@ -129,6 +165,9 @@ func (c Config) Validate() error {
 	if c.Experts > 0 && (c.ExpertsUsed < 1 || c.ExpertsUsed > c.Experts) {
 		return fmt.Errorf("testmodels: experts-used must be in 1..%d, got %d", c.Experts, c.ExpertsUsed)
 	}
+	if err := c.checkArch(); err != nil {
+		return err
+	}
 	return checkType(c)
 }
 
@@ -143,6 +182,36 @@ func SupportedType(t gguf.Type) bool {
 		return false
 	}
 	return quantize.CanEncode(t)
+}
+
+// checkArch checks what each architecture needs of the other fields.
+func (c Config) checkArch() error {
+	if c.MLA && c.arch() != ArchDeepSeek2 {
+		return fmt.Errorf("testmodels: mla needs arch %s", ArchDeepSeek2)
+	}
+	switch c.arch() {
+	case ArchLlama:
+	case ArchPhi3:
+		if c.Experts > 0 {
+			return fmt.Errorf("testmodels: arch %s is dense: experts must be 0, got %d", ArchPhi3, c.Experts)
+		}
+	case ArchDeepSeek2:
+		if c.Experts == 0 {
+			return fmt.Errorf("testmodels: arch %s needs experts (and experts-used)", ArchDeepSeek2)
+		}
+		if c.KVHeads != c.Heads {
+			return fmt.Errorf("testmodels: arch %s needs kv-heads equal to heads (%d), got %d", ArchDeepSeek2, c.Heads, c.KVHeads)
+		}
+		if (c.Embd/c.Heads)%4 != 0 {
+			return fmt.Errorf("testmodels: arch %s needs a head size (embd/heads = %d) divisible by 4", ArchDeepSeek2, c.Embd/c.Heads)
+		}
+		if ti, ok := c.Type.Info(); ok && c.MLA && (c.Embd/c.Heads/2)%ti.BlockSize != 0 {
+			return fmt.Errorf("testmodels: mla: type %s packs %d values per block: attn_k_b rows of head/2 = %d values do not fit", c.Type, ti.BlockSize, c.Embd/c.Heads/2)
+		}
+	default:
+		return fmt.Errorf("testmodels: unknown arch %q (want one of %s)", c.Arch, strings.Join(Architectures, ", "))
+	}
+	return nil
 }
 
 func checkType(c Config) error {
@@ -191,6 +260,55 @@ func (c Config) specs() []spec {
 	add("token_embd.weight", c.Type, kindMatrix, e, v)
 	add("output_norm.weight", gguf.TypeF32, kindNorm, e)
 	add("output.weight", c.Type, kindMatrix, e, v)
+	switch c.arch() {
+	case ArchPhi3:
+		for i := 0; i < c.Layers; i++ {
+			p := fmt.Sprintf("blk.%d.", i)
+			add(p+"attn_norm.weight", gguf.TypeF32, kindNorm, e)
+			add(p+"attn_qkv.weight", c.Type, kindMatrix, e, e+2*kv)
+			add(p+"attn_output.weight", c.Type, kindMatrix, e, e)
+			add(p+"ffn_norm.weight", gguf.TypeF32, kindNorm, e)
+			add(p+"ffn_up.weight", c.Type, kindMatrix, e, 2*ff)
+			add(p+"ffn_down.weight", c.Type, kindMatrix, ff, e)
+		}
+		return s
+	case ArchDeepSeek2:
+		// q and kv low ranks are Embd; heads are head wide, the last
+		// head/2 of q and k rotary.
+		nh, rope := uint64(c.Heads), head/2
+		for i := 0; i < c.Layers; i++ {
+			p := fmt.Sprintf("blk.%d.", i)
+			add(p+"attn_norm.weight", gguf.TypeF32, kindNorm, e)
+			add(p+"attn_q_a_norm.weight", gguf.TypeF32, kindNorm, e)
+			add(p+"attn_kv_a_norm.weight", gguf.TypeF32, kindNorm, e)
+			add(p+"attn_q_a.weight", c.Type, kindMatrix, e, e)
+			add(p+"attn_q_b.weight", c.Type, kindMatrix, e, nh*head)
+			add(p+"attn_kv_a_mqa.weight", c.Type, kindMatrix, e, e+rope)
+			if c.MLA {
+				add(p+"attn_k_b.weight", c.Type, kindMatrix, head-rope, e, nh)
+				add(p+"attn_v_b.weight", c.Type, kindMatrix, e, head, nh)
+			} else {
+				add(p+"attn_kv_b.weight", c.Type, kindMatrix, e, nh*(head-rope+head))
+			}
+			add(p+"attn_output.weight", c.Type, kindMatrix, nh*head, e)
+			add(p+"ffn_norm.weight", gguf.TypeF32, kindNorm, e)
+			if i < deepseekDenseLead {
+				add(p+"ffn_gate.weight", c.Type, kindMatrix, e, ff)
+				add(p+"ffn_up.weight", c.Type, kindMatrix, e, ff)
+				add(p+"ffn_down.weight", c.Type, kindMatrix, ff, e)
+				continue
+			}
+			x := uint64(c.Experts)
+			add(p+"ffn_gate_inp.weight", gguf.TypeF32, kindMatrix, e, x)
+			add(p+"ffn_gate_exps.weight", c.Type, kindMatrix, e, ff, x)
+			add(p+"ffn_up_exps.weight", c.Type, kindMatrix, e, ff, x)
+			add(p+"ffn_down_exps.weight", c.Type, kindMatrix, ff, e, x)
+			add(p+"ffn_gate_shexp.weight", c.Type, kindMatrix, e, ff)
+			add(p+"ffn_up_shexp.weight", c.Type, kindMatrix, e, ff)
+			add(p+"ffn_down_shexp.weight", c.Type, kindMatrix, ff, e)
+		}
+		return s
+	}
 	for i := 0; i < c.Layers; i++ {
 		p := fmt.Sprintf("blk.%d.", i)
 		add(p+"attn_norm.weight", gguf.TypeF32, kindNorm, e)
@@ -213,6 +331,10 @@ func (c Config) specs() []spec {
 	}
 	return s
 }
+
+// deepseekDenseLead is the number of leading dense blocks of a deepseek2
+// model (deepseek2.leading_dense_block_count).
+const deepseekDenseLead = 1
 
 // Layout returns the tensor infos of the model c describes, in file order
 // (Offset left zero: the writer computes it).
@@ -255,30 +377,59 @@ func Header(c Config) (gguf.Header, error) {
 		return gguf.Header{}, err
 	}
 	head := uint32(c.Embd / c.Heads)
+	a := c.arch()
 	kvs := []gguf.KV{
-		{Key: "general.architecture", Value: gguf.String("llama")},
+		{Key: "general.architecture", Value: gguf.String(a)},
 		{Key: "general.name", Value: gguf.String("physarium-testmodel")},
 		{Key: "general.description", Value: gguf.String(c.String() + " (random weights, not trained)")},
 	}
 	if ft, ok := fileTypes[c.Type]; ok {
 		kvs = append(kvs, gguf.KV{Key: "general.file_type", Value: gguf.Uint32(ft)})
 	}
+	rope, kvHeads := head, uint32(c.KVHeads)
+	if a == ArchDeepSeek2 {
+		rope = head / 2
+	}
+	if c.MLA {
+		kvHeads = 1 // one compressed kv shared by every head
+	}
 	kvs = append(kvs,
-		gguf.KV{Key: "llama.vocab_size", Value: gguf.Uint32(uint32(c.Vocab))},
-		gguf.KV{Key: "llama.context_length", Value: gguf.Uint32(ContextLength)},
-		gguf.KV{Key: "llama.embedding_length", Value: gguf.Uint32(uint32(c.Embd))},
-		gguf.KV{Key: "llama.feed_forward_length", Value: gguf.Uint32(uint32(c.FF))},
-		gguf.KV{Key: "llama.block_count", Value: gguf.Uint32(uint32(c.Layers))},
-		gguf.KV{Key: "llama.attention.head_count", Value: gguf.Uint32(uint32(c.Heads))},
-		gguf.KV{Key: "llama.attention.head_count_kv", Value: gguf.Uint32(uint32(c.KVHeads))},
-		gguf.KV{Key: "llama.rope.dimension_count", Value: gguf.Uint32(head)},
-		gguf.KV{Key: "llama.rope.freq_base", Value: gguf.Float32(10000)},
-		gguf.KV{Key: "llama.attention.layer_norm_rms_epsilon", Value: gguf.Float32(1e-5)},
+		gguf.KV{Key: a + ".vocab_size", Value: gguf.Uint32(uint32(c.Vocab))},
+		gguf.KV{Key: a + ".context_length", Value: gguf.Uint32(ContextLength)},
+		gguf.KV{Key: a + ".embedding_length", Value: gguf.Uint32(uint32(c.Embd))},
+		gguf.KV{Key: a + ".feed_forward_length", Value: gguf.Uint32(uint32(c.FF))},
+		gguf.KV{Key: a + ".block_count", Value: gguf.Uint32(uint32(c.Layers))},
+		gguf.KV{Key: a + ".attention.head_count", Value: gguf.Uint32(uint32(c.Heads))},
+		gguf.KV{Key: a + ".attention.head_count_kv", Value: gguf.Uint32(kvHeads)},
+		gguf.KV{Key: a + ".rope.dimension_count", Value: gguf.Uint32(rope)},
+		gguf.KV{Key: a + ".rope.freq_base", Value: gguf.Float32(10000)},
+		gguf.KV{Key: a + ".attention.layer_norm_rms_epsilon", Value: gguf.Float32(1e-5)},
 	)
 	if c.Experts > 0 {
 		kvs = append(kvs,
-			gguf.KV{Key: "llama.expert_count", Value: gguf.Uint32(uint32(c.Experts))},
-			gguf.KV{Key: "llama.expert_used_count", Value: gguf.Uint32(uint32(c.ExpertsUsed))},
+			gguf.KV{Key: a + ".expert_count", Value: gguf.Uint32(uint32(c.Experts))},
+			gguf.KV{Key: a + ".expert_used_count", Value: gguf.Uint32(uint32(c.ExpertsUsed))},
+		)
+	}
+	if a == ArchDeepSeek2 {
+		keyLen, valLen := head, head
+		if c.MLA {
+			// the cache holds the compressed kv and the rotary part
+			keyLen, valLen = uint32(c.Embd)+rope, uint32(c.Embd)
+			kvs = append(kvs,
+				gguf.KV{Key: a + ".attention.key_length_mla", Value: gguf.Uint32(head)},
+				gguf.KV{Key: a + ".attention.value_length_mla", Value: gguf.Uint32(head)},
+			)
+		}
+		kvs = append(kvs,
+			gguf.KV{Key: a + ".attention.key_length", Value: gguf.Uint32(keyLen)},
+			gguf.KV{Key: a + ".attention.value_length", Value: gguf.Uint32(valLen)},
+			gguf.KV{Key: a + ".attention.q_lora_rank", Value: gguf.Uint32(uint32(c.Embd))},
+			gguf.KV{Key: a + ".attention.kv_lora_rank", Value: gguf.Uint32(uint32(c.Embd))},
+			gguf.KV{Key: a + ".leading_dense_block_count", Value: gguf.Uint32(deepseekDenseLead)},
+			gguf.KV{Key: a + ".expert_feed_forward_length", Value: gguf.Uint32(uint32(c.FF))},
+			gguf.KV{Key: a + ".expert_shared_count", Value: gguf.Uint32(1)},
+			gguf.KV{Key: a + ".expert_weights_scale", Value: gguf.Float32(1)},
 		)
 	}
 	tokens, scores, types := vocabulary(c.Vocab)
@@ -302,6 +453,12 @@ func (c Config) String() string {
 		c.Layers, c.Embd, c.FF, c.Heads, c.KVHeads, c.Vocab, c.Type, c.Dist, c.Seed)
 	if c.Experts > 0 {
 		s += fmt.Sprintf(" experts=%d experts-used=%d", c.Experts, c.ExpertsUsed)
+	}
+	if c.arch() != ArchLlama {
+		s += " arch=" + c.arch()
+	}
+	if c.MLA {
+		s += " mla"
 	}
 	return s
 }
