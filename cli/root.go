@@ -78,9 +78,10 @@ func New(version string) *App {
 const Name = "physarium-gguf"
 
 const rootDescription = `physarium-gguf reads and writes GGUF models (llama.cpp's format). It
-memory-maps a model, picks the attention and MLP projection tensors,
-dequantizes them, lets the Physarium tile kernel decide which weights die,
-zeroes them, requantizes each tensor to its own type and writes a new GGUF
+reads a model (its header in bounded memory, its tensor data band by band),
+picks the projection tensors of the attention, feed-forward, state-space
+and RWKV blocks of any llama.cpp architecture, dequantizes them, lets the
+Physarium tile kernel decide which weights die, zeroes them, requantizes each tensor to its own type and writes a new GGUF
 that llama.cpp loads, recording what it did in physarium.* metadata keys.
 
 The two errata rules it enforces:
@@ -95,6 +96,7 @@ Examples:
   physarium-gguf inspect model.gguf
   physarium-gguf inspect --json model.gguf | jq '.tensors[].name'
   physarium-gguf dump --tensor blk.0.attn_q.weight model.gguf > q.f32
+  physarium-gguf eval --text held-out.txt --base model.gguf model.gguf model.pruned.gguf
   physarium-gguf demo`
 
 // build returns the urfave application for one run.
