@@ -320,3 +320,137 @@ func (c *Calibration) WriteGGUF(path string, opts gguf.CreateOptions) error {
 	}
 	return nil
 }
+
+// readF64 reads an F64 tensor that gguf.Open has checked lies in the file.
+func readF64(f *gguf.File, t gguf.TensorInfo) ([]float64, error) {
+	buf := make([]byte, t.Bytes())
+	if _, err := f.ReadAt(buf, f.DataOffset+int64(t.Offset)); err != nil {
+		return nil, fmt.Errorf("read tensor %s: %w", t.Name, err)
+	}
+	out := make([]float64, t.Elements())
+	for i := range out {
+		out[i] = math.Float64frombits(binary.LittleEndian.Uint64(buf[8*i:]))
+	}
+	return out, nil
+}
+
+// LoadCalibration reads a calibration file: the importance matrix (as
+// Load), every weight's moments and every input's Gram (when present).
+func LoadCalibration(path string) (*Calibration, error) {
+	m, err := Load(path)
+	if err != nil {
+		return nil, err
+	}
+	f, err := gguf.Open(path)
+	if err != nil {
+		return nil, fmt.Errorf("imatrix: %w", err)
+	}
+	defer f.Close()
+	fail := func(format string, args ...any) (*Calibration, error) {
+		return nil, fmt.Errorf("imatrix: %s: "+format, append([]any{path}, args...)...)
+	}
+	strs := func(key string) ([]string, error) {
+		kv, ok := f.KV(key)
+		if !ok {
+			return nil, fmt.Errorf("imatrix: %s: no %s: not a calibration file", path, key)
+		}
+		s, ok := kv.Value.Data.([]string)
+		if !ok {
+			return nil, fmt.Errorf("imatrix: %s: %s is %s, want an array of strings", path, key, kv.Value.Type)
+		}
+		return s, nil
+	}
+	c := &Calibration{Matrix: *m, Tensors: map[string]*Moments{}}
+	names, err := strs(KeyTensors)
+	if err != nil {
+		return nil, err
+	}
+	tin, err := strs(KeyTensorInputs)
+	if err != nil {
+		return nil, err
+	}
+	inputs, err := strs(KeyInputs)
+	if err != nil {
+		return nil, err
+	}
+	nodes, err := strs(KeyInputNodes)
+	if err != nil {
+		return nil, err
+	}
+	if len(tin) != len(names) || len(nodes) != len(inputs) {
+		return fail("%s and %s (or %s and %s) differ in length", KeyTensors, KeyTensorInputs, KeyInputs, KeyInputNodes)
+	}
+	for _, k := range []struct {
+		key string
+		dst *string
+	}{{KeyText, &c.Info.Text}, {KeyTextSHA256, &c.Info.TextSHA256}, {KeyModel, &c.Info.Model},
+		{KeyModelSHA256, &c.Info.ModelSHA256}, {KeyLlama, &c.Info.Llama}} {
+		if kv, ok := f.KV(k.key); ok {
+			*k.dst, _ = kv.Value.Data.(string)
+		}
+	}
+	if kv, ok := f.KV(KeyCtx); ok {
+		v, _ := kv.Value.Data.(uint32)
+		c.Info.Ctx = int(v)
+	}
+	if kv, ok := f.KV(KeyChunks); ok {
+		v, _ := kv.Value.Data.(uint32)
+		c.Info.Chunks = int(v)
+	}
+	if kv, ok := f.KV(KeyTokens); ok {
+		c.Info.Tokens, _ = kv.Value.Data.(uint64)
+	}
+	if kv, ok := f.KV(KeyGram); ok {
+		c.Info.Gram, _ = kv.Value.Data.(bool)
+	}
+	get := func(name string, elems uint64) ([]float64, error) {
+		t, ok := f.Tensor(name)
+		if !ok {
+			return nil, fmt.Errorf("imatrix: %s: tensor %s missing", path, name)
+		}
+		if t.Type != gguf.TypeF64 || t.Elements() != elems {
+			return nil, fmt.Errorf("imatrix: %s: tensor %s is %s of %d values, want F64 of %d", path, name, t.Type, t.Elements(), elems)
+		}
+		return readF64(f, t)
+	}
+	for i, n := range names {
+		e := m.Entries[n]
+		if e == nil {
+			return fail("weight %s has no %s", n, sumSuffix)
+		}
+		mats := len(e.Counts)
+		mo := &Moments{Name: n, Input: tin[i], Mats: mats, Width: len(e.Sums) / mats, Sq32: e.Sums}
+		el := uint64(len(e.Sums))
+		if mo.Sum, err = get(n+SumSuffix, el); err != nil {
+			return nil, err
+		}
+		if mo.Abs, err = get(n+AbsSuffix, el); err != nil {
+			return nil, err
+		}
+		if mo.Sq, err = get(n+SqSuffix, el); err != nil {
+			return nil, err
+		}
+		if mo.Count, err = get(n+NSuffix, uint64(mats)); err != nil {
+			return nil, err
+		}
+		c.Tensors[n] = mo
+	}
+	for i, n := range inputs {
+		in := &Input{Name: n, Node: nodes[i]}
+		mo := c.Tensors[n]
+		if mo == nil {
+			return fail("input %s is not one of %s", n, KeyTensors)
+		}
+		in.Width, in.Mats, in.Count = mo.Width, mo.Mats, mo.Count
+		if c.Info.Gram {
+			if in.Gram, err = get(n+GramSuffix, uint64(PackedLen(in.Width))*uint64(in.Mats)); err != nil {
+				return nil, err
+			}
+			if in.Count, err = get(n+GramNSuffix, uint64(in.Mats)); err != nil {
+				return nil, err
+			}
+		}
+		c.Inputs = append(c.Inputs, in)
+	}
+	return c, nil
+}
