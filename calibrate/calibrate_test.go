@@ -6,6 +6,7 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"fmt"
 	"math"
 	"os"
 	"path/filepath"
@@ -112,6 +113,14 @@ func TestMatchesLlamaImatrix(t *testing.T) {
 		}
 	}
 	t.Logf("%d tensors, worst relative difference %.3g", len(want.Entries), worst)
+	// llama.cpp's own llama-quantize takes the file as --imatrix.
+	log, err := rt.RunTool(timeout(t), "llama-quantize", "--imatrix", out, stories, filepath.Join(dir, "q.gguf"), "Q4_0", "1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(log, fmt.Sprintf("loaded %d importance matrix entries", len(want.Entries))) {
+		t.Fatalf("llama-quantize did not load the entries:\n%s", log)
+	}
 }
 
 func genModel(t *testing.T, c testmodels.Config) string {
