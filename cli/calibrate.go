@@ -2,6 +2,7 @@ package cli
 
 import (
 	"fmt"
+	"io"
 	"os"
 	"runtime"
 	"strings"
@@ -9,6 +10,8 @@ import (
 	"time"
 
 	ucli "github.com/urfave/cli/v2"
+	"github.com/vbauerster/mpb/v8"
+	"github.com/vbauerster/mpb/v8/decor"
 
 	"github.com/physarium/physarium-gguf/calibrate"
 	"github.com/physarium/physarium-gguf/llamacpp"
@@ -113,7 +116,7 @@ func (a *App) calibrate(c *ucli.Context) error {
 	o := calibrate.Options{Model: args[0], Out: args[1], Force: c.Bool("force"), Text: text, TextName: textPath,
 		Ctx: ctxN, Chunks: chunks, Threads: threads, Gram: c.Bool("gram"), Include: c.StringSlice("include"),
 		Exclude: c.StringSlice("exclude"), Layers: c.String("layers"), MaxMemory: limit}
-	var bar *evalProgress
+	var bar *calibrateProgress
 	if !quiet {
 		o.Plan = func(p calibrate.Plan) {
 			fmt.Fprintf(a.Stderr, "calibrate: %d chunks of %d tokens (%d side by side), %d targets reading %d inputs\n",
@@ -123,10 +126,8 @@ func (a *App) calibrate(c *ucli.Context) error {
 					calibrate.FormatBytes(p.GramBytes), calibrate.FormatBytes(p.PeakGramBytes), calibrate.FormatBytes(limit), p.Passes)
 			}
 		}
-		bar = newEvalProgress(a.Stderr)
-		o.Progress = func(p calibrate.Progress) {
-			bar.update(llamacpp.Progress{Done: p.Done, Total: p.Total, Tokens: p.Tokens, Elapsed: p.Elapsed})
-		}
+		bar = &calibrateProgress{w: a.Stderr}
+		o.Progress = bar.update
 	}
 	res, err := calibrate.Run(c.Context, lib, o)
 	if bar != nil {
@@ -141,4 +142,66 @@ func (a *App) calibrate(c *ucli.Context) error {
 			float64(res.Tokens*res.Passes)/max(res.Elapsed.Seconds(), 1e-9))
 	}
 	return nil
+}
+
+// calibrateProgress shows calibrate's progress on stderr: a bar (chunk
+// groups over all passes, tokens/s, time left) on a terminal, a plain line
+// every few seconds otherwise.
+type calibrateProgress struct {
+	w    io.Writer
+	p    *mpb.Progress
+	bar  *mpb.Bar
+	last time.Time
+	cur  calibrate.Progress
+}
+
+func (b *calibrateProgress) speed() string {
+	return fmt.Sprintf("%.0f tokens/s", float64(b.cur.Tokens)/max(b.cur.Elapsed.Seconds(), 1e-9))
+}
+
+func (b *calibrateProgress) eta() string {
+	if b.cur.Done == 0 {
+		return "?"
+	}
+	rest := b.cur.Elapsed.Seconds() / float64(b.cur.Done) * float64(b.cur.Total-b.cur.Done)
+	return (time.Duration(rest) * time.Second).String()
+}
+
+func (b *calibrateProgress) update(p calibrate.Progress) {
+	b.cur = p
+	if b.p == nil && b.last.IsZero() && isTerminal(b.w) {
+		b.p = mpb.New(mpb.WithOutput(b.w), mpb.WithWidth(40), mpb.WithAutoRefresh())
+		b.bar = b.p.AddBar(int64(p.Total),
+			mpb.PrependDecorators(
+				decor.Name("calibrate ", decor.WCSyncSpaceR),
+				decor.Any(func(decor.Statistics) string {
+					return fmt.Sprintf("pass %d/%d, group %d/%d", b.cur.Pass, b.cur.Passes, b.cur.Done, b.cur.Total)
+				}, decor.WCSyncSpaceR),
+			),
+			mpb.AppendDecorators(
+				decor.Any(func(decor.Statistics) string { return b.speed() }, decor.WCSyncSpace),
+				decor.Name(" left "),
+				decor.Any(func(decor.Statistics) string { return b.eta() }),
+			))
+	}
+	if b.bar != nil {
+		b.bar.SetCurrent(int64(p.Done))
+		return
+	}
+	if time.Since(b.last) < 2*time.Second && p.Done < p.Total {
+		return
+	}
+	b.last = time.Now()
+	fmt.Fprintf(b.w, "calibrate: pass %d/%d, %d/%d chunk groups, %d tokens, %s, %s left\n", p.Pass, p.Passes, p.Done, p.Total, p.Tokens, b.speed(), b.eta())
+}
+
+func (b *calibrateProgress) finish(ok bool) {
+	if b.p == nil {
+		return
+	}
+	if ok {
+		b.bar.SetCurrent(int64(b.cur.Total))
+	}
+	b.bar.Abort(false)
+	b.p.Wait()
 }
