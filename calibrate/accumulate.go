@@ -81,6 +81,24 @@ func (a *acc) addGram(mat int, rows []float64, threads int) {
 	if threads > nb {
 		threads = nb
 	}
+	// Tokens go in tiles small enough to stay in cache while every row
+	// block of G passes over them; tiles are taken in order, so each entry
+	// still sums the tokens in their order.
+	tile := max(1, (1<<20)/(8*n)) * n
+	if tile < len(rows) {
+		for lo := 0; lo < len(rows); lo += tile {
+			a.addGramTile(g, rows[lo:min(lo+tile, len(rows))], n, nb, threads)
+		}
+		return
+	}
+	a.addGramTile(g, rows, n, nb, threads)
+}
+
+// addGramTile adds one tile of rows to g, splitting G's row blocks over
+// threads goroutines.
+func (a *acc) addGramTile(g, rows []float64, n, nb, threads int) {
+	const blk = 4
+	t := len(rows) / n
 	if threads == 1 || n*n*t < 1<<16 {
 		gramRows(g, rows, n, 0, nb)
 		return

@@ -3,6 +3,7 @@ package calibrate
 import (
 	"encoding/binary"
 	"fmt"
+	"slices"
 	"strings"
 
 	"github.com/physarium/physarium-gguf/errata"
@@ -282,8 +283,9 @@ func (c *collector) accumulate(in *input, src1, ids llamacpp.Tensor, name string
 			}
 			i11 := idx % s1[1]
 			p := c.perExpert[ex]
-			p = append(p, make([]float64, w)...)
-			f32s(p[len(p)-w:], row(i11, tok, 0))
+			k := len(p)
+			p = slices.Grow(p, w)[:k+w]
+			f32s(p[k:], row(i11, tok, 0))
 			c.perExpert[ex] = p
 		}
 	}
