@@ -3,9 +3,30 @@ package calibrate
 import (
 	"math"
 	"sync"
+	"sync/atomic"
 
 	"github.com/physarium/physarium-gguf/imatrix"
 )
+
+// simd selects the AVX2 Gram kernel; see SetSIMD.
+var simd atomic.Bool
+
+func init() { simd.Store(haveAVX2) }
+
+// SetSIMD turns the AVX2 Gram kernel on or off (it is on where the CPU has
+// AVX2 and the binary was built with cgo) and returns the previous
+// setting; both kernels give the same bits. Turning it on where it is
+// unavailable leaves it off.
+func SetSIMD(on bool) bool { return simd.Swap(on && haveAVX2) }
+
+// gramBlocks runs the chosen kernel.
+func gramBlocks(g, rows []float64, n, b0, b1 int) {
+	if simd.Load() {
+		gramRowsAVX2(g, rows, n, b0, b1)
+		return
+	}
+	gramRows(g, rows, n, b0, b1)
+}
 
 // acc accumulates one input's statistics, matrix by matrix.
 type acc struct {
@@ -100,7 +121,7 @@ func (a *acc) addGramTile(g, rows []float64, n, nb, threads int) {
 	const blk = 4
 	t := len(rows) / n
 	if threads == 1 || n*n*t < 1<<16 {
-		gramRows(g, rows, n, 0, nb)
+		gramBlocks(g, rows, n, 0, nb)
 		return
 	}
 	total := float64(n) * float64(n+1) / 2
@@ -119,7 +140,7 @@ func (a *acc) addGramTile(g, rows []float64, n, nb, threads int) {
 		wg.Add(1)
 		go func(lo, hi int) {
 			defer wg.Done()
-			gramRows(g, rows, n, lo, hi)
+			gramBlocks(g, rows, n, lo, hi)
 		}(lo, hi)
 		lo = hi
 	}
@@ -143,20 +164,21 @@ func gramRows(g, rows []float64, n, b0, b1 int) {
 				xs := x[:i0+1]
 				r0, r1, r2, r3 := r0[:len(xs)], r1[:len(xs)], r2[:len(xs)], r3[:len(xs)]
 				for j, v := range xs {
-					r0[j] += a0 * v
-					r1[j] += a1 * v
-					r2[j] += a2 * v
-					r3[j] += a3 * v
+					// float64(...) rounds the product: never fused.
+					r0[j] += float64(a0 * v)
+					r1[j] += float64(a1 * v)
+					r2[j] += float64(a2 * v)
+					r3[j] += float64(a3 * v)
 				}
 				r1r := g[(i0+1)*(i0+2)/2+i0+1 : (i0+1)*(i0+2)/2+i0+2]
 				r2r := g[(i0+2)*(i0+3)/2+i0+1 : (i0+2)*(i0+3)/2+i0+3]
 				r3r := g[(i0+3)*(i0+4)/2+i0+1 : (i0+3)*(i0+4)/2+i0+4]
-				r1r[0] += a1 * a1
-				r2r[0] += a2 * a1
-				r2r[1] += a2 * a2
-				r3r[0] += a3 * a1
-				r3r[1] += a3 * a2
-				r3r[2] += a3 * a3
+				r1r[0] += float64(a1 * a1)
+				r2r[0] += float64(a2 * a1)
+				r2r[1] += float64(a2 * a2)
+				r3r[0] += float64(a3 * a1)
+				r3r[1] += float64(a3 * a2)
+				r3r[2] += float64(a3 * a3)
 			}
 			continue
 		}
@@ -166,7 +188,7 @@ func gramRows(g, rows []float64, n, b0, b1 int) {
 				x := rows[r : r+n]
 				xi := x[i]
 				for j := range row {
-					row[j] += xi * x[j]
+					row[j] += float64(xi * x[j])
 				}
 			}
 		}

@@ -7,11 +7,13 @@ import (
 	"github.com/physarium/physarium-gguf/imatrix"
 )
 
-// TestGramKernel: the blocked, tiled, threaded Gram equals the plain
+// TestGramKernel: the blocked, tiled, threaded Gram, in Go and in AVX2 C
+// where the machine has it, equals the plain
 // triple loop bit for bit (same summation order) for widths that are and
 // are not multiples of the block, whatever the thread count, and the
 // moments equal their definitions.
 func TestGramKernel(t *testing.T) {
+	t.Logf("AVX2 kernel available: %v", haveAVX2)
 	for _, n := range []int{1, 3, 4, 7, 64, 133, 300} {
 		tokens := 3000/n + 5
 		rows := make([]float64, tokens*n)
@@ -27,7 +29,12 @@ func TestGramKernel(t *testing.T) {
 				}
 			}
 		}
-		for _, threads := range []int{1, 2, 3, 8} {
+		for _, c := range []struct {
+			simd    bool
+			threads int
+		}{{false, 1}, {false, 3}, {true, 1}, {true, 2}, {true, 8}} {
+			threads := c.threads
+			prev := SetSIMD(c.simd)
 			a := newAcc(n, 2)
 			a.startGram()
 			a.startMoments()
@@ -36,10 +43,11 @@ func TestGramKernel(t *testing.T) {
 			a.addGram(1, rows[:half], threads)
 			a.addGram(1, rows[half:], threads)
 			a.addMoments(1, rows)
+			SetSIMD(prev)
 			got := a.g[imatrix.PackedLen(n):]
 			for k := range want {
 				if got[k] != want[k] {
-					t.Fatalf("n %d threads %d: G[%d] %v, plain loop %v", n, threads, k, got[k], want[k])
+					t.Fatalf("n %d threads %d simd %v: G[%d] %v, plain loop %v", n, threads, c.simd, k, got[k], want[k])
 				}
 			}
 			for k, v := range a.g[:imatrix.PackedLen(n)] {
