@@ -131,6 +131,7 @@ func (a *App) build() *ucli.App {
 			a.dumpCommand(),
 			a.demoCommand(),
 			a.evalCommand(),
+			a.calibrateCommand(),
 		},
 	}
 	for _, cmd := range app.Commands {

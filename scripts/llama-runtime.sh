@@ -18,7 +18,9 @@
 #         from lib/, and shim/log_flush.cpp, which drains llama.cpp's logger
 #         at exit; RUNPATH $ORIGIN/../lib), and llama-perplexity from
 #         tools/perplexity/ the same way (the referee for the perplexity that
-#         the project's own binding, package llamacpp, computes in process)
+#         the project's own binding, package llamacpp, computes in process),
+#         and llama-quantize from tools/quantize/ (it must take calibrate's
+#         output as --imatrix)
 #
 # Idempotent: a stamp keyed on the package versions, this script and a hash
 # of the shims makes a second run return at once. Progress goes to stderr; the last
@@ -94,6 +96,7 @@ if [ -f "$stamp_file" ] && [ "$(cat "$stamp_file")" = "$stamp_want" ] &&
 	ok=1
 	[ -x "$cache/bin/llama-imatrix" ] || ok=0
 	[ -x "$cache/bin/llama-perplexity" ] || ok=0
+	[ -x "$cache/bin/llama-quantize" ] || ok=0
 	if [ "$ok" = 1 ]; then
 		say "up to date in $cache"
 		finish
@@ -167,6 +170,24 @@ g++ -O2 -std=c++17 -I"$cache/src/common" -I"$cache/src/include" -I"$cache/src/gg
 	die "compiling $cache/src/tools/perplexity/perplexity.cpp failed"
 rm -f "$cache/bin/cpu_backend.o" "$cache/bin/log_flush.o"
 mv "$cache/bin/llama-perplexity.tmp" "$cache/bin/llama-perplexity"
+
+# 5c. llama.cpp's own llama-quantize, built the same way: it must accept
+#     calibrate's output as --imatrix.
+say "compiling llama-quantize (about 10 s)"
+gcc -O2 -std=c11 -Wall -Wextra -I"$cache/src/ggml/include" -c "$shim" -o "$cache/bin/cpu_backend_q.o" >&2 ||
+	die "compiling $shim failed"
+g++ -O2 -std=c++17 -I"$cache/src/common" -I"$cache/src/include" -I"$cache/src/ggml/include" -I"$cache/src/tools/quantize" \
+	"$cache/src/tools/quantize/main.cpp" "$cache/src/tools/quantize/quantize.cpp" "$cache/bin/cpu_backend_q.o" \
+	-o "$cache/bin/llama-quantize.tmp" \
+	"$cache/lib/libllama-common.so" "$cache/lib/libllama.v0.4.0.so" "$cache/lib/libggml.v0.4.0.so" \
+	"$cache/lib/libggml-base.so" -Wl,-rpath,'$ORIGIN/../lib' -Wl,--enable-new-dtags -pthread -ldl >&2 ||
+	die "compiling $cache/src/tools/quantize/quantize.cpp failed"
+rm -f "$cache/bin/cpu_backend_q.o"
+mv "$cache/bin/llama-quantize.tmp" "$cache/bin/llama-quantize"
+case "$("$cache/bin/llama-quantize" --help 2>&1 || true)" in
+*usage:*) ;;
+*) die "$cache/bin/llama-quantize does not run" ;;
+esac
 
 # 6. Smoke test: the tools start and find their libraries.
 "$cache/bin/llama-imatrix" --version >/dev/null 2>&1 || die "$cache/bin/llama-imatrix does not run"
