@@ -49,11 +49,12 @@ go test -tags purego -timeout 20m ./kernel/
 
 # The fuzzers, each for a bounded time (FUZZTIME, default 60s). Each entry is
 # pkg:FuzzName; a listed fuzzer that does not exist fails the run ("no fuzz
-# tests to fuzz" or no match). To add: prune:FuzzPrune (the prune pipeline on mutated models).
+# tests to fuzz" or no match).
 fuzzers=(
 	gguf:FuzzOpen
 	imatrix:FuzzLoad
 	quantize:FuzzDecode
+	prune:FuzzPrune
 )
 for entry in "${fuzzers[@]}"; do
 	pkg=${entry%%:*} name=${entry#*:}
