@@ -18,7 +18,8 @@
 #         g++ and linked against the shipped libllama-common.so (plus
 #         tools/llamacpp/shim/cpu_backend.c, which loads the CPU backend from lib/),
 #         and llama-perplexity from tools/perplexity/ the same way (the referee
-#         for the project's perplexity figures)
+#         for the project's perplexity figures), and llama-gguf-split from
+#         tools/gguf-split/ (splits and merges models for the split tests)
 #
 # Idempotent: a stamp keyed on the package versions and a hash of the C
 # sources makes a second run return at once. Progress goes to stderr; the last
@@ -99,6 +100,7 @@ if [ -f "$stamp_file" ] && [ "$(cat "$stamp_file")" = "$stamp_want" ] &&
 	done
 	[ -x "$cache/bin/llama-imatrix" ] || ok=0
 	[ -x "$cache/bin/llama-perplexity" ] || ok=0
+	[ -x "$cache/bin/llama-gguf-split" ] || ok=0
 	if [ "$ok" = 1 ]; then
 		say "up to date in $cache"
 		finish
@@ -178,13 +180,24 @@ g++ -O2 -std=c++17 -I"$cache/src/common" -I"$cache/src/include" -I"$cache/src/gg
 	"$cache/lib/libllama-common.so" "$cache/lib/libllama.v0.4.0.so" "$cache/lib/libggml.v0.4.0.so" \
 	"$cache/lib/libggml-base.so" -Wl,-rpath,'$ORIGIN/../lib' -Wl,--enable-new-dtags -pthread -ldl >&2 ||
 	die "compiling $cache/src/tools/perplexity/perplexity.cpp failed"
-rm -f "$cache/bin/cpu_backend.o"
 mv "$cache/bin/llama-perplexity.tmp" "$cache/bin/llama-perplexity"
+
+# 5c. llama.cpp's own llama-gguf-split, built the same way: it makes the split
+#     models the tests prune, and merges the split outputs back into one file.
+say "compiling llama-gguf-split (about 5 s)"
+g++ -O2 -std=c++17 -I"$cache/src/common" -I"$cache/src/include" -I"$cache/src/ggml/include" \
+	"$cache/src/tools/gguf-split/gguf-split.cpp" -o "$cache/bin/llama-gguf-split.tmp" \
+	"$cache/lib/libllama-common.so" "$cache/lib/libllama.v0.4.0.so" "$cache/lib/libggml.v0.4.0.so" \
+	"$cache/lib/libggml-base.so" -Wl,-rpath,'$ORIGIN/../lib' -Wl,--enable-new-dtags -pthread -ldl >&2 ||
+	die "compiling $cache/src/tools/gguf-split/gguf-split.cpp failed"
+mv "$cache/bin/llama-gguf-split.tmp" "$cache/bin/llama-gguf-split"
+rm -f "$cache/bin/cpu_backend.o"
 
 # 6. Smoke test: the tools start and find their libraries.
 "$cache/bin/perplexity" -h >/dev/null || die "$cache/bin/perplexity does not run"
 "$cache/bin/llama-imatrix" --version >/dev/null 2>&1 || die "$cache/bin/llama-imatrix does not run"
 "$cache/bin/llama-perplexity" --version >/dev/null 2>&1 || die "$cache/bin/llama-perplexity does not run"
+"$cache/bin/llama-gguf-split" --version >/dev/null 2>&1 || die "$cache/bin/llama-gguf-split does not run"
 
 echo "$stamp_want" >"$stamp_file"
 say "ready in $cache"
