@@ -49,7 +49,9 @@ func (m *Model) Split() bool { return len(m.Shards) > 1 }
 func (m *Model) ShardTensor(i int) (*File, TensorInfo) {
 	f := m.Shards[m.ShardOf[i]]
 	t := m.View.Tensors[i]
-	t.Offset -= uint64(m.View.r.(*shardReader).base[m.ShardOf[i]])
+	if m.Split() {
+		t.Offset -= uint64(m.View.r.(*shardReader).base[m.ShardOf[i]])
+	}
 	return f, t
 }
 

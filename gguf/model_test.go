@@ -139,6 +139,11 @@ func TestOpenModelUnsplit(t *testing.T) {
 	if m.Split() || m.View != m.Shards[0] || len(m.ShardOf) != len(genTensors()) {
 		t.Fatalf("a file with split.count 1 is one file: %d shards", len(m.Shards))
 	}
+	for i, ti := range m.View.Tensors {
+		if sf, st := m.ShardTensor(i); sf != m.View || st.Offset != ti.Offset {
+			t.Fatalf("ShardTensor(%d) of one file: %s at %d, want %d", i, sf.Path, st.Offset, ti.Offset)
+		}
+	}
 }
 
 func TestOpenModelRefusesInconsistentSplits(t *testing.T) {
