@@ -70,7 +70,7 @@ Examples:
 With --control, perplexity(control) - perplexity(original) is what
 re-encoding cost and perplexity(pruned) - perplexity(control) what pruning
 cost: two numbers, never one.`,
-		Flags: []ucli.Flag{
+		Flags: append([]ucli.Flag{
 			&ucli.StringFlag{Name: "mode", Value: "natural", Usage: "kill rule: natural or sparsity"},
 			&ucli.Float64Flag{Name: "sparsity", Usage: "fraction of each tile to zero in sparsity mode, 0 < S < 1"},
 			&ucli.StringFlag{Name: "kernel", Value: "auto", Usage: "kernel implementation: auto, generic, avx2 or avx512"},
@@ -88,7 +88,7 @@ cost: two numbers, never one.`,
 			&ucli.BoolFlag{Name: "dry-run", Usage: "compute and report, write no GGUF"},
 			&ucli.BoolFlag{Name: "force", Usage: "replace OUT if it is a regular file (or a link to one)"},
 			&ucli.BoolFlag{Name: "quiet", Aliases: []string{"q"}, Usage: "no progress and no summary"},
-		},
+		}, pruneSplitFlags()...),
 		Action: a.prune,
 	}
 }
@@ -136,6 +136,9 @@ func pruneOptions(c *ucli.Context) (prune.Options, error) {
 		return o, usageErrorf("prune: --control and --dry-run exclude each other")
 	}
 	o.Overwrite = c.Bool("force")
+	if err := pruneSplit(c, &o); err != nil {
+		return o, err
+	}
 	o.SkipUnsupported = c.Bool("skip-unsupported")
 	if c.IsSet("method") { // else chosen by prune from --imatrix
 		o.Method = c.String("method")
