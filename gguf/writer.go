@@ -312,7 +312,7 @@ func (w *Writer) fatal(err error) error {
 
 func (w *Writer) cleanup() {
 	if w.out != nil {
-		w.out.close()
+		w.out.finish()
 	}
 	if w.file != nil {
 		w.file.Close()
@@ -551,7 +551,7 @@ func (w *Writer) Moved() bool { return w.moved }
 // commit fsyncs the temporary file, renames it to the target and fsyncs
 // the directory.
 func (w *Writer) commit() error {
-	w.out.close()
+	w.out.finish()
 	if err := w.sync(); err != nil {
 		return w.fatal(fmt.Errorf("gguf: %s: fsync: %w", w.path, err))
 	}

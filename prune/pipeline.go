@@ -297,6 +297,9 @@ func writeOrdered(ctx context.Context, f *gguf.File, plans []tensorPlan, r *Repo
 				return err
 			}
 			p := &plans[j.tensor]
+			if err := s.reach(j.tensor); err != nil {
+				return err
+			}
 			for i := range s.count() {
 				sink := s.writer(i, j.tensor)
 				b := j.out

@@ -110,8 +110,12 @@ func shardHashes(ctx context.Context, m *gguf.Model) <-chan shardsResult {
 	ch := make(chan shardsResult, 1)
 	go func() {
 		var res shardsResult
+		var buf []byte // one buffer for every shard
 		for _, s := range m.Shards {
-			sum, err := newInputHash(s).sum(ctx)
+			ih := newInputHash(s)
+			ih.buf = buf
+			sum, err := ih.sum(ctx)
+			buf = ih.buf
 			if err != nil {
 				res.err = err
 				break
@@ -204,6 +208,7 @@ func (l *outputLayout) header(f *gguf.File, keys []gguf.KV, no int) gguf.Header 
 type sinks struct {
 	layout *outputLayout
 	sets   [][]*gguf.Writer // [0]: the output's shards, [1]: the control twin
+	cur    int              // the output shard being written (see reach)
 }
 
 // writer returns the writer of tensor ti in set i.
@@ -220,6 +225,27 @@ func (s *sinks) count() int {
 		return 0
 	}
 	return len(s.sets)
+}
+
+// reach is called with each tensor in order before its data are written:
+// it completes the output shard before the tensor's (all its tensors are
+// written), so that a finished shard holds no buffer while the others are
+// written. The first shard, whose header comes last, stays open.
+func (s *sinks) reach(ti int) error {
+	if s == nil {
+		return nil
+	}
+	sh := s.layout.shard[ti]
+	if sh == s.cur {
+		return nil
+	}
+	if s.cur > 0 {
+		if err := s.sets[0][s.cur].Close(); err != nil {
+			return fmt.Errorf("prune: %w", err)
+		}
+	}
+	s.cur = sh
+	return nil
 }
 
 // abort removes the outputs that were not committed.
