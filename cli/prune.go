@@ -210,7 +210,7 @@ func (a *App) prune(c *ucli.Context) error {
 		opts.Progress = bar.update
 	}
 	if !opts.DryRun {
-		if err := a.removeStale("prune", out, opts.Control); err != nil {
+		if err := a.removeStale("prune", append([]string{out, opts.Control}, shardTargets(out)...)...); err != nil {
 			return err
 		}
 	}

@@ -2,11 +2,15 @@ package cli
 
 import (
 	"errors"
+	"os"
+	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 
 	ucli "github.com/urfave/cli/v2"
 
+	"github.com/physarium/physarium-gguf/gguf"
 	"github.com/physarium/physarium-gguf/prune"
 )
 
@@ -73,3 +77,35 @@ func parseSplitSize(s string) (int64, error) {
 }
 
 var errSplitSize = errors.New("want a positive whole number followed by M (10^6 bytes) or G (10^9 bytes), as in 500M or 4G")
+
+// shardTargets returns the shard names beside out, by llama.cpp's rule
+// from out's prefix, that temporary files are named for (NAME.partial-PID),
+// so that those left by a killed run of a split output can be removed.
+func shardTargets(out string) []string {
+	prefix, ok := strings.CutSuffix(out, ".gguf")
+	if p, _, _, isShard := gguf.SplitName(out); isShard {
+		prefix, ok = p, true
+	}
+	if !ok || prefix == "" {
+		return nil
+	}
+	dir, base := filepath.Split(prefix)
+	if dir == "" {
+		dir = "."
+	}
+	entries, err := os.ReadDir(dir)
+	if err != nil {
+		return nil
+	}
+	var targets []string
+	for _, e := range entries {
+		name, _, found := strings.Cut(e.Name(), ".partial-")
+		if !found || !strings.HasPrefix(name, base+"-") || slices.Contains(targets, filepath.Join(dir, name)) {
+			continue
+		}
+		if p, _, _, isShard := gguf.SplitName(filepath.Join(dir, name)); isShard && p == filepath.Join(dir, base) {
+			targets = append(targets, filepath.Join(dir, name))
+		}
+	}
+	return targets
+}

@@ -2,6 +2,7 @@ package cli
 
 import (
 	"encoding/json"
+	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
@@ -25,7 +26,18 @@ func TestSplitModelCommands(t *testing.T) {
 	in := filepath.Join(dir, "in-00001-of-00003.gguf")
 	out := filepath.Join(dir, "out.gguf")
 	whole := filepath.Join(dir, "whole.gguf")
-	mustRun(t, "prune", "--quiet", "--threads", "1", in, out)
+	// A shard's temporary file left by a killed run is removed.
+	stale := filepath.Join(dir, "out-00002-of-00003.gguf.partial-4194303")
+	if err := os.WriteFile(stale, []byte("x"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	_, stderr, err := run(t, "prune", "--quiet", "--threads", "1", in, out)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := os.Stat(stale); !os.IsNotExist(err) || !strings.Contains(stderr, "removed "+stale) {
+		t.Errorf("stale shard temporary file: %v, stderr %q", err, stderr)
+	}
 	mustRun(t, "prune", "--quiet", "--threads", "1", orig, whole)
 	first := filepath.Join(dir, "out-00001-of-00003.gguf")
 
