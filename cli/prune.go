@@ -258,6 +258,9 @@ func writeSummary(w io.Writer, r *prune.Report) {
 		fmt.Fprintf(w, "dry run: no file written\n")
 	} else {
 		fmt.Fprintf(w, "wrote %s\n", r.Output)
+		if len(r.Outputs) > 1 {
+			fmt.Fprintf(w, "  the first of %d shards (%s ... %s); the physarium.* keys are in it\n", len(r.Outputs), filepath.Base(r.Outputs[0]), filepath.Base(r.Outputs[len(r.Outputs)-1]))
+		}
 	}
 	if r.Control != nil {
 		fmt.Fprintf(w, "wrote control twin %s (re-encoding only, belongs to %s sha256:%s)\n", r.Control.Path, r.Control.Of, r.Control.OfSHA256)

@@ -94,7 +94,12 @@ func TestSplitModelCommands(t *testing.T) {
 
 	// prune --no-split writes one file with no split keys.
 	one := filepath.Join(dir, "one.gguf")
-	mustRun(t, "prune", "--quiet", "--threads", "1", "--no-split", in, one)
+	if sum := mustRun(t, "prune", "--threads", "1", "--no-split", in, one); !strings.Contains(sum, "wrote "+one) || strings.Contains(sum, "shards") {
+		t.Errorf("--no-split summary:\n%s", sum)
+	}
+	if sum := mustRun(t, "prune", "--threads", "1", "--force", in, out); !strings.Contains(sum, "the first of 3 shards (out-00001-of-00003.gguf ... out-00003-of-00003.gguf)") {
+		t.Errorf("split summary:\n%s", sum)
+	}
 	f, err := gguf.Open(one)
 	if err != nil {
 		t.Fatal(err)
