@@ -84,6 +84,9 @@ type Options struct {
 	// named by physarium.control_of); auditing a file that is no control
 	// twin with it is an error.
 	Pruned string
+	// AnyShard lets each path name any shard of a split model, not only
+	// the first; a split model is read whole either way.
+	AnyShard bool
 }
 
 // Check statuses.
@@ -262,32 +265,40 @@ func (r *Report) disagree(key, tensor, stored, recounted, basis string) {
 // File audits the GGUF at path. The error is reserved for files that cannot
 // be read (or a cancelled context); disagreements are in the Report.
 func File(ctx context.Context, path string, opts Options) (*Report, error) {
-	f, err := gguf.Open(path)
+	mo := gguf.ModelOptions{AnyShard: opts.AnyShard}
+	fm, err := gguf.OpenModel(path, mo)
 	if err != nil {
 		return nil, fmt.Errorf("audit: %w", err)
 	}
-	defer f.Close()
+	defer fm.Close()
+	f := fm.View
 	var o *gguf.File
+	var origShards []*gguf.File
 	if opts.Against != "" {
-		o, err = gguf.Open(opts.Against)
+		om, err := gguf.OpenModel(opts.Against, mo)
 		if err != nil {
 			return nil, fmt.Errorf("audit: original: %w", err)
 		}
-		defer o.Close()
+		defer om.Close()
+		o, origShards = om.View, om.Shards
 	}
 	var p *gguf.File
 	if opts.Pruned != "" {
-		p, err = gguf.Open(opts.Pruned)
+		pm, err := gguf.OpenModel(opts.Pruned, mo)
 		if err != nil {
 			return nil, fmt.Errorf("audit: pruned twin: %w", err)
 		}
-		defer p.Close()
+		defer pm.Close()
+		if pm.Split() {
+			return nil, fmt.Errorf("audit: pruned twin %s: a split model (a control twin is of a file of one piece)", opts.Pruned)
+		}
+		p = pm.View
 	}
 	chunk := opts.ChunkWeights
 	if chunk <= 0 {
 		chunk = 1 << 20
 	}
-	a := &auditor{ctx: ctx, file: f, orig: o, twin: p, chunk: chunk, noReplay: opts.NoReplay, r: &Report{File: path, Against: opts.Against, PrunedTwin: opts.Pruned}}
+	a := &auditor{ctx: ctx, file: f, orig: o, origShards: origShards, twin: p, chunk: chunk, noReplay: opts.NoReplay, r: &Report{File: path, Against: opts.Against, PrunedTwin: opts.Pruned}}
 	if err := a.run(); err != nil {
 		return nil, err
 	}

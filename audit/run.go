@@ -20,8 +20,11 @@ import (
 type auditor struct {
 	ctx              context.Context
 	file, orig, twin *gguf.File // the file, the original (--against), a control's pruned twin (--pruned)
-	chunk            int
-	r                *Report
+	// origShards are the original's files: one, or the shards of a split
+	// original (orig views them as one).
+	origShards []*gguf.File
+	chunk      int
+	r          *Report
 	// storedKilled holds physarium.tensors.killed by tensor name.
 	storedKilled map[string]uint64
 
@@ -295,7 +298,9 @@ func (a *auditor) compareKVs() {
 	plain := func(kvs []gguf.KV) []gguf.KV {
 		var out []gguf.KV
 		for _, kv := range kvs {
-			if !strings.HasPrefix(kv.Key, errata.KeyPrefix) {
+			// The split keys describe the files, not the model: a split
+			// original and its pruned twin of one piece hold the same model.
+			if !strings.HasPrefix(kv.Key, errata.KeyPrefix) && !strings.HasPrefix(kv.Key, gguf.SplitPrefix) {
 				out = append(out, kv)
 			}
 		}
@@ -325,7 +330,7 @@ func (a *auditor) compareKVs() {
 			}
 		}
 	}
-	a.r.check(Check{Key: "metadata", Stored: fmt.Sprintf("%d keys outside physarium.*", len(fk)), Recounted: fmt.Sprintf("%d in the original", len(ok)), Status: statusOf(len(a.r.Disagreements) == before), Basis: BasisAgainst, Note: "order, type and value of every key outside physarium.*"})
+	a.r.check(Check{Key: "metadata", Stored: fmt.Sprintf("%d keys outside physarium.*", len(fk)), Recounted: fmt.Sprintf("%d in the original", len(ok)), Status: statusOf(len(a.r.Disagreements) == before), Basis: BasisAgainst, Note: "order, type and value of every key outside physarium.* and split.*"})
 }
 
 // compareNonTargets checks every tensor that is not a target byte for byte.
@@ -420,25 +425,37 @@ func valueText(v gguf.Value) string {
 	return s
 }
 
-// checkSource checks that physarium.source names the original's sha256.
+// checkSource checks that physarium.source names the original's sha256
+// (of every shard of a split original).
 func (a *auditor) checkSource() error {
-	sum, err := fileSHA256(a.ctx, a.orig)
-	if err != nil {
-		return err
+	var names, sums []string
+	for _, s := range a.origShards {
+		sum, err := fileSHA256(a.ctx, s)
+		if err != nil {
+			return err
+		}
+		names, sums = append(names, filepath.Base(s.Path)), append(sums, sum)
 	}
-	a.r.AgainstSHA256 = sum
+	a.r.AgainstSHA256 = strings.Join(sums, errata.SourceSeparator)
 	key := errata.KeyPrefix + "source"
 	kv, ok := a.file.KV(key)
 	if !ok {
 		return nil // reported as a missing key
 	}
 	s, _ := kv.Value.AsString()
-	name, hash, found := strings.Cut(s, " sha256:")
-	want := filepath.Base(a.orig.Path) + " sha256:" + sum
+	want := errata.Source(names, sums)
+	// The stored names and hashes, shard by shard.
+	parts := strings.Split(s, errata.SourceSeparator)
+	sameSums, sameNames := len(parts) == len(sums), true
+	for i := 0; sameSums && i < len(parts); i++ {
+		name, hash, found := strings.Cut(parts[i], " sha256:")
+		sameSums = found && hash == sums[i]
+		sameNames = sameNames && name == names[i]
+	}
 	switch {
-	case !found || hash != sum:
+	case !sameSums:
 		a.r.disagree(key, "", s, want, BasisAgainst)
-	case name != filepath.Base(a.orig.Path):
+	case !sameNames:
 		a.r.check(Check{Key: key, Stored: s, Recounted: want, Status: StatusExact, Basis: BasisAgainst, Note: "the sha256 matches; the original has been renamed since"})
 	default:
 		a.r.check(Check{Key: key, Stored: s, Recounted: want, Status: StatusExact, Basis: BasisAgainst})

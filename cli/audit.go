@@ -78,6 +78,7 @@ Examples:
 			&ucli.StringFlag{Name: "against", Usage: "the original (unpruned) file to compare with"},
 			&ucli.StringFlag{Name: "pruned", Usage: "for a control twin: the pruned file it names in physarium.control_of"},
 			&ucli.BoolFlag{Name: "no-replay", Usage: "do not replay the kernel on the original's values (kills then only bounded for quantized types)"},
+			splitFlag,
 		},
 		Action: a.audit,
 	}
@@ -88,7 +89,7 @@ func (a *App) audit(c *ucli.Context) error {
 	if err != nil {
 		return err
 	}
-	r, err := runAuditOpts(c.Context, paths[0], audit.Options{Against: c.String("against"), Pruned: c.String("pruned"), NoReplay: c.Bool("no-replay")})
+	r, err := runAuditOpts(c.Context, paths[0], audit.Options{Against: c.String("against"), Pruned: c.String("pruned"), NoReplay: c.Bool("no-replay"), AnyShard: c.Bool("split")})
 	if err != nil {
 		return err
 	}

@@ -32,6 +32,7 @@ Example:
 		Flags: []ucli.Flag{
 			&ucli.StringFlag{Name: "tensor", Usage: "name of the tensor to dump (required)"},
 			&ucli.BoolFlag{Name: "force", Usage: "write binary even when stdout is a terminal"},
+			splitFlag,
 		},
 		Action: a.dump,
 	}
@@ -56,11 +57,12 @@ func (a *App) dump(c *ucli.Context) error {
 	if isTerminal(a.Stdout) && !c.Bool("force") {
 		return usageErrorf("dump: refusing to write binary float32 data to a terminal; redirect stdout or use --force")
 	}
-	f, err := gguf.Open(pos[0])
+	m, err := gguf.OpenModel(pos[0], gguf.ModelOptions{AnyShard: c.Bool("split")})
 	if err != nil {
 		return fmt.Errorf("dump: %w", err)
 	}
-	defer f.Close()
+	defer m.Close()
+	f := m.View
 	t, ok := f.Tensor(name)
 	if !ok {
 		return fmt.Errorf("dump: %s: no tensor named %q", f.Path, name)

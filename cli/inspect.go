@@ -43,6 +43,7 @@ Examples:
   physarium-gguf inspect --json model.gguf | jq -r '.tensors[] | select(.type=="Q4_K") | .name'`,
 		Flags: []ucli.Flag{
 			&ucli.BoolFlag{Name: "json", Usage: "print JSON (whole arrays) instead of text"},
+			splitFlag,
 		},
 		Action: a.inspect,
 	}
@@ -53,16 +54,17 @@ func (a *App) inspect(c *ucli.Context) error {
 	if err != nil {
 		return err
 	}
-	f, err := gguf.Open(pos[0])
+	m, err := gguf.OpenModel(pos[0], gguf.ModelOptions{AnyShard: c.Bool("split")})
 	if err != nil {
 		return fmt.Errorf("inspect: %w", err)
 	}
-	defer f.Close()
+	defer m.Close()
+	f := m.View
 	w := bufio.NewWriter(a.Stdout)
 	if c.Bool("json") {
-		err = writeInspectJSON(w, f)
+		err = writeInspectJSON(w, m)
 	} else {
-		err = writeInspectText(w, f)
+		err = writeInspectText(w, m)
 	}
 	if err == nil {
 		err = w.Flush()
@@ -80,12 +82,20 @@ const (
 	textStringMax = 512 // bytes of a string shown in text form
 )
 
-func writeInspectText(w io.Writer, f *gguf.File) error {
+func writeInspectText(w io.Writer, m *gguf.Model) error {
+	f := m.Shards[0]
 	fmt.Fprintf(w, "file:        %s\n", f.Path)
 	fmt.Fprintf(w, "size:        %d bytes\n", f.Size)
 	fmt.Fprintf(w, "version:     %d\n", f.Version)
 	fmt.Fprintf(w, "alignment:   %d\n", f.Alignment)
 	fmt.Fprintf(w, "data offset: %d\n", f.DataOffset)
+	if m.Split() {
+		fmt.Fprintf(w, "shards:      %d (llama.cpp split; every figure below is over the whole model)\n", len(m.Shards))
+		for i, s := range m.Shards {
+			fmt.Fprintf(w, "  %d  %s  %d bytes, %d tensors\n", i+1, s.Path, s.Size, len(s.Tensors))
+		}
+	}
+	f = m.View
 	fmt.Fprintf(w, "metadata:    %d keys\n", len(f.KVs))
 	fmt.Fprintf(w, "tensors:     %d\n", len(f.Tensors))
 
@@ -129,10 +139,18 @@ func writeInspectText(w io.Writer, f *gguf.File) error {
 
 	fmt.Fprintf(w, "\ntensors (%d):\n", len(f.Tensors))
 	tw = tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
-	fmt.Fprintf(tw, "  name\ttype\tshape\toffset\tbytes\n")
+	shardCol := ""
+	if m.Split() {
+		shardCol = "shard\t"
+	}
+	fmt.Fprintf(tw, "  name\ttype\tshape\t%soffset\tbytes\n", shardCol)
 	var total, elems uint64
-	for _, t := range f.Tensors {
-		fmt.Fprintf(tw, "  %s\t%s\t%s\t%d\t%d\n", shownText(t.Name), t.Type, shapeString(t.Shape), uint64(f.DataOffset)+t.Offset, t.Bytes())
+	for i, t := range f.Tensors {
+		sf, st := m.ShardTensor(i)
+		if m.Split() {
+			shardCol = fmt.Sprintf("%d\t", m.ShardOf[i]+1)
+		}
+		fmt.Fprintf(tw, "  %s\t%s\t%s\t%s%d\t%d\n", shownText(t.Name), t.Type, shapeString(t.Shape), shardCol, uint64(sf.DataOffset)+st.Offset, t.Bytes())
 		total += t.Bytes()
 		elems += t.Elements()
 	}
@@ -259,8 +277,15 @@ type inspectJSON struct {
 	Version    uint32       `json:"version"`
 	Alignment  uint64       `json:"alignment"`
 	DataOffset int64        `json:"data_offset"`
+	Shards     []shardJSON  `json:"shards,omitempty"` // a split model's, in order
 	KV         []kvJSON     `json:"kv"`
 	Tensors    []tensorJSON `json:"tensors"`
+}
+
+type shardJSON struct {
+	Path    string `json:"path"`
+	Size    int64  `json:"size"`
+	Tensors int    `json:"tensors"`
 }
 
 type kvJSON struct {
@@ -274,17 +299,24 @@ type tensorJSON struct {
 	Name   string   `json:"name"`
 	Type   string   `json:"type"`
 	Shape  []uint64 `json:"shape"`
+	Shard  *int     `json:"shard,omitempty"` // 1-based, in a split model; offset is in that shard
 	Offset uint64   `json:"offset"`
 	Bytes  uint64   `json:"bytes"`
 }
 
-func writeInspectJSON(w io.Writer, f *gguf.File) error {
+func writeInspectJSON(w io.Writer, m *gguf.Model) error {
+	f := m.Shards[0]
 	out := inspectJSON{
 		Version:    f.Version,
 		Alignment:  f.Alignment,
 		DataOffset: f.DataOffset,
 		KV:         make([]kvJSON, 0, len(f.KVs)),
 		Tensors:    make([]tensorJSON, 0, len(f.Tensors)),
+	}
+	if m.Split() {
+		for _, s := range m.Shards {
+			out.Shards = append(out.Shards, shardJSON{Path: s.Path, Size: s.Size, Tensors: len(s.Tensors)})
+		}
 	}
 	for _, kv := range f.KVs {
 		raw, err := valueJSON(kv.Value)
@@ -297,15 +329,21 @@ func writeInspectJSON(w io.Writer, f *gguf.File) error {
 		}
 		out.KV = append(out.KV, k)
 	}
-	for _, t := range f.Tensors {
+	for i, t := range m.View.Tensors {
 		shape := append([]uint64{}, t.Shape...)
-		out.Tensors = append(out.Tensors, tensorJSON{
+		sf, st := m.ShardTensor(i)
+		tj := tensorJSON{
 			Name:   shownJSON(t.Name),
 			Type:   t.Type.String(),
 			Shape:  shape,
-			Offset: uint64(f.DataOffset) + t.Offset,
+			Offset: uint64(sf.DataOffset) + st.Offset,
 			Bytes:  t.Bytes(),
-		})
+		}
+		if m.Split() {
+			no := m.ShardOf[i] + 1
+			tj.Shard = &no
+		}
+		out.Tensors = append(out.Tensors, tj)
 	}
 	enc := json.NewEncoder(w)
 	enc.SetEscapeHTML(false)

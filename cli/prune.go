@@ -73,7 +73,7 @@ Examples:
 With --control, perplexity(control) - perplexity(original) is what
 re-encoding cost and perplexity(pruned) - perplexity(control) what pruning
 cost: two numbers, never one.`,
-		Flags: []ucli.Flag{
+		Flags: append([]ucli.Flag{
 			&ucli.StringFlag{Name: "mode", Value: "natural", Usage: "kill rule: natural or sparsity"},
 			&ucli.Float64Flag{Name: "sparsity", Usage: "fraction of each tile to zero in sparsity mode, 0 < S < 1"},
 			&ucli.StringFlag{Name: "kernel", Value: "auto", Usage: "kernel implementation: auto, generic, avx2 or avx512"},
@@ -93,7 +93,7 @@ cost: two numbers, never one.`,
 			&ucli.BoolFlag{Name: "json", Usage: "with --list-targets: print JSON"},
 			&ucli.BoolFlag{Name: "force", Usage: "replace OUT if it is a regular file (or a link to one)"},
 			&ucli.BoolFlag{Name: "quiet", Aliases: []string{"q"}, Usage: "no progress and no summary"},
-		},
+		}, pruneSplitFlags()...),
 		Action: a.prune,
 	}
 }
@@ -141,6 +141,9 @@ func pruneOptions(c *ucli.Context) (prune.Options, error) {
 		return o, usageErrorf("prune: --control and --dry-run exclude each other")
 	}
 	o.Overwrite = c.Bool("force")
+	if err := pruneSplit(c, &o); err != nil {
+		return o, err
+	}
 	o.SkipUnsupported = c.Bool("skip-unsupported")
 	if c.IsSet("method") { // else chosen by prune from --imatrix
 		o.Method = c.String("method")
@@ -218,7 +221,7 @@ func (a *App) prune(c *ucli.Context) error {
 		opts.Progress = bar.update
 	}
 	if !opts.DryRun {
-		if err := a.removeStale("prune", out, opts.Control); err != nil {
+		if err := a.removeStale("prune", append([]string{out, opts.Control}, shardTargets(out)...)...); err != nil {
 			return err
 		}
 	}
@@ -266,6 +269,9 @@ func writeSummary(w io.Writer, r *prune.Report) {
 		fmt.Fprintf(w, "dry run: no file written\n")
 	} else {
 		fmt.Fprintf(w, "wrote %s\n", r.Output)
+		if len(r.Outputs) > 1 {
+			fmt.Fprintf(w, "  the first of %d shards (%s ... %s); the physarium.* keys are in it\n", len(r.Outputs), filepath.Base(r.Outputs[0]), filepath.Base(r.Outputs[len(r.Outputs)-1]))
+		}
 	}
 	if r.Control != nil {
 		fmt.Fprintf(w, "wrote control twin %s (re-encoding only, belongs to %s sha256:%s)\n", r.Control.Path, r.Control.Of, r.Control.OfSHA256)

@@ -69,7 +69,7 @@ var Keys = []Key{
 	{KeyTensorsName, gguf.TypeArray, gguf.TypeString, false, "each target tensor"},
 	{KeyTensorsKilled, gguf.TypeArray, gguf.TypeUint64, false, "kills per target tensor, same order"},
 	{KeyTensorsWeights, gguf.TypeArray, gguf.TypeUint64, false, "elements per target tensor, same order"},
-	{KeySource, gguf.TypeString, 0, false, "the input file's base name and its sha256"},
+	{KeySource, gguf.TypeString, 0, false, "the input file's base name and its sha256 (of every shard of a split input)"},
 	{KeyImatrix, gguf.TypeString, 0, true, "the importance matrix, its datasets and chunk count (methods that read one)"},
 	{KeyErrata, gguf.TypeString, 0, false, "the wording, with the numbers filled in"},
 	{KeyControl, gguf.TypeBool, 0, true, "true in a control twin (re-encoding only)"},

@@ -202,3 +202,10 @@ func (o *output) close() {
 		o.direct = nil
 	}
 }
+
+// finish closes the output for good and lets the staging buffer go, so
+// that the finished writers of many shards do not each keep one.
+func (o *output) finish() {
+	o.close()
+	o.stage = nil
+}

@@ -48,6 +48,9 @@ type Writer struct {
 	deferred  bool
 	dataStart uint64
 	moved     bool
+	// hold: Close and CloseHeader leave the complete file at its temporary
+	// path (held) for Commit to rename.
+	hold, held bool
 }
 
 var zeros [4096]byte
@@ -309,12 +312,16 @@ func (w *Writer) fatal(err error) error {
 
 func (w *Writer) cleanup() {
 	if w.out != nil {
-		w.out.close()
+		w.out.finish()
 	}
 	if w.file != nil {
 		w.file.Close()
 		os.Remove(w.tmp)
 		w.file = nil
+	}
+	if w.held {
+		os.Remove(w.tmp)
+		w.held = false
 	}
 }
 
@@ -436,7 +443,7 @@ func (o onlyWriter) Write(p []byte) (int, error) { return o.w.Write(p) }
 // Close checks that every tensor was written, flushes and fsyncs the
 // temporary file, renames it to the target and fsyncs the directory.
 func (w *Writer) Close() error {
-	if w.closed || w.err != nil {
+	if w.closed || w.err != nil || w.held {
 		return w.err
 	}
 	if w.deferred {
@@ -470,7 +477,7 @@ func (w *Writer) complete() error {
 // to the room left for it, the data are copied behind it into a new
 // temporary file (see Moved).
 func (w *Writer) CloseHeader(h Header) error {
-	if w.closed || w.err != nil {
+	if w.closed || w.err != nil || w.held {
 		return w.err
 	}
 	if !w.deferred {
@@ -544,7 +551,7 @@ func (w *Writer) Moved() bool { return w.moved }
 // commit fsyncs the temporary file, renames it to the target and fsyncs
 // the directory.
 func (w *Writer) commit() error {
-	w.out.close()
+	w.out.finish()
 	if err := w.sync(); err != nil {
 		return w.fatal(fmt.Errorf("gguf: %s: fsync: %w", w.path, err))
 	}
@@ -554,6 +561,35 @@ func (w *Writer) commit() error {
 		return w.fatal(fmt.Errorf("gguf: %s: %w", w.path, err))
 	}
 	w.file = nil
+	if w.hold {
+		w.held = true
+		return nil
+	}
+	return w.rename()
+}
+
+// Hold makes Close and CloseHeader stop short of the rename: the complete,
+// fsynced file waits at its temporary path until Commit renames it, or
+// Abort removes it. Writers of the shards of one model use it so that no
+// shard lands before every shard is complete.
+func (w *Writer) Hold() { w.hold = true }
+
+// Commit renames the file that Close or CloseHeader completed under Hold
+// into place and fsyncs the directory.
+func (w *Writer) Commit() error {
+	if w.err != nil {
+		return w.err
+	}
+	if !w.held {
+		return w.fatal(fmt.Errorf("gguf: %s: Commit before Close under Hold", w.path))
+	}
+	w.held = false
+	return w.rename()
+}
+
+// rename moves the complete temporary file to the target and fsyncs the
+// directory.
+func (w *Writer) rename() error {
 	// What lies at the target may have changed while the data were written.
 	target, err := resolveTarget(w.path, w.overwrite)
 	if err == nil && target != w.target {

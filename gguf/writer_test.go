@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"os"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"testing"
@@ -277,6 +278,47 @@ func TestWriteTensorFromFile(t *testing.T) {
 	for _, n := range dirNames(t, dir) {
 		if strings.HasPrefix(n, ".short.gguf") || n == "short.gguf" {
 			t.Fatalf("failed write left %s", n)
+		}
+	}
+}
+
+// TestWriterHold: a held file lands only on Commit, and Abort of a held
+// file leaves nothing.
+func TestWriterHold(t *testing.T) {
+	dir := t.TempDir()
+	for _, commit := range []bool{true, false} {
+		path := filepath.Join(dir, "held-"+strconv.FormatBool(commit)+".gguf")
+		w, err := Create(path, smallHeader(), CreateOptions{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		w.Hold()
+		for _, ti := range w.Tensors() {
+			if err := w.WriteTensor(bytes.NewReader(make([]byte, ti.Bytes()))); err != nil {
+				t.Fatal(err)
+			}
+		}
+		if err := w.Close(); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := os.Stat(path); !os.IsNotExist(err) {
+			t.Fatalf("held file at its target before Commit: %v", err)
+		}
+		if names := dirNames(t, dir); !slices.ContainsFunc(names, func(n string) bool { return strings.HasPrefix(n, filepath.Base(path)+".partial") }) {
+			t.Fatalf("no temporary file while held: %v", names)
+		}
+		if commit {
+			if err := w.Commit(); err != nil {
+				t.Fatal(err)
+			}
+			if _, err := Open(path); err != nil {
+				t.Fatal(err)
+			}
+			continue
+		}
+		w.Abort()
+		if names := dirNames(t, dir); len(names) != 1 || names[0] != "held-true.gguf" {
+			t.Fatalf("after Abort of a held file: %v", names)
 		}
 	}
 }

@@ -46,7 +46,7 @@ func keyValues(r *Report) map[string]gguf.Value {
 		errata.KeyTensorsName:     gguf.Strings(names),
 		errata.KeyTensorsKilled:   gguf.Uint64s(killed),
 		errata.KeyTensorsWeights:  gguf.Uint64s(weights),
-		errata.KeySource:          gguf.String(r.Input + " sha256:" + r.InputSHA256),
+		errata.KeySource:          gguf.String(r.source()),
 		errata.KeyErrata:          gguf.String(r.Errata),
 	}
 	if n := r.NonfiniteCopied.Numerator; n > 0 {
@@ -85,4 +85,18 @@ func ControlKeys(r *Report) []gguf.KV {
 	v[errata.KeyControlOf] = gguf.String(r.Control.Of + " sha256:" + r.Control.OfSHA256)
 	v[errata.KeyReencoded] = gguf.Uint64(reencoded)
 	return errata.Ordered(v)
+}
+
+// source is the value of physarium.source: the input's base name and
+// sha256, or every shard's for a split input.
+func (r *Report) source() string {
+	if len(r.InputShards) == 0 {
+		return errata.Source([]string{r.Input}, []string{r.InputSHA256})
+	}
+	names := make([]string, len(r.InputShards))
+	sums := make([]string, len(r.InputShards))
+	for i, s := range r.InputShards {
+		names[i], sums[i] = s.Name, s.SHA256
+	}
+	return errata.Source(names, sums)
 }

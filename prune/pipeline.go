@@ -23,7 +23,7 @@ import (
 // never held up by hashing: a worker waits for its band to be hashed only
 // before the surgery changes its bytes, and the writer before it gives the
 // bytes back to the pool.
-func run(ctx context.Context, f *gguf.File, plans []tensorPlan, workers []*worker, r *Report, sinks []*gguf.Writer, hash *inputHash, progress func(Progress)) error {
+func run(ctx context.Context, f *gguf.File, plans []tensorPlan, workers []*worker, r *Report, sinks *sinks, hash *inputHash, progress func(Progress)) error {
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	decoders := decodersFor(len(workers))
@@ -81,15 +81,17 @@ type pipeline struct {
 	hashErr error         // the hasher's error, when the run was not stopped
 }
 
-// placeInOutput sets the output offsets of the tensors' data.
-func (pl *pipeline) placeInOutput(sinks []*gguf.Writer) {
+// placeInOutput sets the output offsets of the tensors' data, each in its
+// shard of the output.
+func (pl *pipeline) placeInOutput(s *sinks) {
 	pl.align, pl.outBase = 1, make([]int64, len(pl.plans))
-	if len(sinks) == 0 {
+	if s == nil {
 		return
 	}
-	pl.align = sinks[0].DirectAlign()
-	for i, t := range sinks[0].Tensors() {
-		pl.outBase[i] = int64(sinks[0].DataOffset() + t.Offset)
+	pl.align = s.sets[0][0].DirectAlign()
+	for i := range pl.plans {
+		w := s.writer(0, i)
+		pl.outBase[i] = int64(w.DataOffset() + w.Tensors()[s.layout.index[i]].Offset)
 	}
 }
 
@@ -269,9 +271,9 @@ func readJob(f *gguf.File, p *tensorPlan, j *bandJob, outBase int64, align int) 
 
 // writeOrdered writes the jobs' results in seq order and adds their figures
 // to the report.
-// sinks[0] (if any: a dry run has none) receives the pruned data, sinks[1]
-// (if any) the control twin's.
-func writeOrdered(ctx context.Context, f *gguf.File, plans []tensorPlan, r *Report, sinks []*gguf.Writer, done <-chan *bandJob, free chan<- *jobBuffers, progress func(Progress)) error {
+// The output's shard of the tensor (if any: a dry run has none) receives
+// the pruned data, the control twin (if any) the control's.
+func writeOrdered(ctx context.Context, f *gguf.File, plans []tensorPlan, r *Report, s *sinks, done <-chan *bandJob, free chan<- *jobBuffers, progress func(Progress)) error {
 	var total int64
 	for _, p := range plans {
 		total += int64(p.info.Bytes())
@@ -295,7 +297,11 @@ func writeOrdered(ctx context.Context, f *gguf.File, plans []tensorPlan, r *Repo
 				return err
 			}
 			p := &plans[j.tensor]
-			for i, sink := range sinks {
+			if err := s.reach(j.tensor); err != nil {
+				return err
+			}
+			for i := range s.count() {
+				sink := s.writer(i, j.tensor)
 				b := j.out
 				if i == 1 && j.ctrl != nil {
 					b = j.ctrl

@@ -64,6 +64,12 @@ type Options struct {
 	// Rank is how activation-flow ranks in sparsity mode; "" means
 	// method.DefaultRank.
 	Rank Rank
+	// Split says how the output is split into shards; the zero value
+	// keeps the input's.
+	Split Split
+	// AnyShard lets the input name any shard of a split model, not only
+	// the first.
+	AnyShard bool
 }
 
 // Progress tells how far a run is.
@@ -80,6 +86,9 @@ type Progress struct {
 // error or cancellation leaves neither out nor a temporary file behind.
 func File(ctx context.Context, in, out string, opts Options) (*Report, error) {
 	start := time.Now()
+	if err := opts.Split.check(); err != nil {
+		return nil, err
+	}
 	if err := checkOutputs(in, out, opts); err != nil {
 		return nil, err
 	}
@@ -91,18 +100,26 @@ func File(ctx context.Context, in, out string, opts Options) (*Report, error) {
 	if err != nil {
 		return nil, err
 	}
-	f, err := gguf.Open(in)
+	model, err := gguf.OpenModel(in, gguf.ModelOptions{AnyShard: opts.AnyShard})
 	if err != nil {
 		return nil, err
 	}
-	defer f.Close()
+	defer model.Close()
+	f := model.View
+	layout, err := planOutput(model, out, opts)
+	if err != nil {
+		return nil, err
+	}
 	m, cfg, err := resolveMethod(opts, params)
 	if err != nil {
 		return nil, err
 	}
-	r, plans, err := planRun(f, in, out, sel, opts, m, cfg)
+	r, plans, err := planRun(f, f.Path, out, sel, opts, m, cfg)
 	if err != nil {
 		return nil, err
+	}
+	if len(layout.paths) > 1 {
+		r.Output, r.Outputs = layout.paths[0], layout.paths
 	}
 	workers, err := newWorkers(plans, m, cfg, opts, r)
 	if err != nil {
@@ -113,21 +130,21 @@ func File(ctx context.Context, in, out string, opts Options) (*Report, error) {
 	if err := prepareTargets(ctx, f, plans, m, cfg); err != nil {
 		return nil, err
 	}
-	h := startHash(ctx, f, cancel)
+	h := startHash(ctx, model, cancel)
 	// The data go straight to their place in the output; the header, whose
 	// figures are known only at the end, is written last into the room left
 	// for a provisional one (see provisional).
-	sinks, err := openSinks(f, r, params, opts, out)
+	sinks, err := openSinks(f, r, params, opts, layout)
 	if err != nil {
 		h.stop()
 		return nil, err
 	}
-	defer abort(sinks)
+	defer sinks.abort()
 	if err := run(ctx, f, plans, workers, r, sinks, h.inOrder, opts.Progress); err != nil {
 		h.stop()
 		return nil, err
 	}
-	if r.InputSHA256, err = h.sum(ctx); err != nil {
+	if err := h.sum(ctx, model, r); err != nil {
 		return nil, err
 	}
 	r.finish()
@@ -225,19 +242,24 @@ func newWorkers(plans []tensorPlan, m method.Method, cfg method.Config, opts Opt
 
 // runHash is the sha256 of the input, computed from the bytes the run
 // reads when the tensors lie in file order (inOrder), otherwise by a pass
-// of its own (apart).
+// of its own (apart); the shards of a split input each get a pass of their
+// own (shards).
 type runHash struct {
 	inOrder *inputHash
 	apart   <-chan hashResult
+	shards  <-chan shardsResult
 	cancel  context.CancelFunc
 }
 
 // startHash starts hashing the input; cancel stops the run's context.
-func startHash(ctx context.Context, f *gguf.File, cancel context.CancelFunc) *runHash {
+func startHash(ctx context.Context, m *gguf.Model, cancel context.CancelFunc) *runHash {
 	h := &runHash{cancel: cancel}
-	if inOrder(f) {
+	switch f := m.View; {
+	case m.Split():
+		h.shards = shardHashes(ctx, m)
+	case inOrder(f):
 		h.inOrder = newInputHash(f)
-	} else {
+	default:
 		h.apart = hashFile(ctx, f)
 	}
 	return h
@@ -249,60 +271,107 @@ func (h *runHash) stop() {
 	if h.apart != nil {
 		<-h.apart
 	}
-}
-
-// sum returns the input's sha256 once the run has read every byte.
-func (h *runHash) sum(ctx context.Context) (string, error) {
-	if h.inOrder != nil {
-		return h.inOrder.sum(ctx)
+	if h.shards != nil {
+		<-h.shards
 	}
-	res := <-h.apart
-	return res.sum, res.err
 }
 
-// openSinks creates the output (and the control twin) with room for the
-// header of the provisional report of r; a dry run has no sinks.
-func openSinks(f *gguf.File, r *Report, params kernel.Params, opts Options, out string) ([]*gguf.Writer, error) {
+// sum sets the input's sha256 (of every shard of a split input) in r once
+// the run has read every byte.
+func (h *runHash) sum(ctx context.Context, m *gguf.Model, r *Report) error {
+	var sums []string
+	switch {
+	case h.inOrder != nil:
+		sum, err := h.inOrder.sum(ctx)
+		if err != nil {
+			return err
+		}
+		sums = []string{sum}
+	case h.apart != nil:
+		res := <-h.apart
+		if res.err != nil {
+			return res.err
+		}
+		sums = []string{res.sum}
+	default:
+		res := <-h.shards
+		if res.err != nil {
+			return res.err
+		}
+		sums = res.sums
+	}
+	r.InputSHA256 = sums[0]
+	if m.Split() {
+		for i, s := range m.Shards {
+			r.InputShards = append(r.InputShards, InputShard{Name: filepath.Base(s.Path), SHA256: sums[i]})
+		}
+	}
+	return nil
+}
+
+// openSinks creates the output's shards (and the control twin) with room
+// in the first shard for the header of the provisional report of r; a dry
+// run has no sinks.
+func openSinks(f *gguf.File, r *Report, params kernel.Params, opts Options, layout *outputLayout) (*sinks, error) {
 	if opts.DryRun {
 		return nil, nil
 	}
-	prov := provisional(r, params, opts.Control, out)
+	prov := provisional(r, params, opts.Control, layout.paths[0])
+	s := &sinks{layout: layout}
 	keys := [][]gguf.KV{Keys(prov)}
-	outs := []string{out}
+	sets := [][]string{layout.paths}
 	if opts.Control != "" {
 		keys = append(keys, ControlKeys(prov))
-		outs = append(outs, opts.Control)
+		sets = append(sets, []string{opts.Control})
 	}
-	var sinks []*gguf.Writer
-	for i, o := range outs {
-		w, err := gguf.CreateDeferred(o, outputHeader(f, keys[i]), gguf.CreateOptions{Overwrite: opts.Overwrite})
-		if err != nil {
-			abort(sinks)
-			return nil, fmt.Errorf("prune: %w", err)
+	for i, paths := range sets {
+		var set []*gguf.Writer
+		for no, o := range paths {
+			var w *gguf.Writer
+			var err error
+			if no == 0 {
+				w, err = gguf.CreateDeferred(o, layout.header(f, keys[i], 0), gguf.CreateOptions{Overwrite: opts.Overwrite})
+			} else {
+				w, err = gguf.Create(o, layout.header(f, nil, no), gguf.CreateOptions{Overwrite: opts.Overwrite})
+			}
+			if err != nil {
+				s.sets = append(s.sets, set)
+				s.abort()
+				return nil, fmt.Errorf("prune: %w", err)
+			}
+			w.Hold()
+			set = append(set, w)
 		}
-		sinks = append(sinks, w)
+		s.sets = append(s.sets, set)
 	}
-	return sinks, nil
-}
-
-// abort removes the outputs that were not closed.
-func abort(sinks []*gguf.Writer) {
-	for _, w := range sinks {
-		w.Abort()
-	}
+	return s, nil
 }
 
 // closeSinks writes the final headers of the finished report r: the
 // output's, then the control twin's, which names the output's sha256.
-func closeSinks(ctx context.Context, f *gguf.File, r *Report, sinks []*gguf.Writer, opts Options, out string) error {
+// Every shard of the output is complete before the first is renamed into
+// place.
+func closeSinks(ctx context.Context, f *gguf.File, r *Report, s *sinks, opts Options, out string) error {
 	if opts.DryRun {
 		return nil
 	}
-	if err := sinks[0].CloseHeader(outputHeader(f, Keys(r))); err != nil {
-		return fmt.Errorf("prune: %w", err)
+	set := s.sets[0]
+	for no, w := range set {
+		var err error
+		if no == 0 {
+			err = w.CloseHeader(s.layout.header(f, Keys(r), 0))
+		} else {
+			err = w.Close()
+		}
+		if err != nil {
+			return fmt.Errorf("prune: %w", err)
+		}
 	}
-	if sinks[0].Moved() {
+	if set[0].Moved() {
 		headerMisses.Add(1)
+	}
+	if err := commitAll(set, s.layout.paths); err != nil {
+		return err
 	}
 	if opts.Control == "" {
 		return nil
@@ -310,7 +379,9 @@ func closeSinks(ctx context.Context, f *gguf.File, r *Report, sinks []*gguf.Writ
 	sum, err := fileSHA256(ctx, out)
 	if err == nil {
 		r.Control = &ControlTwin{Path: opts.Control, Of: filepath.Base(out), OfSHA256: sum}
-		err = sinks[1].CloseHeader(outputHeader(f, ControlKeys(r)))
+		if err = s.sets[1][0].CloseHeader(s.layout.header(f, ControlKeys(r), 0)); err == nil {
+			err = s.sets[1][0].Commit()
+		}
 	}
 	if err != nil {
 		os.Remove(out)
@@ -365,22 +436,6 @@ var adjustProvisional func(*Report)
 // headerMisses counts the outputs whose final header did not fit the room
 // left for the provisional one (for tests).
 var headerMisses atomic.Int64
-
-// outputHeader is the header of an output file: the input's KVs (less any
-// physarium.* keys of an earlier run, which keys replace), then keys, and
-// the input's tensor infos.
-func outputHeader(f *gguf.File, keys []gguf.KV) gguf.Header {
-	h := gguf.Header{Version: f.Version, Tensors: make([]gguf.TensorInfo, len(f.Tensors))}
-	for _, kv := range f.KVs {
-		if strings.HasPrefix(kv.Key, errata.KeyPrefix) {
-			continue
-		}
-		h.KVs = append(h.KVs, kv)
-	}
-	h.KVs = append(h.KVs, keys...)
-	copy(h.Tensors, f.Tensors)
-	return h
-}
 
 // provisional returns a copy of the planned report r filled with the
 // figures the run is expected to produce (the kill rate of the mode, every

@@ -102,12 +102,22 @@ type ControlTwin struct {
 	OfSHA256 string `json:"of_sha256"` // that file's sha256
 }
 
+// InputShard is one shard of a split input.
+type InputShard struct {
+	Name   string `json:"name"` // base name
+	SHA256 string `json:"sha256"`
+}
+
 // Report is everything a run did and measured: the surgery figures of
 // ERRATA.md, each rate with its numerator and denominator.
 type Report struct {
-	Input       string          `json:"input"`
-	InputSHA256 string          `json:"input_sha256"`
-	Output      string          `json:"output,omitempty"` // empty for a dry run
+	Input       string `json:"input"`
+	InputSHA256 string `json:"input_sha256"`
+	Output      string `json:"output,omitempty"` // empty for a dry run
+	// InputShards are the shards of a split input, with their sha256.
+	InputShards []InputShard `json:"input_shards,omitempty"`
+	// Outputs are the shards of a split output (Output is the first).
+	Outputs     []string        `json:"outputs,omitempty"`
 	DryRun      bool            `json:"dry_run"`
 	Version     int             `json:"version"`
 	Method      string          `json:"method"`

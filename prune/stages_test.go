@@ -137,7 +137,11 @@ func ioAlone(t *testing.T, f *gguf.File, plans []tensorPlan, threads int, out st
 	for i, p := range plans {
 		copies[i] = tensorPlan{info: p.info, report: -1}
 	}
-	h := outputHeader(f, nil)
+	layout := &outputLayout{paths: []string{out}, shard: make([]int, len(f.Tensors)), index: make([]int, len(f.Tensors)), tensors: len(f.Tensors)}
+	for i := range layout.index {
+		layout.index[i] = i
+	}
+	h := layout.header(f, nil, 0)
 	w, err := gguf.CreateDeferred(out, h, gguf.CreateOptions{})
 	if err != nil {
 		t.Fatal(err)
@@ -149,7 +153,7 @@ func ioAlone(t *testing.T, f *gguf.File, plans []tensorPlan, threads int, out st
 	}
 	ctx := context.Background()
 	ih := newInputHash(f)
-	if err := run(ctx, f, copies, workers, &Report{}, []*gguf.Writer{w}, ih, nil); err != nil {
+	if err := run(ctx, f, copies, workers, &Report{}, &sinks{layout: layout, sets: [][]*gguf.Writer{{w}}}, ih, nil); err != nil {
 		t.Fatal(err)
 	}
 	if _, err := ih.sum(ctx); err != nil {

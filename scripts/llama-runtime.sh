@@ -19,8 +19,9 @@
 #         at exit; RUNPATH $ORIGIN/../lib), and llama-perplexity from
 #         tools/perplexity/ the same way (the referee for the perplexity that
 #         the project's own binding, package llamacpp, computes in process),
-#         and llama-quantize from tools/quantize/ (it must take calibrate's
-#         output as --imatrix)
+#         llama-quantize from tools/quantize/ (it must take calibrate's
+#         output as --imatrix), and llama-gguf-split from tools/gguf-split/
+#         (splits and merges models for the split tests)
 #
 # Idempotent: a stamp keyed on the package versions, this script and a hash
 # of the shims makes a second run return at once. Progress goes to stderr; the last
@@ -97,6 +98,7 @@ if [ -f "$stamp_file" ] && [ "$(cat "$stamp_file")" = "$stamp_want" ] &&
 	[ -x "$cache/bin/llama-imatrix" ] || ok=0
 	[ -x "$cache/bin/llama-perplexity" ] || ok=0
 	[ -x "$cache/bin/llama-quantize" ] || ok=0
+	[ -x "$cache/bin/llama-gguf-split" ] || ok=0
 	if [ "$ok" = 1 ]; then
 		say "up to date in $cache"
 		finish
@@ -189,9 +191,20 @@ case "$("$cache/bin/llama-quantize" --help 2>&1 || true)" in
 *) die "$cache/bin/llama-quantize does not run" ;;
 esac
 
+# 5d. llama.cpp's own llama-gguf-split, built the same way: it makes the split
+#     models the tests prune, and merges the split outputs back into one file.
+say "compiling llama-gguf-split (about 5 s)"
+g++ -O2 -std=c++17 -I"$cache/src/common" -I"$cache/src/include" -I"$cache/src/ggml/include" \
+	"$cache/src/tools/gguf-split/gguf-split.cpp" -o "$cache/bin/llama-gguf-split.tmp" \
+	"$cache/lib/libllama-common.so" "$cache/lib/libllama.v0.4.0.so" "$cache/lib/libggml.v0.4.0.so" \
+	"$cache/lib/libggml-base.so" -Wl,-rpath,'$ORIGIN/../lib' -Wl,--enable-new-dtags -pthread -ldl >&2 ||
+	die "compiling $cache/src/tools/gguf-split/gguf-split.cpp failed"
+mv "$cache/bin/llama-gguf-split.tmp" "$cache/bin/llama-gguf-split"
+
 # 6. Smoke test: the tools start and find their libraries.
 "$cache/bin/llama-imatrix" --version >/dev/null 2>&1 || die "$cache/bin/llama-imatrix does not run"
 "$cache/bin/llama-perplexity" --version >/dev/null 2>&1 || die "$cache/bin/llama-perplexity does not run"
+"$cache/bin/llama-gguf-split" --version >/dev/null 2>&1 || die "$cache/bin/llama-gguf-split does not run"
 
 echo "$stamp_want" >"$stamp_file"
 say "ready in $cache"
