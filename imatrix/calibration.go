@@ -323,15 +323,7 @@ func (c *Calibration) WriteGGUF(path string, opts gguf.CreateOptions) error {
 
 // readF64 reads an F64 tensor that gguf.Open has checked lies in the file.
 func readF64(f *gguf.File, t gguf.TensorInfo) ([]float64, error) {
-	buf := make([]byte, t.Bytes())
-	if _, err := f.ReadAt(buf, f.DataOffset+int64(t.Offset)); err != nil {
-		return nil, fmt.Errorf("read tensor %s: %w", t.Name, err)
-	}
-	out := make([]float64, t.Elements())
-	for i := range out {
-		out[i] = math.Float64frombits(binary.LittleEndian.Uint64(buf[8*i:]))
-	}
-	return out, nil
+	return readValues(f, t, 8, func(b []byte) float64 { return math.Float64frombits(binary.LittleEndian.Uint64(b)) })
 }
 
 // LoadCalibration reads a calibration file: the importance matrix (as

@@ -304,14 +304,19 @@ func readPair(f *gguf.File, name string, p *tensorPair, fail func(string, ...any
 // readF32 reads an F32 tensor; the gguf reader has already checked that it
 // lies inside the file, which bounds the allocation.
 func readF32(f *gguf.File, t gguf.TensorInfo) ([]float32, error) {
-	n := t.Elements()
+	return readValues(f, t, 4, func(b []byte) float32 { return math.Float32frombits(binary.LittleEndian.Uint32(b)) })
+}
+
+// readValues reads tensor t of the checked file f, decoding each value of
+// size bytes with dec.
+func readValues[T any](f *gguf.File, t gguf.TensorInfo, size int, dec func([]byte) T) ([]T, error) {
 	buf := make([]byte, t.Bytes())
 	if _, err := f.ReadAt(buf, f.DataOffset+int64(t.Offset)); err != nil {
 		return nil, fmt.Errorf("read tensor %s: %w", t.Name, err)
 	}
-	out := make([]float32, n)
+	out := make([]T, t.Elements())
 	for i := range out {
-		out[i] = math.Float32frombits(binary.LittleEndian.Uint32(buf[4*i:]))
+		out[i] = dec(buf[size*i:])
 	}
 	return out, nil
 }
