@@ -183,26 +183,7 @@ func targetSet(o Options) (*errata.Targets, map[string]int, error) {
 
 // Run calibrates o.Model over o.Text and writes o.Out.
 func Run(ctx context.Context, lib *llamacpp.Library, o Options) (*Result, error) {
-	if o.Ctx == 0 {
-		o.Ctx = 512
-	}
-	switch {
-	case o.Ctx < 16:
-		return nil, fmt.Errorf("calibrate: ctx %d: want at least 16 (llama-imatrix skips batches of fewer tokens)", o.Ctx)
-	case o.Threads < 1:
-		return nil, fmt.Errorf("calibrate: threads %d: want at least 1", o.Threads)
-	case o.Chunks < 0:
-		return nil, fmt.Errorf("calibrate: chunks %d: want 0 (all) or more", o.Chunks)
-	case o.Gram && o.MaxMemory == 0:
-		return nil, fmt.Errorf("calibrate: the Gram needs a memory limit")
-	}
-	if err := llamacpp.CheckText(o.TextName, o.Text); err != nil {
-		return nil, fmt.Errorf("calibrate: %w", err)
-	}
-	if err := gguf.CheckTarget(o.Out, o.Force); err != nil {
-		return nil, fmt.Errorf("calibrate: %w", err)
-	}
-	if err := checkWritableDir(o.Out); err != nil {
+	if err := checkRunOptions(&o); err != nil {
 		return nil, err
 	}
 	sel, widths, err := targetSet(o)
@@ -213,28 +194,14 @@ func Run(ctx context.Context, lib *llamacpp.Library, o Options) (*Result, error)
 	if err != nil {
 		return nil, fmt.Errorf("calibrate: model %w", err)
 	}
-	textSum := sha256.Sum256(o.Text)
-	text := o.Text
-	if text[len(text)-1] == '\n' {
-		text = text[:len(text)-1]
-	}
 	model, err := lib.LoadModel(o.Model)
 	if err != nil {
 		return nil, fmt.Errorf("calibrate: %w", err)
 	}
 	defer model.Close()
-	tokens, err := model.Tokenize(text, true, false)
+	tokens, err := tokenizeText(model, o)
 	if err != nil {
-		return nil, fmt.Errorf("calibrate: %s: %w", o.TextName, err)
-	}
-	for i, t := range tokens {
-		if t < 0 || int(t) >= model.NVocab {
-			return nil, fmt.Errorf("calibrate: %s: token %d at %d outside the vocabulary of %s", o.TextName, t, i, o.Model)
-		}
-	}
-	if len(tokens) < 2*o.Ctx {
-		return nil, fmt.Errorf("calibrate: %s tokenizes to %d tokens, fewer than two chunks of %d (as llama-imatrix, at least %d): %w",
-			o.TextName, len(tokens), o.Ctx, 2*o.Ctx, ErrText)
+		return nil, err
 	}
 	nChunk := len(tokens) / o.Ctx
 	if o.Chunks > 0 {
@@ -255,45 +222,11 @@ func Run(ctx context.Context, lib *llamacpp.Library, o Options) (*Result, error)
 	defer batch.Close()
 	r := &runner{o: o, ctx: ctx, lctx: lctx, batch: batch, col: col, tokens: tokens, nChunk: nChunk, nSeq: nSeq, nBatch: nBatch,
 		bos: model.BOS, addBOS: model.AddBOS}
-
-	// Learn the inputs from one batch (nothing accumulates), then plan.
-	col.mode = modeDiscover
-	if err := r.probe(); err != nil {
+	plan, groups, err := r.plan()
+	if err != nil {
 		return nil, err
 	}
-	if len(col.inputs) == 0 {
-		return nil, fmt.Errorf("calibrate: %s: %w: no MUL_MAT of a target tensor ran in llama.cpp's graph", o.Model, ErrNoTargets)
-	}
-	plan := Plan{Tokens: nChunk * o.Ctx, Chunks: nChunk, Ctx: o.Ctx, Parallel: nSeq, Targets: len(col.targets), Inputs: len(col.inputs), Passes: 1}
-	groups := [][]*input{col.inputs}
-	if o.Gram {
-		if groups, err = planGroups(col.inputs, o.MaxMemory); err != nil {
-			return nil, fmt.Errorf("calibrate: %s: %w", o.Model, err)
-		}
-		plan.Passes = len(groups)
-		for _, g := range groups {
-			s := groupBytes(g)
-			plan.GramBytes += s
-			plan.PeakGramBytes = max(plan.PeakGramBytes, s)
-		}
-	}
-	if o.Plan != nil {
-		o.Plan(plan)
-	}
-
-	cal := &imatrix.Calibration{
-		Matrix:  imatrix.Matrix{Format: imatrix.GGUF, Datasets: []string{o.TextName}, ChunkCount: nChunk, ChunkSize: o.Ctx},
-		Tensors: map[string]*imatrix.Moments{},
-		Info: imatrix.Info{Text: filepath.Base(o.TextName), TextSHA256: hex.EncodeToString(textSum[:]), Model: filepath.Base(o.Model),
-			ModelSHA256: modelSHA, Llama: lib.GGMLVersion + " " + lib.GGMLCommit, Ctx: o.Ctx, Chunks: nChunk,
-			Tokens: uint64(nChunk * o.Ctx), Gram: o.Gram},
-	}
-	for _, in := range col.inputs {
-		cal.Inputs = append(cal.Inputs, &imatrix.Input{Name: in.name, Node: in.node, Width: in.a.width, Mats: in.a.mats})
-	}
-	for _, t := range col.targetOrder {
-		cal.Tensors[t.name] = &imatrix.Moments{Name: t.name, Input: t.in.name, Width: t.in.a.width, Mats: t.in.a.mats}
-	}
+	cal := newCalibration(o, lib, col, nChunk, modelSHA)
 	h, err := cal.Header()
 	if err != nil {
 		return nil, err
@@ -314,6 +247,105 @@ func Run(ctx context.Context, lib *llamacpp.Library, o Options) (*Result, error)
 		return nil, fmt.Errorf("calibrate: %w", err)
 	}
 	return res, nil
+}
+
+// checkRunOptions fills in the default context and refuses bad settings,
+// an unusable text and an output that cannot be written, before any work.
+func checkRunOptions(o *Options) error {
+	if o.Ctx == 0 {
+		o.Ctx = 512
+	}
+	switch {
+	case o.Ctx < 16:
+		return fmt.Errorf("calibrate: ctx %d: want at least 16 (llama-imatrix skips batches of fewer tokens)", o.Ctx)
+	case o.Threads < 1:
+		return fmt.Errorf("calibrate: threads %d: want at least 1", o.Threads)
+	case o.Chunks < 0:
+		return fmt.Errorf("calibrate: chunks %d: want 0 (all) or more", o.Chunks)
+	case o.Gram && o.MaxMemory == 0:
+		return fmt.Errorf("calibrate: the Gram needs a memory limit")
+	}
+	if err := llamacpp.CheckText(o.TextName, o.Text); err != nil {
+		return fmt.Errorf("calibrate: %w", err)
+	}
+	if err := gguf.CheckTarget(o.Out, o.Force); err != nil {
+		return fmt.Errorf("calibrate: %w", err)
+	}
+	return checkWritableDir(o.Out)
+}
+
+// tokenizeText tokenizes the text (without one trailing newline) with the
+// model and refuses tokens outside its vocabulary or fewer than two chunks.
+func tokenizeText(model *llamacpp.Model, o Options) ([]int32, error) {
+	text := o.Text
+	if text[len(text)-1] == '\n' {
+		text = text[:len(text)-1]
+	}
+	tokens, err := model.Tokenize(text, true, false)
+	if err != nil {
+		return nil, fmt.Errorf("calibrate: %s: %w", o.TextName, err)
+	}
+	for i, t := range tokens {
+		if t < 0 || int(t) >= model.NVocab {
+			return nil, fmt.Errorf("calibrate: %s: token %d at %d outside the vocabulary of %s", o.TextName, t, i, o.Model)
+		}
+	}
+	if len(tokens) < 2*o.Ctx {
+		return nil, fmt.Errorf("calibrate: %s tokenizes to %d tokens, fewer than two chunks of %d (as llama-imatrix, at least %d): %w",
+			o.TextName, len(tokens), o.Ctx, 2*o.Ctx, ErrText)
+	}
+	return tokens, nil
+}
+
+// plan learns the target inputs from one batch (nothing accumulates), then
+// splits them into the passes the memory limit allows and reports the plan.
+func (r *runner) plan() (Plan, [][]*input, error) {
+	o, col := r.o, r.col
+	col.mode = modeDiscover
+	if err := r.probe(); err != nil {
+		return Plan{}, nil, err
+	}
+	if len(col.inputs) == 0 {
+		return Plan{}, nil, fmt.Errorf("calibrate: %s: %w: no MUL_MAT of a target tensor ran in llama.cpp's graph", o.Model, ErrNoTargets)
+	}
+	plan := Plan{Tokens: r.nChunk * o.Ctx, Chunks: r.nChunk, Ctx: o.Ctx, Parallel: r.nSeq, Targets: len(col.targets), Inputs: len(col.inputs), Passes: 1}
+	groups := [][]*input{col.inputs}
+	if o.Gram {
+		var err error
+		if groups, err = planGroups(col.inputs, o.MaxMemory); err != nil {
+			return Plan{}, nil, fmt.Errorf("calibrate: %s: %w", o.Model, err)
+		}
+		plan.Passes = len(groups)
+		for _, g := range groups {
+			s := groupBytes(g)
+			plan.GramBytes += s
+			plan.PeakGramBytes = max(plan.PeakGramBytes, s)
+		}
+	}
+	if o.Plan != nil {
+		o.Plan(plan)
+	}
+	return plan, groups, nil
+}
+
+// newCalibration describes the file to write: the run's provenance, every
+// input the targets read and every target's moments, still empty.
+func newCalibration(o Options, lib *llamacpp.Library, col *collector, nChunk int, modelSHA string) *imatrix.Calibration {
+	textSum := sha256.Sum256(o.Text)
+	cal := &imatrix.Calibration{
+		Matrix:  imatrix.Matrix{Format: imatrix.GGUF, Datasets: []string{o.TextName}, ChunkCount: nChunk, ChunkSize: o.Ctx},
+		Tensors: map[string]*imatrix.Moments{},
+		Info: imatrix.Info{Text: filepath.Base(o.TextName), TextSHA256: hex.EncodeToString(textSum[:]), Model: filepath.Base(o.Model),
+			ModelSHA256: modelSHA, Llama: lib.GGMLVersion + " " + lib.GGMLCommit, Ctx: o.Ctx, Chunks: nChunk,
+			Tokens: uint64(nChunk * o.Ctx), Gram: o.Gram},
+	}
+	for _, in := range col.inputs {
+		cal.Inputs = append(cal.Inputs, &imatrix.Input{Name: in.name, Node: in.node, Width: in.a.width, Mats: in.a.mats})
+	}
+	for _, t := range col.targetOrder {
+		cal.Tensors[t.name] = &imatrix.Moments{Name: t.name, Input: t.in.name, Width: t.in.a.width, Mats: t.in.a.mats}
+	}
+	return cal
 }
 
 // checkWritableDir refuses an output whose directory cannot take a file,

@@ -126,92 +126,144 @@ type EvalModel struct {
 }
 
 func (a *App) eval(c *ucli.Context) error {
-	models := c.Args().Slice()
-	if len(models) == 0 {
-		return usageErrorf("eval: missing MODEL (run '%s eval --help')", Name)
-	}
-	for _, m := range models {
-		if strings.HasPrefix(m, "-") && len(m) > 1 {
-			return usageErrorf("eval: flag %s after the models: flags must come before MODEL... (run '%s eval --help')", m, Name)
-		}
-	}
-	textPath := c.String("text")
-	if textPath == "" {
-		return usageErrorf("eval: --text FILE is required (run '%s eval --help')", Name)
-	}
-	ctxN, batch, chunks, threads := c.Int("ctx"), c.Int("batch"), c.Int("chunks"), c.Int("threads")
-	switch {
-	case ctxN < 4:
-		return usageErrorf("eval: --ctx %d: want at least 4", ctxN)
-	case batch < 1:
-		return usageErrorf("eval: --batch %d: want at least 1", batch)
-	case chunks < 0:
-		return usageErrorf("eval: --chunks %d: want 0 (all) or more", chunks)
-	case threads < 1:
-		return usageErrorf("eval: --threads %d: want at least 1", threads)
-	}
-	base, saveBase := c.String("base"), c.String("save-base-logits")
-	if saveBase != "" && base == "" {
-		return usageErrorf("eval: --save-base-logits needs --base")
-	}
-	libDir, err := llamacpp.LibDir(c.String("llama-lib"))
+	args, err := evalArgsFrom(c)
 	if err != nil {
-		return &ExitError{Code: ExitUsage, Err: fmt.Errorf("eval: %w", err)}
+		return err
 	}
-
-	text, err := os.ReadFile(textPath)
+	text, err := os.ReadFile(args.textPath)
 	if err != nil {
 		return fmt.Errorf("eval: text %w", err)
 	}
-	if err := llamacpp.CheckText(textPath, text); err != nil {
+	if err := llamacpp.CheckText(args.textPath, text); err != nil {
 		return fmt.Errorf("eval: %w", err)
 	}
-	rep := &EvalReport{Experiment: "evaluation", Text: EvalText{Name: filepath.Base(textPath), SHA256: sha256Hex(text)}}
-	if base != "" {
-		m, err := describeModel(base)
-		if err != nil {
-			return err
-		}
-		rep.Base = &m
+	rep, err := a.describeEval(args, text)
+	if err != nil {
+		return err
 	}
-	for _, p := range models {
-		m, err := describeModel(p)
-		if err != nil {
-			return err
-		}
-		rep.Models = append(rep.Models, m)
-	}
-	if rep.Base != nil {
-		for _, m := range rep.Models {
-			name, sum, ok := strings.Cut(m.Source, " sha256:")
-			if ok && sum != rep.Base.SHA256 {
-				w := fmt.Sprintf("%s names %s (sha256:%s) as its original (physarium.source), but --base %s has sha256:%s", m.File, name, sum, rep.Base.File, rep.Base.SHA256)
-				rep.Warnings = append(rep.Warnings, w)
-				fmt.Fprintf(a.Stderr, "eval: warning: %s\n", w)
-			}
-		}
-	}
-
-	lib, err := llamacpp.Load(libDir)
+	lib, err := llamacpp.Load(args.libDir)
 	if err != nil {
 		return fmt.Errorf("eval: %w", err)
 	}
 	rep.Llama = EvalLlama{Dir: lib.Dir, GGMLVersion: lib.GGMLVersion, GGMLCommit: lib.GGMLCommit, System: strings.TrimSpace(lib.SystemInfo())}
+	res, err := a.runEval(c, lib, args, text)
+	if err != nil {
+		return err
+	}
+	fillEvalReport(rep, res)
 
-	opts := llamacpp.Options{Models: models, Base: base, Text: text, TextName: textPath,
-		CtxSize: ctxN, Batch: batch, Chunks: chunks, Threads: threads}
-	var saveFile *os.File
-	if saveBase != "" {
-		saveFile, err = os.Create(saveBase)
+	table := a.Stdout
+	if args.jsonPath == "-" {
+		table = a.Stderr
+	}
+	if args.jsonPath != "" {
+		if err := writeJSONReport(a.Stdout, args.jsonPath, rep); err != nil {
+			return fmt.Errorf("eval: %w", err)
+		}
+	}
+	if !args.quiet {
+		writeEvalTable(table, rep)
+	}
+	return nil
+}
+
+// evalArgs are eval's checked arguments.
+type evalArgs struct {
+	models                       []string
+	textPath, base, saveBase     string
+	ctxN, batch, chunks, threads int
+	libDir, jsonPath             string
+	quiet                        bool
+}
+
+// evalArgsFrom reads and checks eval's arguments; a bad one is a usage error.
+func evalArgsFrom(c *ucli.Context) (evalArgs, error) {
+	a := evalArgs{models: c.Args().Slice()}
+	if len(a.models) == 0 {
+		return a, usageErrorf("eval: missing MODEL (run '%s eval --help')", Name)
+	}
+	for _, m := range a.models {
+		if strings.HasPrefix(m, "-") && len(m) > 1 {
+			return a, usageErrorf("eval: flag %s after the models: flags must come before MODEL... (run '%s eval --help')", m, Name)
+		}
+	}
+	a.textPath = c.String("text")
+	if a.textPath == "" {
+		return a, usageErrorf("eval: --text FILE is required (run '%s eval --help')", Name)
+	}
+	a.ctxN, a.batch, a.chunks, a.threads = c.Int("ctx"), c.Int("batch"), c.Int("chunks"), c.Int("threads")
+	switch {
+	case a.ctxN < 4:
+		return a, usageErrorf("eval: --ctx %d: want at least 4", a.ctxN)
+	case a.batch < 1:
+		return a, usageErrorf("eval: --batch %d: want at least 1", a.batch)
+	case a.chunks < 0:
+		return a, usageErrorf("eval: --chunks %d: want 0 (all) or more", a.chunks)
+	case a.threads < 1:
+		return a, usageErrorf("eval: --threads %d: want at least 1", a.threads)
+	}
+	a.base, a.saveBase = c.String("base"), c.String("save-base-logits")
+	if a.saveBase != "" && a.base == "" {
+		return a, usageErrorf("eval: --save-base-logits needs --base")
+	}
+	libDir, err := llamacpp.LibDir(c.String("llama-lib"))
+	if err != nil {
+		return a, &ExitError{Code: ExitUsage, Err: fmt.Errorf("eval: %w", err)}
+	}
+	a.libDir, a.jsonPath, a.quiet = libDir, c.String("json"), c.Bool("quiet")
+	return a, nil
+}
+
+// describeEval starts the report with the text's and every model's
+// identity, and warns (on stderr and in the report) of a model whose
+// physarium.source names another original than --base.
+func (a *App) describeEval(args evalArgs, text []byte) (*EvalReport, error) {
+	rep := &EvalReport{Experiment: "evaluation", Text: EvalText{Name: filepath.Base(args.textPath), SHA256: sha256Hex(text)}}
+	if args.base != "" {
+		m, err := describeModel(args.base)
 		if err != nil {
-			return fmt.Errorf("eval: --save-base-logits: %w", err)
+			return nil, err
+		}
+		rep.Base = &m
+	}
+	for _, p := range args.models {
+		m, err := describeModel(p)
+		if err != nil {
+			return nil, err
+		}
+		rep.Models = append(rep.Models, m)
+	}
+	if rep.Base == nil {
+		return rep, nil
+	}
+	for _, m := range rep.Models {
+		name, sum, ok := strings.Cut(m.Source, " sha256:")
+		if ok && sum != rep.Base.SHA256 {
+			w := fmt.Sprintf("%s names %s (sha256:%s) as its original (physarium.source), but --base %s has sha256:%s", m.File, name, sum, rep.Base.File, rep.Base.SHA256)
+			rep.Warnings = append(rep.Warnings, w)
+			fmt.Fprintf(a.Stderr, "eval: warning: %s\n", w)
+		}
+	}
+	return rep, nil
+}
+
+// runEval evaluates the models with the progress bar (unless quiet),
+// writing --save-base-logits when asked and removing it on failure.
+func (a *App) runEval(c *ucli.Context, lib *llamacpp.Library, args evalArgs, text []byte) (*llamacpp.Result, error) {
+	opts := llamacpp.Options{Models: args.models, Base: args.base, Text: text, TextName: args.textPath,
+		CtxSize: args.ctxN, Batch: args.batch, Chunks: args.chunks, Threads: args.threads}
+	var saveFile *os.File
+	if args.saveBase != "" {
+		var err error
+		saveFile, err = os.Create(args.saveBase)
+		if err != nil {
+			return nil, fmt.Errorf("eval: --save-base-logits: %w", err)
 		}
 		defer saveFile.Close()
 		opts.SaveBaseLogits = saveFile
 	}
-	quiet := c.Bool("quiet")
 	var bar *evalProgress
-	if !quiet {
+	if !args.quiet {
 		bar = newEvalProgress(a.Stderr)
 		opts.Progress = bar.update
 	}
@@ -222,15 +274,20 @@ func (a *App) eval(c *ucli.Context) error {
 	if err != nil {
 		if saveFile != nil {
 			saveFile.Close()
-			os.Remove(saveBase)
+			os.Remove(args.saveBase)
 		}
-		return fmt.Errorf("eval: %w", err)
+		return nil, fmt.Errorf("eval: %w", err)
 	}
 	if saveFile != nil {
 		if err := saveFile.Close(); err != nil {
-			return fmt.Errorf("eval: --save-base-logits: %w", err)
+			return nil, fmt.Errorf("eval: --save-base-logits: %w", err)
 		}
 	}
+	return res, nil
+}
+
+// fillEvalReport copies the settings and each model's figures into the report.
+func fillEvalReport(rep *EvalReport, res *llamacpp.Result) {
 	rep.Text.Tokens, rep.Ctx, rep.Batch, rep.Chunks, rep.Scored, rep.Threads = res.Tokens, res.CtxSize, res.Batch, res.Chunks, res.Scored, res.Threads
 	fill := func(m *EvalModel, r llamacpp.ModelResult) {
 		m.PPL, m.PPLErr, m.KLD = r.PPL, r.PPLErr, r.KLD
@@ -242,21 +299,6 @@ func (a *App) eval(c *ucli.Context) error {
 	for i := range rep.Models {
 		fill(&rep.Models[i], res.Models[i])
 	}
-
-	jsonPath := c.String("json")
-	table := a.Stdout
-	if jsonPath == "-" {
-		table = a.Stderr
-	}
-	if jsonPath != "" {
-		if err := writeJSONReport(a.Stdout, jsonPath, rep); err != nil {
-			return fmt.Errorf("eval: %w", err)
-		}
-	}
-	if !quiet {
-		writeEvalTable(table, rep)
-	}
-	return nil
 }
 
 // describeModel reads a model's identity: sha256 and the physarium.* keys

@@ -323,15 +323,7 @@ func (c *Calibration) WriteGGUF(path string, opts gguf.CreateOptions) error {
 
 // readF64 reads an F64 tensor that gguf.Open has checked lies in the file.
 func readF64(f *gguf.File, t gguf.TensorInfo) ([]float64, error) {
-	buf := make([]byte, t.Bytes())
-	if _, err := f.ReadAt(buf, f.DataOffset+int64(t.Offset)); err != nil {
-		return nil, fmt.Errorf("read tensor %s: %w", t.Name, err)
-	}
-	out := make([]float64, t.Elements())
-	for i := range out {
-		out[i] = math.Float64frombits(binary.LittleEndian.Uint64(buf[8*i:]))
-	}
-	return out, nil
+	return readValues(f, t, 8, func(b []byte) float64 { return math.Float64frombits(binary.LittleEndian.Uint64(b)) })
 }
 
 // LoadCalibration reads a calibration file: the importance matrix (as
@@ -346,111 +338,150 @@ func LoadCalibration(path string) (*Calibration, error) {
 		return nil, fmt.Errorf("imatrix: %w", err)
 	}
 	defer f.Close()
-	fail := func(format string, args ...any) (*Calibration, error) {
-		return nil, fmt.Errorf("imatrix: %s: "+format, append([]any{path}, args...)...)
-	}
-	strs := func(key string) ([]string, error) {
-		kv, ok := f.KV(key)
-		if !ok {
-			return nil, fmt.Errorf("imatrix: %s: no %s: not a calibration file", path, key)
-		}
-		s, ok := kv.Value.Data.([]string)
-		if !ok {
-			return nil, fmt.Errorf("imatrix: %s: %s is %s, want an array of strings", path, key, kv.Value.Type)
-		}
-		return s, nil
-	}
+	r := calReader{path: path, f: f}
 	c := &Calibration{Matrix: *m, Tensors: map[string]*Moments{}}
-	names, err := strs(KeyTensors)
+	names, err := r.strs(KeyTensors)
 	if err != nil {
 		return nil, err
 	}
-	tin, err := strs(KeyTensorInputs)
+	tin, err := r.strs(KeyTensorInputs)
 	if err != nil {
 		return nil, err
 	}
-	inputs, err := strs(KeyInputs)
+	inputs, err := r.strs(KeyInputs)
 	if err != nil {
 		return nil, err
 	}
-	nodes, err := strs(KeyInputNodes)
+	nodes, err := r.strs(KeyInputNodes)
 	if err != nil {
 		return nil, err
 	}
 	if len(tin) != len(names) || len(nodes) != len(inputs) {
-		return fail("%s and %s (or %s and %s) differ in length", KeyTensors, KeyTensorInputs, KeyInputs, KeyInputNodes)
+		return nil, r.errorf("%s and %s (or %s and %s) differ in length", KeyTensors, KeyTensorInputs, KeyInputs, KeyInputNodes)
 	}
+	r.readInfo(&c.Info)
+	if err := r.readMoments(c, names, tin); err != nil {
+		return nil, err
+	}
+	if err := r.readInputs(c, inputs, nodes); err != nil {
+		return nil, err
+	}
+	return c, nil
+}
+
+// calReader reads the parts of one calibration file.
+type calReader struct {
+	path string
+	f    *gguf.File
+}
+
+// errorf is an error that names the file.
+func (r calReader) errorf(format string, args ...any) error {
+	return fmt.Errorf("imatrix: %s: "+format, append([]any{r.path}, args...)...)
+}
+
+// strs reads a string-array key that every calibration file has.
+func (r calReader) strs(key string) ([]string, error) {
+	kv, ok := r.f.KV(key)
+	if !ok {
+		return nil, r.errorf("no %s: not a calibration file", key)
+	}
+	s, ok := kv.Value.Data.([]string)
+	if !ok {
+		return nil, r.errorf("%s is %s, want an array of strings", key, kv.Value.Type)
+	}
+	return s, nil
+}
+
+// readInfo reads the run's provenance; a key that is missing or of another
+// type leaves its field zero.
+func (r calReader) readInfo(info *Info) {
 	for _, k := range []struct {
 		key string
 		dst *string
-	}{{KeyText, &c.Info.Text}, {KeyTextSHA256, &c.Info.TextSHA256}, {KeyModel, &c.Info.Model},
-		{KeyModelSHA256, &c.Info.ModelSHA256}, {KeyLlama, &c.Info.Llama}} {
-		if kv, ok := f.KV(k.key); ok {
+	}{{KeyText, &info.Text}, {KeyTextSHA256, &info.TextSHA256}, {KeyModel, &info.Model},
+		{KeyModelSHA256, &info.ModelSHA256}, {KeyLlama, &info.Llama}} {
+		if kv, ok := r.f.KV(k.key); ok {
 			*k.dst, _ = kv.Value.Data.(string)
 		}
 	}
-	if kv, ok := f.KV(KeyCtx); ok {
+	if kv, ok := r.f.KV(KeyCtx); ok {
 		v, _ := kv.Value.Data.(uint32)
-		c.Info.Ctx = int(v)
+		info.Ctx = int(v)
 	}
-	if kv, ok := f.KV(KeyChunks); ok {
+	if kv, ok := r.f.KV(KeyChunks); ok {
 		v, _ := kv.Value.Data.(uint32)
-		c.Info.Chunks = int(v)
+		info.Chunks = int(v)
 	}
-	if kv, ok := f.KV(KeyTokens); ok {
-		c.Info.Tokens, _ = kv.Value.Data.(uint64)
+	if kv, ok := r.f.KV(KeyTokens); ok {
+		info.Tokens, _ = kv.Value.Data.(uint64)
 	}
-	if kv, ok := f.KV(KeyGram); ok {
-		c.Info.Gram, _ = kv.Value.Data.(bool)
+	if kv, ok := r.f.KV(KeyGram); ok {
+		info.Gram, _ = kv.Value.Data.(bool)
 	}
-	get := func(name string, elems uint64) ([]float64, error) {
-		t, ok := f.Tensor(name)
-		if !ok {
-			return nil, fmt.Errorf("imatrix: %s: tensor %s missing", path, name)
-		}
-		if t.Type != gguf.TypeF64 || t.Elements() != elems {
-			return nil, fmt.Errorf("imatrix: %s: tensor %s is %s of %d values, want F64 of %d", path, name, t.Type, t.Elements(), elems)
-		}
-		return readF64(f, t)
+}
+
+// f64 reads the F64 tensor name, which must hold elems values.
+func (r calReader) f64(name string, elems uint64) ([]float64, error) {
+	t, ok := r.f.Tensor(name)
+	if !ok {
+		return nil, r.errorf("tensor %s missing", name)
 	}
+	if t.Type != gguf.TypeF64 || t.Elements() != elems {
+		return nil, r.errorf("tensor %s is %s of %d values, want F64 of %d", name, t.Type, t.Elements(), elems)
+	}
+	return readF64(r.f, t)
+}
+
+// readMoments reads each weight's sums, absolute sums, squares and counts
+// beside the importance matrix's entry for it.
+func (r calReader) readMoments(c *Calibration, names, tin []string) error {
+	var err error
 	for i, n := range names {
-		e := m.Entries[n]
+		e := c.Entries[n]
 		if e == nil {
-			return fail("weight %s has no %s", n, sumSuffix)
+			return r.errorf("weight %s has no %s", n, sumSuffix)
 		}
 		mats := len(e.Counts)
 		mo := &Moments{Name: n, Input: tin[i], Mats: mats, Width: len(e.Sums) / mats, Sq32: e.Sums}
 		el := uint64(len(e.Sums))
-		if mo.Sum, err = get(n+SumSuffix, el); err != nil {
-			return nil, err
+		if mo.Sum, err = r.f64(n+SumSuffix, el); err != nil {
+			return err
 		}
-		if mo.Abs, err = get(n+AbsSuffix, el); err != nil {
-			return nil, err
+		if mo.Abs, err = r.f64(n+AbsSuffix, el); err != nil {
+			return err
 		}
-		if mo.Sq, err = get(n+SqSuffix, el); err != nil {
-			return nil, err
+		if mo.Sq, err = r.f64(n+SqSuffix, el); err != nil {
+			return err
 		}
-		if mo.Count, err = get(n+NSuffix, uint64(mats)); err != nil {
-			return nil, err
+		if mo.Count, err = r.f64(n+NSuffix, uint64(mats)); err != nil {
+			return err
 		}
 		c.Tensors[n] = mo
 	}
+	return nil
+}
+
+// readInputs reads each input, named by the weight whose moments it shares,
+// with its Gram when the file has them.
+func (r calReader) readInputs(c *Calibration, inputs, nodes []string) error {
+	var err error
 	for i, n := range inputs {
 		in := &Input{Name: n, Node: nodes[i]}
 		mo := c.Tensors[n]
 		if mo == nil {
-			return fail("input %s is not one of %s", n, KeyTensors)
+			return r.errorf("input %s is not one of %s", n, KeyTensors)
 		}
 		in.Width, in.Mats, in.Count = mo.Width, mo.Mats, mo.Count
 		if c.Info.Gram {
-			if in.Gram, err = get(n+GramSuffix, uint64(PackedLen(in.Width))*uint64(in.Mats)); err != nil {
-				return nil, err
+			if in.Gram, err = r.f64(n+GramSuffix, uint64(PackedLen(in.Width))*uint64(in.Mats)); err != nil {
+				return err
 			}
-			if in.Count, err = get(n+GramNSuffix, uint64(in.Mats)); err != nil {
-				return nil, err
+			if in.Count, err = r.f64(n+GramNSuffix, uint64(in.Mats)); err != nil {
+				return err
 			}
 		}
 		c.Inputs = append(c.Inputs, in)
 	}
-	return c, nil
+	return nil
 }

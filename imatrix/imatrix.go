@@ -177,16 +177,36 @@ func loadGGUF(path string) (*Matrix, error) {
 	fail := func(format string, args ...any) error {
 		return fmt.Errorf("imatrix: %s: "+format, append([]any{path}, args...)...)
 	}
+	m := &Matrix{Path: path, Format: GGUF, Entries: map[string]*Entry{}}
+	if err := readGGUFKeys(f, m, fail); err != nil {
+		return nil, err
+	}
+	pairs := pairTensors(f)
+	if len(pairs) == 0 {
+		return nil, fail("no %s/%s tensors: not an importance matrix", sumSuffix, countSuffix)
+	}
+	for name, p := range pairs {
+		e, err := readPair(f, name, p, fail)
+		if err != nil {
+			return nil, err
+		}
+		m.Entries[name] = e
+	}
+	return m, nil
+}
+
+// readGGUFKeys refuses a GGUF that says it is not an imatrix and reads the
+// datasets and chunk keys into m.
+func readGGUFKeys(f *gguf.File, m *Matrix, fail func(string, ...any) error) error {
 	if kv, ok := f.KV("general.type"); ok {
 		if s, _ := kv.Value.Data.(string); s != "imatrix" {
-			return nil, fail("general.type is %v, not imatrix (is this a model file?)", kv.Value.Data)
+			return fail("general.type is %v, not imatrix (is this a model file?)", kv.Value.Data)
 		}
 	}
-	m := &Matrix{Path: path, Format: GGUF, Entries: map[string]*Entry{}}
 	if kv, ok := f.KV("imatrix.datasets"); ok {
 		ds, ok := kv.Value.Data.([]string)
 		if !ok {
-			return nil, fail("imatrix.datasets is %s, want an array of strings", kv.Value.Type)
+			return fail("imatrix.datasets is %s, want an array of strings", kv.Value.Type)
 		}
 		m.Datasets = ds
 	}
@@ -197,13 +217,20 @@ func loadGGUF(path string) (*Matrix, error) {
 		if kv, ok := f.KV(k.key); ok {
 			v, ok := kv.Value.Data.(uint32)
 			if !ok {
-				return nil, fail("%s is %s, want UINT32", k.key, kv.Value.Type)
+				return fail("%s is %s, want UINT32", k.key, kv.Value.Type)
 			}
 			*k.dst = int(v)
 		}
 	}
-	type pair struct{ sums, counts *gguf.TensorInfo }
-	pairs := map[string]*pair{}
+	return nil
+}
+
+// tensorPair is an entry's sums and counts tensors, either possibly missing.
+type tensorPair struct{ sums, counts *gguf.TensorInfo }
+
+// pairTensors groups the .in_sum2 and .counts tensors by entry name.
+func pairTensors(f *gguf.File) map[string]*tensorPair {
+	pairs := map[string]*tensorPair{}
 	for i := range f.Tensors {
 		t := &f.Tensors[i]
 		name, which := t.Name, 0
@@ -220,7 +247,7 @@ func loadGGUF(path string) (*Matrix, error) {
 		}
 		p := pairs[name]
 		if p == nil {
-			p = &pair{}
+			p = &tensorPair{}
 			pairs[name] = p
 		}
 		if which == 1 {
@@ -229,63 +256,67 @@ func loadGGUF(path string) (*Matrix, error) {
 			p.counts = t
 		}
 	}
-	if len(pairs) == 0 {
-		return nil, fail("no %s/%s tensors: not an importance matrix", sumSuffix, countSuffix)
+	return pairs
+}
+
+// readPair checks an entry's two tensors against each other and reads them.
+func readPair(f *gguf.File, name string, p *tensorPair, fail func(string, ...any) error) (*Entry, error) {
+	if p.sums == nil || p.counts == nil {
+		return nil, fail("entry %s: has only one of %s and %s", name, sumSuffix, countSuffix)
 	}
-	for name, p := range pairs {
-		if p.sums == nil || p.counts == nil {
-			return nil, fail("entry %s: has only one of %s and %s", name, sumSuffix, countSuffix)
+	for _, t := range []*gguf.TensorInfo{p.sums, p.counts} {
+		if t.Type != gguf.TypeF32 {
+			return nil, fail("entry %s: tensor %s is %s, want F32", name, t.Name, t.Type)
 		}
-		for _, t := range []*gguf.TensorInfo{p.sums, p.counts} {
-			if t.Type != gguf.TypeF32 {
-				return nil, fail("entry %s: tensor %s is %s, want F32", name, t.Name, t.Type)
-			}
-		}
-		if len(p.sums.Shape) == 0 {
-			return nil, fail("entry %s: tensor %s has no dimensions", name, p.sums.Name)
-		}
-		nmat := uint64(1)
-		for _, d := range p.sums.Shape[1:] {
-			nmat *= d
-		}
-		if p.counts.Elements() != nmat {
-			return nil, fail("entry %s: %d counts for %d matrices of sums (shapes %v and %v)", name, p.counts.Elements(), nmat, p.sums.Shape, p.counts.Shape)
-		}
-		sums, err := readF32(f, *p.sums)
-		if err != nil {
-			return nil, fail("entry %s: %v", name, err)
-		}
-		counts, err := readF32(f, *p.counts)
-		if err != nil {
-			return nil, fail("entry %s: %v", name, err)
-		}
-		e := &Entry{Name: name, Sums: sums, Counts: make([]float64, len(counts))}
-		for i, c := range counts {
-			// llama.cpp rounds the stored float counts to integers.
-			e.Counts[i] = math.Round(float64(c))
-			if math.IsNaN(float64(c)) {
-				e.Counts[i] = math.NaN()
-			}
-		}
-		if err := e.check(); err != nil {
-			return nil, fail("%v", err)
-		}
-		m.Entries[name] = e
 	}
-	return m, nil
+	if len(p.sums.Shape) == 0 {
+		return nil, fail("entry %s: tensor %s has no dimensions", name, p.sums.Name)
+	}
+	nmat := uint64(1)
+	for _, d := range p.sums.Shape[1:] {
+		nmat *= d
+	}
+	if p.counts.Elements() != nmat {
+		return nil, fail("entry %s: %d counts for %d matrices of sums (shapes %v and %v)", name, p.counts.Elements(), nmat, p.sums.Shape, p.counts.Shape)
+	}
+	sums, err := readF32(f, *p.sums)
+	if err != nil {
+		return nil, fail("entry %s: %v", name, err)
+	}
+	counts, err := readF32(f, *p.counts)
+	if err != nil {
+		return nil, fail("entry %s: %v", name, err)
+	}
+	e := &Entry{Name: name, Sums: sums, Counts: make([]float64, len(counts))}
+	for i, c := range counts {
+		// llama.cpp rounds the stored float counts to integers.
+		e.Counts[i] = math.Round(float64(c))
+		if math.IsNaN(float64(c)) {
+			e.Counts[i] = math.NaN()
+		}
+	}
+	if err := e.check(); err != nil {
+		return nil, fail("%v", err)
+	}
+	return e, nil
 }
 
 // readF32 reads an F32 tensor; the gguf reader has already checked that it
 // lies inside the file, which bounds the allocation.
 func readF32(f *gguf.File, t gguf.TensorInfo) ([]float32, error) {
-	n := t.Elements()
+	return readValues(f, t, 4, func(b []byte) float32 { return math.Float32frombits(binary.LittleEndian.Uint32(b)) })
+}
+
+// readValues reads tensor t of the checked file f, decoding each value of
+// size bytes with dec.
+func readValues[T any](f *gguf.File, t gguf.TensorInfo, size int, dec func([]byte) T) ([]T, error) {
 	buf := make([]byte, t.Bytes())
 	if _, err := f.ReadAt(buf, f.DataOffset+int64(t.Offset)); err != nil {
 		return nil, fmt.Errorf("read tensor %s: %w", t.Name, err)
 	}
-	out := make([]float32, n)
+	out := make([]T, t.Elements())
 	for i := range out {
-		out[i] = math.Float32frombits(binary.LittleEndian.Uint32(buf[4*i:]))
+		out[i] = dec(buf[size*i:])
 	}
 	return out, nil
 }
@@ -349,77 +380,96 @@ func loadLegacy(path string) (*Matrix, error) {
 	}
 	m := &Matrix{Path: path, Format: Legacy, Entries: map[string]*Entry{}}
 	for i := 0; i < int(n); i++ {
-		ln, err := r.i32()
+		e, err := r.entry(i, m, fail)
 		if err != nil {
-			return nil, fail("entry %d: name length: %v", i, err)
+			return nil, err
 		}
-		if ln < 0 || ln > maxLegacyName {
-			return nil, fail("entry %d: name length %d", i, ln)
-		}
-		nb, err := r.bytes(int(ln))
-		if err != nil {
-			return nil, fail("entry %d: name: %v", i, err)
-		}
-		name := string(nb)
-		if i := bytes.IndexByte(nb, 0); i >= 0 {
-			name = string(nb[:i]) // llama.cpp reads the name as a C string
-		}
-		if name == "" {
-			return nil, fail("entry %d: empty name", i)
-		}
-		if _, dup := m.Entries[name]; dup {
-			return nil, fail("entry %d: %s appears twice", i, strconv.Quote(name))
-		}
-		ncall, err := r.i32()
-		if err != nil {
-			return nil, fail("entry %s: call count: %v", name, err)
-		}
-		nval, err := r.i32()
-		if err != nil {
-			return nil, fail("entry %s: value count: %v", name, err)
-		}
-		if ncall < 0 {
-			return nil, fail("entry %s: call count %d is negative", name, ncall)
-		}
-		if nval < 1 || int64(nval)*4 > int64(len(r.b)-r.off) {
-			return nil, fail("entry %s: %d values do not fit the %d bytes left", name, nval, len(r.b)-r.off)
-		}
-		vb, _ := r.bytes(int(nval) * 4)
-		e := &Entry{Name: name, Sums: make([]float32, nval), Counts: []float64{float64(ncall)}}
-		for j := range e.Sums {
-			e.Sums[j] = math.Float32frombits(binary.LittleEndian.Uint32(vb[4*j:]))
-		}
-		if err := e.check(); err != nil {
-			return nil, fail("%v", err)
-		}
-		m.Entries[name] = e
+		m.Entries[e.Name] = e
 	}
-	// The trailer (chunk count, dataset name) is optional.
-	if r.off < len(r.b) {
-		c, err := r.i32()
-		if err != nil {
-			return nil, fail("trailer: chunk count: %v", err)
-		}
-		if c < 0 {
-			return nil, fail("trailer: chunk count %d is negative", c)
-		}
-		m.ChunkCount = int(c)
-		if r.off < len(r.b) {
-			ln, err := r.i32()
-			if err != nil {
-				return nil, fail("trailer: dataset name length: %v", err)
-			}
-			if ln > 0 {
-				ds, err := r.bytes(int(ln))
-				if err != nil {
-					return nil, fail("trailer: dataset name of %d bytes: %v", ln, err)
-				}
-				m.Datasets = []string{string(ds)}
-			}
-		}
-		if r.off != len(r.b) {
-			return nil, fail("%d bytes of garbage after the trailer", len(r.b)-r.off)
-		}
+	if err := r.trailer(m, fail); err != nil {
+		return nil, err
 	}
 	return m, nil
+}
+
+// entry reads the i-th entry (name, call count, values), refusing a name
+// that is empty or already in m.
+func (r *legacyReader) entry(i int, m *Matrix, fail func(string, ...any) error) (*Entry, error) {
+	ln, err := r.i32()
+	if err != nil {
+		return nil, fail("entry %d: name length: %v", i, err)
+	}
+	if ln < 0 || ln > maxLegacyName {
+		return nil, fail("entry %d: name length %d", i, ln)
+	}
+	nb, err := r.bytes(int(ln))
+	if err != nil {
+		return nil, fail("entry %d: name: %v", i, err)
+	}
+	name := string(nb)
+	if i := bytes.IndexByte(nb, 0); i >= 0 {
+		name = string(nb[:i]) // llama.cpp reads the name as a C string
+	}
+	if name == "" {
+		return nil, fail("entry %d: empty name", i)
+	}
+	if _, dup := m.Entries[name]; dup {
+		return nil, fail("entry %d: %s appears twice", i, strconv.Quote(name))
+	}
+	ncall, err := r.i32()
+	if err != nil {
+		return nil, fail("entry %s: call count: %v", name, err)
+	}
+	nval, err := r.i32()
+	if err != nil {
+		return nil, fail("entry %s: value count: %v", name, err)
+	}
+	if ncall < 0 {
+		return nil, fail("entry %s: call count %d is negative", name, ncall)
+	}
+	if nval < 1 || int64(nval)*4 > int64(len(r.b)-r.off) {
+		return nil, fail("entry %s: %d values do not fit the %d bytes left", name, nval, len(r.b)-r.off)
+	}
+	vb, _ := r.bytes(int(nval) * 4)
+	e := &Entry{Name: name, Sums: make([]float32, nval), Counts: []float64{float64(ncall)}}
+	for j := range e.Sums {
+		e.Sums[j] = math.Float32frombits(binary.LittleEndian.Uint32(vb[4*j:]))
+	}
+	if err := e.check(); err != nil {
+		return nil, fail("%v", err)
+	}
+	return e, nil
+}
+
+// trailer reads the optional trailer (chunk count, dataset name) into m
+// and refuses anything after it.
+func (r *legacyReader) trailer(m *Matrix, fail func(string, ...any) error) error {
+	if r.off >= len(r.b) {
+		return nil
+	}
+	c, err := r.i32()
+	if err != nil {
+		return fail("trailer: chunk count: %v", err)
+	}
+	if c < 0 {
+		return fail("trailer: chunk count %d is negative", c)
+	}
+	m.ChunkCount = int(c)
+	if r.off < len(r.b) {
+		ln, err := r.i32()
+		if err != nil {
+			return fail("trailer: dataset name length: %v", err)
+		}
+		if ln > 0 {
+			ds, err := r.bytes(int(ln))
+			if err != nil {
+				return fail("trailer: dataset name of %d bytes: %v", ln, err)
+			}
+			m.Datasets = []string{string(ds)}
+		}
+	}
+	if r.off != len(r.b) {
+		return fail("%d bytes of garbage after the trailer", len(r.b)-r.off)
+	}
+	return nil
 }

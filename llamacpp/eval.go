@@ -136,6 +136,75 @@ type member struct {
 // chunk in lockstep, so the base model's log-probabilities are held for one
 // chunk group at a time. It writes nothing but SaveBaseLogits.
 func Evaluate(ctx context.Context, lib *Library, o Options) (*Result, error) {
+	text, err := checkOptions(&o)
+	if err != nil {
+		return nil, err
+	}
+	r := &evalRun{o: o, text: text, hasBase: o.Base != ""}
+	if err := r.sizeContext(); err != nil {
+		return nil, err
+	}
+	defer r.closeMembers()
+	if err := r.openModels(ctx, lib); err != nil {
+		return nil, err
+	}
+	r.planChunks()
+	if err := r.startSave(); err != nil {
+		return nil, err
+	}
+	batch, err := NewBatch(r.batchSize)
+	if err != nil {
+		return nil, err
+	}
+	defer batch.Close()
+	r.batch = batch
+	r.allocScratch()
+	for i := 0; i < r.nChunk; i += r.nSeq {
+		if err := r.evalGroup(ctx, i); err != nil {
+			return nil, err
+		}
+	}
+	if r.save != nil {
+		if err := r.save.Flush(); err != nil {
+			return nil, fmt.Errorf("llamacpp: saving the base logits: %w", err)
+		}
+	}
+	r.fillResults()
+	return r.res, nil
+}
+
+// evalRun is the state of one Evaluate call, from its settings to the
+// scratch buffers of the chunk loop.
+type evalRun struct {
+	o       Options
+	text    []byte // the text without its trailing newline
+	hasBase bool
+
+	nSeq, nCtx, batchSize int
+	res                   *Result
+	members               []*member
+	tokens                []int32
+
+	nChunk, first, nScore int // chunks scored; first scored position; rows scored per chunk
+	nVocab, nv            int // vocabulary size; encoded base row length
+	numBatches            int // batches per chunk
+
+	save      *bufio.Writer
+	batch     *Batch
+	gathered  []float32 // a chunk's scored rows when it spans several batches
+	baseEnc   []uint16  // one chunk's encoded base rows, for SaveBaseLogits
+	baseRows  []baseRow // the base distribution of every scored token of a chunk group
+	saveBuf   []byte
+	chunkToks []int32
+	sc        *scorer
+
+	start                  time.Time
+	done, total, evaluated int
+}
+
+// checkOptions fills in the default sizes, refuses bad settings and an
+// unusable text, and returns the text without one trailing newline.
+func checkOptions(o *Options) ([]byte, error) {
 	if len(o.Models) == 0 {
 		return nil, errors.New("llamacpp: no model to evaluate")
 	}
@@ -158,251 +227,312 @@ func Evaluate(ctx context.Context, lib *Library, o Options) (*Result, error) {
 	if text[len(text)-1] == '\n' {
 		text = text[:len(text)-1]
 	}
+	return text, nil
+}
 
-	// The context sizing of llama-perplexity: Batch/CtxSize chunks side by side.
-	nSeq := max(1, o.Batch/o.CtxSize)
-	if nSeq > 1<<16 || int64(nSeq)*int64(o.CtxSize) > math.MaxInt32 {
-		return nil, fmt.Errorf("llamacpp: ctx %d with batch %d is too large", o.CtxSize, o.Batch)
+// sizeContext sizes the context as llama-perplexity does: Batch/CtxSize
+// chunks side by side.
+func (r *evalRun) sizeContext() error {
+	o := &r.o
+	r.nSeq = max(1, o.Batch/o.CtxSize)
+	if r.nSeq > 1<<16 || int64(r.nSeq)*int64(o.CtxSize) > math.MaxInt32 {
+		return fmt.Errorf("llamacpp: ctx %d with batch %d is too large", o.CtxSize, o.Batch)
 	}
-	nCtx := nSeq * o.CtxSize
-	batchSize := min(o.Batch, nCtx)
-	if !(batchSize < o.CtxSize || batchSize%o.CtxSize == 0) {
-		return nil, fmt.Errorf("llamacpp: batch %d must be below ctx %d or a multiple of it", batchSize, o.CtxSize)
+	r.nCtx = r.nSeq * o.CtxSize
+	r.batchSize = min(o.Batch, r.nCtx)
+	if !(r.batchSize < o.CtxSize || r.batchSize%o.CtxSize == 0) {
+		return fmt.Errorf("llamacpp: batch %d must be below ctx %d or a multiple of it", r.batchSize, o.CtxSize)
 	}
+	r.res = &Result{CtxSize: o.CtxSize, Batch: r.batchSize, NSeq: r.nSeq, Threads: o.Threads}
+	return nil
+}
 
-	res := &Result{CtxSize: o.CtxSize, Batch: batchSize, NSeq: nSeq, Threads: o.Threads}
-	var members []*member
-	defer func() {
-		for _, mb := range members {
-			mb.c.Close()
-			mb.m.Close()
-		}
-	}()
+// closeMembers frees every model and context loaded so far.
+func (r *evalRun) closeMembers() {
+	for _, mb := range r.members {
+		mb.c.Close()
+		mb.m.Close()
+	}
+}
+
+// openModels loads the base model (first, when set) and every model,
+// tokenizes the text with each, checks that they agree on the tokens, and
+// gives each a context.
+func (r *evalRun) openModels(ctx context.Context, lib *Library) error {
+	o := &r.o
 	paths := o.Models
-	if o.Base != "" {
+	if r.hasBase {
 		paths = append([]string{o.Base}, o.Models...)
-		res.Base = &ModelResult{Path: o.Base}
+		r.res.Base = &ModelResult{Path: o.Base}
 	}
-	res.Models = make([]ModelResult, len(o.Models))
-	var tokens []int32
+	r.res.Models = make([]ModelResult, len(o.Models))
 	for i, p := range paths {
 		if err := ctx.Err(); err != nil {
-			return nil, err
+			return err
 		}
 		m, err := lib.LoadModel(p)
 		if err != nil {
-			return nil, err
+			return err
 		}
 		mb := &member{m: m}
-		members = append(members, mb)
-		if o.Base != "" && i == 0 {
-			mb.res = res.Base
+		r.members = append(r.members, mb)
+		if r.hasBase && i == 0 {
+			mb.res = r.res.Base
 		} else {
-			mb.res = &res.Models[i-len(paths)+len(o.Models)]
+			mb.res = &r.res.Models[i-len(paths)+len(o.Models)]
 			mb.res.Path = p
 		}
 		mb.res.Desc = m.Desc
-		if m.AddEOS {
-			return nil, fmt.Errorf("llamacpp: model %s adds EOS to every text; perplexity as llama-perplexity computes it is undefined for it", p)
+		if err := r.checkTokenization(i, m); err != nil {
+			return err
 		}
-		toks, err := m.Tokenize(text, true, false)
+		c, err := m.NewContext(ContextParams{NCtx: r.nCtx, NBatch: r.batchSize, NSeq: r.nSeq, Threads: o.Threads})
 		if err != nil {
-			return nil, fmt.Errorf("llamacpp: tokenizing %s with %s: %w", o.TextName, p, err)
-		}
-		if i == 0 {
-			tokens = toks
-			res.Tokens = len(toks)
-			if len(toks) < 2*o.CtxSize {
-				return nil, fmt.Errorf("llamacpp: text %s tokenizes to only %d tokens with %s; a context of %d needs at least %d (a shorter --ctx or a longer text): %w",
-					o.TextName, len(toks), p, o.CtxSize, 2*o.CtxSize, ErrText)
-			}
-		} else {
-			first := members[0].m
-			switch {
-			case m.NVocab != first.NVocab:
-				return nil, fmt.Errorf("llamacpp: refusing to compare %s (%d tokens in its vocabulary) with %s (%d): %w", p, m.NVocab, first.Path, first.NVocab, ErrVocabMismatch)
-			case m.AddBOS != first.AddBOS || m.BOS != first.BOS:
-				return nil, fmt.Errorf("llamacpp: refusing to compare %s with %s: their BOS tokens differ: %w", p, first.Path, ErrVocabMismatch)
-			case !slices.Equal(toks, tokens):
-				return nil, fmt.Errorf("llamacpp: refusing to compare %s with %s: they tokenize %s differently: %w", p, first.Path, o.TextName, ErrVocabMismatch)
-			}
-		}
-		c, err := m.NewContext(ContextParams{NCtx: nCtx, NBatch: batchSize, NSeq: nSeq, Threads: o.Threads})
-		if err != nil {
-			return nil, err
+			return err
 		}
 		mb.c = c
 	}
+	return nil
+}
 
-	nChunk := len(tokens) / o.CtxSize
-	if o.Chunks > 0 {
-		nChunk = min(nChunk, o.Chunks)
+// checkTokenization tokenizes the text with the i-th model: the first sets
+// the tokens (and must give at least two chunks), every other must share
+// its vocabulary, BOS and tokens.
+func (r *evalRun) checkTokenization(i int, m *Model) error {
+	o := &r.o
+	p := m.Path
+	if m.AddEOS {
+		return fmt.Errorf("llamacpp: model %s adds EOS to every text; perplexity as llama-perplexity computes it is undefined for it", p)
 	}
-	first := o.CtxSize / 2
-	nScore := o.CtxSize - 1 - first
-	res.Chunks, res.Scored = nChunk, nChunk*nScore
-	nVocab := members[0].m.NVocab
-	nv := baseRowLen(nVocab)
-	hasBase := o.Base != ""
-	for i, mb := range members {
-		if hasBase && i > 0 {
-			mb.klds = make([]float32, 0, res.Scored)
-			mb.pdiff = make([]float32, 0, res.Scored)
-		}
-	}
-
-	var save *bufio.Writer
-	if o.SaveBaseLogits != nil {
-		save = bufio.NewWriterSize(o.SaveBaseLogits, 1<<20)
-		hdr := []byte("_logits_")
-		hdr = binary.LittleEndian.AppendUint32(hdr, uint32(o.CtxSize))
-		hdr = binary.LittleEndian.AppendUint32(hdr, uint32(nVocab))
-		hdr = binary.LittleEndian.AppendUint32(hdr, uint32(nChunk))
-		for _, t := range tokens[:nChunk*o.CtxSize] {
-			hdr = binary.LittleEndian.AppendUint32(hdr, uint32(t))
-		}
-		if _, err := save.Write(hdr); err != nil {
-			return nil, fmt.Errorf("llamacpp: saving the base logits: %w", err)
-		}
-	}
-
-	batch, err := NewBatch(batchSize)
+	toks, err := m.Tokenize(r.text, true, false)
 	if err != nil {
-		return nil, err
+		return fmt.Errorf("llamacpp: tokenizing %s with %s: %w", o.TextName, p, err)
 	}
-	defer batch.Close()
-	numBatches := (o.CtxSize + batchSize - 1) / batchSize
-	var gathered []float32 // a chunk's scored rows when it spans several batches
-	var baseEnc []uint16   // one chunk's encoded base rows, for SaveBaseLogits
-	if save != nil {
-		baseEnc = make([]uint16, nScore*nv)
+	if i == 0 {
+		r.tokens = toks
+		r.res.Tokens = len(toks)
+		if len(toks) < 2*o.CtxSize {
+			return fmt.Errorf("llamacpp: text %s tokenizes to only %d tokens with %s; a context of %d needs at least %d (a shorter --ctx or a longer text): %w",
+				o.TextName, len(toks), p, o.CtxSize, 2*o.CtxSize, ErrText)
+		}
+		return nil
 	}
-	var baseRows []baseRow // the base distribution of every scored token of a chunk group
-	if hasBase {
-		baseRows = make([]baseRow, nSeq*nScore)
-		for k := range baseRows {
-			baseRows[k] = baseRow{lp: make([]float32, nVocab), p: make([]float32, nVocab)}
+	first := r.members[0].m
+	switch {
+	case m.NVocab != first.NVocab:
+		return fmt.Errorf("llamacpp: refusing to compare %s (%d tokens in its vocabulary) with %s (%d): %w", p, m.NVocab, first.Path, first.NVocab, ErrVocabMismatch)
+	case m.AddBOS != first.AddBOS || m.BOS != first.BOS:
+		return fmt.Errorf("llamacpp: refusing to compare %s with %s: their BOS tokens differ: %w", p, first.Path, ErrVocabMismatch)
+	case !slices.Equal(toks, r.tokens):
+		return fmt.Errorf("llamacpp: refusing to compare %s with %s: they tokenize %s differently: %w", p, first.Path, o.TextName, ErrVocabMismatch)
+	}
+	return nil
+}
+
+// planChunks counts the chunks and the scored tokens and makes room for
+// each compared model's per-token divergences.
+func (r *evalRun) planChunks() {
+	o := &r.o
+	r.nChunk = len(r.tokens) / o.CtxSize
+	if o.Chunks > 0 {
+		r.nChunk = min(r.nChunk, o.Chunks)
+	}
+	r.first = o.CtxSize / 2
+	r.nScore = o.CtxSize - 1 - r.first
+	r.res.Chunks, r.res.Scored = r.nChunk, r.nChunk*r.nScore
+	r.nVocab = r.members[0].m.NVocab
+	r.nv = baseRowLen(r.nVocab)
+	for i, mb := range r.members {
+		if r.hasBase && i > 0 {
+			mb.klds = make([]float32, 0, r.res.Scored)
+			mb.pdiff = make([]float32, 0, r.res.Scored)
 		}
 	}
-	sc := newScorer(o.Threads)
-	start := time.Now()
-	done, total, evaluated := 0, ((nChunk+nSeq-1)/nSeq)*len(members), 0
-	chunkToks := make([]int32, o.CtxSize)
-	var saveBuf []byte
+}
 
-	for i := 0; i < nChunk; i += nSeq {
-		nSeqBatch := min(nSeq, nChunk-i)
-		for mi, mb := range members {
-			if err := ctx.Err(); err != nil {
+// startSave writes the header of llama-perplexity's --kl-divergence-base
+// file (magic, ctx, vocabulary, chunks and the tokens) when saving.
+func (r *evalRun) startSave() error {
+	o := &r.o
+	if o.SaveBaseLogits == nil {
+		return nil
+	}
+	r.save = bufio.NewWriterSize(o.SaveBaseLogits, 1<<20)
+	hdr := []byte("_logits_")
+	hdr = binary.LittleEndian.AppendUint32(hdr, uint32(o.CtxSize))
+	hdr = binary.LittleEndian.AppendUint32(hdr, uint32(r.nVocab))
+	hdr = binary.LittleEndian.AppendUint32(hdr, uint32(r.nChunk))
+	for _, t := range r.tokens[:r.nChunk*o.CtxSize] {
+		hdr = binary.LittleEndian.AppendUint32(hdr, uint32(t))
+	}
+	if _, err := r.save.Write(hdr); err != nil {
+		return fmt.Errorf("llamacpp: saving the base logits: %w", err)
+	}
+	return nil
+}
+
+// allocScratch makes the chunk loop's buffers and starts the clock.
+func (r *evalRun) allocScratch() {
+	r.numBatches = (r.o.CtxSize + r.batchSize - 1) / r.batchSize
+	if r.save != nil {
+		r.baseEnc = make([]uint16, r.nScore*r.nv)
+	}
+	if r.hasBase {
+		r.baseRows = make([]baseRow, r.nSeq*r.nScore)
+		for k := range r.baseRows {
+			r.baseRows[k] = baseRow{lp: make([]float32, r.nVocab), p: make([]float32, r.nVocab)}
+		}
+	}
+	r.sc = newScorer(r.o.Threads)
+	r.start = time.Now()
+	r.total = ((r.nChunk + r.nSeq - 1) / r.nSeq) * len(r.members)
+	r.chunkToks = make([]int32, r.o.CtxSize)
+}
+
+// evalGroup evaluates the chunk group starting at chunk i (up to NSeq
+// chunks side by side) with every model in turn, the base model first.
+func (r *evalRun) evalGroup(ctx context.Context, i int) error {
+	nSeqBatch := min(r.nSeq, r.nChunk-i)
+	for mi, mb := range r.members {
+		if err := ctx.Err(); err != nil {
+			return err
+		}
+		t0 := time.Now()
+		rows, err := r.decodeGroup(mb, i, nSeqBatch)
+		if err != nil {
+			return err
+		}
+		for seq, row := range rows {
+			if err := r.scoreChunk(mi, mb, i+seq, seq, row); err != nil {
+				return err
+			}
+		}
+		mb.dur += time.Since(t0)
+		r.done++
+		r.evaluated += nSeqBatch * r.o.CtxSize
+		if r.o.Progress != nil {
+			r.o.Progress(Progress{Done: r.done, Total: r.total, Tokens: r.evaluated, Elapsed: time.Since(r.start)})
+		}
+	}
+	return nil
+}
+
+// decodeGroup runs one model over the chunks of a group and returns, per
+// chunk, the logits of its scored rows (nScore rows of nVocab).
+func (r *evalRun) decodeGroup(mb *member, i, nSeqBatch int) ([][]float32, error) {
+	o := &r.o
+	mb.c.Clear()
+	r.gathered = r.gathered[:0]
+	for j := 0; j < r.numBatches; j++ {
+		r.batch.Reset()
+		bStart := j * r.batchSize
+		bLen := min(o.CtxSize-bStart, r.batchSize)
+		for seq := 0; seq < nSeqBatch; seq++ {
+			cs := (i + seq) * o.CtxSize
+			copy(r.chunkToks, r.tokens[cs:cs+o.CtxSize])
+			if mb.m.AddBOS && j == 0 {
+				r.chunkToks[0] = mb.m.BOS
+			}
+			if _, err := r.batch.Add(r.chunkToks[bStart:bStart+bLen], bStart, seq, r.first); err != nil {
 				return nil, err
 			}
-			t0 := time.Now()
-			mb.c.Clear()
-			gathered = gathered[:0]
-			var rows [][]float32 // per sequence, nScore rows
-			for j := 0; j < numBatches; j++ {
-				batch.Reset()
-				bStart := j * batchSize
-				bLen := min(o.CtxSize-bStart, batchSize)
-				for seq := 0; seq < nSeqBatch; seq++ {
-					cs := (i + seq) * o.CtxSize
-					copy(chunkToks, tokens[cs:cs+o.CtxSize])
-					if mb.m.AddBOS && j == 0 {
-						chunkToks[0] = mb.m.BOS
-					}
-					if _, err := batch.Add(chunkToks[bStart:bStart+bLen], bStart, seq, first); err != nil {
-						return nil, err
-					}
-				}
-				if err := mb.c.Decode(batch); err != nil {
-					return nil, fmt.Errorf("chunk %d of %s: %w", i+1, o.TextName, err)
-				}
-				if numBatches > 1 {
-					// One sequence: its outputs are the batch's last ones.
-					if nOut := bStart + bLen - max(first, bStart); nOut > 0 {
-						v, err := mb.c.Rows(max(first, bStart)-bStart, nOut)
-						if err != nil {
-							return nil, err
-						}
-						gathered = append(gathered, v...)
-					}
-				}
-			}
-			for seq := 0; seq < nSeqBatch; seq++ {
-				if numBatches > 1 {
-					rows = append(rows, gathered[:nScore*nVocab])
-					continue
-				}
-				v, err := mb.c.Rows(seq*o.CtxSize+first, nScore)
+		}
+		if err := mb.c.Decode(r.batch); err != nil {
+			return nil, fmt.Errorf("chunk %d of %s: %w", i+1, o.TextName, err)
+		}
+		if r.numBatches > 1 {
+			// One sequence: its outputs are the batch's last ones.
+			if nOut := bStart + bLen - max(r.first, bStart); nOut > 0 {
+				v, err := mb.c.Rows(max(r.first, bStart)-bStart, nOut)
 				if err != nil {
 					return nil, err
 				}
-				rows = append(rows, v)
-			}
-			for seq, r := range rows {
-				next := tokens[(i+seq)*o.CtxSize+first+1 : (i+seq)*o.CtxSize+o.CtxSize]
-				if err := checkTokens(next, nVocab, mb.m.Path); err != nil {
-					return nil, err
-				}
-				var br []baseRow
-				if hasBase {
-					br = baseRows[seq*nScore : (seq+1)*nScore]
-				}
-				switch {
-				case hasBase && mi == 0:
-					s, s2 := sc.setBase(r, br, next, nVocab)
-					mb.nll += s
-					mb.nll2 += s2
-					if save != nil {
-						for k := range nScore {
-							encodeBaseRow(r[k*nVocab:(k+1)*nVocab], baseEnc[k*nv:(k+1)*nv], next[k])
-						}
-						out := saveBuf[:0]
-						for _, q := range baseEnc {
-							out = binary.LittleEndian.AppendUint16(out, q)
-						}
-						saveBuf = out
-						if _, err := save.Write(out); err != nil {
-							return nil, fmt.Errorf("llamacpp: saving the base logits: %w", err)
-						}
-					}
-				case hasBase:
-					s, s2 := sc.divergence(r, br, next, nVocab, &mb.kld, &mb.klds, &mb.pdiff)
-					mb.nll += s
-					mb.nll2 += s2
-				default:
-					s, s2 := sc.perplexity(r, next, nVocab)
-					mb.nll += s
-					mb.nll2 += s2
-				}
-				mb.count += nScore
-			}
-			mb.dur += time.Since(t0)
-			done++
-			evaluated += nSeqBatch * o.CtxSize
-			if o.Progress != nil {
-				o.Progress(Progress{Done: done, Total: total, Tokens: evaluated, Elapsed: time.Since(start)})
+				r.gathered = append(r.gathered, v...)
 			}
 		}
 	}
-	if save != nil {
-		if err := save.Flush(); err != nil {
-			return nil, fmt.Errorf("llamacpp: saving the base logits: %w", err)
+	var rows [][]float32 // per sequence, nScore rows
+	for seq := 0; seq < nSeqBatch; seq++ {
+		if r.numBatches > 1 {
+			rows = append(rows, r.gathered[:r.nScore*r.nVocab])
+			continue
 		}
+		v, err := mb.c.Rows(seq*o.CtxSize+r.first, r.nScore)
+		if err != nil {
+			return nil, err
+		}
+		rows = append(rows, v)
 	}
-	for i, mb := range members {
+	return rows, nil
+}
+
+// scoreChunk scores one chunk's rows for the mi-th model: the base model
+// keeps its distributions (and saves them), a compared model is scored
+// against them, and without a base only the perplexity is summed.
+func (r *evalRun) scoreChunk(mi int, mb *member, chunk, seq int, rows []float32) error {
+	cs := chunk * r.o.CtxSize
+	next := r.tokens[cs+r.first+1 : cs+r.o.CtxSize]
+	if err := checkTokens(next, r.nVocab, mb.m.Path); err != nil {
+		return err
+	}
+	var br []baseRow
+	if r.hasBase {
+		br = r.baseRows[seq*r.nScore : (seq+1)*r.nScore]
+	}
+	var s, s2 float64
+	switch {
+	case r.hasBase && mi == 0:
+		s, s2 = r.sc.setBase(rows, br, next, r.nVocab)
+		if err := r.saveBase(rows, next); err != nil {
+			return err
+		}
+	case r.hasBase:
+		s, s2 = r.sc.divergence(rows, br, next, r.nVocab, &mb.kld, &mb.klds, &mb.pdiff)
+	default:
+		s, s2 = r.sc.perplexity(rows, next, r.nVocab)
+	}
+	mb.nll += s
+	mb.nll2 += s2
+	mb.count += r.nScore
+	return nil
+}
+
+// saveBase encodes one chunk of base rows and writes them to
+// SaveBaseLogits, when saving.
+func (r *evalRun) saveBase(rows []float32, next []int32) error {
+	if r.save == nil {
+		return nil
+	}
+	nVocab, nv := r.nVocab, r.nv
+	for k := range r.nScore {
+		encodeBaseRow(rows[k*nVocab:(k+1)*nVocab], r.baseEnc[k*nv:(k+1)*nv], next[k])
+	}
+	out := r.saveBuf[:0]
+	for _, q := range r.baseEnc {
+		out = binary.LittleEndian.AppendUint16(out, q)
+	}
+	r.saveBuf = out
+	if _, err := r.save.Write(out); err != nil {
+		return fmt.Errorf("llamacpp: saving the base logits: %w", err)
+	}
+	return nil
+}
+
+// fillResults turns each model's sums into its perplexity, time and
+// divergence.
+func (r *evalRun) fillResults() {
+	for i, mb := range r.members {
 		mean := mb.nll / float64(mb.count)
 		mb.res.PPL = math.Exp(mean)
 		if v := mb.nll2/float64(mb.count) - mean*mean; v > 0 && mb.count > 1 {
 			mb.res.PPLErr = math.Sqrt(v/float64(mb.count-1)) * mb.res.PPL
 		}
 		mb.res.Seconds = mb.dur.Seconds()
-		if hasBase && i > 0 {
+		if r.hasBase && i > 0 {
 			d := summarize(&mb.kld, mb.klds, mb.pdiff)
 			mb.res.KLD = &d
 		}
 	}
-	return res, nil
 }
 
 func checkTokens(toks []int32, nVocab int, model string) error {

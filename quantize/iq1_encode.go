@@ -213,6 +213,7 @@ func encodeIQ1S(dst []byte, x, qw []float32) {
 	}
 }
 
+// encodeIQ1M follows ggml's quantize_row_iq1_m_impl step for step, which is why it is long.
 func encodeIQ1M(dst []byte, x, qw []float32) {
 	s := iq1Search.tables()
 	const bs = 16
