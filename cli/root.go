@@ -128,6 +128,8 @@ func (a *App) build() *ucli.App {
 			a.auditCommand(),
 			a.dumpCommand(),
 			a.demoCommand(),
+			a.evalCommand(),
+			a.calibrateCommand(),
 		},
 	}
 	for _, cmd := range app.Commands {

@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # llama-runtime.sh [CACHE_DIR]
 #
-# Installs the real llama.cpp used by the tests and builds our small C tools
-# against it. The prebuilt libraries come from the npm packages
+# Installs the real llama.cpp used by the tests and eval (--llama-lib
+# CACHE_DIR/lib) and builds llama.cpp's own tools against it. The prebuilt libraries come from the npm packages
 # node-llama-cpp and @node-llama-cpp/linux-x64 (pinned below); the exact
 # llama.cpp source they were built from ships inside node-llama-cpp as a git
 # bundle. Layout of CACHE_DIR
@@ -12,16 +12,17 @@
 #         libggml-cpu-*.so, libllama.v0.4.0.so
 #   src/  clone of the bundled llama.cpp source (headers: src/include,
 #         src/ggml/include)
-#   bin/  our tools from tools/llamacpp/*.c, compiled with gcc against src/
-#         headers and lib/ (RUNPATH $ORIGIN/../lib), and llama-imatrix:
-#         llama.cpp's own tools/imatrix/imatrix.cpp from src/, compiled with
-#         g++ and linked against the shipped libllama-common.so (plus
-#         tools/llamacpp/shim/cpu_backend.c, which loads the CPU backend from lib/),
-#         and llama-perplexity from tools/perplexity/ the same way (the referee
-#         for the project's perplexity figures)
+#   bin/  llama-imatrix: llama.cpp's own tools/imatrix/imatrix.cpp from src/,
+#         compiled with g++ and linked against the shipped libllama-common.so
+#         (plus tools/llamacpp/shim/cpu_backend.c, which loads the CPU backend
+#         from lib/; RUNPATH $ORIGIN/../lib), and llama-perplexity from
+#         tools/perplexity/ the same way (the referee for the perplexity that
+#         the project's own binding, package llamacpp, computes in process),
+#         and llama-quantize from tools/quantize/ (it must take calibrate's
+#         output as --imatrix)
 #
-# Idempotent: a stamp keyed on the package versions and a hash of the C
-# sources makes a second run return at once. Progress goes to stderr; the last
+# Idempotent: a stamp keyed on the package versions, this script and a hash
+# of the C shim makes a second run return at once. Progress goes to stderr; the last
 # (and only) line on stdout is PHYSARIUM_LLAMA=<absolute cache dir>, so
 #   eval "$(scripts/llama-runtime.sh)"; export PHYSARIUM_LLAMA
 # or
@@ -66,10 +67,6 @@ if command -v flock >/dev/null 2>&1; then
 	flock 9 || die "cannot lock $cache/.lock"
 fi
 
-shopt -s nullglob
-csrcs=("$toolsrc"/*.c)
-shopt -u nullglob
-[ ${#csrcs[@]} -gt 0 ] || die "no C sources in $toolsrc"
 shim="$toolsrc/shim/cpu_backend.c"
 [ -f "$shim" ] || die "missing $shim"
 
@@ -78,7 +75,7 @@ stamp_want=$(
 	{
 		echo "node-llama-cpp=$NLC_VERSION linux-x64=$NLC_VERSION gcc=$gcc_version"
 		sha256sum "$0" | cut -d' ' -f1
-		for f in "${csrcs[@]}" "$shim"; do
+		for f in "$shim"; do
 			printf '%s ' "$(basename "$f")"
 			sha256sum "$f" | cut -d' ' -f1
 		done
@@ -94,11 +91,9 @@ finish() {
 if [ -f "$stamp_file" ] && [ "$(cat "$stamp_file")" = "$stamp_want" ] &&
 	[ -e "$cache/lib/libllama.v0.4.0.so" ] && [ -f "$cache/src/include/llama.h" ]; then
 	ok=1
-	for f in "${csrcs[@]}"; do
-		[ -x "$cache/bin/$(basename "$f" .c)" ] || ok=0
-	done
 	[ -x "$cache/bin/llama-imatrix" ] || ok=0
 	[ -x "$cache/bin/llama-perplexity" ] || ok=0
+	[ -x "$cache/bin/llama-quantize" ] || ok=0
 	if [ "$ok" = 1 ]; then
 		say "up to date in $cache"
 		finish
@@ -142,19 +137,9 @@ fi
 [ -f "$cache/src/include/llama.h" ] && [ -f "$cache/src/ggml/include/ggml.h" ] ||
 	die "llama.cpp headers missing under $cache/src"
 
-# 4. bin -> our tools.
+# 4. bin -> llama.cpp's tools (package llamacpp computes the project's own
+#    perplexity in process; no C tool of ours is built any more).
 mkdir -p "$cache/bin"
-for f in "${csrcs[@]}"; do
-	name=$(basename "$f" .c)
-	say "compiling $name"
-	gcc -O2 -std=c11 -Wall -Wextra -Werror=implicit-function-declaration \
-		-I"$cache/src/include" -I"$cache/src/ggml/include" \
-		"$f" -o "$cache/bin/$name.tmp" \
-		"$cache/lib/libllama.v0.4.0.so" "$cache/lib/libggml.v0.4.0.so" "$cache/lib/libggml-base.so" \
-		-Wl,-rpath,'$ORIGIN/../lib' -Wl,--enable-new-dtags -ldl -lm >&2 ||
-		die "compiling $f failed"
-	mv "$cache/bin/$name.tmp" "$cache/bin/$name"
-done
 
 # 5. llama.cpp's llama-imatrix, against the shipped libllama-common.so (built
 #    from this same source, so the common_params layout matches).
@@ -181,8 +166,25 @@ g++ -O2 -std=c++17 -I"$cache/src/common" -I"$cache/src/include" -I"$cache/src/gg
 rm -f "$cache/bin/cpu_backend.o"
 mv "$cache/bin/llama-perplexity.tmp" "$cache/bin/llama-perplexity"
 
+# 5c. llama.cpp's own llama-quantize, built the same way: it must accept
+#     calibrate's output as --imatrix.
+say "compiling llama-quantize (about 10 s)"
+gcc -O2 -std=c11 -Wall -Wextra -I"$cache/src/ggml/include" -c "$shim" -o "$cache/bin/cpu_backend_q.o" >&2 ||
+	die "compiling $shim failed"
+g++ -O2 -std=c++17 -I"$cache/src/common" -I"$cache/src/include" -I"$cache/src/ggml/include" -I"$cache/src/tools/quantize" \
+	"$cache/src/tools/quantize/main.cpp" "$cache/src/tools/quantize/quantize.cpp" "$cache/bin/cpu_backend_q.o" \
+	-o "$cache/bin/llama-quantize.tmp" \
+	"$cache/lib/libllama-common.so" "$cache/lib/libllama.v0.4.0.so" "$cache/lib/libggml.v0.4.0.so" \
+	"$cache/lib/libggml-base.so" -Wl,-rpath,'$ORIGIN/../lib' -Wl,--enable-new-dtags -pthread -ldl >&2 ||
+	die "compiling $cache/src/tools/quantize/quantize.cpp failed"
+rm -f "$cache/bin/cpu_backend_q.o"
+mv "$cache/bin/llama-quantize.tmp" "$cache/bin/llama-quantize"
+case "$("$cache/bin/llama-quantize" --help 2>&1 || true)" in
+*usage:*) ;;
+*) die "$cache/bin/llama-quantize does not run" ;;
+esac
+
 # 6. Smoke test: the tools start and find their libraries.
-"$cache/bin/perplexity" -h >/dev/null || die "$cache/bin/perplexity does not run"
 "$cache/bin/llama-imatrix" --version >/dev/null 2>&1 || die "$cache/bin/llama-imatrix does not run"
 "$cache/bin/llama-perplexity" --version >/dev/null 2>&1 || die "$cache/bin/llama-perplexity does not run"
 

@@ -1,8 +1,9 @@
 // Package llamacpp runs the real llama.cpp on GGUF files from Go tests.
 //
 // The runtime (the prebuilt libllama/libggml of the npm package
-// @node-llama-cpp/linux-x64, their exact llama.cpp source, and our C tools
-// compiled against them) is installed by scripts/llama-runtime.sh, which prints
+// @node-llama-cpp/linux-x64, their exact llama.cpp source, and llama.cpp's
+// own llama-imatrix and llama-perplexity compiled against them) is installed
+// by scripts/llama-runtime.sh, which prints
 // PHYSARIUM_LLAMA=<dir> as its last line. This package finds that directory
 // only through the PHYSARIUM_LLAMA environment variable:
 //
@@ -11,11 +12,12 @@
 //
 // Tests call Require, which skips when the variable is unset and fails when it
 // is set but the runtime is incomplete. The package depends on the standard
-// library only, so any test in the project can import it.
+// library and the project's llama.cpp binding (package llamacpp at the
+// repository root, which computes the perplexity in process), so any test in
+// the project can import it.
 package llamacpp
 
 import (
-	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -23,19 +25,23 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"strconv"
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/physarium/physarium-gguf/llamacpp"
 )
 
 // EnvVar names the environment variable that holds the runtime directory
 // created by scripts/llama-runtime.sh.
 const EnvVar = "PHYSARIUM_LLAMA"
 
-// PerplexityTool is the file name, under <runtime>/bin, of the program built
-// from tools/llamacpp/perplexity.c.
-const PerplexityTool = "perplexity"
+// RefereeTool is the file name, under <runtime>/bin, of llama.cpp's own
+// llama-perplexity, built from the bundled source: the referee for the
+// perplexity the project computes.
+const RefereeTool = "llama-perplexity"
 
 // ImatrixTool is the file name, under <runtime>/bin, of llama.cpp's own
 // llama-imatrix, which scripts/llama-runtime.sh builds from the bundled source
@@ -60,14 +66,18 @@ func Dir() (string, bool) {
 	return d, true
 }
 
+// LibDir returns the directory of the shipped libraries in the runtime dir,
+// the one to pass to llamacpp.Load (eval's --llama-lib).
+func LibDir(dir string) string { return filepath.Join(dir, "lib") }
+
 // Check reports whether dir holds a complete runtime: the shipped libllama
-// under lib/ and every tool this package runs, executable, under bin/.
+// under lib/ and the referee llama-perplexity, executable, under bin/.
 func Check(dir string) error {
 	lib := filepath.Join(dir, "lib", libllama)
 	if _, err := os.Stat(lib); err != nil {
 		return fmt.Errorf("llamacpp: runtime %s (from $%s) is incomplete: %w; run scripts/llama-runtime.sh", dir, EnvVar, err)
 	}
-	bin := filepath.Join(dir, "bin", PerplexityTool)
+	bin := filepath.Join(dir, "bin", RefereeTool)
 	st, err := os.Stat(bin)
 	if err != nil {
 		return fmt.Errorf("llamacpp: runtime %s (from $%s) is incomplete: %w; run scripts/llama-runtime.sh", dir, EnvVar, err)
@@ -110,14 +120,14 @@ type Result struct {
 	Scored int
 }
 
-// stderrTail bounds how much of the tool's stderr an error message carries.
+// stderrTail bounds how much of a tool's stderr an error message carries.
 const stderrTail = 2048
 
-// Perplexity loads model with the shipped libllama (CPU, one thread) and
-// measures its perplexity over textFile with chunks of nctx tokens, by running
-// <runtime>/bin/perplexity. A model that llama.cpp refuses, a missing file, a
-// text too short for two chunks, or a tool that crashes yields an error naming
-// the files and carrying llama.cpp's own message. Cancelling ctx kills the tool.
+// Perplexity measures model's perplexity over textFile with chunks of nctx
+// tokens (batch 2048, one thread) with the project's binding, llamacpp.Evaluate,
+// loading the runtime's shipped libraries. A model that llama.cpp refuses, a
+// missing file or a text too short for two chunks yields an error naming the
+// files and carrying llama.cpp's own message.
 func Perplexity(ctx context.Context, model, textFile string, nctx int) (Result, error) {
 	if nctx < 2 {
 		return Result{}, fmt.Errorf("llamacpp: perplexity of %s: context size %d, want >= 2", model, nctx)
@@ -129,35 +139,84 @@ func Perplexity(ctx context.Context, model, textFile string, nctx int) (Result, 
 	if err := Check(dir); err != nil {
 		return Result{}, err
 	}
-	for _, f := range []struct{ what, path string }{{"model", model}, {"text", textFile}} {
-		st, err := os.Stat(f.path)
-		if err != nil {
-			return Result{}, fmt.Errorf("llamacpp: perplexity: %s %s: %w", f.what, f.path, err)
-		}
-		if !st.Mode().IsRegular() {
-			return Result{}, fmt.Errorf("llamacpp: perplexity: %s %s is not a regular file", f.what, f.path)
-		}
+	if err := ctx.Err(); err != nil {
+		return Result{}, fmt.Errorf("llamacpp: perplexity of %s on %s: %w", model, textFile, err)
 	}
-
-	cmd := exec.CommandContext(ctx, filepath.Join(dir, "bin", PerplexityTool),
-		"-m", model, "-f", textFile, "-c", strconv.Itoa(nctx))
-	var stdout bytes.Buffer
-	stderr := &tailBuffer{max: stderrTail}
-	cmd.Stdout = &stdout
-	cmd.Stderr = stderr
-	cmd.WaitDelay = 5 * time.Second
-	runErr := cmd.Run()
-	if runErr != nil {
-		if ctxErr := ctx.Err(); ctxErr != nil {
-			return Result{}, fmt.Errorf("llamacpp: perplexity of %s on %s: %w", model, textFile, ctxErr)
-		}
-		return Result{}, fmt.Errorf("llamacpp: perplexity of %s on %s: %w: %s", model, textFile, runErr, lastLines(stderr.String(), 4))
+	text, err := os.ReadFile(textFile)
+	if err != nil {
+		return Result{}, fmt.Errorf("llamacpp: perplexity: text %w", err)
 	}
-	r, err := parseResult(stdout.String())
+	lib, err := llamacpp.Load(LibDir(dir))
+	if err != nil {
+		return Result{}, err
+	}
+	res, err := llamacpp.Evaluate(ctx, lib, llamacpp.Options{Models: []string{model}, Text: text, TextName: textFile, CtxSize: nctx, Threads: 1})
 	if err != nil {
 		return Result{}, fmt.Errorf("llamacpp: perplexity of %s on %s: %w", model, textFile, err)
 	}
-	return r, nil
+	m := res.Models[0]
+	return Result{PPL: m.PPL, StdErr: m.PPLErr, Chunks: res.Chunks, Tokens: res.Tokens, Scored: res.Scored}, nil
+}
+
+// finalRe matches llama-perplexity's closing line.
+var finalRe = regexp.MustCompile(`Final estimate: PPL = ([0-9.]+) \+/- ([0-9.]+)`)
+
+// Referee runs llama.cpp's own llama-perplexity (<runtime>/bin) on model and
+// textFile with chunks of nctx tokens, the given threads and, when chunks >
+// 0, at most that many chunks, and returns its final estimate (PPL and
+// "+/-"; the counts are left zero) and its wall time.
+func Referee(ctx context.Context, model, textFile string, nctx, threads, chunks int) (Result, time.Duration, error) {
+	args := []string{"-m", model, "-f", textFile, "-c", strconv.Itoa(nctx), "-t", strconv.Itoa(threads), "-tb", strconv.Itoa(threads)}
+	if chunks > 0 {
+		args = append(args, "--chunks", strconv.Itoa(chunks))
+	}
+	t0 := time.Now()
+	out, err := RunTool(ctx, RefereeTool, args...)
+	took := time.Since(t0)
+	if err != nil {
+		return Result{}, took, err
+	}
+	m := finalRe.FindStringSubmatch(out)
+	if m == nil {
+		return Result{}, took, fmt.Errorf("llamacpp: %s on %s printed no final estimate: %s", RefereeTool, model, lastLines(out, 4))
+	}
+	var r Result
+	r.PPL, _ = strconv.ParseFloat(m[1], 64)
+	r.StdErr, _ = strconv.ParseFloat(m[2], 64)
+	if math.IsNaN(r.PPL) || r.PPL <= 0 {
+		return Result{}, took, errors.New("llamacpp: " + RefereeTool + " printed a non-positive perplexity")
+	}
+	return r, took, nil
+}
+
+// RunTool runs <runtime>/bin/name with args and returns what it printed
+// (stdout and stderr together). The output goes through a file, not a pipe:
+// llama.cpp's logger loses its last lines when its output is a pipe and the
+// process exits. A failure carries the tool's last lines.
+func RunTool(ctx context.Context, name string, args ...string) (string, error) {
+	dir, ok := Dir()
+	if !ok {
+		return "", fmt.Errorf("llamacpp: %s is not set; run scripts/llama-runtime.sh", EnvVar)
+	}
+	logf, err := os.CreateTemp("", name+"-*.log")
+	if err != nil {
+		return "", err
+	}
+	defer os.Remove(logf.Name())
+	defer logf.Close()
+	cmd := exec.CommandContext(ctx, filepath.Join(dir, "bin", name), args...)
+	cmd.Stdout = logf
+	cmd.Stderr = logf
+	cmd.WaitDelay = 5 * time.Second
+	err = cmd.Run()
+	b, rerr := os.ReadFile(logf.Name())
+	if rerr != nil {
+		return "", rerr
+	}
+	if err != nil {
+		return string(b), fmt.Errorf("llamacpp: %s: %w: %s", name, err, lastLines(string(b), 4))
+	}
+	return string(b), nil
 }
 
 // Imatrix computes an importance matrix for model over textFile with chunks of
@@ -202,52 +261,6 @@ func Imatrix(ctx context.Context, model, textFile string, nctx int, out string) 
 		return fmt.Errorf("llamacpp: imatrix of %s on %s: no output in %s: %s", model, textFile, out, lastLines(stderr.String(), 4))
 	}
 	return nil
-}
-
-// parseResult reads the tool's final stdout line,
-// "ppl=X stderr=X chunks=N tokens=N scored=N".
-func parseResult(out string) (Result, error) {
-	out = strings.TrimSpace(out)
-	if out == "" {
-		return Result{}, errors.New("no result line on stdout")
-	}
-	line := out[strings.LastIndexByte(out, '\n')+1:]
-	var r Result
-	seen := map[string]bool{}
-	for _, field := range strings.Fields(line) {
-		k, v, ok := strings.Cut(field, "=")
-		if !ok {
-			return Result{}, fmt.Errorf("malformed result line %q", line)
-		}
-		var err error
-		switch k {
-		case "ppl":
-			r.PPL, err = strconv.ParseFloat(v, 64)
-		case "stderr":
-			r.StdErr, err = strconv.ParseFloat(v, 64)
-		case "chunks":
-			r.Chunks, err = strconv.Atoi(v)
-		case "tokens":
-			r.Tokens, err = strconv.Atoi(v)
-		case "scored":
-			r.Scored, err = strconv.Atoi(v)
-		default:
-			continue
-		}
-		if err != nil {
-			return Result{}, fmt.Errorf("malformed %s in result line %q: %w", k, line, err)
-		}
-		seen[k] = true
-	}
-	for _, k := range []string{"ppl", "stderr", "chunks", "tokens", "scored"} {
-		if !seen[k] {
-			return Result{}, fmt.Errorf("result line %q lacks %s", line, k)
-		}
-	}
-	if math.IsNaN(r.PPL) || math.IsInf(r.PPL, 0) || r.PPL <= 0 {
-		return Result{}, fmt.Errorf("perplexity %v is not a positive finite number", r.PPL)
-	}
-	return r, nil
 }
 
 // lastLines returns the last n non-empty lines of s joined by " | ".

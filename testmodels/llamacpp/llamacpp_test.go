@@ -5,6 +5,7 @@ import (
 	"context"
 	"crypto/rand"
 	"errors"
+	"fmt"
 	"io/fs"
 	"math"
 	"os"
@@ -135,31 +136,26 @@ func TestCheckIncomplete(t *testing.T) {
 	if err := os.WriteFile(filepath.Join(dir, "lib", libllama), nil, 0o644); err != nil {
 		t.Fatal(err)
 	}
-	if err := Check(dir); err == nil || !strings.Contains(err.Error(), PerplexityTool) {
-		t.Fatalf("Check without bin/%s: err = %v", PerplexityTool, err)
+	if err := Check(dir); err == nil || !strings.Contains(err.Error(), RefereeTool) {
+		t.Fatalf("Check without bin/%s: err = %v", RefereeTool, err)
 	}
 }
 
-func TestParseResult(t *testing.T) {
-	r, err := parseResult("noise\nppl=6.845799 stderr=0.742194 chunks=14 tokens=1882 scored=882\n")
+// TestRefereeAgrees: the in-process Perplexity and llama.cpp's own
+// llama-perplexity give the same figure to the 4 decimals it prints.
+func TestRefereeAgrees(t *testing.T) {
+	Require(t)
+	ours, err := Perplexity(testContext(t), storiesModel, storiesText, 128)
 	if err != nil {
 		t.Fatal(err)
 	}
-	want := Result{PPL: 6.845799, StdErr: 0.742194, Chunks: 14, Tokens: 1882, Scored: 882}
-	if r != want {
-		t.Errorf("parseResult = %+v, want %+v", r, want)
+	ref, _, err := Referee(testContext(t), storiesModel, storiesText, 128, 1, 0)
+	if err != nil {
+		t.Fatal(err)
 	}
-	for _, bad := range []string{
-		"",
-		"ppl=6.8 stderr=0.1 chunks=1 tokens=2",
-		"ppl=x stderr=0.1 chunks=1 tokens=2 scored=3",
-		"ppl=nan stderr=0.1 chunks=1 tokens=2 scored=3",
-		"ppl=0 stderr=0.1 chunks=1 tokens=2 scored=3",
-		"ppl=6.8 stderr=0.1 chunks=1 tokens=2 scored",
-	} {
-		if _, err := parseResult(bad); err == nil {
-			t.Errorf("parseResult(%q) accepted", bad)
-		}
+	t.Logf("Perplexity %.4f +/- %.5f, llama-perplexity %.4f +/- %.5f", ours.PPL, ours.StdErr, ref.PPL, ref.StdErr)
+	if fmt.Sprintf("%.4f", ours.PPL) != fmt.Sprintf("%.4f", ref.PPL) || fmt.Sprintf("%.5f", ours.StdErr) != fmt.Sprintf("%.5f", ref.StdErr) {
+		t.Errorf("Perplexity %.4f +/- %.5f, llama-perplexity %.4f +/- %.5f", ours.PPL, ours.StdErr, ref.PPL, ref.StdErr)
 	}
 }
 
