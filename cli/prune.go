@@ -14,6 +14,7 @@ import (
 
 	"github.com/physarium/physarium-gguf/kernel"
 	"github.com/physarium/physarium-gguf/method"
+	"github.com/physarium/physarium-gguf/obs"
 	"github.com/physarium/physarium-gguf/prune"
 )
 
@@ -56,6 +57,9 @@ Methods:
                    ranking is --rank (physarium.importance states the formula)
   magnitude        baseline, no kernel: smallest |w| of each tensor
   wanda            baseline, no kernel: smallest |w|*a_i of each output row
+  sparsegpt        SparseGPT (Frantar & Alistarh 2023): from --calibration's
+                   Gram matrices, the smallest w^2/[U]_jj^2 of each 256-row x
+                   --blocksize block die and the survivors take the OBS update
   Baselines are written with physarium.version 0.
 
 Examples:
@@ -66,6 +70,7 @@ Examples:
   physarium-gguf prune --control control.gguf model.gguf pruned.gguf
   physarium-gguf prune --imatrix imatrix.gguf --mode sparsity --sparsity 0.4 in.gguf out.gguf
   physarium-gguf prune --method wanda --imatrix imatrix.gguf --mode sparsity --sparsity 0.4 in.gguf out.gguf
+  physarium-gguf prune --method sparsegpt --calibration calib.gguf --mode sparsity --sparsity 0.5 in.gguf out.gguf
 
 With --control, perplexity(control) - perplexity(original) is what
 re-encoding cost and perplexity(pruned) - perplexity(control) what pruning
@@ -84,6 +89,9 @@ cost: two numbers, never one.`,
 			&ucli.StringFlag{Name: "imatrix", Usage: "llama.cpp importance matrix (GGUF or legacy .dat from llama-imatrix): enables v2 activation-flow (food |w|*sqrt(in_sum2/count)) and wanda"},
 			&ucli.StringFlag{Name: "imatrix-missing", Value: "error", Usage: "a target without an imatrix entry: error, or v1 (prune it on |w| alone; listed in the report and physarium.imatrix)"},
 			&ucli.StringFlag{Name: "method", Usage: "activation-flow (v2, default with --imatrix), magnitude-flow (v1, default without), or the plain baselines magnitude (per-tensor |w|) and wanda (|w|*a_i per output row), which need --mode sparsity"},
+			&ucli.StringFlag{Name: "calibration", Usage: "calibration file with Gram matrices (calibrate --gram), read by sparsegpt"},
+			&ucli.Float64Flag{Name: "damp", Value: method.DefaultDamp, Usage: "relative damping of the inverse Hessians: lambda = DAMP * mean(diag H)"},
+			&ucli.IntFlag{Name: "blocksize", Value: obs.DefaultBlockSize, Usage: "column block of the OBS updates and of sparsegpt's mask"},
 			&ucli.StringFlag{Name: "rank", Usage: "v2 sparsity-mode ranking: flow-share (default), row-mould, row-flow, row-flow-mould or tile"},
 			&ucli.BoolFlag{Name: "dry-run", Usage: "compute and report, write no GGUF"},
 			&ucli.BoolFlag{Name: "force", Usage: "replace OUT if it is a regular file (or a link to one)"},
@@ -145,6 +153,12 @@ func pruneOptions(c *ucli.Context) (prune.Options, error) {
 	}
 	o.Imatrix = c.String("imatrix")
 	o.Rank = method.Rank(c.String("rank"))
+	o.Calibration = c.String("calibration")
+	o.Damp = c.Float64("damp")
+	o.BlockSize = c.Int("blocksize")
+	if !(o.Damp > 0) || o.BlockSize < 1 {
+		return o, usageErrorf("prune: --damp %v and --blocksize %d must be positive", o.Damp, o.BlockSize)
+	}
 	switch c.String("imatrix-missing") {
 	case "error":
 	case "v1":

@@ -48,6 +48,12 @@ type Config struct {
 	Params kernel.Params // the mode, the sparsity and the kernel constants
 	Impl   kernel.Impl   // the kernel implementation the deciders run
 	Rank   Rank          // one of Ranks(Params.Mode); "" means the first
+	// Calibration is the calibration file of a method that reads one
+	// (a Calibrated method), else nil.
+	Calibration *Calibration
+	// BlockSize is the OBS column block of a reconstructing method
+	// (obs.DefaultBlockSize when 0).
+	BlockSize int
 }
 
 // Band is one band of a target tensor: up to errata.TileSize rows of one

@@ -64,6 +64,15 @@ type Options struct {
 	// Rank is how activation-flow ranks in sparsity mode; "" means
 	// method.DefaultRank.
 	Rank Rank
+	// Calibration is the path of a calibration file with Gram matrices
+	// (calibrate --gram), read by the methods that reconstruct survivors
+	// (sparsegpt).
+	Calibration string
+	// Damp is the relative damping of the inverse Hessians,
+	// lambda = Damp * mean(diag H); 0 means method.DefaultDamp.
+	Damp float64
+	// BlockSize is the OBS column block; 0 means obs.DefaultBlockSize.
+	BlockSize int
 }
 
 // Progress tells how far a run is.

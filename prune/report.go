@@ -30,6 +30,9 @@ type TensorReport struct {
 	// held a kill and were re-encoded (the others keep their bytes).
 	Blocks    uint64 `json:"blocks"`
 	Reencoded uint64 `json:"reencoded_blocks"`
+	// SurvivorsChanged counts the surviving weights whose value the method
+	// changed (reconstruction), before re-encoding.
+	SurvivorsChanged uint64 `json:"survivors_changed,omitempty"`
 	// SurvivorRMSE is the root-mean-square change of the surviving weights
 	// of re-encoded blocks, caused by re-encoding them.
 	SurvivorRMSE float64 `json:"survivor_rmse"`
@@ -83,36 +86,39 @@ type ControlTwin struct {
 // Report is everything a run did and measured: the surgery figures of
 // ERRATA.md, each rate with its numerator and denominator.
 type Report struct {
-	Input       string          `json:"input"`
-	InputSHA256 string          `json:"input_sha256"`
-	Output      string          `json:"output,omitempty"` // empty for a dry run
-	DryRun      bool            `json:"dry_run"`
-	Version     int             `json:"version"`
-	Method      string          `json:"method"`
-	Importance  string          `json:"importance"`
-	Mode        string          `json:"mode"`
-	Params      string          `json:"params"`
-	Kernel      string          `json:"kernel"`
-	Threads     int             `json:"threads"`
-	Tile        int             `json:"tile"`
-	Tiling      string          `json:"tiling"`
-	Targets     []string        `json:"targets"`
-	Weights     Weights         `json:"weights"`
-	TargetCount int             `json:"target_tensors"`
-	Killed      uint64          `json:"killed"`
-	ZeroBefore  uint64          `json:"zero_before"`
-	ExactZero   uint64          `json:"exact_zero"`
-	OverTarget  Rate            `json:"kill_rate_over_target"`
-	OverModel   Rate            `json:"kill_rate_over_model"`
-	Coverage    Rate            `json:"coverage"`
-	ExactZeroOf Rate            `json:"exact_zero_over_killed"`
-	Tensors     []TensorReport  `json:"tensors"`
-	Kinds       []KindRange     `json:"kinds"`
-	Layers      []LayerRate     `json:"layers"`
-	Skipped     []SkippedTensor `json:"skipped"`
-	SkippedNote string          `json:"skipped_note,omitempty"`
-	Seconds     float64         `json:"seconds"`
-	Imatrix     string          `json:"imatrix,omitempty"`
+	Input       string   `json:"input"`
+	InputSHA256 string   `json:"input_sha256"`
+	Output      string   `json:"output,omitempty"` // empty for a dry run
+	DryRun      bool     `json:"dry_run"`
+	Version     int      `json:"version"`
+	Method      string   `json:"method"`
+	Importance  string   `json:"importance"`
+	Mode        string   `json:"mode"`
+	Params      string   `json:"params"`
+	Kernel      string   `json:"kernel"`
+	Threads     int      `json:"threads"`
+	Tile        int      `json:"tile"`
+	Tiling      string   `json:"tiling"`
+	Targets     []string `json:"targets"`
+	Weights     Weights  `json:"weights"`
+	TargetCount int      `json:"target_tensors"`
+	Killed      uint64   `json:"killed"`
+	ZeroBefore  uint64   `json:"zero_before"`
+	ExactZero   uint64   `json:"exact_zero"`
+	OverTarget  Rate     `json:"kill_rate_over_target"`
+	OverModel   Rate     `json:"kill_rate_over_model"`
+	Coverage    Rate     `json:"coverage"`
+	ExactZeroOf Rate     `json:"exact_zero_over_killed"`
+	// SurvivorsChanged counts the surviving weights a reconstructing
+	// method changed, over the target weights.
+	SurvivorsChanged Rate            `json:"survivors_changed"`
+	Tensors          []TensorReport  `json:"tensors"`
+	Kinds            []KindRange     `json:"kinds"`
+	Layers           []LayerRate     `json:"layers"`
+	Skipped          []SkippedTensor `json:"skipped"`
+	SkippedNote      string          `json:"skipped_note,omitempty"`
+	Seconds          float64         `json:"seconds"`
+	Imatrix          string          `json:"imatrix,omitempty"`
 	// ImatrixMissing lists the targets that had no importance-matrix entry
 	// and were pruned on |w| alone (--imatrix-missing v1).
 	ImatrixMissing []string `json:"imatrix_missing,omitempty"`
@@ -134,6 +140,7 @@ func (r *Report) finish() {
 	r.TargetCount = len(r.Tensors)
 	r.Weights.Target, r.Weights.Processed = 0, 0
 	r.Killed, r.ZeroBefore, r.ExactZero = 0, 0, 0
+	r.SurvivorsChanged = Rate{}
 	kinds := map[string]*KindRange{}
 	var kindOrder []string
 	layers := map[int]*[2]uint64{}
@@ -148,6 +155,7 @@ func (r *Report) finish() {
 		r.Killed += t.Killed
 		r.ZeroBefore += t.ZeroBefore
 		r.ExactZero += t.ExactZero
+		r.SurvivorsChanged.Numerator += t.SurvivorsChanged
 		kind := errata.Kind(t.Name)
 		k := kinds[kind]
 		if k == nil {
@@ -182,6 +190,7 @@ func (r *Report) finish() {
 	}
 	sort.Slice(r.Layers, func(i, j int) bool { return r.Layers[i].Layer < r.Layers[j].Layer })
 	r.OverTarget = errata.NewRate(r.Killed, r.Weights.Target, errata.OfTarget)
+	r.SurvivorsChanged = errata.NewRate(r.SurvivorsChanged.Numerator, r.Weights.Target, errata.OfTarget)
 	r.OverModel = errata.NewRate(r.Killed, r.Weights.Model, errata.OfModel)
 	r.Coverage = errata.NewRate(r.Weights.Processed, r.Weights.Target, errata.OfTarget)
 	r.ExactZeroOf = errata.NewRate(r.ExactZero, r.Killed, errata.OfKilled)

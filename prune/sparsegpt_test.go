@@ -1,0 +1,172 @@
+package prune
+
+import (
+	"bytes"
+	"context"
+	"io"
+	"math"
+	"os"
+	"path/filepath"
+	"testing"
+
+	"github.com/physarium/physarium-gguf/calibrate"
+	"github.com/physarium/physarium-gguf/gguf"
+	"github.com/physarium/physarium-gguf/imatrix"
+	"github.com/physarium/physarium-gguf/kernel"
+	"github.com/physarium/physarium-gguf/llamacpp"
+	"github.com/physarium/physarium-gguf/obs"
+	"github.com/physarium/physarium-gguf/quantize"
+	rt "github.com/physarium/physarium-gguf/testmodels/llamacpp"
+)
+
+// storiesCalibration writes a small calibration file with Gram matrices
+// of stories260K (8 chunks of 64 tokens of the calibration text) through
+// the real llama.cpp, and returns its path.
+func storiesCalibration(t *testing.T) string {
+	t.Helper()
+	dir := rt.Require(t)
+	lib, err := llamacpp.Load(rt.LibDir(dir))
+	if err != nil {
+		t.Fatal(err)
+	}
+	text, err := os.ReadFile(filepath.Join(sharedModels, "tinystories_valid_calib.txt"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	out := filepath.Join(t.TempDir(), "cal.gguf")
+	_, err = calibrate.Run(context.Background(), lib, calibrate.Options{Model: filepath.Join(sharedModels, "stories260K.gguf"), Out: out,
+		Text: text, TextName: "tinystories_valid_calib.txt", Ctx: 64, Chunks: 8, Threads: 1, Gram: true, MaxMemory: 1 << 30})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return out
+}
+
+// TestSparseGPTStories260K prunes stories260K (F32, and its Q8_0
+// re-encoding) with SparseGPT at 50 % and recomputes every target tensor
+// independently: obs on the decoded original with the calibration file's
+// Gram, the kills set to zero, the changed blocks encoded with the
+// zero-preserving encoder and every other block's bytes kept. The output
+// must be that, byte for byte.
+func TestSparseGPTStories260K(t *testing.T) {
+	cal := storiesCalibration(t)
+	file, err := imatrix.LoadCalibration(cal)
+	if err != nil {
+		t.Fatal(err)
+	}
+	dir := t.TempDir()
+	q8 := filepath.Join(dir, "q8.gguf")
+	if _, err := rt.EncodeProjections(filepath.Join(sharedModels, "stories260K.gguf"), q8, gguf.TypeQ8_0); err != nil {
+		t.Fatal(err)
+	}
+	for _, in := range []string{filepath.Join(sharedModels, "stories260K.gguf"), q8} {
+		out := filepath.Join(dir, "sg-"+filepath.Base(in))
+		p := kernel.DefaultParams()
+		p.Mode, p.Sparsity = kernel.Sparsity, 0.5
+		r, err := File(context.Background(), in, out, Options{Method: "sparsegpt", Calibration: cal, Params: &p, Threads: 2})
+		if err != nil {
+			t.Fatal(err)
+		}
+		checkOutput(t, in, out, r)
+		// Each band ends with half its weights at zero; the weights
+		// already zero (Q8_0 rounds small ones to 0) have the lowest
+		// score and count first.
+		if r.Killed > r.Weights.Target/2 || r.Killed+r.ZeroBefore < r.Weights.Target/2 || r.ExactZero != r.Killed {
+			t.Errorf("%s: killed %d of %d, %d exact zeros", in, r.Killed, r.Weights.Target, r.ExactZero)
+		}
+		if r.SurvivorsChanged.Numerator == 0 || r.SurvivorsChanged.Denominator != r.Weights.Target {
+			t.Errorf("%s: survivors changed %+v", in, r.SurvivorsChanged)
+		}
+		t.Logf("%s: killed %d of %d target weights, %d survivors changed", filepath.Base(in), r.Killed, r.Weights.Target, r.SurvivorsChanged.Numerator)
+		replaySparseGPT(t, in, out, file, r)
+	}
+}
+
+// replaySparseGPT recomputes every target of r from in and the
+// calibration file and compares it with out, byte for byte.
+func replaySparseGPT(t *testing.T, in, out string, cal *imatrix.Calibration, r *Report) {
+	t.Helper()
+	fi, err := gguf.Open(in)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer fi.Close()
+	fo, err := gguf.Open(out)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer fo.Close()
+	inputs := map[string]*imatrix.Input{}
+	for _, x := range cal.Inputs {
+		inputs[x.Name] = x
+	}
+	for _, tr := range r.Tensors {
+		ti, _ := fi.Tensor(tr.Name)
+		to, _ := fo.Tensor(tr.Name)
+		raw, _ := io.ReadAll(fi.TensorReader(ti))
+		got, _ := io.ReadAll(fo.TensorReader(to))
+		cols, rows := int(ti.Shape[0]), int(ti.Shape[1])
+		before := make([]float32, rows*cols)
+		if err := quantize.Decode(ti.Type, before, raw); err != nil {
+			t.Fatal(err)
+		}
+		if rows > 256 {
+			t.Fatalf("%s: %d rows, the replay handles one band", tr.Name, rows)
+		}
+		x := inputs[cal.Tensors[tr.Name].Input]
+		g, err := x.Dense(0)
+		if err != nil {
+			t.Fatal(err)
+		}
+		f, err := obs.NewFactor(g, cols, x.Count[0], 0.01)
+		if err != nil {
+			t.Fatal(err)
+		}
+		w := make([]float64, len(before))
+		for i, v := range before {
+			w[i] = float64(v)
+		}
+		res, err := obs.Prune(w, rows, f, obs.Options{Sparsity: 0.5, BlockSize: 128})
+		if err != nil {
+			t.Fatal(err)
+		}
+		after := make([]float32, len(w))
+		for i, v := range w {
+			after[i] = float32(v)
+		}
+		info, _ := ti.Type.Info()
+		want := bytes.Clone(raw)
+		for blk := 0; blk < len(after)/info.BlockSize; blk++ {
+			lo, hi := blk*info.BlockSize, (blk+1)*info.BlockSize
+			touched := false
+			for i := lo; i < hi; i++ {
+				touched = touched || res.Mask[i] || math.Float32bits(after[i]) != math.Float32bits(before[i])
+			}
+			if touched {
+				if err := quantize.EncodeKeepZeros(ti.Type, want[blk*info.BlockBytes:(blk+1)*info.BlockBytes], after[lo:hi]); err != nil {
+					t.Fatal(err)
+				}
+			}
+		}
+		if !bytes.Equal(got, want) {
+			t.Fatalf("%s (%s): the output is not obs's reconstruction re-encoded", tr.Name, ti.Type)
+		}
+	}
+}
+
+// TestSparseGPTNeedsCalibration: the method refuses to run without a
+// calibration file, and another method refuses one.
+func TestSparseGPTNeedsCalibration(t *testing.T) {
+	in := filepath.Join(sharedModels, "stories260K.gguf")
+	p := kernel.DefaultParams()
+	p.Mode, p.Sparsity = kernel.Sparsity, 0.5
+	if _, err := File(context.Background(), in, "", Options{Method: "sparsegpt", Params: &p, DryRun: true}); err == nil {
+		t.Error("sparsegpt ran without --calibration")
+	}
+	if _, err := File(context.Background(), in, "", Options{Method: "magnitude", Calibration: "x.gguf", Params: &p, DryRun: true}); err == nil {
+		t.Error("magnitude took a calibration file")
+	}
+	if _, err := File(context.Background(), in, "", Options{Method: "sparsegpt", Calibration: in, Params: &p, DryRun: true}); err == nil {
+		t.Error("a model was taken for a calibration file")
+	}
+}
