@@ -41,6 +41,12 @@ type auditor struct {
 	// labels is what the stored method labels say (checkMethod).
 	labels methodInfo
 	bufs   passBuffers
+	// reconstructed is physarium.reconstructed: the method also changed
+	// survivors, so changed weights and blocks without a kill are allowed.
+	reconstructed bool
+	// moved sums, over F32/F16/BF16 targets, the survivors whose value
+	// changed (against the original).
+	moved uint64
 }
 
 var projection = regexp.MustCompile(errata.DefaultTargetPattern)

@@ -36,6 +36,10 @@ const (
 	KeyTensorsWeights  = "tensors.weights"
 	KeySource          = "source"
 	KeyImatrix         = "imatrix"
+	KeyReconstructed   = "reconstructed"
+	KeyCalibration     = "calibration"
+	KeyReconstruction  = "reconstruction"
+	KeySurvivorsMoved  = "survivors_changed"
 	KeyErrata          = "errata"
 	KeyControl         = "control"
 	KeyControlOf       = "control_of"
@@ -71,6 +75,10 @@ var Keys = []Key{
 	{KeyTensorsWeights, gguf.TypeArray, gguf.TypeUint64, false, "elements per target tensor, same order"},
 	{KeySource, gguf.TypeString, 0, false, "the input file's base name and its sha256"},
 	{KeyImatrix, gguf.TypeString, 0, true, "the importance matrix, its datasets and chunk count (methods that read one)"},
+	{KeyReconstructed, gguf.TypeBool, 0, true, "true when the method also changed surviving weights (written by methods that can)"},
+	{KeyCalibration, gguf.TypeString, 0, true, "the calibration file's name and sha256, its text's name and sha256, and its tokens"},
+	{KeyReconstruction, gguf.TypeString, 0, true, "the reconstruction's parameters: damp, blocksize, and the factors that needed more damping"},
+	{KeySurvivorsMoved, gguf.TypeUint64, 0, true, "surviving weights whose value the method changed, before re-encoding; denominator target"},
 	{KeyErrata, gguf.TypeString, 0, false, "the wording, with the numbers filled in"},
 	{KeyControl, gguf.TypeBool, 0, true, "true in a control twin (re-encoding only)"},
 	{KeyControlOf, gguf.TypeString, 0, true, "a control twin's pruned file and its sha256"},

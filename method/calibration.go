@@ -28,6 +28,8 @@ type Calibration struct {
 	File *imatrix.Calibration
 	// Name is the file's base name, for messages and keys.
 	Name string
+	// SHA256 is the file's sha256, hex.
+	SHA256 string
 	// Damp is the relative damping asked for (obs.NewFactor's damp).
 	Damp float64
 
@@ -41,6 +43,25 @@ type Calibration struct {
 // relative damping damp.
 func NewCalibration(name string, f *imatrix.Calibration, damp float64) *Calibration {
 	return &Calibration{File: f, Name: name, Damp: damp, factors: map[factorKey]*sharedFactor{}}
+}
+
+// Describe is the value of physarium.calibration: the file's name and
+// sha256, its text's name and sha256, and its tokens.
+func (c *Calibration) Describe() string {
+	i := c.File.Info
+	return fmt.Sprintf("%s sha256:%s text %s sha256:%s tokens %d", c.Name, c.SHA256, i.Text, i.TextSHA256, i.Tokens)
+}
+
+// Parameters is the value of physarium.reconstruction once the run is
+// over: the damping asked for, the column block, and how many factors
+// needed more damping (and the largest used).
+func (c *Calibration) Parameters(blockSize int) string {
+	n, d := c.Retried()
+	s := fmt.Sprintf("damp=%g blocksize=%d", c.Damp, blockSize)
+	if n > 0 {
+		s += fmt.Sprintf(" damp_raised=%d max_damp=%g", n, d)
+	}
+	return s
 }
 
 // Retried returns how many factors needed more damping than asked (the

@@ -71,6 +71,9 @@ func (sparseGPT) NewDecider(cfg Config) (Decider, error) {
 	return &obsDecider{cfg: cfg}, nil
 }
 
+// BlockSizeOf is the OBS column block cfg asks for.
+func BlockSizeOf(cfg Config) int { return blockSize(cfg) }
+
 // blockSize is the run's OBS column block.
 func blockSize(cfg Config) int {
 	if cfg.BlockSize > 0 {
@@ -97,6 +100,7 @@ type Calibrated interface {
 type obsDecider struct {
 	cfg   Config
 	w     []float64
+	zeros []bool // the band's original zeros, which stay 0
 	after []float32
 }
 
@@ -121,7 +125,11 @@ func (d *obsDecider) Decide(b *Band, mask []byte) (Counts, error) {
 	for i, v := range b.Values[:n] {
 		d.w[i] = float64(v)
 	}
-	res, err := obs.Prune(d.w, b.Rows, f, obs.Options{Sparsity: d.cfg.Params.Sparsity, BlockSize: blockSize(d.cfg), Workers: 1})
+	d.zeros = grow(d.zeros, n)
+	for i, v := range b.Values[:n] {
+		d.zeros[i] = v == 0
+	}
+	res, err := obs.Prune(d.w, b.Rows, f, obs.Options{Sparsity: d.cfg.Params.Sparsity, Zeros: d.zeros, BlockSize: blockSize(d.cfg), Workers: 1})
 	if err != nil {
 		return c, fmt.Errorf("tensor %s, rows %d-%d: %w", st.name, b.Row0, b.Row0+b.Rows-1, err)
 	}
@@ -163,9 +171,9 @@ func (d *obsDecider) Survivors(b *Band, mask []byte, dst []float32) (uint64, err
 }
 
 // BandBlockRule: the 256-row band of r rows and n columns ends with
-// round(s*r*n) zeros (SparseGPT's quota per column block, summed over the
-// band's blocks, when every weight already zero is among a block's
-// lowest scores).
+// round(s*r*n) zeros: SparseGPT's quota per column block, summed over the
+// band's blocks, the original's zeros (which stay 0) counting first. It
+// is exact when no block holds more zeros than its quota.
 type BandBlockRule struct{}
 
 // String implements Rule.

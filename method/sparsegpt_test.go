@@ -113,7 +113,11 @@ func TestSparseGPTDecider(t *testing.T) {
 				for i, v := range vals {
 					w64[i] = float64(v)
 				}
-				res, err := obs.Prune(w64, nr[1], f, obs.Options{Sparsity: s})
+				zs := make([]bool, len(vals))
+				for i, v := range vals {
+					zs[i] = v == 0
+				}
+				res, err := obs.Prune(w64, nr[1], f, obs.Options{Sparsity: s, Zeros: zs})
 				if err != nil {
 					t.Fatal(err)
 				}

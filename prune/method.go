@@ -29,7 +29,7 @@ func DefaultMethod(imatrix string) string {
 
 // resolveMethod returns the run's method and its configuration, or why
 // the options do not fit it.
-func resolveMethod(opts Options, params kernel.Params) (method.Method, method.Config, error) {
+func resolveMethod(ctx context.Context, opts Options, params kernel.Params) (method.Method, method.Config, error) {
 	name := opts.Method
 	if name == "" {
 		name = DefaultMethod(opts.Imatrix)
@@ -49,7 +49,7 @@ func resolveMethod(opts Options, params kernel.Params) (method.Method, method.Co
 		return nil, method.Config{}, fmt.Errorf("prune: method %s uses no importance matrix; drop --imatrix or choose %s", name, method.Names(method.Method.NeedsImatrix))
 	}
 	cfg := method.Config{Params: params, Impl: opts.Impl, Rank: rank, BlockSize: opts.BlockSize}
-	if cfg.Calibration, err = loadCalibration(m, opts); err != nil {
+	if cfg.Calibration, err = loadCalibration(ctx, m, opts); err != nil {
 		return nil, method.Config{}, err
 	}
 	if err := m.Validate(cfg); err != nil {
@@ -140,7 +140,7 @@ func (p *tensorPlan) matrixAct(row0 int) []float32 {
 
 // loadCalibration loads the calibration file of a method that reads one,
 // and refuses one given to a method that does not.
-func loadCalibration(m method.Method, opts Options) (*method.Calibration, error) {
+func loadCalibration(ctx context.Context, m method.Method, opts Options) (*method.Calibration, error) {
 	c, ok := m.(method.Calibrated)
 	needs := ok && c.NeedsCalibration()
 	switch {
@@ -165,5 +165,11 @@ func loadCalibration(m method.Method, opts Options) (*method.Calibration, error)
 	if err != nil {
 		return nil, fmt.Errorf("prune: %w", err)
 	}
-	return method.NewCalibration(filepath.Base(opts.Calibration), f, damp), nil
+	sum, err := fileSHA256(ctx, opts.Calibration)
+	if err != nil {
+		return nil, err
+	}
+	cal := method.NewCalibration(filepath.Base(opts.Calibration), f, damp)
+	cal.SHA256 = sum
+	return cal, nil
 }

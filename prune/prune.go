@@ -105,7 +105,7 @@ func File(ctx context.Context, in, out string, opts Options) (*Report, error) {
 		return nil, err
 	}
 	defer f.Close()
-	m, cfg, err := resolveMethod(opts, params)
+	m, cfg, err := resolveMethod(ctx, opts, params)
 	if err != nil {
 		return nil, err
 	}
@@ -138,6 +138,11 @@ func File(ctx context.Context, in, out string, opts Options) (*Report, error) {
 	}
 	if r.InputSHA256, err = h.sum(ctx); err != nil {
 		return nil, err
+	}
+	if c := cfg.Calibration; c != nil {
+		r.Reconstructed = true
+		r.Calibration = c.Describe()
+		r.Reconstruction = c.Parameters(method.BlockSizeOf(cfg))
 	}
 	r.finish()
 	if err := closeSinks(ctx, f, r, sinks, opts, out); err != nil {

@@ -126,7 +126,11 @@ func replaySparseGPT(t *testing.T, in, out string, cal *imatrix.Calibration, r *
 		for i, v := range before {
 			w[i] = float64(v)
 		}
-		res, err := obs.Prune(w, rows, f, obs.Options{Sparsity: 0.5, BlockSize: 128})
+		zeros := make([]bool, len(w))
+		for i, v := range before {
+			zeros[i] = v == 0
+		}
+		res, err := obs.Prune(w, rows, f, obs.Options{Sparsity: 0.5, Zeros: zeros, BlockSize: 128})
 		if err != nil {
 			t.Fatal(err)
 		}

@@ -1,6 +1,7 @@
 package prune
 
 import (
+	"bytes"
 	"encoding/binary"
 	"fmt"
 	"math"
@@ -187,8 +188,13 @@ func (w *worker) rewriteElements(j *bandJob, p *tensorPlan, row0, n int) error {
 			copy(el, p.zero)
 			killed++
 		case math.Float32bits(b.after[i]) != math.Float32bits(b.before[i]):
+			var was [8]byte
+			copy(was[:], el)
 			if err := quantize.EncodeKeepZeros(p.info.Type, el, b.after[i:i+1]); err != nil {
 				return err
+			}
+			if bytes.Equal(was[:bb], el) {
+				continue // the new value rounds to the stored one
 			}
 			changed++
 		default:
