@@ -462,6 +462,7 @@ func (a *auditor) prepareReplay() {
 	params, hasParams := a.str("params")
 	mode, _ := a.str("mode")
 	replay := a.replayKind(version, name, imp, mode)
+	a.reconstructed = a.flag(errata.KeyReconstructed)
 	if hasParams {
 		p, err := ParseParams(params, mode)
 		switch {
@@ -476,6 +477,8 @@ func (a *auditor) prepareReplay() {
 	switch {
 	case a.noReplay:
 		ri.Reason = "skipped (--no-replay)"
+	case a.reconstructed:
+		ri.Reason = fmt.Sprintf("not verifiable by replay: physarium.version %d, method %q: the survivors moved (physarium.reconstructed), and replaying the mask and the survivors needs the calibration file's Gram matrices (physarium.calibration), which the audit is not given", version, name)
 	case replay == method.ReplayNone:
 		ri.Reason = notReplayable(version, name, imp, a.control)
 	case !hasParams:

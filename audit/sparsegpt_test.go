@@ -72,13 +72,13 @@ func writeCalibration(t *testing.T, path, model string) {
 	}
 }
 
-// TestSparseGPTAudits: SparseGPT files (F32, Q8_0 with zeros in the
-// original, F16 experts) and their control twins audit clean alone and
-// against the original; the kill counts are exact by the band rule, the
+// TestSparseGPTAudits: SparseGPT files and --reconstruct files of wanda
+// and magnitude-flow (F32, Q8_0 with zeros in the original, F16 experts)
+// and their control twins audit clean alone and against the original;
+// the kill counts are exact by the count rule in sparsity mode, the
 // survivors' count exact for F32, and what cannot be checked without the
 // calibration file is said by name.
 func TestSparseGPTAudits(t *testing.T) {
-	ctx := context.Background()
 	for _, mc := range []struct {
 		name string
 		cfg  func(*testmodels.Config)
@@ -100,53 +100,74 @@ func TestSparseGPTAudits(t *testing.T) {
 			}
 			cal := filepath.Join(dir, "cal.gguf")
 			writeCalibration(t, cal, orig)
-			p := kernel.DefaultParams()
-			p.Mode, p.Sparsity = kernel.Sparsity, 0.4
-			out, ctl := filepath.Join(dir, "p.gguf"), filepath.Join(dir, "c.gguf")
-			rep, err := prune.File(ctx, orig, out, prune.Options{Threads: 2, Method: "sparsegpt", Calibration: cal, Params: &p, Control: ctl})
-			if err != nil {
-				t.Fatal(err)
+			for _, o := range []prune.Options{
+				{Method: "sparsegpt"},
+				{Method: "wanda", Imatrix: cal, Reconstruct: true},
+				{Method: "magnitude-flow", Reconstruct: true},
+			} {
+				t.Run(o.Method, func(t *testing.T) {
+					auditReconstructed(t, orig, cal, mc.name, o)
+				})
 			}
-			if !rep.Reconstructed || rep.SurvivorsChanged.Numerator == 0 || rep.Killed == 0 {
-				t.Fatalf("report: reconstructed %v, survivors %v, killed %d", rep.Reconstructed, rep.SurvivorsChanged, rep.Killed)
-			}
-			alone, err := File(ctx, out, Options{})
-			if err != nil {
-				t.Fatal(err)
-			}
-			if !alone.OK() {
-				t.Fatalf("alone: %+v", alone.Disagreements)
-			}
-			r, err := File(ctx, out, Options{Against: orig})
-			if err != nil {
-				t.Fatal(err)
-			}
-			if !r.OK() {
-				t.Fatalf("against: %+v", r.Disagreements)
-			}
-			if r.Killed == nil || !r.Killed.Exact || r.Killed.Lo != rep.Killed {
-				t.Errorf("killed %+v, prune %d", r.Killed, rep.Killed)
-			}
-			ck := findCheck(t, r, "physarium.survivors_changed")
-			if mc.name == "f32" && ck.Status != StatusExact || mc.name != "f32" && (ck.Status != StatusUnverifiable || !strings.Contains(ck.Note, "calibration")) {
-				t.Errorf("survivors_changed: %+v", ck)
-			}
-			if ck := findCheck(t, r, "physarium.errata"); ck.Status != StatusExact || !strings.Contains(ck.Stored, "The survivors moved") {
-				t.Errorf("errata: %+v", ck)
-			}
-			if r.Replay.Ran || !strings.Contains(r.Replay.Reason, "calibration file") {
-				t.Errorf("replay %+v", r.Replay)
-			}
-			for _, o := range []Options{{}, {Against: orig}, {Against: orig, Pruned: out}} {
-				cr, err := File(ctx, ctl, o)
-				if err != nil {
-					t.Fatal(err)
-				}
-				if !cr.OK() || !cr.Control {
-					t.Fatalf("control twin %+v: %+v", o, cr.Disagreements)
-				}
-			}
-			t.Logf("killed %d of %d (zero before %d), %d survivors changed; audit killed %s", rep.Killed, rep.Weights.Target, rep.ZeroBefore, rep.SurvivorsChanged.Numerator, r.Killed)
 		})
 	}
+}
+
+// auditReconstructed prunes orig with o and the calibration file cal and
+// audits the result and its control twin.
+func auditReconstructed(t *testing.T, orig, cal, typ string, o prune.Options) {
+	ctx := context.Background()
+	dir := t.TempDir()
+	o.Threads, o.Calibration = 2, cal
+	p := kernel.DefaultParams()
+	if o.Method != "magnitude-flow" {
+		p.Mode, p.Sparsity = kernel.Sparsity, 0.4
+	}
+	o.Params = &p
+	out, ctl := filepath.Join(dir, "p.gguf"), filepath.Join(dir, "c.gguf")
+	o.Control = ctl
+	rep, err := prune.File(ctx, orig, out, o)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !rep.Reconstructed || rep.SurvivorsChanged.Numerator == 0 || rep.Killed == 0 {
+		t.Fatalf("report: reconstructed %v, survivors %v, killed %d", rep.Reconstructed, rep.SurvivorsChanged, rep.Killed)
+	}
+	alone, err := File(ctx, out, Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !alone.OK() {
+		t.Fatalf("alone: %+v", alone.Disagreements)
+	}
+	r, err := File(ctx, out, Options{Against: orig})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !r.OK() {
+		t.Fatalf("against: %+v", r.Disagreements)
+	}
+	if p.Mode == kernel.Sparsity && (r.Killed == nil || !r.Killed.Exact || r.Killed.Lo != rep.Killed) {
+		t.Errorf("killed %+v, prune %d", r.Killed, rep.Killed)
+	}
+	ck := findCheck(t, r, "physarium.survivors_changed")
+	if typ == "f32" && ck.Status != StatusExact || typ != "f32" && (ck.Status != StatusUnverifiable || !strings.Contains(ck.Note, "calibration")) {
+		t.Errorf("survivors_changed: %+v", ck)
+	}
+	if ck := findCheck(t, r, "physarium.errata"); ck.Status != StatusExact && !(ck.Status == StatusBounds && p.Mode == kernel.Natural) || !strings.Contains(ck.Stored, "The survivors moved") {
+		t.Errorf("errata: %+v", ck)
+	}
+	if r.Replay.Ran || !strings.Contains(r.Replay.Reason, "calibration file") {
+		t.Errorf("replay %+v", r.Replay)
+	}
+	for _, co := range []Options{{}, {Against: orig}, {Against: orig, Pruned: out}} {
+		cr, err := File(ctx, ctl, co)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !cr.OK() || !cr.Control {
+			t.Fatalf("control twin %+v: %+v", co, cr.Disagreements)
+		}
+	}
+	t.Logf("killed %d of %d (zero before %d), %d survivors changed; audit killed %s", rep.Killed, rep.Weights.Target, rep.ZeroBefore, rep.SurvivorsChanged.Numerator, r.Killed)
 }

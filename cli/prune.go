@@ -71,6 +71,7 @@ Examples:
   physarium-gguf prune --imatrix imatrix.gguf --mode sparsity --sparsity 0.4 in.gguf out.gguf
   physarium-gguf prune --method wanda --imatrix imatrix.gguf --mode sparsity --sparsity 0.4 in.gguf out.gguf
   physarium-gguf prune --method sparsegpt --calibration calib.gguf --mode sparsity --sparsity 0.5 in.gguf out.gguf
+  physarium-gguf prune --reconstruct --calibration calib.gguf --mode sparsity --sparsity 0.5 in.gguf out.gguf
 
 With --control, perplexity(control) - perplexity(original) is what
 re-encoding cost and perplexity(pruned) - perplexity(control) what pruning
@@ -92,6 +93,7 @@ cost: two numbers, never one.`,
 			&ucli.StringFlag{Name: "calibration", Usage: "calibration file with Gram matrices (calibrate --gram), read by sparsegpt"},
 			&ucli.Float64Flag{Name: "damp", Value: method.DefaultDamp, Usage: "relative damping of the inverse Hessians: lambda = DAMP * mean(diag H)"},
 			&ucli.IntFlag{Name: "blocksize", Value: obs.DefaultBlockSize, Usage: "column block of the OBS updates and of sparsegpt's mask"},
+			&ucli.BoolFlag{Name: "reconstruct", Usage: "keep the method's mask, then move the survivors to preserve each layer's output on --calibration's inputs (OBS)"},
 			&ucli.StringFlag{Name: "rank", Usage: "v2 sparsity-mode ranking: flow-share (default), row-mould, row-flow, row-flow-mould or tile"},
 			&ucli.BoolFlag{Name: "dry-run", Usage: "compute and report, write no GGUF"},
 			&ucli.BoolFlag{Name: "force", Usage: "replace OUT if it is a regular file (or a link to one)"},
@@ -156,6 +158,10 @@ func pruneOptions(c *ucli.Context) (prune.Options, error) {
 	o.Calibration = c.String("calibration")
 	o.Damp = c.Float64("damp")
 	o.BlockSize = c.Int("blocksize")
+	o.Reconstruct = c.Bool("reconstruct")
+	if o.Reconstruct && o.Calibration == "" {
+		return o, usageErrorf("prune: --reconstruct needs --calibration FILE (calibrate --gram)")
+	}
 	if !(o.Damp > 0) || o.BlockSize < 1 {
 		return o, usageErrorf("prune: --damp %v and --blocksize %d must be positive", o.Damp, o.BlockSize)
 	}

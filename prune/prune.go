@@ -73,6 +73,9 @@ type Options struct {
 	Damp float64
 	// BlockSize is the OBS column block; 0 means obs.DefaultBlockSize.
 	BlockSize int
+	// Reconstruct keeps the method's mask and then reconstructs the
+	// survivors from the Calibration file's Grams (method.Reconstructing).
+	Reconstruct bool
 }
 
 // Progress tells how far a run is.
@@ -142,7 +145,10 @@ func File(ctx context.Context, in, out string, opts Options) (*Report, error) {
 	if c := cfg.Calibration; c != nil {
 		r.Reconstructed = true
 		r.Calibration = c.Describe()
-		r.Reconstruction = c.Parameters(method.BlockSizeOf(cfg))
+		r.Reconstruction = "mask=" + m.Name() + " (adaptive, per column block) " + c.Parameters(method.BlockSizeOf(cfg))
+		if opts.Reconstruct {
+			r.Reconstruction = "mask=" + m.Name() + " (fixed first, then the survivors by OBS) " + c.Parameters(method.BlockSizeOf(cfg))
+		}
 	}
 	r.finish()
 	if err := closeSinks(ctx, f, r, sinks, opts, out); err != nil {

@@ -86,6 +86,15 @@ func TestSparseGPTStories260K(t *testing.T) {
 // calibration file and compares it with out, byte for byte.
 func replaySparseGPT(t *testing.T, in, out string, cal *imatrix.Calibration, r *Report) {
 	t.Helper()
+	replayOBS(t, in, out, cal, r, nil)
+}
+
+// replayOBS recomputes every target of r from in and the calibration
+// file, with obs choosing the mask (fixed == nil) or reconstructing under
+// the mask of the file at fixed (its weights zero where in's are not), and
+// compares it with out, byte for byte.
+func replayOBS(t *testing.T, in, out string, cal *imatrix.Calibration, r *Report, fixed *gguf.File) {
+	t.Helper()
 	fi, err := gguf.Open(in)
 	if err != nil {
 		t.Fatal(err)
@@ -130,7 +139,20 @@ func replaySparseGPT(t *testing.T, in, out string, cal *imatrix.Calibration, r *
 		for i, v := range before {
 			zeros[i] = v == 0
 		}
-		res, err := obs.Prune(w, rows, f, obs.Options{Sparsity: 0.5, Zeros: zeros, BlockSize: 128})
+		opt := obs.Options{Sparsity: 0.5, Zeros: zeros, BlockSize: 128}
+		if fixed != nil {
+			tf, _ := fixed.Tensor(tr.Name)
+			fraw, _ := io.ReadAll(fixed.TensorReader(tf))
+			fv := make([]float32, len(before))
+			if err := quantize.Decode(tf.Type, fv, fraw); err != nil {
+				t.Fatal(err)
+			}
+			opt = obs.Options{Mask: make([]bool, len(w)), BlockSize: 128}
+			for i := range fv {
+				opt.Mask[i] = fv[i] == 0
+			}
+		}
+		res, err := obs.Prune(w, rows, f, opt)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -172,5 +194,48 @@ func TestSparseGPTNeedsCalibration(t *testing.T) {
 	}
 	if _, err := File(context.Background(), in, "", Options{Method: "sparsegpt", Calibration: in, Params: &p, DryRun: true}); err == nil {
 		t.Error("a model was taken for a calibration file")
+	}
+}
+
+// TestReconstructStories260K: --reconstruct keeps each method's kills
+// (the same weights die as without it) and the survivors are obs's
+// reconstruction under that mask, byte for byte; magnitude-flow in
+// natural mode and wanda in sparsity mode.
+func TestReconstructStories260K(t *testing.T) {
+	cal := storiesCalibration(t)
+	file, err := imatrix.LoadCalibration(cal)
+	if err != nil {
+		t.Fatal(err)
+	}
+	in := filepath.Join(sharedModels, "stories260K.gguf")
+	dir := t.TempDir()
+	sp := kernel.DefaultParams()
+	sp.Mode, sp.Sparsity = kernel.Sparsity, 0.5
+	for _, o := range []Options{{Method: "magnitude-flow"}, {Method: "wanda", Imatrix: cal, Params: &sp}} {
+		plain := filepath.Join(dir, o.Method+".gguf")
+		rp, err := File(context.Background(), in, plain, o)
+		if err != nil {
+			t.Fatal(err)
+		}
+		o.Reconstruct, o.Calibration = true, cal
+		out := filepath.Join(dir, o.Method+"-rec.gguf")
+		r, err := File(context.Background(), in, out, o)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if r.Killed != rp.Killed || !r.Reconstructed || r.SurvivorsChanged.Numerator == 0 || r.Method != o.Method {
+			t.Fatalf("%s: killed %d (plain %d), reconstructed %v, survivors %v", o.Method, r.Killed, rp.Killed, r.Reconstructed, r.SurvivorsChanged)
+		}
+		checkOutput(t, in, out, r)
+		fp, err := gguf.Open(plain)
+		if err != nil {
+			t.Fatal(err)
+		}
+		replayOBS(t, in, out, file, r, fp)
+		fp.Close()
+		t.Logf("%s + reconstruct: killed %d of %d, %d survivors changed; %s", o.Method, r.Killed, r.Weights.Target, r.SurvivorsChanged.Numerator, r.Reconstruction)
+	}
+	if _, err := File(context.Background(), in, "", Options{Method: "sparsegpt", Reconstruct: true, Calibration: cal, Params: &sp, DryRun: true}); err == nil {
+		t.Error("sparsegpt took --reconstruct")
 	}
 }
