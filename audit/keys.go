@@ -155,6 +155,7 @@ func (a *auditor) checkKeys() {
 	a.checkZeros(k)
 	num, numBasis := a.checkRates(k)
 	moved := a.checkMoved(k)
+	a.checkNM()
 	if s, ok := a.str("errata"); ok && hasVersion {
 		imp, _ := a.str("importance")
 		want := errata.Wording(errata.Figures{

@@ -477,6 +477,8 @@ func (a *auditor) prepareReplay() {
 	switch {
 	case a.noReplay:
 		ri.Reason = "skipped (--no-replay)"
+	case a.hasKey(errata.KeyPattern):
+		ri.Reason = fmt.Sprintf("not verifiable by replay: physarium.version %d, method %q: the N:M pattern (physarium.pattern) chose the kills within each group, which the replay does not recompute; every group's zeros and the counts are checked instead", version, name)
 	case a.reconstructed:
 		ri.Reason = fmt.Sprintf("not verifiable by replay: physarium.version %d, method %q: the survivors moved (physarium.reconstructed), and replaying the mask and the survivors needs the calibration file's Gram matrices (physarium.calibration), which the audit is not given", version, name)
 	case replay == method.ReplayNone:
@@ -527,4 +529,10 @@ func notReplayable(version uint64, name, imp string, control bool) string {
 		}
 	}
 	return fmt.Sprintf("not verifiable by replay: physarium.version %d, method %q, importance %q: only version 1 magnitude-flow (|w|) is replayed; other methods need inputs the audit is not given (an imatrix)", version, name, imp)
+}
+
+// hasKey reports whether the file has physarium.<name>.
+func (a *auditor) hasKey(name string) bool {
+	_, ok := a.file.KV(errata.KeyPrefix + name)
+	return ok
 }

@@ -72,6 +72,7 @@ Examples:
   physarium-gguf prune --method wanda --imatrix imatrix.gguf --mode sparsity --sparsity 0.4 in.gguf out.gguf
   physarium-gguf prune --method sparsegpt --calibration calib.gguf --mode sparsity --sparsity 0.5 in.gguf out.gguf
   physarium-gguf prune --reconstruct --calibration calib.gguf --mode sparsity --sparsity 0.5 in.gguf out.gguf
+  physarium-gguf prune --method wanda --imatrix imatrix.gguf --pattern 2:4 in.gguf out.gguf
 
 With --control, perplexity(control) - perplexity(original) is what
 re-encoding cost and perplexity(pruned) - perplexity(control) what pruning
@@ -93,6 +94,7 @@ cost: two numbers, never one.`,
 			&ucli.StringFlag{Name: "calibration", Usage: "calibration file with Gram matrices (calibrate --gram), read by sparsegpt"},
 			&ucli.Float64Flag{Name: "damp", Value: method.DefaultDamp, Usage: "relative damping of the inverse Hessians: lambda = DAMP * mean(diag H)"},
 			&ucli.IntFlag{Name: "blocksize", Value: obs.DefaultBlockSize, Usage: "column block of the OBS updates and of sparsegpt's mask"},
+			&ucli.StringFlag{Name: "pattern", Usage: "N:M pattern (2:4, 4:8): in every group of M consecutive input weights of a row exactly N die, chosen by the method's own score; sets sparsity mode at N/M"},
 			&ucli.BoolFlag{Name: "reconstruct", Usage: "keep the method's mask, then move the survivors to preserve each layer's output on --calibration's inputs (OBS)"},
 			&ucli.StringFlag{Name: "rank", Usage: "v2 sparsity-mode ranking: flow-share (default), row-mould, row-flow, row-flow-mould or tile"},
 			&ucli.BoolFlag{Name: "dry-run", Usage: "compute and report, write no GGUF"},
@@ -107,12 +109,24 @@ cost: two numbers, never one.`,
 func pruneOptions(c *ucli.Context) (prune.Options, error) {
 	var o prune.Options
 	p := kernel.DefaultParams()
-	switch c.String("mode") {
-	case "natural":
+	if c.IsSet("pattern") {
+		pat, err := method.ParsePattern(c.String("pattern"))
+		if err != nil {
+			return o, usageErrorf("prune: --pattern: %v", err)
+		}
+		if c.IsSet("mode") || c.IsSet("sparsity") {
+			return o, usageErrorf("prune: --pattern %s sets sparsity mode at %d/%d; drop --mode and --sparsity", pat, pat.N, pat.M)
+		}
+		o.Pattern = pat
+		p.Mode, p.Sparsity = kernel.Sparsity, float64(pat.N)/float64(pat.M)
+	}
+	switch mode := c.String("mode"); {
+	case !o.Pattern.None():
+	case mode == "natural":
 		if c.IsSet("sparsity") {
 			return o, usageErrorf("prune: --sparsity needs --mode sparsity")
 		}
-	case "sparsity":
+	case mode == "sparsity":
 		s := c.Float64("sparsity")
 		if !(s > 0 && s < 1) {
 			return o, usageErrorf("prune: --mode sparsity needs --sparsity S with 0 < S < 1 (got %v)", s)

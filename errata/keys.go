@@ -36,6 +36,7 @@ const (
 	KeyTensorsWeights  = "tensors.weights"
 	KeySource          = "source"
 	KeyImatrix         = "imatrix"
+	KeyPattern         = "pattern"
 	KeyReconstructed   = "reconstructed"
 	KeyCalibration     = "calibration"
 	KeyReconstruction  = "reconstruction"
@@ -59,6 +60,7 @@ var Keys = []Key{
 	{KeyTiling, gguf.TypeString, 0, false, "non-overlapping"},
 	{KeyMode, gguf.TypeString, 0, false, "natural or sparsity"},
 	{KeyParams, gguf.TypeString, 0, false, "the kernel constants, key=value separated by spaces"},
+	{KeyPattern, gguf.TypeString, 0, true, "N:M: every group of M consecutive input weights of a row ends with N zeros (written only for a pattern run)"},
 	{KeyTargets, gguf.TypeArray, gguf.TypeString, false, "the tensor-name patterns that chose the targets"},
 	{KeyWeightsTarget, gguf.TypeUint64, 0, false, "denominator target"},
 	{KeyWeightsProc, gguf.TypeUint64, 0, false, "denominator processed"},

@@ -54,6 +54,9 @@ type Config struct {
 	// BlockSize is the OBS column block of a reconstructing method
 	// (obs.DefaultBlockSize when 0).
 	BlockSize int
+	// Pattern, when not None, asks for an N:M pattern (a Patterned
+	// method, or SparseGPT's own groups).
+	Pattern Pattern
 }
 
 // Band is one band of a target tensor: up to errata.TileSize rows of one

@@ -41,22 +41,19 @@ func (sparseGPT) NeedsImatrix() bool       { return false }
 func (sparseGPT) NeedsCalibration() bool   { return true }
 func (sparseGPT) Ranks(kernel.Mode) []Rank { return nil }
 func (sparseGPT) Replay(bool) Replay       { return ReplayNone }
-func (sparseGPT) Rule(cfg Config) Rule     { return sparsityOnly(cfg, BandBlockRule{}) }
+func (sparseGPT) Rule(cfg Config) Rule {
+	if !cfg.Pattern.None() {
+		return PatternRule{cfg.Pattern}
+	}
+	return sparsityOnly(cfg, BandBlockRule{})
+}
 
 func (sparseGPT) Validate(cfg Config) error {
 	return needSparsity(SparseGPT, cfg)
 }
 
 func (sparseGPT) Importance(cfg Config) string {
-	return fmt.Sprintf("w^2/[U]_jj^2 per 256-row band and %d-column block, U=chol(H^-1)^T, H=2X^TX/tokens+lambda*I, lambda=%g*mean(diag H); survivors take the OBS update", blockSize(cfg), damping(cfg))
-}
-
-// damping is the run's relative damping.
-func damping(cfg Config) float64 {
-	if cfg.Calibration != nil {
-		return cfg.Calibration.Damp
-	}
-	return DefaultDamp
+	return "w^2/[U]_jj^2 per 256-row band and column block (or N:M group), U=chol(H^-1)^T, H=2X^TX/tokens+lambda*I, lambda=damp*mean(diag H) (damp and block in physarium.reconstruction); survivors take the OBS update"
 }
 
 func (sparseGPT) NotReplayed(bool, string) string {
@@ -129,7 +126,9 @@ func (d *obsDecider) Decide(b *Band, mask []byte) (Counts, error) {
 	for i, v := range b.Values[:n] {
 		d.zeros[i] = v == 0
 	}
-	res, err := obs.Prune(d.w, b.Rows, f, obs.Options{Sparsity: d.cfg.Params.Sparsity, Zeros: d.zeros, BlockSize: blockSize(d.cfg), Workers: 1})
+	opt := obs.Options{Sparsity: d.cfg.Params.Sparsity, Zeros: d.zeros, BlockSize: blockSize(d.cfg), Workers: 1}
+	opt.N, opt.M = d.cfg.Pattern.N, d.cfg.Pattern.M
+	res, err := obs.Prune(d.w, b.Rows, f, opt)
 	if err != nil {
 		return c, fmt.Errorf("tensor %s, rows %d-%d: %w", st.name, b.Row0, b.Row0+b.Rows-1, err)
 	}

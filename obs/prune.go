@@ -22,8 +22,9 @@ type Options struct {
 	Sparsity float64
 	// N and M, when M > 0, ask for an N:M pattern: in every group of M
 	// consecutive columns of a row, exactly N weights are removed, chosen
-	// when the group's first column is reached. M must divide the column
-	// count and the block size.
+	// when the group's first column is reached; a row's last group, when
+	// M does not divide the column count, has r < M columns and loses
+	// GroupQuota(N, M, r). M must divide the block size.
 	N, M int
 	// Mask, when not nil, fixes the removed weights (true = removed;
 	// rows*cols, row-major) and Prune only reconstructs the survivors.
@@ -74,8 +75,8 @@ func Prune(w []float64, rows int, f *Factor, opt Options) (Result, error) {
 			return Result{}, fmt.Errorf("obs: mask of %d entries for %d weights", len(opt.Mask), len(w))
 		}
 	case opt.M > 0:
-		if opt.N < 0 || opt.N > opt.M || cols%opt.M != 0 || bs%opt.M != 0 {
-			return Result{}, fmt.Errorf("obs: pattern %d:%d needs N <= M and M dividing %d columns and block size %d", opt.N, opt.M, cols, bs)
+		if opt.N < 0 || opt.N > opt.M || bs%opt.M != 0 {
+			return Result{}, fmt.Errorf("obs: pattern %d:%d needs N <= M and M dividing the block size %d", opt.N, opt.M, bs)
 		}
 	default:
 		if !(opt.Sparsity >= 0 && opt.Sparsity <= 1) {
@@ -180,6 +181,16 @@ func (s *solver) chooseBlock(c0, c1 int) {
 	}
 }
 
+// GroupQuota is the number of weights an N:M pattern removes from a group
+// of size weights: N for a whole group (size M), round(N*size/M) for a
+// row's shorter last group.
+func GroupQuota(n, m, size int) int {
+	if size == m {
+		return n
+	}
+	return int(math.Round(float64(n) * float64(size) / float64(m)))
+}
+
 // score is the saliency of weight i (row-major) as it stands: -1 for a
 // weight Options.Zeros pins, so that it is chosen first.
 func (s *solver) score(i int) float64 {
@@ -202,14 +213,16 @@ func (s *solver) chooseGroup(r, c int) {
 	if s.opt.M > len(idx) {
 		group = make([]int, 0, s.opt.M)
 	}
-	for j := c; j < c+s.opt.M; j++ {
+	end := min(c+s.opt.M, s.cols)
+	n := GroupQuota(s.opt.N, s.opt.M, end-c)
+	for j := c; j < end; j++ {
 		group = append(group, j)
 	}
 	slices.SortStableFunc(group, func(a, b int) int {
 		return cmp.Compare(s.score(r*s.cols+a), s.score(r*s.cols+b))
 	})
 	for k, j := range group {
-		if k < s.opt.N || s.opt.Zeros != nil && s.opt.Zeros[r*s.cols+j] {
+		if k < n || s.opt.Zeros != nil && s.opt.Zeros[r*s.cols+j] {
 			s.mask[r*s.cols+j] = true
 		}
 	}

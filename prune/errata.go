@@ -56,6 +56,9 @@ func keyValues(r *Report) map[string]gguf.Value {
 	if r.Imatrix != "" {
 		v[errata.KeyImatrix] = gguf.String(r.Imatrix)
 	}
+	if r.Pattern != "" {
+		v[errata.KeyPattern] = gguf.String(r.Pattern)
+	}
 	if r.Reconstructed {
 		v[errata.KeyReconstructed] = gguf.Bool(true)
 		v[errata.KeyCalibration] = gguf.String(r.Calibration)

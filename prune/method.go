@@ -48,13 +48,16 @@ func resolveMethod(ctx context.Context, opts Options, params kernel.Params) (met
 	if !m.NeedsImatrix() && opts.Imatrix != "" {
 		return nil, method.Config{}, fmt.Errorf("prune: method %s uses no importance matrix; drop --imatrix or choose %s", name, method.Names(method.Method.NeedsImatrix))
 	}
+	if !opts.Pattern.None() {
+		m = method.Patterned(m)
+	}
 	if opts.Reconstruct {
 		if c, ok := m.(method.Calibrated); ok && c.NeedsCalibration() {
 			return nil, method.Config{}, fmt.Errorf("prune: method %s reconstructs the survivors itself; drop --reconstruct", name)
 		}
 		m = method.Reconstructing(m)
 	}
-	cfg := method.Config{Params: params, Impl: opts.Impl, Rank: rank, BlockSize: opts.BlockSize}
+	cfg := method.Config{Params: params, Impl: opts.Impl, Rank: rank, BlockSize: opts.BlockSize, Pattern: opts.Pattern}
 	if cfg.Calibration, err = loadCalibration(ctx, m, opts); err != nil {
 		return nil, method.Config{}, err
 	}

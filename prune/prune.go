@@ -73,6 +73,10 @@ type Options struct {
 	Damp float64
 	// BlockSize is the OBS column block; 0 means obs.DefaultBlockSize.
 	BlockSize int
+	// Pattern, when not None, asks for an N:M pattern (sparsity mode):
+	// every group of M consecutive input weights of a row ends with N
+	// zeros, chosen by the method's own score.
+	Pattern method.Pattern
 	// Reconstruct keeps the method's mask and then reconstructs the
 	// survivors from the Calibration file's Grams (method.Reconstructing).
 	Reconstruct bool
@@ -141,6 +145,9 @@ func File(ctx context.Context, in, out string, opts Options) (*Report, error) {
 	}
 	if r.InputSHA256, err = h.sum(ctx); err != nil {
 		return nil, err
+	}
+	if !cfg.Pattern.None() {
+		r.Pattern = cfg.Pattern.String()
 	}
 	if c := cfg.Calibration; c != nil {
 		r.Reconstructed = true

@@ -115,16 +115,18 @@ type Report struct {
 	// Reconstructed says the method also changed survivors; Calibration
 	// and Reconstruction are then physarium.calibration and
 	// physarium.reconstruction.
-	Reconstructed  bool            `json:"reconstructed,omitempty"`
-	Calibration    string          `json:"calibration,omitempty"`
-	Reconstruction string          `json:"reconstruction,omitempty"`
-	Tensors        []TensorReport  `json:"tensors"`
-	Kinds          []KindRange     `json:"kinds"`
-	Layers         []LayerRate     `json:"layers"`
-	Skipped        []SkippedTensor `json:"skipped"`
-	SkippedNote    string          `json:"skipped_note,omitempty"`
-	Seconds        float64         `json:"seconds"`
-	Imatrix        string          `json:"imatrix,omitempty"`
+	Reconstructed  bool   `json:"reconstructed,omitempty"`
+	Calibration    string `json:"calibration,omitempty"`
+	Reconstruction string `json:"reconstruction,omitempty"`
+	// Pattern is the N:M pattern of the run ("" without one).
+	Pattern     string          `json:"pattern,omitempty"`
+	Tensors     []TensorReport  `json:"tensors"`
+	Kinds       []KindRange     `json:"kinds"`
+	Layers      []LayerRate     `json:"layers"`
+	Skipped     []SkippedTensor `json:"skipped"`
+	SkippedNote string          `json:"skipped_note,omitempty"`
+	Seconds     float64         `json:"seconds"`
+	Imatrix     string          `json:"imatrix,omitempty"`
 	// ImatrixMissing lists the targets that had no importance-matrix entry
 	// and were pruned on |w| alone (--imatrix-missing v1).
 	ImatrixMissing []string `json:"imatrix_missing,omitempty"`

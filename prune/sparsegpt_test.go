@@ -14,6 +14,7 @@ import (
 	"github.com/physarium/physarium-gguf/imatrix"
 	"github.com/physarium/physarium-gguf/kernel"
 	"github.com/physarium/physarium-gguf/llamacpp"
+	"github.com/physarium/physarium-gguf/method"
 	"github.com/physarium/physarium-gguf/obs"
 	"github.com/physarium/physarium-gguf/quantize"
 	rt "github.com/physarium/physarium-gguf/testmodels/llamacpp"
@@ -86,14 +87,14 @@ func TestSparseGPTStories260K(t *testing.T) {
 // calibration file and compares it with out, byte for byte.
 func replaySparseGPT(t *testing.T, in, out string, cal *imatrix.Calibration, r *Report) {
 	t.Helper()
-	replayOBS(t, in, out, cal, r, nil)
+	replayOBS(t, in, out, cal, r, nil, method.Pattern{})
 }
 
 // replayOBS recomputes every target of r from in and the calibration
 // file, with obs choosing the mask (fixed == nil) or reconstructing under
 // the mask of the file at fixed (its weights zero where in's are not), and
 // compares it with out, byte for byte.
-func replayOBS(t *testing.T, in, out string, cal *imatrix.Calibration, r *Report, fixed *gguf.File) {
+func replayOBS(t *testing.T, in, out string, cal *imatrix.Calibration, r *Report, fixed *gguf.File, pat method.Pattern) {
 	t.Helper()
 	fi, err := gguf.Open(in)
 	if err != nil {
@@ -139,7 +140,7 @@ func replayOBS(t *testing.T, in, out string, cal *imatrix.Calibration, r *Report
 		for i, v := range before {
 			zeros[i] = v == 0
 		}
-		opt := obs.Options{Sparsity: 0.5, Zeros: zeros, BlockSize: 128}
+		opt := obs.Options{Sparsity: 0.5, Zeros: zeros, BlockSize: 128, N: pat.N, M: pat.M}
 		if fixed != nil {
 			tf, _ := fixed.Tensor(tr.Name)
 			fraw, _ := io.ReadAll(fixed.TensorReader(tf))
@@ -177,6 +178,32 @@ func replayOBS(t *testing.T, in, out string, cal *imatrix.Calibration, r *Report
 		if !bytes.Equal(got, want) {
 			t.Fatalf("%s (%s): the output is not obs's reconstruction re-encoded", tr.Name, ti.Type)
 		}
+	}
+}
+
+// TestSparseGPTPatternStories260K: SparseGPT at 2:4 and 4:8 (ffn_down's
+// 172-weight rows end with a group of 4 that loses 2) is obs's N:M
+// choice and update, byte for byte, and every group holds its zeros.
+func TestSparseGPTPatternStories260K(t *testing.T) {
+	cal := storiesCalibration(t)
+	file, err := imatrix.LoadCalibration(cal)
+	if err != nil {
+		t.Fatal(err)
+	}
+	in := filepath.Join(sharedModels, "stories260K.gguf")
+	for _, pat := range []method.Pattern{{N: 2, M: 4}, {N: 4, M: 8}} {
+		out := filepath.Join(t.TempDir(), "p.gguf")
+		p := kernel.DefaultParams()
+		p.Mode, p.Sparsity = kernel.Sparsity, 0.5
+		r, err := File(context.Background(), in, out, Options{Method: "sparsegpt", Calibration: cal, Params: &p, Pattern: pat})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if r.Pattern != pat.String() || r.Killed != r.Weights.Target/2 {
+			t.Fatalf("%s: pattern %q, killed %d of %d", pat, r.Pattern, r.Killed, r.Weights.Target)
+		}
+		checkOutput(t, in, out, r)
+		replayOBS(t, in, out, file, r, nil, pat)
 	}
 }
 
@@ -231,7 +258,7 @@ func TestReconstructStories260K(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		replayOBS(t, in, out, file, r, fp)
+		replayOBS(t, in, out, file, r, fp, method.Pattern{})
 		fp.Close()
 		t.Logf("%s + reconstruct: killed %d of %d, %d survivors changed; %s", o.Method, r.Killed, r.Weights.Target, r.SurvivorsChanged.Numerator, r.Reconstruction)
 	}
