@@ -567,6 +567,14 @@ func (a *auditor) zeroBeforeAlone(zeroBefore, exactZero, zeros uint64, allSingle
 // BF16 can round a change away, so only all-F32 targets give an exact
 // recount) and returns the figure the wording states.
 func (a *auditor) checkMoved(k killFigures) uint64 {
+	if _, ok := a.get(errata.KeyOutputError); ok {
+		if a.reconstructed {
+			a.r.check(Check{Key: errata.KeyPrefix + errata.KeyOutputError, Stored: "present", Recounted: "-", Status: StatusUnverifiable, Basis: BasisFile,
+				Note: "the layer-output error needs the calibration file's Gram matrices (physarium.calibration), which the audit is not given"})
+		} else {
+			a.r.disagree(errata.KeyPrefix+errata.KeyOutputError, "", "present", "absent: the file has no physarium.reconstructed = true", BasisFile)
+		}
+	}
 	stored, has := a.u64(errata.KeySurvivorsMoved)
 	if !a.reconstructed {
 		if has {

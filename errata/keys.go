@@ -41,6 +41,7 @@ const (
 	KeyCalibration     = "calibration"
 	KeyReconstruction  = "reconstruction"
 	KeySurvivorsMoved  = "survivors_changed"
+	KeyOutputError     = "reconstruction_error"
 	KeyErrata          = "errata"
 	KeyControl         = "control"
 	KeyControlOf       = "control_of"
@@ -81,6 +82,7 @@ var Keys = []Key{
 	{KeyCalibration, gguf.TypeString, 0, true, "the calibration file's name and sha256, its text's name and sha256, and its tokens"},
 	{KeyReconstruction, gguf.TypeString, 0, true, "the reconstruction's parameters: damp, blocksize, and the factors that needed more damping"},
 	{KeySurvivorsMoved, gguf.TypeUint64, 0, true, "surviving weights whose value the method changed, before re-encoding; denominator target"},
+	{KeyOutputError, gguf.TypeFloat64, 0, true, "the layer-output change on the calibration inputs, sum over targets of sum_o (w_o-v_o)^T G (w_o-v_o), over the dense output energy sum_o w_o^T G w_o (G the undamped Gram; values before re-encoding)"},
 	{KeyErrata, gguf.TypeString, 0, false, "the wording, with the numbers filled in"},
 	{KeyControl, gguf.TypeBool, 0, true, "true in a control twin (re-encoding only)"},
 	{KeyControlOf, gguf.TypeString, 0, true, "a control twin's pruned file and its sha256"},

@@ -84,6 +84,7 @@ type sharedFactor struct {
 	in      *imatrix.Input
 	mat     int
 	f       *obs.Factor
+	gram    []float64 // the dense Gram, for the output error
 	err     error
 	pending atomic.Int64
 }
@@ -155,6 +156,7 @@ func (c *Calibration) factor(st *calState, b *Band) (*obs.Factor, error) {
 			sf.err = err
 			return
 		}
+		sf.gram = g
 		sf.f, sf.err = obs.NewFactor(g, sf.in.Width, sf.in.Count[sf.mat], c.Damp)
 		if sf.err == nil && sf.f.Retries > 0 {
 			c.retries.Add(1)
@@ -172,6 +174,11 @@ func (c *Calibration) factor(st *calState, b *Band) (*obs.Factor, error) {
 	return sf.f, nil
 }
 
+// gram returns the dense Gram of the band's matrix (after factor).
+func (st *calState) gram(b *Band) []float64 {
+	return st.factors[(b.Row0-b.MatrixRow0)/st.matrixRows].gram
+}
+
 // release tells the band's factor that one band less needs it; the last
 // band drops it.
 func (st *calState) release(b *Band) {
@@ -181,6 +188,6 @@ func (st *calState) release(b *Band) {
 	}
 	sf := st.factors[m]
 	if sf.pending.Add(-1) == 0 {
-		sf.f = nil
+		sf.f, sf.gram = nil, nil
 	}
 }

@@ -75,6 +75,11 @@ type Band struct {
 type Counts struct {
 	Processed  uint64 // weights the decision covered (errata's processed)
 	ZeroBefore uint64 // of those, the weights that were already zero
+	// OutputError and OutputEnergy, for a method that rewrites
+	// survivors: the change of the band's layer output on the
+	// calibration inputs, sum_o (w_o-v_o)^T G (w_o-v_o), and the dense
+	// output's energy sum_o w_o^T G w_o (G the undamped Gram).
+	OutputError, OutputEnergy float64
 }
 
 // Decider decides bands; each worker has its own, which keeps its

@@ -97,5 +97,6 @@ func (d *reconDecider) Decide(b *Band, mask []byte) (Counts, error) {
 		return c, fmt.Errorf("tensor %s, rows %d-%d: %w", st.cal.name, b.Row0, b.Row0+b.Rows-1, err)
 	}
 	d.keep(b, res.Mask, mask)
+	c.OutputError, c.OutputEnergy = d.outputError(b, st.cal)
 	return c, nil
 }

@@ -99,6 +99,8 @@ type obsDecider struct {
 	w     []float64
 	zeros []bool // the band's original zeros, which stay 0
 	after []float32
+	orig  []float64 // scratch of outputError
+	zero  []float64 // scratch of outputError
 }
 
 // Decide implements Decider: SparseGPT's mask of the band, the kills
@@ -133,7 +135,28 @@ func (d *obsDecider) Decide(b *Band, mask []byte) (Counts, error) {
 		return c, fmt.Errorf("tensor %s, rows %d-%d: %w", st.name, b.Row0, b.Row0+b.Rows-1, err)
 	}
 	d.keep(b, res.Mask, mask)
+	c.OutputError, c.OutputEnergy = d.outputError(b, st)
 	return c, nil
+}
+
+// outputError is the change of the band's layer output on the
+// calibration inputs by its new values, and the dense output's energy.
+func (d *obsDecider) outputError(b *Band, st *calState) (float64, float64) {
+	n := b.Rows * b.Cols
+	g := st.gram(b)
+	orig := grow(d.orig, n)
+	d.orig = orig
+	for i, v := range b.Values[:n] {
+		orig[i] = float64(v)
+	}
+	after := grow(d.zero, n)
+	d.zero = after
+	for i, v := range d.after[:n] {
+		after[i] = float64(v)
+	}
+	e := obs.OutputError(orig, after, b.Rows, g, b.Cols)
+	clear(after)
+	return e, obs.OutputError(orig, after, b.Rows, g, b.Cols)
 }
 
 // keep marks the kills (masked and not already zero) and stores the new

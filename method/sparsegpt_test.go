@@ -104,6 +104,9 @@ func TestSparseGPTDecider(t *testing.T) {
 					t.Fatal(err)
 				}
 				changed += ch
+				if e := obs.OutputError(f64(vals), f64(after), nr[1], dense[mat], cols); c.OutputError != e || !(c.OutputError > 0 && c.OutputError < c.OutputEnergy) {
+					t.Fatalf("output error %g (energy %g), obs says %g", c.OutputError, c.OutputEnergy, e)
+				}
 				// The same band through obs directly.
 				f, err := obs.NewFactor(dense[mat], cols, 600, DefaultDamp)
 				if err != nil {

@@ -64,6 +64,7 @@ func keyValues(r *Report) map[string]gguf.Value {
 		v[errata.KeyCalibration] = gguf.String(r.Calibration)
 		v[errata.KeyReconstruction] = gguf.String(r.Reconstruction)
 		v[errata.KeySurvivorsMoved] = gguf.Uint64(r.SurvivorsChanged.Numerator)
+		v[errata.KeyOutputError] = gguf.Float64(r.ReconstructionError)
 	}
 	return v
 }

@@ -33,6 +33,12 @@ type TensorReport struct {
 	// SurvivorsChanged counts the surviving weights whose value the method
 	// changed (reconstruction), before re-encoding.
 	SurvivorsChanged uint64 `json:"survivors_changed,omitempty"`
+	// OutputError is the change of the tensor's layer output on the
+	// calibration inputs after reconstruction (before re-encoding),
+	// sum_o (w_o-v_o)^T G (w_o-v_o); OutputEnergy the dense output's
+	// energy sum_o w_o^T G w_o.
+	OutputError  float64 `json:"output_error,omitempty"`
+	OutputEnergy float64 `json:"output_energy,omitempty"`
 	// SurvivorRMSE is the root-mean-square change of the surviving weights
 	// of re-encoded blocks, caused by re-encoding them.
 	SurvivorRMSE float64 `json:"survivor_rmse"`
@@ -119,14 +125,17 @@ type Report struct {
 	Calibration    string `json:"calibration,omitempty"`
 	Reconstruction string `json:"reconstruction,omitempty"`
 	// Pattern is the N:M pattern of the run ("" without one).
-	Pattern     string          `json:"pattern,omitempty"`
-	Tensors     []TensorReport  `json:"tensors"`
-	Kinds       []KindRange     `json:"kinds"`
-	Layers      []LayerRate     `json:"layers"`
-	Skipped     []SkippedTensor `json:"skipped"`
-	SkippedNote string          `json:"skipped_note,omitempty"`
-	Seconds     float64         `json:"seconds"`
-	Imatrix     string          `json:"imatrix,omitempty"`
+	Pattern string `json:"pattern,omitempty"`
+	// ReconstructionError is the layer-output change on the calibration
+	// inputs summed over the targets, over their dense output energy.
+	ReconstructionError float64         `json:"reconstruction_error,omitempty"`
+	Tensors             []TensorReport  `json:"tensors"`
+	Kinds               []KindRange     `json:"kinds"`
+	Layers              []LayerRate     `json:"layers"`
+	Skipped             []SkippedTensor `json:"skipped"`
+	SkippedNote         string          `json:"skipped_note,omitempty"`
+	Seconds             float64         `json:"seconds"`
+	Imatrix             string          `json:"imatrix,omitempty"`
 	// ImatrixMissing lists the targets that had no importance-matrix entry
 	// and were pruned on |w| alone (--imatrix-missing v1).
 	ImatrixMissing []string `json:"imatrix_missing,omitempty"`
@@ -199,6 +208,14 @@ func (r *Report) finish() {
 	sort.Slice(r.Layers, func(i, j int) bool { return r.Layers[i].Layer < r.Layers[j].Layer })
 	r.OverTarget = errata.NewRate(r.Killed, r.Weights.Target, errata.OfTarget)
 	r.SurvivorsChanged = errata.NewRate(r.SurvivorsChanged.Numerator, r.Weights.Target, errata.OfTarget)
+	var e, en float64
+	for _, t := range r.Tensors {
+		e, en = e+t.OutputError, en+t.OutputEnergy
+	}
+	r.ReconstructionError = 0
+	if en > 0 {
+		r.ReconstructionError = e / en
+	}
 	r.OverModel = errata.NewRate(r.Killed, r.Weights.Model, errata.OfModel)
 	r.Coverage = errata.NewRate(r.Weights.Processed, r.Weights.Target, errata.OfTarget)
 	r.ExactZeroOf = errata.NewRate(r.ExactZero, r.Killed, errata.OfKilled)

@@ -75,6 +75,9 @@ func TestSparseGPTStories260K(t *testing.T) {
 		if r.Killed > r.Weights.Target/2 || r.Killed+r.ZeroBefore < r.Weights.Target/2 || r.ExactZero != r.Killed {
 			t.Errorf("%s: killed %d of %d, %d exact zeros", in, r.Killed, r.Weights.Target, r.ExactZero)
 		}
+		if !(r.ReconstructionError > 0 && r.ReconstructionError < 0.1) {
+			t.Errorf("%s: reconstruction error %g", in, r.ReconstructionError)
+		}
 		if r.SurvivorsChanged.Numerator == 0 || r.SurvivorsChanged.Denominator != r.Weights.Target {
 			t.Errorf("%s: survivors changed %+v", in, r.SurvivorsChanged)
 		}

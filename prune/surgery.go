@@ -18,8 +18,9 @@ type bandStats struct {
 	survivorN                                uint64
 	maxKilledAbs                             float64
 	maxKilledRel                             float64
-	nonfinite                                uint64 // a copied piece's NaN and infinite values
-	moved                                    uint64 // survivors the method changed
+	nonfinite                                uint64  // a copied piece's NaN and infinite values
+	moved                                    uint64  // survivors the method changed
+	outErr, outEnergy                        float64 // the layer-output change and the dense output energy (reconstruction)
 }
 
 // surgery applies the band's mask (w.buf.mask) to its stored bytes

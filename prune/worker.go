@@ -81,6 +81,8 @@ func (w *worker) process(j *bandJob) error {
 	}
 	j.stats.processed += c.Processed
 	j.stats.zeroBefore += c.ZeroBefore
+	j.stats.outErr += c.OutputError
+	j.stats.outEnergy += c.OutputEnergy
 	b.after = nil
 	if rc, ok := w.decider.(method.Reconstructor); ok {
 		w.after = grow(w.after, n)
