@@ -31,6 +31,15 @@ func (a *auditor) u64(name string) (uint64, bool) {
 	return v.AsUint64()
 }
 
+func (a *auditor) flag(name string) bool {
+	v, ok := a.get(name)
+	if !ok || v.Type != gguf.TypeBool {
+		return false
+	}
+	b, _ := v.AsBool()
+	return b
+}
+
 func (a *auditor) str(name string) (string, bool) {
 	v, ok := a.get(name)
 	if !ok {
@@ -129,6 +138,7 @@ func (a *auditor) checkKeys() {
 	r.Version = int(version)
 	r.Method, _ = a.str("method")
 	r.Mode, _ = a.str("mode")
+	a.reconstructed = a.flag(errata.KeyReconstructed)
 	a.checkLabels()
 	a.checkDenominators()
 	a.checkNonfinite()
@@ -144,11 +154,14 @@ func (a *auditor) checkKeys() {
 	k := a.checkKills()
 	a.checkZeros(k)
 	num, numBasis := a.checkRates(k)
+	moved := a.checkMoved(k)
+	a.checkNM()
 	if s, ok := a.str("errata"); ok && hasVersion {
 		imp, _ := a.str("importance")
 		want := errata.Wording(errata.Figures{
 			Version: int(version), Method: r.Method, Importance: imp,
 			Killed: num, Weights: r.Weights, TargetCount: r.TargetTensors,
+			Reconstructed: a.reconstructed, SurvivorsChanged: moved,
 		})
 		ck := Check{Key: errata.KeyPrefix + "errata", Stored: s, Recounted: want, Basis: numBasis, Note: "errata.Wording filled with the recounted figures"}
 		ck.Status = statusOf(s == want)
@@ -374,6 +387,8 @@ func (a *auditor) killCount(t *TensorAudit, single, allExact bool) (Count, strin
 		return Count{Lo: 0, Hi: n, trivial: true}, "type cannot be decoded: only kills <= weights"
 	case s.against && single:
 		return exact(s.zeroed), "F32/F16/BF16: a kill is a weight non-zero in the original and 0 now"
+	case s.against && a.reconstructed && t.ZeroCode != "none" && t.ZeroCode != "unknown":
+		return Count{Lo: 0, Hi: s.zeroed}, "survivors moved (physarium.reconstructed): at most the weights non-zero in the original and 0 now"
 	case s.against && t.ZeroCode != "none" && t.ZeroCode != "unknown":
 		hi, note := s.nonzeroChanged, "at least one kill per changed block; at most the non-zero original weights of changed blocks"
 		if allExact {
@@ -396,6 +411,13 @@ func (a *auditor) tensorData(t *TensorAudit, single bool) {
 		return
 	}
 	ok := true
+	if a.reconstructed {
+		if single {
+			a.moved += s.notKill
+		}
+		a.r.check(Check{Key: "tensor.data", Tensor: t.Name, Stored: fmt.Sprintf("%d of %d blocks changed", s.changedBlocks, s.blocks), Recounted: "survivors may change (physarium.reconstructed); kills read 0 and the original's zeros stay 0", Status: statusOf(s.lostZero == 0), Basis: BasisAgainst})
+		return
+	}
 	if single && s.notKill > 0 {
 		ok = false
 		a.r.disagree("tensor.data", t.Name, fmt.Sprintf("%d weights changed otherwise than non-zero to 0 (first: element %d)", s.notKill, s.firstNotKill), "only kills may change in F32/F16/BF16", BasisAgainst)
@@ -538,4 +560,41 @@ func (a *auditor) zeroBeforeAlone(zeroBefore, exactZero, zeros uint64, allSingle
 		ck.Note = "a target type without a zero code: weights that were 0 may read non-zero after re-encoding; needs --against"
 	}
 	r.check(ck)
+}
+
+// checkMoved checks physarium.survivors_changed (with --against and only
+// F32/F16/BF16 targets: the weights changed that are not kills; F16 and
+// BF16 can round a change away, so only all-F32 targets give an exact
+// recount) and returns the figure the wording states.
+func (a *auditor) checkMoved(k killFigures) uint64 {
+	if _, ok := a.get(errata.KeyOutputError); ok {
+		if a.reconstructed {
+			a.r.check(Check{Key: errata.KeyPrefix + errata.KeyOutputError, Stored: "present", Recounted: "-", Status: StatusUnverifiable, Basis: BasisFile,
+				Note: "the layer-output error needs the calibration file's Gram matrices (physarium.calibration), which the audit is not given"})
+		} else {
+			a.r.disagree(errata.KeyPrefix+errata.KeyOutputError, "", "present", "absent: the file has no physarium.reconstructed = true", BasisFile)
+		}
+	}
+	stored, has := a.u64(errata.KeySurvivorsMoved)
+	if !a.reconstructed {
+		if has {
+			a.r.disagree(errata.KeyPrefix+errata.KeySurvivorsMoved, "", fmt.Sprint(stored), "absent: the file has no physarium.reconstructed = true", BasisFile)
+		}
+		return 0
+	}
+	if !has {
+		a.r.disagree(errata.KeyPrefix+errata.KeySurvivorsMoved, "", "absent", "present when physarium.reconstructed is true", BasisFile)
+		return 0
+	}
+	allF32 := a.orig != nil && k.allSingle
+	for _, t := range a.r.Tensors {
+		allF32 = allF32 && t.Type == "F32"
+	}
+	if !allF32 {
+		a.r.check(Check{Key: errata.KeyPrefix + errata.KeySurvivorsMoved, Stored: fmt.Sprint(stored), Recounted: "-", Status: StatusUnverifiable, Basis: a.basis(),
+			Note: "counted before re-encoding: recounted only with --against on F32 targets; the values themselves need the calibration file (physarium.calibration) to replay"})
+		return stored
+	}
+	a.figure(errata.KeySurvivorsMoved, "", stored, true, a.moved, BasisAgainst, "F32 targets: the weights changed that are not kills")
+	return a.moved
 }

@@ -94,6 +94,9 @@ func (a *auditor) checkMethod() methodInfo {
 	}
 	a.checkImatrix(m)
 	labels.rule = m.Rule(method.Config{Params: kernel.Params{Mode: labels.mode}, Rank: labels.rank})
+	if p, ok := a.storedPattern(); ok {
+		labels.rule = method.PatternRule{P: p}
+	}
 	return labels
 }
 

@@ -44,6 +44,12 @@ type auditor struct {
 	// labels is what the stored method labels say (checkMethod).
 	labels methodInfo
 	bufs   passBuffers
+	// reconstructed is physarium.reconstructed: the method also changed
+	// survivors, so changed weights and blocks without a kill are allowed.
+	reconstructed bool
+	// moved sums, over F32/F16/BF16 targets, the survivors whose value
+	// changed (against the original).
+	moved uint64
 }
 
 var projection = regexp.MustCompile(errata.DefaultTargetPattern)
@@ -473,6 +479,7 @@ func (a *auditor) prepareReplay() {
 	params, hasParams := a.str("params")
 	mode, _ := a.str("mode")
 	replay := a.replayKind(version, name, imp, mode)
+	a.reconstructed = a.flag(errata.KeyReconstructed)
 	if hasParams {
 		p, err := ParseParams(params, mode)
 		switch {
@@ -487,6 +494,10 @@ func (a *auditor) prepareReplay() {
 	switch {
 	case a.noReplay:
 		ri.Reason = "skipped (--no-replay)"
+	case a.hasKey(errata.KeyPattern):
+		ri.Reason = fmt.Sprintf("not verifiable by replay: physarium.version %d, method %q: the N:M pattern (physarium.pattern) chose the kills within each group, which the replay does not recompute; every group's zeros and the counts are checked instead", version, name)
+	case a.reconstructed:
+		ri.Reason = fmt.Sprintf("not verifiable by replay: physarium.version %d, method %q: the survivors moved (physarium.reconstructed), and replaying the mask and the survivors needs the calibration file's Gram matrices (physarium.calibration), which the audit is not given", version, name)
 	case replay == method.ReplayNone:
 		ri.Reason = notReplayable(version, name, imp, a.control)
 	case !hasParams:
@@ -535,4 +546,10 @@ func notReplayable(version uint64, name, imp string, control bool) string {
 		}
 	}
 	return fmt.Sprintf("not verifiable by replay: physarium.version %d, method %q, importance %q: only version 1 magnitude-flow (|w|) is replayed; other methods need inputs the audit is not given (an imatrix)", version, name, imp)
+}
+
+// hasKey reports whether the file has physarium.<name>.
+func (a *auditor) hasKey(name string) bool {
+	_, ok := a.file.KV(errata.KeyPrefix + name)
+	return ok
 }

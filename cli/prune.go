@@ -14,6 +14,7 @@ import (
 
 	"github.com/physarium/physarium-gguf/kernel"
 	"github.com/physarium/physarium-gguf/method"
+	"github.com/physarium/physarium-gguf/obs"
 	"github.com/physarium/physarium-gguf/prune"
 )
 
@@ -58,6 +59,9 @@ Methods:
                    ranking is --rank (physarium.importance states the formula)
   magnitude        baseline, no kernel: smallest |w| of each tensor
   wanda            baseline, no kernel: smallest |w|*a_i of each output row
+  sparsegpt        SparseGPT (Frantar & Alistarh 2023): from --calibration's
+                   Gram matrices, the smallest w^2/[U]_jj^2 of each 256-row x
+                   --blocksize block die and the survivors take the OBS update
   Baselines are written with physarium.version 0.
 
 Examples:
@@ -69,6 +73,9 @@ Examples:
   physarium-gguf prune --control control.gguf model.gguf pruned.gguf
   physarium-gguf prune --imatrix imatrix.gguf --mode sparsity --sparsity 0.4 in.gguf out.gguf
   physarium-gguf prune --method wanda --imatrix imatrix.gguf --mode sparsity --sparsity 0.4 in.gguf out.gguf
+  physarium-gguf prune --method sparsegpt --calibration calib.gguf --mode sparsity --sparsity 0.5 in.gguf out.gguf
+  physarium-gguf prune --reconstruct --calibration calib.gguf --mode sparsity --sparsity 0.5 in.gguf out.gguf
+  physarium-gguf prune --method wanda --imatrix imatrix.gguf --pattern 2:4 in.gguf out.gguf
 
 With --control, perplexity(control) - perplexity(original) is what
 re-encoding cost and perplexity(pruned) - perplexity(control) what pruning
@@ -86,7 +93,12 @@ cost: two numbers, never one.`,
 			&ucli.StringFlag{Name: "control", Usage: "also write the control twin to this file: the same blocks re-encoded, nothing zeroed (separates re-encoding cost from pruning cost)"},
 			&ucli.StringFlag{Name: "imatrix", Usage: "llama.cpp importance matrix (GGUF or legacy .dat from llama-imatrix): enables v2 activation-flow (food |w|*sqrt(in_sum2/count)) and wanda"},
 			&ucli.StringFlag{Name: "imatrix-missing", Value: "error", Usage: "a target without an imatrix entry: error, or v1 (prune it on |w| alone; listed in the report and physarium.imatrix)"},
-			&ucli.StringFlag{Name: "method", Usage: "activation-flow (v2, default with --imatrix), magnitude-flow (v1, default without), or the plain baselines magnitude (per-tensor |w|) and wanda (|w|*a_i per output row), which need --mode sparsity"},
+			&ucli.StringFlag{Name: "method", Usage: "activation-flow (v2, default with --imatrix), magnitude-flow (v1, default without), the plain baselines magnitude (per-tensor |w|) and wanda (|w|*a_i per output row), or sparsegpt (needs --calibration); the last three need --mode sparsity"},
+			&ucli.StringFlag{Name: "calibration", Usage: "calibration file with Gram matrices (calibrate --gram), read by sparsegpt"},
+			&ucli.Float64Flag{Name: "damp", Value: method.DefaultDamp, Usage: "relative damping of the inverse Hessians: lambda = DAMP * mean(diag H)"},
+			&ucli.IntFlag{Name: "blocksize", Value: obs.DefaultBlockSize, Usage: "column block of the OBS updates and of sparsegpt's mask"},
+			&ucli.StringFlag{Name: "pattern", Usage: "N:M pattern (2:4, 4:8): in every group of M consecutive input weights of a row exactly N die, chosen by the method's own score; sets sparsity mode at N/M"},
+			&ucli.BoolFlag{Name: "reconstruct", Usage: "keep the method's mask, then move the survivors to preserve each layer's output on --calibration's inputs (OBS)"},
 			&ucli.StringFlag{Name: "rank", Usage: "v2 sparsity-mode ranking: flow-share (default), row-mould, row-flow, row-flow-mould or tile"},
 			&ucli.BoolFlag{Name: "dry-run", Usage: "compute and report, write no GGUF"},
 			&ucli.BoolFlag{Name: "list-targets", Usage: "print each tensor of IN (the only argument) with its role and whether it is a target, and why not; --include, --exclude and --layers apply"},
@@ -102,12 +114,24 @@ cost: two numbers, never one.`,
 func pruneOptions(c *ucli.Context) (prune.Options, error) {
 	var o prune.Options
 	p := kernel.DefaultParams()
-	switch c.String("mode") {
-	case "natural":
+	if c.IsSet("pattern") {
+		pat, err := method.ParsePattern(c.String("pattern"))
+		if err != nil {
+			return o, usageErrorf("prune: --pattern: %v", err)
+		}
+		if c.IsSet("mode") || c.IsSet("sparsity") {
+			return o, usageErrorf("prune: --pattern %s sets sparsity mode at %d/%d; drop --mode and --sparsity", pat, pat.N, pat.M)
+		}
+		o.Pattern = pat
+		p.Mode, p.Sparsity = kernel.Sparsity, float64(pat.N)/float64(pat.M)
+	}
+	switch mode := c.String("mode"); {
+	case !o.Pattern.None():
+	case mode == "natural":
 		if c.IsSet("sparsity") {
 			return o, usageErrorf("prune: --sparsity needs --mode sparsity")
 		}
-	case "sparsity":
+	case mode == "sparsity":
 		s := c.Float64("sparsity")
 		if !(s > 0 && s < 1) {
 			return o, usageErrorf("prune: --mode sparsity needs --sparsity S with 0 < S < 1 (got %v)", s)
@@ -153,6 +177,16 @@ func pruneOptions(c *ucli.Context) (prune.Options, error) {
 	}
 	o.Imatrix = c.String("imatrix")
 	o.Rank = method.Rank(c.String("rank"))
+	o.Calibration = c.String("calibration")
+	o.Damp = c.Float64("damp")
+	o.BlockSize = c.Int("blocksize")
+	o.Reconstruct = c.Bool("reconstruct")
+	if o.Reconstruct && o.Calibration == "" {
+		return o, usageErrorf("prune: --reconstruct needs --calibration FILE (calibrate --gram)")
+	}
+	if !(o.Damp > 0) || o.BlockSize < 1 {
+		return o, usageErrorf("prune: --damp %v and --blocksize %d must be positive", o.Damp, o.BlockSize)
+	}
 	switch c.String("imatrix-missing") {
 	case "error":
 	case "v1":

@@ -36,6 +36,12 @@ const (
 	KeyTensorsWeights  = "tensors.weights"
 	KeySource          = "source"
 	KeyImatrix         = "imatrix"
+	KeyPattern         = "pattern"
+	KeyReconstructed   = "reconstructed"
+	KeyCalibration     = "calibration"
+	KeyReconstruction  = "reconstruction"
+	KeySurvivorsMoved  = "survivors_changed"
+	KeyOutputError     = "reconstruction_error"
 	KeyErrata          = "errata"
 	KeyControl         = "control"
 	KeyControlOf       = "control_of"
@@ -55,6 +61,7 @@ var Keys = []Key{
 	{KeyTiling, gguf.TypeString, 0, false, "non-overlapping"},
 	{KeyMode, gguf.TypeString, 0, false, "natural or sparsity"},
 	{KeyParams, gguf.TypeString, 0, false, "the kernel constants, key=value separated by spaces"},
+	{KeyPattern, gguf.TypeString, 0, true, "N:M: every group of M consecutive input weights of a row ends with N zeros (written only for a pattern run)"},
 	{KeyTargets, gguf.TypeArray, gguf.TypeString, false, "the tensor-name patterns that chose the targets"},
 	{KeyWeightsTarget, gguf.TypeUint64, 0, false, "denominator target"},
 	{KeyWeightsProc, gguf.TypeUint64, 0, false, "denominator processed"},
@@ -71,6 +78,11 @@ var Keys = []Key{
 	{KeyTensorsWeights, gguf.TypeArray, gguf.TypeUint64, false, "elements per target tensor, same order"},
 	{KeySource, gguf.TypeString, 0, false, "the input file's base name and its sha256 (of every shard of a split input)"},
 	{KeyImatrix, gguf.TypeString, 0, true, "the importance matrix, its datasets and chunk count (methods that read one)"},
+	{KeyReconstructed, gguf.TypeBool, 0, true, "true when the method also changed surviving weights (written by methods that can)"},
+	{KeyCalibration, gguf.TypeString, 0, true, "the calibration file's name and sha256, its text's name and sha256, and its tokens"},
+	{KeyReconstruction, gguf.TypeString, 0, true, "the reconstruction's parameters: damp, blocksize, and the factors that needed more damping"},
+	{KeySurvivorsMoved, gguf.TypeUint64, 0, true, "surviving weights whose value the method changed, before re-encoding; denominator target"},
+	{KeyOutputError, gguf.TypeFloat64, 0, true, "the layer-output change on the calibration inputs, sum over targets of sum_o (w_o-v_o)^T G (w_o-v_o), over the dense output energy sum_o w_o^T G w_o (G the undamped Gram; values before re-encoding)"},
 	{KeyErrata, gguf.TypeString, 0, false, "the wording, with the numbers filled in"},
 	{KeyControl, gguf.TypeBool, 0, true, "true in a control twin (re-encoding only)"},
 	{KeyControlOf, gguf.TypeString, 0, true, "a control twin's pruned file and its sha256"},

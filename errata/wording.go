@@ -10,6 +10,10 @@ type Figures struct {
 	Killed      uint64
 	Weights     Weights
 	TargetCount int // target tensors
+	// Reconstructed says the method also changed surviving weights
+	// (physarium.reconstructed); SurvivorsChanged counts them.
+	Reconstructed    bool
+	SurvivorsChanged uint64
 }
 
 // closing ends every wording (rule 1: surgery and evaluation apart).
@@ -23,7 +27,15 @@ func Wording(f Figures) string {
 	coverage := NewRate(f.Weights.Processed, f.Weights.Target, OfTarget)
 	return fmt.Sprintf("Physarium-v%d surgery (%s): %d of %d target projection weights killed (%.4f %%, denominator: all weights of the %d target tensors); %d of %d model weights (%.4f %%, denominator: every tensor in the file). Tile coverage of the target tensors: %.4f %% (non-overlapping 256x256 tiles). %s %s",
 		f.Version, f.Method, f.Killed, f.Weights.Target, overTarget.Percent, f.TargetCount,
-		f.Killed, f.Weights.Model, overModel.Percent, coverage.Percent, foodSentence(f), closing)
+		f.Killed, f.Weights.Model, overModel.Percent, coverage.Percent, foodSentence(f)+movedSentence(f), closing)
+}
+
+// movedSentence says that survivors moved, when they did.
+func movedSentence(f Figures) string {
+	if !f.Reconstructed {
+		return ""
+	}
+	return fmt.Sprintf(" The survivors moved: %d of %d target weights that were not killed changed value to preserve each layer's output on the calibration inputs (denominator: all weights of the target tensors), so the file is not the original with weights zeroed.", f.SurvivorsChanged, f.Weights.Target)
 }
 
 // foodSentence says what the mould ate.

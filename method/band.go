@@ -22,6 +22,8 @@ func grow[T any](s []T, n int) []T {
 type tileRunner struct {
 	k     *kernel.Kernel
 	tiles []kernel.Tile
+	mask  []byte    // scratch mask of Score
+	d     []float32 // D_T of Score's tiles, tile after tile
 }
 
 // newTileRunner returns a runner of a kernel with the given constants.

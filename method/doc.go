@@ -9,8 +9,11 @@
 //
 // The methods: magnitude-flow (Physarium v1: the mould eats |w|),
 // activation-flow (v2: the mould eats |w|*a_i, with a_i from an importance
-// matrix; in sparsity mode a Rank chooses the kills), and the two plain
-// baselines that run no kernel, magnitude and wanda.
+// matrix; in sparsity mode a Rank chooses the kills), the two plain
+// baselines that run no kernel, magnitude and wanda, and sparsegpt, which
+// reads a calibration file (Config.Calibration) and rewrites survivors
+// (a Reconstructor). Reconstructing wraps any method: its mask, then the
+// survivors reconstructed under it.
 //
 // A new method is a new file that registers a type implementing Method;
 // prune, cli and audit find it by name and need no change. The interface

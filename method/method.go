@@ -48,6 +48,15 @@ type Config struct {
 	Params kernel.Params // the mode, the sparsity and the kernel constants
 	Impl   kernel.Impl   // the kernel implementation the deciders run
 	Rank   Rank          // one of Ranks(Params.Mode); "" means the first
+	// Calibration is the calibration file of a method that reads one
+	// (a Calibrated method), else nil.
+	Calibration *Calibration
+	// BlockSize is the OBS column block of a reconstructing method
+	// (obs.DefaultBlockSize when 0).
+	BlockSize int
+	// Pattern, when not None, asks for an N:M pattern (a Patterned
+	// method, or SparseGPT's own groups).
+	Pattern Pattern
 }
 
 // Band is one band of a target tensor: up to errata.TileSize rows of one
@@ -66,6 +75,11 @@ type Band struct {
 type Counts struct {
 	Processed  uint64 // weights the decision covered (errata's processed)
 	ZeroBefore uint64 // of those, the weights that were already zero
+	// OutputError and OutputEnergy, for a method that rewrites
+	// survivors: the change of the band's layer output on the
+	// calibration inputs, sum_o (w_o-v_o)^T G (w_o-v_o), and the dense
+	// output's energy sum_o w_o^T G w_o (G the undamped Gram).
+	OutputError, OutputEnergy float64
 }
 
 // Decider decides bands; each worker has its own, which keeps its

@@ -11,13 +11,13 @@ import (
 )
 
 func TestRegistry(t *testing.T) {
-	if got := Names(nil); got != "magnitude-flow, activation-flow, magnitude or wanda" {
+	if got := Names(nil); got != "magnitude-flow, activation-flow, magnitude, sparsegpt or wanda" {
 		t.Errorf("Names: %q", got)
 	}
 	if got := Names(Method.NeedsImatrix); got != "activation-flow or wanda" {
 		t.Errorf("the methods that read an imatrix: %q", got)
 	}
-	if _, err := Parse("bogus"); err == nil || err.Error() != `unknown method "bogus" (want magnitude-flow, activation-flow, magnitude or wanda)` {
+	if _, err := Parse("bogus"); err == nil || err.Error() != `unknown method "bogus" (want magnitude-flow, activation-flow, magnitude, sparsegpt or wanda)` {
 		t.Errorf("Parse(bogus): %v", err)
 	}
 	if _, err := ParseRank("sideways"); err == nil || err.Error() != `unknown v2 rank "sideways" (want flow-share, row-flow, row-flow-mould, row-mould or tile)` {

@@ -462,3 +462,64 @@ func TestOutputErrorMatchesDirect(t *testing.T) {
 		t.Errorf("OutputError %v, direct %v", got, want)
 	}
 }
+
+// TestZerosStayZero: weights pinned by Options.Zeros end removed and 0
+// although the OBS update of earlier columns would revive them, count
+// towards each block's quota, and take more than the quota where they
+// outnumber it; N:M groups take them first as well.
+func TestZerosStayZero(t *testing.T) {
+	p := newProblem(11, 24, 64, 400)
+	f, err := NewFactor(p.gram, p.cols, float64(p.tokens), 0.01)
+	if err != nil {
+		t.Fatal(err)
+	}
+	zeros := make([]bool, len(p.w))
+	for i := range zeros {
+		// Column 40 of every row (a dead channel: more pins than its
+		// block's quota would take from it alone) and scattered ones.
+		if i%p.cols == 40 || i%13 == 0 {
+			zeros[i] = true
+			p.w[i] = 0
+		}
+	}
+	for _, opt := range []Options{{Sparsity: 0.25, BlockSize: 32}, {N: 1, M: 4, BlockSize: 32}, {Sparsity: 0.01, BlockSize: 32}} {
+		w := slices.Clone(p.w)
+		opt.Zeros = zeros
+		res, err := Prune(w, p.rows, f, opt)
+		if err != nil {
+			t.Fatal(err)
+		}
+		pinned := 0
+		for i, z := range zeros {
+			if z {
+				pinned++
+				if !res.Mask[i] || w[i] != 0 {
+					t.Fatalf("%+v: pinned weight %d: mask %v, value %v", opt, i, res.Mask[i], w[i])
+				}
+			}
+		}
+		if opt.M == 0 {
+			want := 0
+			for c0 := 0; c0 < p.cols; c0 += 32 {
+				q := int(math.Round(opt.Sparsity*float64(p.rows)*float64(c0+32))) - int(math.Round(opt.Sparsity*float64(p.rows)*float64(c0)))
+				z := 0
+				for r := 0; r < p.rows; r++ {
+					for j := c0; j < c0+32; j++ {
+						if zeros[r*p.cols+j] {
+							z++
+						}
+					}
+				}
+				want += max(q, z)
+			}
+			if res.Removed != want {
+				t.Fatalf("%+v: removed %d, want %d", opt, res.Removed, want)
+			}
+		} else if res.Removed < p.rows*p.cols/4 || res.Removed > p.rows*p.cols/4+pinned {
+			t.Fatalf("N:M removed %d", res.Removed)
+		}
+	}
+	if _, err := Prune(slices.Clone(p.w), p.rows, f, Options{Sparsity: 0.5, Zeros: zeros[1:]}); err == nil {
+		t.Fatal("a short Zeros accepted")
+	}
+}

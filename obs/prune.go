@@ -22,12 +22,18 @@ type Options struct {
 	Sparsity float64
 	// N and M, when M > 0, ask for an N:M pattern: in every group of M
 	// consecutive columns of a row, exactly N weights are removed, chosen
-	// when the group's first column is reached. M must divide the column
-	// count and the block size.
+	// when the group's first column is reached; a row's last group, when
+	// M does not divide the column count, has r < M columns and loses
+	// GroupQuota(N, M, r). M must divide the block size.
 	N, M int
 	// Mask, when not nil, fixes the removed weights (true = removed;
 	// rows*cols, row-major) and Prune only reconstructs the survivors.
 	Mask []bool
+	// Zeros, when not nil (rows*cols), marks weights that stay removed
+	// whatever their score, e.g. the original's zeros, which the OBS
+	// update must not revive: a block (or an N:M group) takes them
+	// first, and they count towards its quota.
+	Zeros []bool
 	// BlockSize is the column block of the lazy batch updates
 	// (DefaultBlockSize when 0).
 	BlockSize int
@@ -69,13 +75,16 @@ func Prune(w []float64, rows int, f *Factor, opt Options) (Result, error) {
 			return Result{}, fmt.Errorf("obs: mask of %d entries for %d weights", len(opt.Mask), len(w))
 		}
 	case opt.M > 0:
-		if opt.N < 0 || opt.N > opt.M || cols%opt.M != 0 || bs%opt.M != 0 {
-			return Result{}, fmt.Errorf("obs: pattern %d:%d needs N <= M and M dividing %d columns and block size %d", opt.N, opt.M, cols, bs)
+		if opt.N < 0 || opt.N > opt.M || bs%opt.M != 0 {
+			return Result{}, fmt.Errorf("obs: pattern %d:%d needs N <= M and M dividing the block size %d", opt.N, opt.M, bs)
 		}
 	default:
 		if !(opt.Sparsity >= 0 && opt.Sparsity <= 1) {
 			return Result{}, fmt.Errorf("obs: sparsity %v is not in [0, 1]", opt.Sparsity)
 		}
+	}
+	if opt.Zeros != nil && len(opt.Zeros) != len(w) {
+		return Result{}, fmt.Errorf("obs: %d zero marks for %d weights", len(opt.Zeros), len(w))
 	}
 	for i, v := range w {
 		if math.IsNaN(v) || math.IsInf(v, 0) {
@@ -145,7 +154,7 @@ func (s *solver) parallelRows(workers int, fn func(r int, scratch []float64)) {
 func (s *solver) chooseBlock(c0, c1 int) {
 	total := float64(s.rows)
 	quota := int(math.Round(s.opt.Sparsity*total*float64(c1))) - int(math.Round(s.opt.Sparsity*total*float64(c0)))
-	if quota <= 0 {
+	if quota <= 0 && s.opt.Zeros == nil {
 		return
 	}
 	width := c1 - c0
@@ -156,7 +165,7 @@ func (s *solver) chooseBlock(c0, c1 int) {
 	cands := make([]cand, 0, s.rows*width)
 	for r := 0; r < s.rows; r++ {
 		for j := c0; j < c1; j++ {
-			cands = append(cands, cand{score(s.w[r*s.cols+j], s.u[j*s.cols+j]), r*s.cols + j})
+			cands = append(cands, cand{s.score(r*s.cols + j), r*s.cols + j})
 		}
 	}
 	slices.SortFunc(cands, func(a, b cand) int {
@@ -165,9 +174,31 @@ func (s *solver) chooseBlock(c0, c1 int) {
 		}
 		return cmp.Compare(a.at, b.at)
 	})
-	for _, c := range cands[:quota] {
-		s.mask[c.at] = true
+	for k, c := range cands {
+		if k < quota || c.score < 0 {
+			s.mask[c.at] = true
+		}
 	}
+}
+
+// GroupQuota is the number of weights an N:M pattern removes from a group
+// of size weights: N for a whole group (size M), round(N*size/M) for a
+// row's shorter last group.
+func GroupQuota(n, m, size int) int {
+	if size == m {
+		return n
+	}
+	return int(math.Round(float64(n) * float64(size) / float64(m)))
+}
+
+// score is the saliency of weight i (row-major) as it stands: -1 for a
+// weight Options.Zeros pins, so that it is chosen first.
+func (s *solver) score(i int) float64 {
+	if s.opt.Zeros != nil && s.opt.Zeros[i] {
+		return -1
+	}
+	j := i % s.cols
+	return score(s.w[i], s.u[j*s.cols+j])
 }
 
 // score is SparseGPT's saliency of removing weight v of a column whose
@@ -177,20 +208,23 @@ func score(v, d float64) float64 { return v * v / (d * d) }
 // chooseGroup marks, in row r, the N weights of the M columns from c with
 // the smallest score (ties by column).
 func (s *solver) chooseGroup(r, c int) {
-	row := s.w[r*s.cols:]
 	var idx [64]int
 	group := idx[:0]
 	if s.opt.M > len(idx) {
 		group = make([]int, 0, s.opt.M)
 	}
-	for j := c; j < c+s.opt.M; j++ {
+	end := min(c+s.opt.M, s.cols)
+	n := GroupQuota(s.opt.N, s.opt.M, end-c)
+	for j := c; j < end; j++ {
 		group = append(group, j)
 	}
 	slices.SortStableFunc(group, func(a, b int) int {
-		return cmp.Compare(score(row[a], s.u[a*s.cols+a]), score(row[b], s.u[b*s.cols+b]))
+		return cmp.Compare(s.score(r*s.cols+a), s.score(r*s.cols+b))
 	})
-	for _, j := range group[:s.opt.N] {
-		s.mask[r*s.cols+j] = true
+	for k, j := range group {
+		if k < n || s.opt.Zeros != nil && s.opt.Zeros[r*s.cols+j] {
+			s.mask[r*s.cols+j] = true
+		}
 	}
 }
 

@@ -11,6 +11,7 @@ func (r *Report) Figures() errata.Figures {
 	return errata.Figures{
 		Version: r.Version, Method: r.Method, Importance: r.Importance,
 		Killed: r.Killed, Weights: r.Weights, TargetCount: r.TargetCount,
+		Reconstructed: r.Reconstructed, SurvivorsChanged: r.SurvivorsChanged.Numerator,
 	}
 }
 
@@ -54,6 +55,16 @@ func keyValues(r *Report) map[string]gguf.Value {
 	}
 	if r.Imatrix != "" {
 		v[errata.KeyImatrix] = gguf.String(r.Imatrix)
+	}
+	if r.Pattern != "" {
+		v[errata.KeyPattern] = gguf.String(r.Pattern)
+	}
+	if r.Reconstructed {
+		v[errata.KeyReconstructed] = gguf.Bool(true)
+		v[errata.KeyCalibration] = gguf.String(r.Calibration)
+		v[errata.KeyReconstruction] = gguf.String(r.Reconstruction)
+		v[errata.KeySurvivorsMoved] = gguf.Uint64(r.SurvivorsChanged.Numerator)
+		v[errata.KeyOutputError] = gguf.Float64(r.ReconstructionError)
 	}
 	return v
 }

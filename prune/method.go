@@ -3,6 +3,8 @@ package prune
 import (
 	"context"
 	"fmt"
+	"math"
+	"path/filepath"
 	"strings"
 
 	"github.com/physarium/physarium-gguf/errata"
@@ -27,7 +29,7 @@ func DefaultMethod(imatrix string) string {
 
 // resolveMethod returns the run's method and its configuration, or why
 // the options do not fit it.
-func resolveMethod(opts Options, params kernel.Params) (method.Method, method.Config, error) {
+func resolveMethod(ctx context.Context, opts Options, params kernel.Params) (method.Method, method.Config, error) {
 	name := opts.Method
 	if name == "" {
 		name = DefaultMethod(opts.Imatrix)
@@ -46,7 +48,19 @@ func resolveMethod(opts Options, params kernel.Params) (method.Method, method.Co
 	if !m.NeedsImatrix() && opts.Imatrix != "" {
 		return nil, method.Config{}, fmt.Errorf("prune: method %s uses no importance matrix; drop --imatrix or choose %s", name, method.Names(method.Method.NeedsImatrix))
 	}
-	cfg := method.Config{Params: params, Impl: opts.Impl, Rank: rank}
+	if !opts.Pattern.None() {
+		m = method.Patterned(m)
+	}
+	if opts.Reconstruct {
+		if c, ok := m.(method.Calibrated); ok && c.NeedsCalibration() {
+			return nil, method.Config{}, fmt.Errorf("prune: method %s reconstructs the survivors itself; drop --reconstruct", name)
+		}
+		m = method.Reconstructing(m)
+	}
+	cfg := method.Config{Params: params, Impl: opts.Impl, Rank: rank, BlockSize: opts.BlockSize, Pattern: opts.Pattern}
+	if cfg.Calibration, err = loadCalibration(ctx, m, opts); err != nil {
+		return nil, method.Config{}, err
+	}
 	if err := m.Validate(cfg); err != nil {
 		return nil, method.Config{}, fmt.Errorf("prune: %w", err)
 	}
@@ -131,4 +145,40 @@ func (p *tensorPlan) matrixAct(row0 int) []float32 {
 	}
 	m := row0 / p.matrixRows
 	return p.act[m*p.rowLen : (m+1)*p.rowLen]
+}
+
+// loadCalibration loads the calibration file of a method that reads one,
+// and refuses one given to a method that does not.
+func loadCalibration(ctx context.Context, m method.Method, opts Options) (*method.Calibration, error) {
+	c, ok := m.(method.Calibrated)
+	needs := ok && c.NeedsCalibration()
+	switch {
+	case !needs && opts.Calibration != "":
+		return nil, fmt.Errorf("prune: method %s reads no calibration file; drop --calibration", m.Name())
+	case needs && opts.Calibration == "":
+		return nil, fmt.Errorf("prune: method %s needs a calibration file with Gram matrices (--calibration, from calibrate --gram)", m.Name())
+	case !needs:
+		return nil, nil
+	}
+	if opts.BlockSize < 0 {
+		return nil, fmt.Errorf("prune: block size %d is negative", opts.BlockSize)
+	}
+	damp := opts.Damp
+	if damp == 0 {
+		damp = method.DefaultDamp
+	}
+	if !(damp > 0) || math.IsInf(damp, 0) {
+		return nil, fmt.Errorf("prune: damping %v is not a positive number", opts.Damp)
+	}
+	f, err := imatrix.LoadCalibration(opts.Calibration)
+	if err != nil {
+		return nil, fmt.Errorf("prune: %w", err)
+	}
+	sum, err := fileSHA256(ctx, opts.Calibration)
+	if err != nil {
+		return nil, err
+	}
+	cal := method.NewCalibration(filepath.Base(opts.Calibration), f, damp)
+	cal.SHA256 = sum
+	return cal, nil
 }

@@ -322,6 +322,9 @@ func writeOrdered(ctx context.Context, f *gguf.File, plans []tensorPlan, r *Repo
 				t.ZeroBefore += s.zeroBefore
 				t.ExactZero += s.exactZero
 				t.Reencoded += s.reencoded
+				t.SurvivorsChanged += s.moved
+				t.OutputError += s.outErr
+				t.OutputEnergy += s.outEnergy
 				t.survivorSq += s.survivorSq
 				t.survivorN += s.survivorN
 				t.MaxKilledAbs = max(t.MaxKilledAbs, s.maxKilledAbs)

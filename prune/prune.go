@@ -70,6 +70,22 @@ type Options struct {
 	// AnyShard lets the input name any shard of a split model, not only
 	// the first.
 	AnyShard bool
+	// Calibration is the path of a calibration file with Gram matrices
+	// (calibrate --gram), read by the methods that reconstruct survivors
+	// (sparsegpt).
+	Calibration string
+	// Damp is the relative damping of the inverse Hessians,
+	// lambda = Damp * mean(diag H); 0 means method.DefaultDamp.
+	Damp float64
+	// BlockSize is the OBS column block; 0 means obs.DefaultBlockSize.
+	BlockSize int
+	// Pattern, when not None, asks for an N:M pattern (sparsity mode):
+	// every group of M consecutive input weights of a row ends with N
+	// zeros, chosen by the method's own score.
+	Pattern method.Pattern
+	// Reconstruct keeps the method's mask and then reconstructs the
+	// survivors from the Calibration file's Grams (method.Reconstructing).
+	Reconstruct bool
 }
 
 // Progress tells how far a run is.
@@ -110,7 +126,7 @@ func File(ctx context.Context, in, out string, opts Options) (*Report, error) {
 	if err != nil {
 		return nil, err
 	}
-	m, cfg, err := resolveMethod(opts, params)
+	m, cfg, err := resolveMethod(ctx, opts, params)
 	if err != nil {
 		return nil, err
 	}
@@ -146,6 +162,17 @@ func File(ctx context.Context, in, out string, opts Options) (*Report, error) {
 	}
 	if err := h.sum(ctx, model, r); err != nil {
 		return nil, err
+	}
+	if !cfg.Pattern.None() {
+		r.Pattern = cfg.Pattern.String()
+	}
+	if c := cfg.Calibration; c != nil {
+		r.Reconstructed = true
+		r.Calibration = c.Describe()
+		r.Reconstruction = "mask=" + m.Name() + " (adaptive, per column block) " + c.Parameters(method.BlockSizeOf(cfg))
+		if opts.Reconstruct {
+			r.Reconstruction = "mask=" + m.Name() + " (fixed first, then the survivors by OBS) " + c.Parameters(method.BlockSizeOf(cfg))
+		}
 	}
 	r.finish()
 	if err := closeSinks(ctx, f, r, sinks, opts, out); err != nil {

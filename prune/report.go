@@ -30,6 +30,15 @@ type TensorReport struct {
 	// held a kill and were re-encoded (the others keep their bytes).
 	Blocks    uint64 `json:"blocks"`
 	Reencoded uint64 `json:"reencoded_blocks"`
+	// SurvivorsChanged counts the surviving weights whose value the method
+	// changed (reconstruction), before re-encoding.
+	SurvivorsChanged uint64 `json:"survivors_changed,omitempty"`
+	// OutputError is the change of the tensor's layer output on the
+	// calibration inputs after reconstruction (before re-encoding),
+	// sum_o (w_o-v_o)^T G (w_o-v_o); OutputEnergy the dense output's
+	// energy sum_o w_o^T G w_o.
+	OutputError  float64 `json:"output_error,omitempty"`
+	OutputEnergy float64 `json:"output_energy,omitempty"`
 	// SurvivorRMSE is the root-mean-square change of the surviving weights
 	// of re-encoded blocks, caused by re-encoding them.
 	SurvivorRMSE float64 `json:"survivor_rmse"`
@@ -117,32 +126,46 @@ type Report struct {
 	// InputShards are the shards of a split input, with their sha256.
 	InputShards []InputShard `json:"input_shards,omitempty"`
 	// Outputs are the shards of a split output (Output is the first).
-	Outputs     []string        `json:"outputs,omitempty"`
-	DryRun      bool            `json:"dry_run"`
-	Version     int             `json:"version"`
-	Method      string          `json:"method"`
-	Importance  string          `json:"importance"`
-	Mode        string          `json:"mode"`
-	Params      string          `json:"params"`
-	Kernel      string          `json:"kernel"`
-	Threads     int             `json:"threads"`
-	Tile        int             `json:"tile"`
-	Tiling      string          `json:"tiling"`
-	Targets     []string        `json:"targets"`
-	Weights     Weights         `json:"weights"`
-	TargetCount int             `json:"target_tensors"`
-	Killed      uint64          `json:"killed"`
-	ZeroBefore  uint64          `json:"zero_before"`
-	ExactZero   uint64          `json:"exact_zero"`
-	OverTarget  Rate            `json:"kill_rate_over_target"`
-	OverModel   Rate            `json:"kill_rate_over_model"`
-	Coverage    Rate            `json:"coverage"`
-	ExactZeroOf Rate            `json:"exact_zero_over_killed"`
-	Tensors     []TensorReport  `json:"tensors"`
-	Kinds       []KindRange     `json:"kinds"`
-	Layers      []LayerRate     `json:"layers"`
-	Skipped     []SkippedTensor `json:"skipped"`
-	SkippedNote string          `json:"skipped_note,omitempty"`
+	Outputs     []string `json:"outputs,omitempty"`
+	DryRun      bool     `json:"dry_run"`
+	Version     int      `json:"version"`
+	Method      string   `json:"method"`
+	Importance  string   `json:"importance"`
+	Mode        string   `json:"mode"`
+	Params      string   `json:"params"`
+	Kernel      string   `json:"kernel"`
+	Threads     int      `json:"threads"`
+	Tile        int      `json:"tile"`
+	Tiling      string   `json:"tiling"`
+	Targets     []string `json:"targets"`
+	Weights     Weights  `json:"weights"`
+	TargetCount int      `json:"target_tensors"`
+	Killed      uint64   `json:"killed"`
+	ZeroBefore  uint64   `json:"zero_before"`
+	ExactZero   uint64   `json:"exact_zero"`
+	OverTarget  Rate     `json:"kill_rate_over_target"`
+	OverModel   Rate     `json:"kill_rate_over_model"`
+	Coverage    Rate     `json:"coverage"`
+	ExactZeroOf Rate     `json:"exact_zero_over_killed"`
+	// SurvivorsChanged counts the surviving weights a reconstructing
+	// method changed, over the target weights.
+	SurvivorsChanged Rate `json:"survivors_changed"`
+	// Reconstructed says the method also changed survivors; Calibration
+	// and Reconstruction are then physarium.calibration and
+	// physarium.reconstruction.
+	Reconstructed  bool   `json:"reconstructed,omitempty"`
+	Calibration    string `json:"calibration,omitempty"`
+	Reconstruction string `json:"reconstruction,omitempty"`
+	// Pattern is the N:M pattern of the run ("" without one).
+	Pattern string `json:"pattern,omitempty"`
+	// ReconstructionError is the layer-output change on the calibration
+	// inputs summed over the targets, over their dense output energy.
+	ReconstructionError float64         `json:"reconstruction_error,omitempty"`
+	Tensors             []TensorReport  `json:"tensors"`
+	Kinds               []KindRange     `json:"kinds"`
+	Layers              []LayerRate     `json:"layers"`
+	Skipped             []SkippedTensor `json:"skipped"`
+	SkippedNote         string          `json:"skipped_note,omitempty"`
 	// NonTargets lists, by role and reason, every tensor that is neither a
 	// target nor skipped: the target weights, the skipped weights and these
 	// add up to the model's weights.
@@ -170,6 +193,7 @@ func (r *Report) finish() {
 	r.TargetCount = len(r.Tensors)
 	r.Weights.Target, r.Weights.Processed = 0, 0
 	r.Killed, r.ZeroBefore, r.ExactZero = 0, 0, 0
+	r.SurvivorsChanged = Rate{}
 	kinds := map[string]*KindRange{}
 	var kindOrder []string
 	layers := map[int]*[2]uint64{}
@@ -184,6 +208,7 @@ func (r *Report) finish() {
 		r.Killed += t.Killed
 		r.ZeroBefore += t.ZeroBefore
 		r.ExactZero += t.ExactZero
+		r.SurvivorsChanged.Numerator += t.SurvivorsChanged
 		kind := errata.Kind(t.Name)
 		k := kinds[kind]
 		if k == nil {
@@ -218,6 +243,15 @@ func (r *Report) finish() {
 	}
 	sort.Slice(r.Layers, func(i, j int) bool { return r.Layers[i].Layer < r.Layers[j].Layer })
 	r.OverTarget = errata.NewRate(r.Killed, r.Weights.Target, errata.OfTarget)
+	r.SurvivorsChanged = errata.NewRate(r.SurvivorsChanged.Numerator, r.Weights.Target, errata.OfTarget)
+	var e, en float64
+	for _, t := range r.Tensors {
+		e, en = e+t.OutputError, en+t.OutputEnergy
+	}
+	r.ReconstructionError = 0
+	if en > 0 {
+		r.ReconstructionError = e / en
+	}
 	r.OverModel = errata.NewRate(r.Killed, r.Weights.Model, errata.OfModel)
 	r.Coverage = errata.NewRate(r.Weights.Processed, r.Weights.Target, errata.OfTarget)
 	r.ExactZeroOf = errata.NewRate(r.ExactZero, r.Killed, errata.OfKilled)

@@ -1,6 +1,7 @@
 package prune
 
 import (
+	"bytes"
 	"encoding/binary"
 	"fmt"
 	"math"
@@ -17,7 +18,9 @@ type bandStats struct {
 	survivorN                                uint64
 	maxKilledAbs                             float64
 	maxKilledRel                             float64
-	nonfinite                                uint64 // a copied piece's NaN and infinite values
+	nonfinite                                uint64  // a copied piece's NaN and infinite values
+	moved                                    uint64  // survivors the method changed
+	outErr, outEnergy                        float64 // the layer-output change and the dense output energy (reconstruction)
 }
 
 // surgery applies the band's mask (w.buf.mask) to its stored bytes
@@ -44,12 +47,12 @@ func (w *worker) surgery(j *bandJob, p *tensorPlan, row0, rows int) error {
 	b.check = grow(b.check, chunk*bs)
 	blocks := n / bs
 	for blk := 0; blk < blocks; {
-		if !w.killIn(b, blk, bs) {
+		if !w.touched(b, blk, bs) {
 			blk++
 			continue
 		}
 		end := blk + 1
-		for end < blocks && end-blk < chunk && w.killIn(b, end, bs) {
+		for end < blocks && end-blk < chunk && w.touched(b, end, bs) {
 			end++
 		}
 		lo, hi := blk*bs, end*bs
@@ -59,6 +62,18 @@ func (w *worker) surgery(j *bandJob, p *tensorPlan, row0, rows int) error {
 			return fmt.Errorf("the kernel marked %d already-zero elements of rows %d-%d as kills", bad, row0, row0+rows-1)
 		}
 		st.killed += killed
+		ref := b.before[lo:hi]
+		if b.after != nil {
+			// The method's survivors replace the stored values; the
+			// survivor error measured below is then the re-encoding's
+			// alone, against the values the method asked for.
+			ref = b.after[lo:hi]
+			for i, m := range b.mask[lo:hi] {
+				if m == 0 {
+					vals[i] = ref[i]
+				}
+			}
+		}
 		dst := bufs.raw[blk*bb : end*bb]
 		if err := quantize.EncodeKeepZeros(p.info.Type, dst, vals); err != nil {
 			return err
@@ -66,7 +81,7 @@ func (w *worker) surgery(j *bandJob, p *tensorPlan, row0, rows int) error {
 		if err := quantize.Decode(p.info.Type, check, dst); err != nil {
 			return err
 		}
-		st.measure(check, b.before[lo:hi], b.mask[lo:hi])
+		st.measure(check, ref, b.mask[lo:hi])
 		st.measureRel(check, b.mask[lo:hi], bs)
 		if w.control {
 			if err := quantize.EncodeKeepZeros(p.info.Type, bufs.ctrl[blk*bb:end*bb], b.before[lo:hi]); err != nil {
@@ -87,6 +102,24 @@ func (w *worker) surgery(j *bandJob, p *tensorPlan, row0, rows int) error {
 // time (16 KB of float32: zeroing, encoding and checking stay in cache).
 const chunkValues = 4096
 
+// touched reports whether block blk (of bs elements) holds a kill or,
+// when the method rewrites survivors, a changed value.
+func (w *worker) touched(b *bandBuffers, blk, bs int) bool {
+	if w.killIn(b, blk, bs) {
+		return true
+	}
+	if b.after == nil {
+		return false
+	}
+	lo, hi := blk*bs, (blk+1)*bs
+	for i, v := range b.after[lo:hi] {
+		if math.Float32bits(v) != math.Float32bits(b.before[lo+i]) {
+			return true
+		}
+	}
+	return false
+}
+
 // killIn reports whether block blk (of bs elements) holds a kill.
 func (w *worker) killIn(b *bandBuffers, blk, bs int) bool {
 	for _, m := range b.mask[blk*bs : (blk+1)*bs] {
@@ -102,6 +135,9 @@ func (w *worker) killIn(b *bandBuffers, blk, bs int) bool {
 // type's zero, and every other element keeps its bytes.
 func (w *worker) killElements(j *bandJob, p *tensorPlan, row0, n int) error {
 	b, bufs, st, bb := &w.buf, j.bufs, &j.stats, p.blockBytes
+	if b.after != nil {
+		return w.rewriteElements(j, p, row0, n)
+	}
 	var killed, bad uint64
 	if !w.control {
 		// A kill clears the element's bytes (the zero of F32, F16 and
@@ -128,6 +164,54 @@ func (w *worker) killElements(j *bandJob, p *tensorPlan, row0, n int) error {
 	}
 	st.killed += killed
 	st.reencoded += killed
+	if p.zeroExact {
+		st.exactZero += killed
+	}
+	j.out = bufs.raw[:n*bb]
+	if w.control {
+		j.ctrl = bufs.ctrl[:n*bb]
+	}
+	return nil
+}
+
+// rewriteElements is killElements for a method that also rewrites the
+// survivors: every killed element becomes the type's zero and every
+// survivor whose value changed is encoded from its new value; the others
+// keep their bytes.
+func (w *worker) rewriteElements(j *bandJob, p *tensorPlan, row0, n int) error {
+	b, bufs, st, bb := &w.buf, j.bufs, &j.stats, p.blockBytes
+	var killed, bad, changed uint64
+	for i, m := range b.mask[:n] {
+		el := bufs.raw[i*bb : (i+1)*bb]
+		switch {
+		case m != 0:
+			bad += uint64(b2u(b.before[i] == 0))
+			copy(el, p.zero)
+			killed++
+		case math.Float32bits(b.after[i]) != math.Float32bits(b.before[i]):
+			var was [8]byte
+			copy(was[:], el)
+			if err := quantize.EncodeKeepZeros(p.info.Type, el, b.after[i:i+1]); err != nil {
+				return err
+			}
+			if bytes.Equal(was[:bb], el) {
+				continue // the new value rounds to the stored one
+			}
+			changed++
+		default:
+			continue
+		}
+		if w.control {
+			if err := quantize.EncodeKeepZeros(p.info.Type, bufs.ctrl[i*bb:(i+1)*bb], b.before[i:i+1]); err != nil {
+				return err
+			}
+		}
+	}
+	if bad != 0 {
+		return fmt.Errorf("the method marked %d already-zero elements of rows %d-%d as kills", bad, row0, row0+n/p.rowLen-1)
+	}
+	st.killed += killed
+	st.reencoded += killed + changed
 	if p.zeroExact {
 		st.exactZero += killed
 	}

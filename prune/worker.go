@@ -40,6 +40,7 @@ type bandBuffers struct {
 	vals   []float32 // a chunk of values to re-encode, killed ones set to +0 (block types)
 	check  []float32 // that chunk's re-encoded blocks decoded again
 	mask   []byte    // the band's kill mask, row-major with the band's row length
+	after  []float32 // the band's new values when the method rewrites survivors (else nil)
 }
 
 // worker decides bands and does their surgery; one per goroutine.
@@ -48,6 +49,7 @@ type worker struct {
 	control bool           // also produce the control twin's bytes
 	decider method.Decider // the method's, this worker's own
 	buf     bandBuffers
+	after   []float32 // storage of buf.after
 }
 
 // decodeJob decodes the stored bytes of band job j of p into
@@ -79,6 +81,18 @@ func (w *worker) process(j *bandJob) error {
 	}
 	j.stats.processed += c.Processed
 	j.stats.zeroBefore += c.ZeroBefore
+	j.stats.outErr += c.OutputError
+	j.stats.outEnergy += c.OutputEnergy
+	b.after = nil
+	if rc, ok := w.decider.(method.Reconstructor); ok {
+		w.after = grow(w.after, n)
+		b.after = w.after[:n]
+		moved, err := rc.Survivors(&band, b.mask, b.after)
+		if err != nil {
+			return err
+		}
+		j.stats.moved += moved
+	}
 	if j.hashed != nil {
 		<-j.hashed
 	}
