@@ -23,6 +23,9 @@ type tensorPlan struct {
 	// zeroExact whether it decodes to exactly 0.0.
 	zero      []byte
 	zeroExact bool
+	// noZeroCode says the type has no zero code (the IQ grids, IQ4_*):
+	// only then can a kill read back non-zero, and surgery measure how far.
+	noZeroCode bool
 	// act holds the activation scales a_i of every matrix, matrix after
 	// matrix (mats*row values), for the activation-aware methods; nil means
 	// |w| alone (v1 food).
@@ -73,6 +76,7 @@ func plan(f *gguf.File, sel *compiledSelection, skipUnsupported bool, r *Report)
 				p.zeroExact = back[0] == 0
 			}
 			z, _ := quantize.Zero(t.Type)
+			p.noZeroCode = z == quantize.ZeroNone
 			p.report = len(r.Tensors)
 			r.Tensors = append(r.Tensors, TensorReport{
 				Name: t.Name, Type: t.Type.String(), Shape: t.Shape, Weights: t.Elements(),

@@ -82,7 +82,9 @@ func (w *worker) surgery(j *bandJob, p *tensorPlan, row0, rows int) error {
 			return err
 		}
 		st.measure(check, ref, b.mask[lo:hi])
-		st.measureRel(check, b.mask[lo:hi], bs)
+		if p.noZeroCode {
+			st.measureRel(check, b.mask[lo:hi], bs)
+		}
 		if w.control {
 			if err := quantize.EncodeKeepZeros(p.info.Type, bufs.ctrl[blk*bb:end*bb], b.before[lo:hi]); err != nil {
 				return err
