@@ -27,15 +27,8 @@ const (
 	calibText = "../../shared/models/tinystories_valid_calib.txt"
 )
 
-func load(t testing.TB) *llamacpp.Library {
-	t.Helper()
-	dir := rt.Require(t)
-	lib, err := llamacpp.Load(rt.LibDir(dir))
-	if err != nil {
-		t.Fatal(err)
-	}
-	return lib
-}
+// load loads the runtime's libraries (rt.Load).
+func load(t testing.TB) *llamacpp.Library { return rt.Load(t) }
 
 func timeout(t testing.TB) context.Context {
 	ctx, cancel := context.WithTimeout(context.Background(), 8*time.Minute)

@@ -303,3 +303,14 @@ func (b *tailBuffer) Write(p []byte) (int, error) {
 }
 
 func (b *tailBuffer) String() string { return string(b.buf) }
+
+// Load loads the runtime's llama.cpp libraries through the project's
+// binding for a test, skipping it when PHYSARIUM_LLAMA is unset.
+func Load(t testing.TB) *llamacpp.Library {
+	t.Helper()
+	lib, err := llamacpp.Load(LibDir(Require(t)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return lib
+}
