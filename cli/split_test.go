@@ -7,9 +7,11 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 
+	"github.com/physarium/physarium-gguf/audit"
 	"github.com/physarium/physarium-gguf/gguf"
 	"github.com/physarium/physarium-gguf/imatrix"
 	lcpp "github.com/physarium/physarium-gguf/llamacpp"
@@ -276,4 +278,102 @@ func openFile(t *testing.T, path string) *gguf.File {
 	}
 	t.Cleanup(func() { f.Close() })
 	return f
+}
+
+// TestSplitControlTwin: prune --control with a split output writes the
+// control twin split the same way, naming every output shard's sha256 in
+// physarium.control_of, with the tensors of the control twin written as
+// one file; audit agrees with it against the split original and the split
+// pruned twin, and refuses another pruned file as its twin.
+func TestSplitControlTwin(t *testing.T) {
+	rtDir := llamacpp.Require(t)
+	dir := t.TempDir()
+	orig := filepath.Join(dir, "model.gguf")
+	mustRun(t, "testmodel", "--layers", "1", "--type", "q8_0", orig)
+	shards := splitWith(t, rtDir, orig, filepath.Join(dir, "in"), "--split-max-tensors", "4")
+	in := shards[0]
+	out, ctl := filepath.Join(dir, "out.gguf"), filepath.Join(dir, "ctl.gguf")
+	// A control shard's temporary file left by a killed run is removed.
+	stale := filepath.Join(dir, "ctl-00003-of-00003.gguf.partial-4194303")
+	if err := os.WriteFile(stale, []byte("x"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	sum := mustRun(t, "prune", "--threads", "1", "--control", ctl, in, out)
+	if _, err := os.Stat(stale); !os.IsNotExist(err) {
+		t.Errorf("stale control shard temporary file: %v", err)
+	}
+	outFirst, ctlFirst := filepath.Join(dir, "out-00001-of-00003.gguf"), filepath.Join(dir, "ctl-00001-of-00003.gguf")
+	if !strings.Contains(sum, "wrote control twin "+ctlFirst) || !strings.Contains(sum, "the first of 3 shards (ctl-00001-of-00003.gguf ... ctl-00003-of-00003.gguf)") {
+		t.Errorf("summary:\n%s", sum)
+	}
+	mo, mc := openSplit(t, outFirst), openSplit(t, ctlFirst)
+	if len(mc.Shards) != 3 || !slices.Equal(mc.ShardOf, mo.ShardOf) {
+		t.Fatalf("control twin: %d shards %v, output %v", len(mc.Shards), mc.ShardOf, mo.ShardOf)
+	}
+	var parts []string
+	for _, s := range mo.Shards {
+		parts = append(parts, filepath.Base(s.Path)+" sha256:"+fileSum(t, s.Path))
+	}
+	if kv, _ := mc.View.KV("physarium.control_of"); kv.Value.Data != strings.Join(parts, ", ") {
+		t.Errorf("physarium.control_of = %v, want %q", kv.Value.Data, strings.Join(parts, ", "))
+	}
+	for _, s := range mc.Shards[1:] {
+		if len(s.KVs) != 3 {
+			t.Errorf("%s: %d keys, want the 3 split keys", s.Path, len(s.KVs))
+		}
+	}
+	// The same control twin as one file.
+	one, oneCtl := filepath.Join(dir, "one.gguf"), filepath.Join(dir, "one-ctl.gguf")
+	mustRun(t, "prune", "--quiet", "--threads", "1", "--no-split", "--control", oneCtl, in, one)
+	m1 := openSplit(t, oneCtl)
+	if len(m1.View.Tensors) != len(mc.View.Tensors) {
+		t.Fatalf("%d tensors in the split control twin, %d in the single file", len(mc.View.Tensors), len(m1.View.Tensors))
+	}
+	for i, ti := range mc.View.Tensors {
+		a, err1 := io.ReadAll(mc.View.TensorReader(ti))
+		b, err2 := io.ReadAll(m1.View.TensorReader(m1.View.Tensors[i]))
+		if err1 != nil || err2 != nil || ti.Name != m1.View.Tensors[i].Name || !bytes.Equal(a, b) {
+			t.Fatalf("control tensor %s differs between the split and the single-file twin (%v, %v)", ti.Name, err1, err2)
+		}
+	}
+
+	r, _, code := auditJSON(t, "--against", in, "--pruned", outFirst, ctlFirst)
+	if code != ExitOK || r.Verdict != "agree" || !r.Control || r.PrunedTwinSHA256 != pick(parts) {
+		t.Fatalf("audit of the split control twin: exit %d, verdict %q, control %v, twin sha256 %q, %v", code, r.Verdict, r.Control, r.PrunedTwinSHA256, r.Disagreements)
+	}
+	exact := false
+	for _, c := range r.Checks {
+		exact = exact || (c.Key == "physarium.control_of" && c.Status == audit.StatusExact)
+	}
+	if !exact {
+		t.Errorf("physarium.control_of not checked exact against the split pruned twin")
+	}
+	if r, _, code := auditJSON(t, ctlFirst); code != ExitOK || r.Verdict != "agree" {
+		t.Errorf("audit of the split control twin alone: exit %d, %v", code, r.Disagreements)
+	}
+	// Another pruned file (the same tensors, other files) is not its twin.
+	r, _, code = auditJSON(t, "--pruned", one, ctlFirst)
+	if code != ExitFailure || len(r.Disagreements) == 0 || r.Disagreements[0].Key != "physarium.control_of" {
+		t.Errorf("audit against another pruned file: exit %d, %v", code, r.Disagreements)
+	}
+}
+
+// pick returns the sha256s of "name sha256:hex" parts joined by ", ".
+func pick(parts []string) string {
+	var sums []string
+	for _, p := range parts {
+		_, sum, _ := strings.Cut(p, " sha256:")
+		sums = append(sums, sum)
+	}
+	return strings.Join(sums, ", ")
+}
+
+func openSplit(t *testing.T, path string) *gguf.Model {
+	t.Helper()
+	m, err := gguf.OpenModel(path, gguf.ModelOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { m.Close() })
+	return m
 }
