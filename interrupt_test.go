@@ -13,7 +13,8 @@ import (
 
 // TestPruneSplitInterrupted sends SIGINT (Ctrl-C) to the built binary
 // while it writes the third shard of a split output and its control twin:
-// it must exit 130 and leave no shard and no temporary file.
+// the shards are still temporary files then, and it must exit 130 and
+// leave no shard and no temporary file.
 func TestPruneSplitInterrupted(t *testing.T) {
 	if testing.Short() {
 		t.Skip("builds the binary and writes a 100 MB model")
@@ -55,6 +56,10 @@ func TestPruneSplitInterrupted(t *testing.T) {
 	}
 	if parts, _ := filepath.Glob(filepath.Join(dir, "*.partial-*")); len(parts) != 20 {
 		t.Errorf("%d temporary files before SIGINT, want the 10 shards of the output and the 10 of the control twin: %v", len(parts), parts)
+	}
+	// No shard lands before all are complete.
+	if landed, _ := filepath.Glob(filepath.Join(dir, "*-of-00010.gguf")); len(landed) != 0 {
+		t.Errorf("shards in place before the run ended: %v", landed)
 	}
 	if err := cmd.Process.Signal(syscall.SIGINT); err != nil {
 		t.Fatal(err)
