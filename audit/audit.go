@@ -283,22 +283,20 @@ func File(ctx context.Context, path string, opts Options) (*Report, error) {
 		o, origShards = om.View, om.Shards
 	}
 	var p *gguf.File
+	var twinShards []*gguf.File
 	if opts.Pruned != "" {
 		pm, err := gguf.OpenModel(opts.Pruned, mo)
 		if err != nil {
 			return nil, fmt.Errorf("audit: pruned twin: %w", err)
 		}
 		defer pm.Close()
-		if pm.Split() {
-			return nil, fmt.Errorf("audit: pruned twin %s: a split model (a control twin is of a file of one piece)", opts.Pruned)
-		}
-		p = pm.View
+		p, twinShards = pm.View, pm.Shards
 	}
 	chunk := opts.ChunkWeights
 	if chunk <= 0 {
 		chunk = 1 << 20
 	}
-	a := &auditor{ctx: ctx, file: f, orig: o, origShards: origShards, twin: p, chunk: chunk, noReplay: opts.NoReplay, r: &Report{File: path, Against: opts.Against, PrunedTwin: opts.Pruned}}
+	a := &auditor{ctx: ctx, file: f, orig: o, origShards: origShards, twin: p, twinShards: twinShards, chunk: chunk, noReplay: opts.NoReplay, r: &Report{File: path, Against: opts.Against, PrunedTwin: opts.Pruned}}
 	if err := a.run(); err != nil {
 		return nil, err
 	}

@@ -3,21 +3,25 @@ package audit
 import (
 	"encoding/hex"
 	"fmt"
-	"path/filepath"
 	"strings"
 
 	"github.com/physarium/physarium-gguf/errata"
 	"github.com/physarium/physarium-gguf/gguf"
 )
 
-// parseControlOf splits physarium.control_of, "<base name> sha256:<hex>".
-func parseControlOf(s string) (name, sum string, ok bool) {
-	name, sum, found := strings.Cut(s, " sha256:")
-	if !found || name == "" || len(sum) != 64 || strings.ToLower(sum) != sum {
-		return name, sum, false
+// parseControlOf splits physarium.control_of, "<base name> sha256:<hex>",
+// or for a split pruned twin one such part per shard separated by ", ", into
+// its names and its sha256s, each joined by ", ".
+func parseControlOf(s string) (names, sums string, ok bool) {
+	var ns, ss []string
+	ok = true
+	for _, part := range strings.Split(s, errata.SourceSeparator) {
+		name, sum, found := strings.Cut(part, " sha256:")
+		_, err := hex.DecodeString(sum)
+		ok = ok && found && name != "" && len(sum) == 64 && strings.ToLower(sum) == sum && err == nil
+		ns, ss = append(ns, name), append(ss, sum)
 	}
-	_, err := hex.DecodeString(sum)
-	return name, sum, err == nil
+	return strings.Join(ns, errata.SourceSeparator), strings.Join(ss, errata.SourceSeparator), ok
 }
 
 // checkControl checks the figures of a control twin (as prune writes them):
@@ -102,11 +106,12 @@ func (a *auditor) checkControlOf() string {
 			r.disagree(key, "", "missing", "a STRING \"<pruned file> sha256:<hex>\" in a control twin", BasisFile)
 		}
 	case !wellFormed:
-		r.disagree(key, "", of, "\"<pruned file> sha256:<64 lowercase hex digits>\"", BasisFile)
+		r.disagree(key, "", of, "\"<pruned file> sha256:<64 lowercase hex digits>\" (for a split pruned file, one per shard separated by \", \")", BasisFile)
 	case a.twin != nil:
-		want := filepath.Base(a.twin.Path) + " sha256:" + r.PrunedTwinSHA256
+		twinNames := shardNames(a.twinShards)
+		want := errata.Source(twinNames, strings.Split(r.PrunedTwinSHA256, errata.SourceSeparator))
 		ck := Check{Key: key, Stored: of, Recounted: want, Status: statusOf(sum == r.PrunedTwinSHA256), Basis: BasisAgainst, Note: "the sha256 of the pruned twin given with --pruned"}
-		if ck.Status == StatusExact && name != filepath.Base(a.twin.Path) {
+		if ck.Status == StatusExact && name != strings.Join(twinNames, errata.SourceSeparator) {
 			ck.Note += "; the pruned twin has been renamed since"
 		}
 		r.check(ck)

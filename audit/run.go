@@ -23,6 +23,8 @@ type auditor struct {
 	// origShards are the original's files: one, or the shards of a split
 	// original (orig views them as one).
 	origShards []*gguf.File
+	// twinShards are the pruned twin's files, likewise.
+	twinShards []*gguf.File
 	chunk      int
 	r          *Report
 	// storedKilled holds physarium.tensors.killed by tensor name.
@@ -142,11 +144,11 @@ func (a *auditor) classify() error {
 	if !a.control {
 		return fmt.Errorf("audit: %s is no control twin (no physarium.control = true): a pruned twin (--pruned) belongs to a control twin", f.Path)
 	}
-	sum, err := fileSHA256(a.ctx, a.twin)
+	sums, err := shardSHA256s(a.ctx, a.twinShards)
 	if err != nil {
 		return err
 	}
-	r.PrunedTwinSHA256 = sum
+	r.PrunedTwinSHA256 = strings.Join(sums, errata.SourceSeparator)
 	return nil
 }
 
@@ -434,14 +436,11 @@ func valueText(v gguf.Value) string {
 // checkSource checks that physarium.source names the original's sha256
 // (of every shard of a split original).
 func (a *auditor) checkSource() error {
-	var names, sums []string
-	for _, s := range a.origShards {
-		sum, err := fileSHA256(a.ctx, s)
-		if err != nil {
-			return err
-		}
-		names, sums = append(names, filepath.Base(s.Path)), append(sums, sum)
+	sums, err := shardSHA256s(a.ctx, a.origShards)
+	if err != nil {
+		return err
 	}
+	names := shardNames(a.origShards)
 	a.r.AgainstSHA256 = strings.Join(sums, errata.SourceSeparator)
 	key := errata.KeyPrefix + "source"
 	kv, ok := a.file.KV(key)
@@ -552,4 +551,25 @@ func notReplayable(version uint64, name, imp string, control bool) string {
 func (a *auditor) hasKey(name string) bool {
 	_, ok := a.file.KV(errata.KeyPrefix + name)
 	return ok
+}
+
+// shardSHA256s returns the sha256 of every file of a model, in order.
+func shardSHA256s(ctx context.Context, shards []*gguf.File) ([]string, error) {
+	sums := make([]string, len(shards))
+	for i, s := range shards {
+		var err error
+		if sums[i], err = fileSHA256(ctx, s); err != nil {
+			return nil, err
+		}
+	}
+	return sums, nil
+}
+
+// shardNames returns the base name of every file of a model, in order.
+func shardNames(shards []*gguf.File) []string {
+	names := make([]string, len(shards))
+	for i, s := range shards {
+		names[i] = filepath.Base(s.Path)
+	}
+	return names
 }

@@ -54,7 +54,6 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
-	"io"
 	"math"
 	"os"
 	"path/filepath"
@@ -69,8 +68,12 @@ import (
 
 // Options configures Run.
 type Options struct {
-	// Model is the GGUF model to run.
+	// Model is the GGUF model to run: a file, or the first shard of a
+	// model split by llama.cpp's rule (any shard with AnyShard); every
+	// shard is checked as gguf.OpenModel checks them.
 	Model string
+	// AnyShard lets Model name any shard of a split model.
+	AnyShard bool
 	// Out is the calibration file to write (through a temporary file).
 	Out string
 	// Force replaces an existing Out.
@@ -144,31 +147,14 @@ var ErrMemory = errors.New("over the memory limit")
 
 const batchSize = 2048
 
-func sha256File(path string) (string, error) {
-	f, err := os.Open(path)
-	if err != nil {
-		return "", err
-	}
-	defer f.Close()
-	h := sha256.New()
-	if _, err := io.Copy(h, f); err != nil {
-		return "", err
-	}
-	return hex.EncodeToString(h.Sum(nil)), nil
-}
-
-// targetSet returns the selection and the model's target tensors (name to
-// input width), using errata's rules as prune does.
-func targetSet(o Options) (*errata.Targets, map[string]int, error) {
+// targetSet returns the selection and the target tensors (name to input
+// width) of the model whose tensors f lists, using errata's rules as prune
+// does.
+func targetSet(o Options, f *gguf.File) (*errata.Targets, map[string]int, error) {
 	sel, entry, err := errata.ParseTargets(errata.TargetEntries(o.Include, o.Exclude, o.Layers))
 	if err != nil {
 		return nil, nil, fmt.Errorf("calibrate: target pattern %q: %w", entry, err)
 	}
-	f, err := gguf.Open(o.Model)
-	if err != nil {
-		return nil, nil, fmt.Errorf("calibrate: %w", err)
-	}
-	defer f.Close()
 	widths := map[string]int{}
 	for _, t := range f.Tensors {
 		if len(t.Shape) >= 2 && sel.Match(t.Name) {
@@ -186,15 +172,15 @@ func Run(ctx context.Context, lib *llamacpp.Library, o Options) (*Result, error)
 	if err := checkRunOptions(&o); err != nil {
 		return nil, err
 	}
-	sel, widths, err := targetSet(o)
+	mf, err := openModel(o)
 	if err != nil {
 		return nil, err
 	}
-	modelSHA, err := sha256File(o.Model)
+	sel, widths, err := targetSet(o, mf.view)
 	if err != nil {
-		return nil, fmt.Errorf("calibrate: model %w", err)
+		return nil, err
 	}
-	model, err := lib.LoadModel(o.Model)
+	model, err := lib.LoadModel(mf.first)
 	if err != nil {
 		return nil, fmt.Errorf("calibrate: %w", err)
 	}
@@ -226,7 +212,7 @@ func Run(ctx context.Context, lib *llamacpp.Library, o Options) (*Result, error)
 	if err != nil {
 		return nil, err
 	}
-	cal := newCalibration(o, lib, col, nChunk, modelSHA)
+	cal := newCalibration(o, lib, col, nChunk, mf)
 	h, err := cal.Header()
 	if err != nil {
 		return nil, err
@@ -330,13 +316,13 @@ func (r *runner) plan() (Plan, [][]*input, error) {
 
 // newCalibration describes the file to write: the run's provenance, every
 // input the targets read and every target's moments, still empty.
-func newCalibration(o Options, lib *llamacpp.Library, col *collector, nChunk int, modelSHA string) *imatrix.Calibration {
+func newCalibration(o Options, lib *llamacpp.Library, col *collector, nChunk int, mf *modelFiles) *imatrix.Calibration {
 	textSum := sha256.Sum256(o.Text)
 	cal := &imatrix.Calibration{
 		Matrix:  imatrix.Matrix{Format: imatrix.GGUF, Datasets: []string{o.TextName}, ChunkCount: nChunk, ChunkSize: o.Ctx},
 		Tensors: map[string]*imatrix.Moments{},
-		Info: imatrix.Info{Text: filepath.Base(o.TextName), TextSHA256: hex.EncodeToString(textSum[:]), Model: filepath.Base(o.Model),
-			ModelSHA256: modelSHA, Llama: lib.GGMLVersion + " " + lib.GGMLCommit, Ctx: o.Ctx, Chunks: nChunk,
+		Info: imatrix.Info{Text: filepath.Base(o.TextName), TextSHA256: hex.EncodeToString(textSum[:]), Model: mf.names,
+			ModelSHA256: mf.sums, Llama: lib.GGMLVersion + " " + lib.GGMLCommit, Ctx: o.Ctx, Chunks: nChunk,
 			Tokens: uint64(nChunk * o.Ctx), Gram: o.Gram},
 	}
 	for _, in := range col.inputs {

@@ -16,7 +16,9 @@ import (
 // attn_k_b and attn_v_b; routed and shared experts), prunes each,
 // checks that every projection role was a target and that the report's
 // non-targets explain the model denominator, has the audit agree against the
-// original, and has llama.cpp compute a finite perplexity with the result.
+// original, and has llama.cpp compute a finite perplexity with the result,
+// through llama-perplexity and through eval (with the KL divergence from
+// the original).
 func TestArchEndToEnd(t *testing.T) {
 	for _, c := range []struct {
 		name  string
@@ -70,15 +72,38 @@ func TestArchEndToEnd(t *testing.T) {
 			if _, ok := llamacpp.Dir(); !ok {
 				t.Skip("PHYSARIUM_LLAMA unset: perplexity not measured")
 			}
-			llamacpp.Require(t)
+			rtDir := llamacpp.Require(t)
+			const text = "../../shared/models/tinystories_sample.txt"
+			var ppl []float64
 			for _, m := range []string{orig, pruned} {
-				res, err := llamacpp.Perplexity(context.Background(), m, "../../shared/models/tinystories_sample.txt", 128)
+				res, err := llamacpp.Perplexity(context.Background(), m, text, 128)
 				if err != nil {
 					t.Fatalf("%s: %v", filepath.Base(m), err)
 				}
 				t.Logf("%s %s: perplexity %.3f +/- %.3f (%d chunks)", c.name, filepath.Base(m), res.PPL, res.StdErr, res.Chunks)
 				if math.IsNaN(res.PPL) || math.IsInf(res.PPL, 0) || res.PPL <= 1 {
 					t.Errorf("%s: perplexity %v", filepath.Base(m), res.PPL)
+				}
+				ppl = append(ppl, res.PPL)
+			}
+			// eval runs both, the original against itself and the pruned
+			// model against it, with llama-perplexity's perplexities.
+			out, stderr, err := run(t, "eval", "--llama-lib", llamacpp.LibDir(rtDir), "--text", text, "--ctx", "128", "--threads", "1", "--quiet", "--json", "-", "--base", orig, orig, pruned)
+			if err != nil {
+				t.Fatalf("eval: %v\n%s", err, stderr)
+			}
+			var e EvalReport
+			if err := json.Unmarshal([]byte(out), &e); err != nil {
+				t.Fatal(err)
+			}
+			self, pr := e.Models[0], e.Models[1]
+			t.Logf("%s eval: base PPL %.4f, pruned PPL %.4f, mean KLD %.6f, same top %.4f", c.name, e.Base.PPL, pr.PPL, pr.KLD.MeanKLD, pr.KLD.SameTop)
+			if self.KLD.MeanKLD != 0 || self.KLD.SameTop != 1 || !(pr.KLD.MeanKLD > 0) || math.IsInf(pr.KLD.MeanKLD, 0) || pr.Method == "" {
+				t.Errorf("eval: the original against itself %+v, the pruned model %+v", *self.KLD, pr)
+			}
+			for i, got := range []float64{e.Base.PPL, pr.PPL} {
+				if math.Abs(got-ppl[i]) > 1e-3*ppl[i] {
+					t.Errorf("eval PPL %.6f, llama-perplexity %.6f", got, ppl[i])
 				}
 			}
 		})

@@ -34,6 +34,10 @@ inspect shows it. The Gram needs n(n+1)/2 doubles per n-wide input; the
 plan is printed first, and when the matrices do not fit --max-memory the
 text is run once per group of layers that fits.
 
+A model split into shards (llama-gguf-split's name-NNNNN-of-MMMMM.gguf) is
+given by its first shard, or by any shard with --split; every shard is
+checked, and calibrate.model_sha256 lists every shard's sha256.
+
 llama.cpp is loaded at run time from --llama-lib DIR or $` + llamacpp.LibEnv + `.
 
 Examples:
@@ -52,6 +56,7 @@ Examples:
 			&ucli.StringFlag{Name: "llama-lib", Usage: "directory of llama.cpp's shared libraries (default $" + llamacpp.LibEnv + ")"},
 			&ucli.BoolFlag{Name: "force", Usage: "replace an existing OUT.gguf"},
 			&ucli.BoolFlag{Name: "quiet", Aliases: []string{"q"}, Usage: "no plan, progress or summary"},
+			splitFlag,
 		},
 		Action: a.calibrate,
 	}
@@ -113,7 +118,7 @@ func (a *App) calibrate(c *ucli.Context) error {
 		return err
 	}
 	quiet := c.Bool("quiet")
-	o := calibrate.Options{Model: args[0], Out: args[1], Force: c.Bool("force"), Text: text, TextName: textPath,
+	o := calibrate.Options{Model: args[0], AnyShard: c.Bool("split"), Out: args[1], Force: c.Bool("force"), Text: text, TextName: textPath,
 		Ctx: ctxN, Chunks: chunks, Threads: threads, Gram: c.Bool("gram"), Include: c.StringSlice("include"),
 		Exclude: c.StringSlice("exclude"), Layers: c.String("layers"), MaxMemory: limit}
 	var bar *calibrateProgress

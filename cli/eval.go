@@ -15,6 +15,7 @@ import (
 	"github.com/vbauerster/mpb/v8"
 	"github.com/vbauerster/mpb/v8/decor"
 
+	"github.com/physarium/physarium-gguf/errata"
 	"github.com/physarium/physarium-gguf/gguf"
 	"github.com/physarium/physarium-gguf/llamacpp"
 )
@@ -41,6 +42,11 @@ sha256 and token count; ctx, batch, chunks, tokens scored, threads and the
 llama.cpp build. It refuses to compare models whose vocabularies differ and
 warns when --base is not the file a pruned MODEL names as its source.
 
+A model split into shards (llama-gguf-split's name-NNNNN-of-MMMMM.gguf) is
+given by its first shard, or by any shard with --split: every shard is
+checked as the other commands check them, llama.cpp loads the whole model,
+and the report lists every shard's sha256.
+
 llama.cpp is loaded at run time from --llama-lib DIR or $` + llamacpp.LibEnv + `: a
 directory with libllama.so and libggml*.so of ` + llamacpp.SupportedRelease + `
 (for example the bins/linux-x64 directory of the npm package
@@ -60,6 +66,7 @@ Examples:
 			&ucli.StringFlag{Name: "json", Usage: "write the report as JSON to `FILE` (- for stdout, the table then goes to stderr)"},
 			&ucli.StringFlag{Name: "llama-lib", Usage: "directory of llama.cpp's shared libraries (default $" + llamacpp.LibEnv + ")"},
 			&ucli.BoolFlag{Name: "quiet", Aliases: []string{"q"}, Usage: "no progress and no table (the --json report is still written)"},
+			splitFlag,
 		},
 		Action: a.eval,
 	}
@@ -88,6 +95,12 @@ type EvalReport struct {
 	Warnings []string `json:"warnings,omitempty"`
 }
 
+// EvalShard is one shard of a split model.
+type EvalShard struct {
+	File   string `json:"file"`
+	SHA256 string `json:"sha256"`
+}
+
 // EvalText identifies the evaluation text.
 type EvalText struct {
 	Name   string `json:"name"`
@@ -105,8 +118,12 @@ type EvalLlama struct {
 
 // EvalModel is one model's identity and figures.
 type EvalModel struct {
-	File   string `json:"file"`
+	File string `json:"file"`
+	// SHA256 is the file's sha256; for a split model every shard's, in
+	// order, separated by ", " (as physarium.source lists them).
 	SHA256 string `json:"sha256"`
+	// Shards names every shard of a split model with its sha256.
+	Shards []EvalShard `json:"shards,omitempty"`
 	// Method is physarium.method ("" for a file prune did not write).
 	Method string `json:"method,omitempty"`
 	// Killed and Target are physarium.killed and physarium.weights.target;
@@ -137,7 +154,7 @@ func (a *App) eval(c *ucli.Context) error {
 	if err := llamacpp.CheckText(args.textPath, text); err != nil {
 		return fmt.Errorf("eval: %w", err)
 	}
-	rep, err := a.describeEval(args, text)
+	rep, err := a.describeEval(&args, text)
 	if err != nil {
 		return err
 	}
@@ -173,7 +190,7 @@ type evalArgs struct {
 	textPath, base, saveBase     string
 	ctxN, batch, chunks, threads int
 	libDir, jsonPath             string
-	quiet                        bool
+	quiet, anyShard              bool
 }
 
 // evalArgsFrom reads and checks eval's arguments; a bad one is a usage error.
@@ -210,36 +227,38 @@ func evalArgsFrom(c *ucli.Context) (evalArgs, error) {
 	if err != nil {
 		return a, &ExitError{Code: ExitUsage, Err: fmt.Errorf("eval: %w", err)}
 	}
-	a.libDir, a.jsonPath, a.quiet = libDir, c.String("json"), c.Bool("quiet")
+	a.libDir, a.jsonPath, a.quiet, a.anyShard = libDir, c.String("json"), c.Bool("quiet"), c.Bool("split")
 	return a, nil
 }
 
 // describeEval starts the report with the text's and every model's
 // identity, and warns (on stderr and in the report) of a model whose
-// physarium.source names another original than --base.
-func (a *App) describeEval(args evalArgs, text []byte) (*EvalReport, error) {
+// physarium.source names another original than --base. It replaces each
+// path in args by the one llama.cpp loads (a split model's first shard).
+func (a *App) describeEval(args *evalArgs, text []byte) (*EvalReport, error) {
 	rep := &EvalReport{Experiment: "evaluation", Text: EvalText{Name: filepath.Base(args.textPath), SHA256: sha256Hex(text)}}
 	if args.base != "" {
-		m, err := describeModel(args.base)
+		m, first, err := describeModel(args.base, args.anyShard)
 		if err != nil {
 			return nil, err
 		}
-		rep.Base = &m
+		rep.Base, args.base = &m, first
 	}
-	for _, p := range args.models {
-		m, err := describeModel(p)
+	for i, p := range args.models {
+		m, first, err := describeModel(p, args.anyShard)
 		if err != nil {
 			return nil, err
 		}
 		rep.Models = append(rep.Models, m)
+		args.models[i] = first
 	}
 	if rep.Base == nil {
 		return rep, nil
 	}
 	for _, m := range rep.Models {
-		name, sum, ok := strings.Cut(m.Source, " sha256:")
-		if ok && sum != rep.Base.SHA256 {
-			w := fmt.Sprintf("%s names %s (sha256:%s) as its original (physarium.source), but --base %s has sha256:%s", m.File, name, sum, rep.Base.File, rep.Base.SHA256)
+		names, sums, ok := sourceParts(m.Source)
+		if ok && sums != rep.Base.SHA256 {
+			w := fmt.Sprintf("%s names %s (sha256:%s) as its original (physarium.source), but --base %s has sha256:%s", m.File, names, sums, rep.Base.File, rep.Base.SHA256)
 			rep.Warnings = append(rep.Warnings, w)
 			fmt.Fprintf(a.Stderr, "eval: warning: %s\n", w)
 		}
@@ -301,14 +320,18 @@ func fillEvalReport(rep *EvalReport, res *llamacpp.Result) {
 	}
 }
 
-// describeModel reads a model's identity: sha256 and the physarium.* keys
-// that tie it to its surgery. A file that is not a GGUF is refused here.
-func describeModel(path string) (EvalModel, error) {
-	f, err := gguf.Open(path)
+// describeModel reads a model's identity: sha256 (of every shard of a
+// split model) and the physarium.* keys that tie it to its surgery, and
+// returns the path llama.cpp loads it from (a split model's first shard).
+// A file that is not a GGUF, or shards that do not make one model, are
+// refused here.
+func describeModel(path string, anyShard bool) (EvalModel, string, error) {
+	mf, err := gguf.OpenModel(path, gguf.ModelOptions{AnyShard: anyShard})
 	if err != nil {
-		return EvalModel{}, fmt.Errorf("eval: model %s: %w", path, err)
+		return EvalModel{}, "", fmt.Errorf("eval: model %s: %w", path, err)
 	}
-	defer f.Close()
+	defer mf.Close()
+	f := mf.View
 	m := EvalModel{File: filepath.Base(path)}
 	str := func(k string) string {
 		if kv, ok := f.KV("physarium." + k); ok {
@@ -329,22 +352,69 @@ func describeModel(path string) (EvalModel, error) {
 	if kv, ok := f.KV("physarium.kill_rate.over_target"); ok {
 		m.KillRate, _ = kv.Value.AsFloat64()
 	}
+	var sums []string
+	for _, s := range mf.Shards {
+		sum, err := fileSHA256(s.Path)
+		if err != nil {
+			return EvalModel{}, "", fmt.Errorf("eval: model %w", err)
+		}
+		sums = append(sums, sum)
+		if mf.Split() {
+			m.Shards = append(m.Shards, EvalShard{File: filepath.Base(s.Path), SHA256: sum})
+		}
+	}
+	m.SHA256 = strings.Join(sums, errata.SourceSeparator)
+	return m, mf.Shards[0].Path, nil
+}
+
+// fileSHA256 returns the sha256 of the file at path.
+func fileSHA256(path string) (string, error) {
 	fh, err := os.Open(path)
 	if err != nil {
-		return EvalModel{}, fmt.Errorf("eval: model %w", err)
+		return "", err
 	}
 	defer fh.Close()
 	h := sha256.New()
 	if _, err := io.Copy(h, fh); err != nil {
-		return EvalModel{}, fmt.Errorf("eval: model %s: %w", path, err)
+		return "", fmt.Errorf("%s: %w", path, err)
 	}
-	m.SHA256 = hex.EncodeToString(h.Sum(nil))
-	return m, nil
+	return hex.EncodeToString(h.Sum(nil)), nil
+}
+
+// sourceParts splits physarium.source ("name sha256:hex", for a split
+// model one such part per shard) into its names and its sha256s, each
+// joined by errata.SourceSeparator; ok is false when it is not of that form.
+func sourceParts(source string) (names, sums string, ok bool) {
+	if source == "" {
+		return "", "", false
+	}
+	var ns, ss []string
+	for _, part := range strings.Split(source, errata.SourceSeparator) {
+		name, sum, found := strings.Cut(part, " sha256:")
+		if !found {
+			return "", "", false
+		}
+		ns, ss = append(ns, name), append(ss, sum)
+	}
+	return strings.Join(ns, errata.SourceSeparator), strings.Join(ss, errata.SourceSeparator), true
 }
 
 func sha256Hex(b []byte) string {
 	s := sha256.Sum256(b)
 	return hex.EncodeToString(s[:])
+}
+
+// files names the model's file (every shard of a split model) with its
+// sha256.
+func (m EvalModel) files() string {
+	if len(m.Shards) == 0 {
+		return m.File + " sha256:" + m.SHA256
+	}
+	parts := make([]string, len(m.Shards))
+	for i, s := range m.Shards {
+		parts[i] = s.File + " sha256:" + s.SHA256
+	}
+	return fmt.Sprintf("%s (%d shards: %s)", m.File, len(m.Shards), strings.Join(parts, errata.SourceSeparator))
 }
 
 // identity describes a model's surgery in one line.
@@ -371,10 +441,10 @@ func writeEvalTable(w io.Writer, r *EvalReport) {
 	fmt.Fprintf(w, "settings:  ctx %d, batch %d, %d chunks, %d tokens scored, threads %d\n", r.Ctx, r.Batch, r.Chunks, r.Scored, r.Threads)
 	fmt.Fprintf(w, "llama.cpp: ggml %s (commit %s) from %s\n", r.Llama.GGMLVersion, r.Llama.GGMLCommit, r.Llama.Dir)
 	if r.Base != nil {
-		fmt.Fprintf(w, "base:      %s sha256:%s, PPL %.4f +/- %.5f\n", r.Base.File, r.Base.SHA256, r.Base.PPL, r.Base.PPLErr)
+		fmt.Fprintf(w, "base:      %s, PPL %.4f +/- %.5f\n", r.Base.files(), r.Base.PPL, r.Base.PPLErr)
 	}
 	for i, m := range r.Models {
-		fmt.Fprintf(w, "[%d]        %s sha256:%s\n           %s\n", i+1, m.File, m.SHA256, m.identity())
+		fmt.Fprintf(w, "[%d]        %s\n           %s\n", i+1, m.files(), m.identity())
 	}
 	fmt.Fprintln(w)
 	if r.Base == nil {

@@ -255,7 +255,7 @@ func (a *App) prune(c *ucli.Context) error {
 		opts.Progress = bar.update
 	}
 	if !opts.DryRun {
-		if err := a.removeStale("prune", append([]string{out, opts.Control}, shardTargets(out)...)...); err != nil {
+		if err := a.removeStale("prune", append(append([]string{out, opts.Control}, shardTargets(out)...), shardTargets(opts.Control)...)...); err != nil {
 			return err
 		}
 	}
@@ -308,7 +308,14 @@ func writeSummary(w io.Writer, r *prune.Report) {
 		}
 	}
 	if r.Control != nil {
-		fmt.Fprintf(w, "wrote control twin %s (re-encoding only, belongs to %s sha256:%s)\n", r.Control.Path, r.Control.Of, r.Control.OfSHA256)
+		if n := len(r.Control.Paths); n > 1 {
+			fmt.Fprintf(w, "wrote control twin %s (re-encoding only)\n  the first of %d shards (%s ... %s), split as the output; belongs to its %d shards:\n", r.Control.Path, n, filepath.Base(r.Control.Paths[0]), filepath.Base(r.Control.Paths[n-1]), n)
+			for _, s := range r.Control.OfShards {
+				fmt.Fprintf(w, "    %s sha256:%s\n", s.Name, s.SHA256)
+			}
+		} else {
+			fmt.Fprintf(w, "wrote control twin %s (re-encoding only, belongs to %s sha256:%s)\n", r.Control.Path, r.Control.Of, r.Control.OfSHA256)
+		}
 	}
 	fmt.Fprintf(w, "target tensors:   %d (%d target weights; %d model weights)\n", r.TargetCount, r.Weights.Target, r.Weights.Model)
 	fmt.Fprintf(w, "killed:           %d\n", r.Killed)

@@ -2,6 +2,7 @@ package cli
 
 import (
 	"encoding/json"
+	"path/filepath"
 	"strings"
 	"testing"
 )
@@ -57,5 +58,34 @@ func TestListTargetsJSON(t *testing.T) {
 	}
 	if _, _, err := run(t, "prune", "--list-targets", "missing.gguf"); err == nil || !strings.Contains(err.Error(), "missing.gguf") {
 		t.Errorf("missing model: %v", err)
+	}
+}
+
+// TestListTargetsNeverEvenIncluded: --include '.*' on a deepseek2 model
+// (routers, norms, embeddings, the output head) makes every projection a
+// target and none of the tensors that are never targets: the routers
+// (ffn_gate_inp, ffn_gate_inp_shexp when present) keep their reason.
+func TestListTargetsNeverEvenIncluded(t *testing.T) {
+	model := filepath.Join(t.TempDir(), "ds2.gguf")
+	mustRun(t, "testmodel", "--arch", "deepseek2", "--experts", "4", "--experts-used", "2", model)
+	var l targetListing
+	if err := json.Unmarshal([]byte(mustRun(t, "prune", "--list-targets", "--json", "--include", ".*", model)), &l); err != nil {
+		t.Fatal(err)
+	}
+	routers := 0
+	for _, tt := range l.Tensors {
+		never := strings.Contains(tt.Name, "ffn_gate_inp") || strings.Contains(tt.Name, "norm") || tt.Name == "token_embd.weight" || tt.Name == "output.weight"
+		if never && (tt.Target || !tt.Never) {
+			t.Errorf("%s: --include '.*' made it a target: %+v", tt.Name, tt)
+		}
+		if strings.Contains(tt.Name, "ffn_gate_inp") {
+			routers++
+			if !strings.Contains(tt.Reason, "router") {
+				t.Errorf("%s: reason %q", tt.Name, tt.Reason)
+			}
+		}
+	}
+	if routers == 0 || l.TargetTensors == 0 {
+		t.Fatalf("%d routers, %d targets in the deepseek2 model", routers, l.TargetTensors)
 	}
 }

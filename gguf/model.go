@@ -182,7 +182,9 @@ func (m *Model) checkShards(count int) error {
 			return splitErr("%s: shard %d of %d has no split.no", s.Path, i+1, count)
 		case int(no) != i:
 			return splitErr("%s: shard %d of %d says split.no %d (shard %d): wrong numbering", s.Path, i+1, count, no, int(no)+1)
-		case !has[1] || int(c) != count:
+		case !has[1]:
+			return splitErr("%s: shard %d of %d has no split.count", s.Path, i+1, count)
+		case int(c) != count:
 			return splitErr("%s: shard %d says split.count %d, the first shard %d", s.Path, i+1, c, count)
 		}
 		if i == 0 {

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 )
@@ -176,6 +177,26 @@ func TestOpenModelRefusesInconsistentSplits(t *testing.T) {
 				setKV(h, SplitTensorsKey, Int32(11))
 			}
 		}, nil, "says split.tensors.count 11"},
+		{"no split.no", []int{5, 5}, func(no int, h *Header) {
+			if no == 0 {
+				removeKV(h, SplitNoKey)
+			}
+		}, nil, "split.count is 2 but split.no is missing"},
+		{"no split.no in a later shard", []int{5, 5}, func(no int, h *Header) {
+			if no == 1 {
+				removeKV(h, SplitNoKey)
+			}
+		}, nil, "m-00002-of-00002.gguf: shard 2 of 2 has no split.no"},
+		{"no split.count in a later shard", []int{5, 5}, func(no int, h *Header) {
+			if no == 1 {
+				removeKV(h, SplitCountKey)
+			}
+		}, nil, "m-00002-of-00002.gguf: shard 2 of 2 has no split.count"},
+		{"no split.tensors.count", []int{5, 5}, func(no int, h *Header) {
+			if no == 0 {
+				removeKV(h, SplitTensorsKey)
+			}
+		}, nil, "the first shard has no split.tensors.count"},
 		{"key type", []int{5, 5}, func(no int, h *Header) {
 			setKV(h, SplitCountKey, Uint32(2))
 		}, nil, "llama.cpp reads it as UINT16"},
@@ -210,6 +231,11 @@ func TestOpenModelRefusesInconsistentSplits(t *testing.T) {
 			}
 		})
 	}
+}
+
+// removeKV removes key from h.
+func removeKV(h *Header, key string) {
+	h.KVs = slices.DeleteFunc(h.KVs, func(kv KV) bool { return kv.Key == key })
 }
 
 // setKV replaces the value of key in h.

@@ -100,7 +100,9 @@ type Input struct {
 
 // Info is the provenance of a calibration run.
 type Info struct {
-	Text, TextSHA256   string
+	Text, TextSHA256 string
+	// Model and ModelSHA256 are the model file's base name and sha256; for
+	// a split model every shard's, in order, separated by ", ".
 	Model, ModelSHA256 string
 	Llama              string
 	Ctx, Chunks        int

@@ -117,8 +117,12 @@ type Model struct {
 	ModelInfo
 }
 
-// LoadModel loads a GGUF model. A file llama.cpp refuses yields an error
-// naming the file and carrying llama.cpp's own message.
+// LoadModel loads a GGUF model. A model split into shards is loaded from
+// its first shard, from which llama.cpp finds the others by its naming
+// rule (a later shard is refused by llama.cpp); check the shards first
+// with gguf.OpenModel for errors that name a missing or extra one. A file
+// llama.cpp refuses yields an error naming the file and carrying
+// llama.cpp's own message.
 func (l *Library) LoadModel(path string) (*Model, error) {
 	st, err := os.Stat(path)
 	if err != nil {

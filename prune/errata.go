@@ -93,9 +93,16 @@ func ControlKeys(r *Report) []gguf.KV {
 	})
 	v := keyValues(&c)
 	v[errata.KeyControl] = gguf.Bool(true)
-	v[errata.KeyControlOf] = gguf.String(r.Control.Of + " sha256:" + r.Control.OfSHA256)
+	v[errata.KeyControlOf] = gguf.String(r.Control.controlOf())
 	v[errata.KeyReencoded] = gguf.Uint64(reencoded)
 	return errata.Ordered(v)
+}
+
+// controlOf is the value of physarium.control_of: the pruned file's base
+// name and sha256, or every shard's for a split output, as physarium.source
+// lists an input's.
+func (c *ControlTwin) controlOf() string {
+	return shardsSource(c.OfShards)
 }
 
 // source is the value of physarium.source: the input's base name and
@@ -104,9 +111,14 @@ func (r *Report) source() string {
 	if len(r.InputShards) == 0 {
 		return errata.Source([]string{r.Input}, []string{r.InputSHA256})
 	}
-	names := make([]string, len(r.InputShards))
-	sums := make([]string, len(r.InputShards))
-	for i, s := range r.InputShards {
+	return shardsSource(r.InputShards)
+}
+
+// shardsSource lists files with their sha256 as physarium.source does.
+func shardsSource(shards []InputShard) string {
+	names := make([]string, len(shards))
+	sums := make([]string, len(shards))
+	for i, s := range shards {
 		names[i], sums[i] = s.Name, s.SHA256
 	}
 	return errata.Source(names, sums)

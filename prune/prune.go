@@ -343,13 +343,13 @@ func openSinks(f *gguf.File, r *Report, params kernel.Params, opts Options, layo
 	if opts.DryRun {
 		return nil, nil
 	}
-	prov := provisional(r, params, opts.Control, layout.paths[0])
+	prov := provisional(r, params, layout)
 	s := &sinks{layout: layout}
 	keys := [][]gguf.KV{Keys(prov)}
 	sets := [][]string{layout.paths}
 	if opts.Control != "" {
 		keys = append(keys, ControlKeys(prov))
-		sets = append(sets, []string{opts.Control})
+		sets = append(sets, layout.control)
 	}
 	for i, paths := range sets {
 		var set []*gguf.Writer
@@ -383,16 +383,8 @@ func closeSinks(ctx context.Context, f *gguf.File, r *Report, s *sinks, opts Opt
 		return nil
 	}
 	set := s.sets[0]
-	for no, w := range set {
-		var err error
-		if no == 0 {
-			err = w.CloseHeader(s.layout.header(f, Keys(r), 0))
-		} else {
-			err = w.Close()
-		}
-		if err != nil {
-			return fmt.Errorf("prune: %w", err)
-		}
+	if err := s.closeAll(f, set, Keys(r)); err != nil {
+		return err
 	}
 	if set[0].Moved() {
 		headerMisses.Add(1)
@@ -403,16 +395,18 @@ func closeSinks(ctx context.Context, f *gguf.File, r *Report, s *sinks, opts Opt
 	if opts.Control == "" {
 		return nil
 	}
-	sum, err := fileSHA256(ctx, out)
+	c, err := s.layout.controlTwin(ctx)
 	if err == nil {
-		r.Control = &ControlTwin{Path: opts.Control, Of: filepath.Base(out), OfSHA256: sum}
-		if err = s.sets[1][0].CloseHeader(s.layout.header(f, ControlKeys(r), 0)); err == nil {
-			err = s.sets[1][0].Commit()
+		r.Control = c
+		if err = s.closeAll(f, s.sets[1], ControlKeys(r)); err == nil {
+			err = commitAll(s.sets[1], s.layout.control)
 		}
 	}
 	if err != nil {
-		os.Remove(out)
-		return fmt.Errorf("prune: %w", err)
+		for _, p := range s.layout.paths {
+			os.Remove(p)
+		}
+		return err
 	}
 	return nil
 }
@@ -472,7 +466,7 @@ var headerMisses atomic.Int64
 // the digits of the kill counts and percentages in the errata wording, so
 // a close guess gives a header of the same padded length; a wrong one only
 // costs CloseHeader a copy of the data.
-func provisional(r *Report, params kernel.Params, control, out string) *Report {
+func provisional(r *Report, params kernel.Params, layout *outputLayout) *Report {
 	rate := 0.22 // natural mode: about what the calibrated kernel kills
 	if params.Mode == kernel.Sparsity {
 		rate = params.Sparsity
@@ -490,8 +484,12 @@ func provisional(r *Report, params kernel.Params, control, out string) *Report {
 	if adjustProvisional != nil {
 		adjustProvisional(&p)
 	}
-	if control != "" {
-		p.Control = &ControlTwin{Path: control, Of: filepath.Base(out), OfSHA256: p.InputSHA256}
+	if len(layout.control) > 0 {
+		sums := make([]string, len(layout.paths))
+		for i := range sums {
+			sums[i] = p.InputSHA256
+		}
+		p.Control = layout.newControlTwin(sums)
 	}
 	return &p
 }

@@ -106,9 +106,16 @@ func (r *Report) addNonTarget(v errata.Verdict, weights uint64) {
 // ControlTwin names the requantization-only twin written beside a pruned
 // file (Options.Control).
 type ControlTwin struct {
-	Path     string `json:"path"`
-	Of       string `json:"of"`        // base name of the pruned file it belongs to
-	OfSHA256 string `json:"of_sha256"` // that file's sha256
+	// Path is the control twin, or its first shard when the output is
+	// split; Paths then lists every shard (split as the output).
+	Path  string   `json:"path"`
+	Paths []string `json:"paths,omitempty"`
+	// Of and OfSHA256 are the base name and sha256 of the pruned file it
+	// belongs to; for a split output every shard's, in order, joined by
+	// ", " (errata.SourceSeparator), as OfShards lists them.
+	Of       string       `json:"of"`
+	OfSHA256 string       `json:"of_sha256"`
+	OfShards []InputShard `json:"of_shards"`
 }
 
 // InputShard is one shard of a split input.

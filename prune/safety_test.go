@@ -180,39 +180,50 @@ func TestCancelLeavesNothing(t *testing.T) {
 
 // TestFullDisk runs a prune in a child process whose file size limit
 // (RLIMIT_FSIZE) is smaller than the output, so writes fail as on a full
-// disk; the child must fail cleanly and leave nothing behind.
+// disk; the child must fail cleanly and leave nothing behind. In the split
+// case the output and its control twin are split into 3 shards and the
+// limit lets the first two be written whole: the third fails.
 func TestFullDisk(t *testing.T) {
 	if dir := os.Getenv("PHYSARIUM_FULLDISK_DIR"); dir != "" {
 		signalIgnoreXFSZ()
-		lim := &syscall.Rlimit{Cur: 64 << 10, Max: 64 << 10}
+		var opts Options
+		limit := uint64(64 << 10)
+		if os.Getenv("PHYSARIUM_FULLDISK_SPLIT") != "" {
+			// Shards of 1.06, 1.05 and 1.58 MB of smallConfig's model.
+			opts = Options{Split: Split{MaxTensors: 4}, Control: filepath.Join(dir, "ctl.gguf")}
+			limit = 1_200_000
+		}
+		lim := &syscall.Rlimit{Cur: limit, Max: limit}
 		if err := syscall.Setrlimit(syscall.RLIMIT_FSIZE, lim); err != nil {
 			fmt.Println("SETRLIMIT-FAILED", err)
 			os.Exit(3)
 		}
-		_, err := File(context.Background(), filepath.Join(dir, "in.gguf"), filepath.Join(dir, "out.gguf"), Options{})
+		_, err := File(context.Background(), filepath.Join(dir, "in.gguf"), filepath.Join(dir, "out.gguf"), opts)
 		fmt.Println("CHILD-ERR:", err)
 		if err == nil {
 			os.Exit(0)
 		}
 		os.Exit(1)
 	}
-	dir := t.TempDir()
-	in := smallModel(t, dir, smallConfig())
-	sum := fileSum(t, in)
-	cmd := exec.Command(os.Args[0], "-test.run=^TestFullDisk$")
-	cmd.Env = append(os.Environ(), "PHYSARIUM_FULLDISK_DIR="+dir)
-	out, _ := cmd.CombinedOutput()
-	s := string(out)
-	if !strings.Contains(s, "CHILD-ERR:") || strings.Contains(s, "CHILD-ERR: <nil>") {
-		t.Fatalf("child did not fail on the size limit:\n%s", s)
-	}
-	if !strings.Contains(s, "file too large") {
-		t.Errorf("child error does not say why:\n%s", s)
-	}
-	t.Logf("child: %s", strings.TrimSpace(s[strings.Index(s, "CHILD-ERR:"):]))
-	onlyFiles(t, dir, "in.gguf")
-	if fileSum(t, in) != sum {
-		t.Fatal("input modified")
+	for _, split := range []string{"", "split"} {
+		dir := t.TempDir()
+		in := smallModel(t, dir, smallConfig())
+		sum := fileSum(t, in)
+		cmd := exec.Command(os.Args[0], "-test.run=^TestFullDisk$")
+		cmd.Env = append(os.Environ(), "PHYSARIUM_FULLDISK_DIR="+dir, "PHYSARIUM_FULLDISK_SPLIT="+split)
+		out, _ := cmd.CombinedOutput()
+		s := string(out)
+		if !strings.Contains(s, "CHILD-ERR:") || strings.Contains(s, "CHILD-ERR: <nil>") {
+			t.Fatalf("%s: child did not fail on the size limit:\n%s", split, s)
+		}
+		if !strings.Contains(s, "file too large") || (split != "" && !strings.Contains(s, "out-00003-of-00003.gguf")) {
+			t.Errorf("%s: child error does not say why and where:\n%s", split, s)
+		}
+		t.Logf("child %s: %s", split, strings.TrimSpace(s[strings.Index(s, "CHILD-ERR:"):]))
+		onlyFiles(t, dir, "in.gguf")
+		if fileSum(t, in) != sum {
+			t.Fatal("input modified")
+		}
 	}
 }
 

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 
 	"github.com/physarium/physarium-gguf/errata"
@@ -135,6 +136,7 @@ type shardsResult struct {
 // outputLayout is where each tensor of the input goes in the output.
 type outputLayout struct {
 	paths   []string // the output's shards (one path: a file of its own)
+	control []string // the control twin's shards, split as the output
 	shard   []int    // the output shard of every tensor
 	index   []int    // its index among its shard's tensors
 	tensors int      // tensors in the model
@@ -157,17 +159,25 @@ func planOutput(m *gguf.Model, out string, opts Options) (*outputLayout, error) 
 	if l.paths, err = outputPaths(out, count); err != nil {
 		return nil, err
 	}
-	if count > 1 && opts.Control != "" {
-		return nil, fmt.Errorf("prune: a control twin of a split output is not supported: add --no-split to write %s as one file", out)
+	if opts.Control != "" {
+		// The control twin is split the same way, named from its own path.
+		if l.control, err = outputPaths(opts.Control, count); err != nil {
+			return nil, err
+		}
+		for _, c := range l.control {
+			for _, p := range l.paths {
+				if samePath(c, p) {
+					return nil, fmt.Errorf("prune: the control twin's shard %s is a shard of the output", c)
+				}
+			}
+		}
 	}
 	if !m.Split() && count == 1 {
-		return l, nil // checkOutputs checked out against the input
+		return l, nil // checkOutputs checked out and the control against the input
 	}
+	outs := append(slices.Clone(l.paths), l.control...)
 	for _, s := range m.Shards {
-		for _, p := range append(l.paths, opts.Control) {
-			if p == "" {
-				continue
-			}
+		for _, p := range outs {
 			if err := checkPaths(s.Path, p, opts.Overwrite); err != nil {
 				return nil, err
 			}
@@ -229,8 +239,9 @@ func (s *sinks) count() int {
 
 // reach is called with each tensor in order before its data are written:
 // it completes the output shard before the tensor's (all its tensors are
-// written), so that a finished shard holds no buffer while the others are
-// written. The first shard, whose header comes last, stays open.
+// written), and the control twin's, so that a finished shard holds no
+// buffer while the others are written. The first shard, whose header comes
+// last, stays open.
 func (s *sinks) reach(ti int) error {
 	if s == nil {
 		return nil
@@ -240,8 +251,10 @@ func (s *sinks) reach(ti int) error {
 		return nil
 	}
 	if s.cur > 0 {
-		if err := s.sets[0][s.cur].Close(); err != nil {
-			return fmt.Errorf("prune: %w", err)
+		for _, set := range s.sets {
+			if err := set[s.cur].Close(); err != nil {
+				return fmt.Errorf("prune: %w", err)
+			}
 		}
 	}
 	s.cur = sh
@@ -258,6 +271,53 @@ func (s *sinks) abort() {
 			w.Abort()
 		}
 	}
+}
+
+// closeAll completes the shards of set: the first with the header of
+// keys, the others (if not done yet) as they are.
+func (s *sinks) closeAll(f *gguf.File, set []*gguf.Writer, keys []gguf.KV) error {
+	for no, w := range set {
+		var err error
+		if no == 0 {
+			err = w.CloseHeader(s.layout.header(f, keys, 0))
+		} else {
+			err = w.Close()
+		}
+		if err != nil {
+			return fmt.Errorf("prune: %w", err)
+		}
+	}
+	return nil
+}
+
+// controlTwin names the control twin of the committed output: its first
+// shard (and every shard when split), and the output's files with their
+// sha256, every shard's for a split output.
+func (l *outputLayout) controlTwin(ctx context.Context) (*ControlTwin, error) {
+	sums := make([]string, len(l.paths))
+	for i, p := range l.paths {
+		var err error
+		if sums[i], err = fileSHA256(ctx, p); err != nil {
+			return nil, err
+		}
+	}
+	return l.newControlTwin(sums), nil
+}
+
+// newControlTwin names the control twin of the output whose files have
+// the given sha256s.
+func (l *outputLayout) newControlTwin(sums []string) *ControlTwin {
+	c := &ControlTwin{Path: l.control[0]}
+	if len(l.control) > 1 {
+		c.Paths = l.control
+	}
+	names := make([]string, len(l.paths))
+	for i, p := range l.paths {
+		names[i] = filepath.Base(p)
+		c.OfShards = append(c.OfShards, InputShard{Name: names[i], SHA256: sums[i]})
+	}
+	c.Of, c.OfSHA256 = strings.Join(names, errata.SourceSeparator), strings.Join(sums, errata.SourceSeparator)
+	return c
 }
 
 // commitAll renames the complete shards into place; when one cannot be,

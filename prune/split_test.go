@@ -219,7 +219,8 @@ func TestPruneSplitModel(t *testing.T) {
 }
 
 // TestPruneSplitLeavesNothing: a run stopped while writing a split output
-// leaves no shard and no temporary file, and the output names are checked.
+// and its control twin leaves no shard and no temporary file, and the
+// output names are checked.
 func TestPruneSplitLeavesNothing(t *testing.T) {
 	dir := t.TempDir()
 	in := filepath.Join(dir, "model.gguf")
@@ -229,7 +230,7 @@ func TestPruneSplitLeavesNothing(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	out := filepath.Join(dir, "out.gguf")
-	_, err := File(ctx, in, out, Options{Threads: 2, Split: Split{MaxTensors: 3}, Progress: func(p Progress) {
+	_, err := File(ctx, in, out, Options{Threads: 2, Split: Split{MaxTensors: 3}, Control: filepath.Join(dir, "ctl.gguf"), Progress: func(p Progress) {
 		if p.TensorIndex >= 5 {
 			cancel()
 		}
