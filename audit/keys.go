@@ -142,6 +142,7 @@ func (a *auditor) checkKeys() {
 	a.checkLabels()
 	a.checkDenominators()
 	a.checkNonfinite()
+	a.checkMaxKilledRel()
 	if a.control {
 		a.checkControl()
 		return

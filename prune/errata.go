@@ -50,6 +50,7 @@ func keyValues(r *Report) map[string]gguf.Value {
 		errata.KeySource:          gguf.String(r.source()),
 		errata.KeyErrata:          gguf.String(r.Errata),
 	}
+	addMaxKilledRel(v, r)
 	if n := r.NonfiniteCopied.Numerator; n > 0 {
 		v[errata.KeyNonfinite] = gguf.Uint64(n)
 	}
@@ -83,7 +84,7 @@ func ControlKeys(r *Report) []gguf.KV {
 	var reencoded uint64
 	for i, t := range r.Tensors {
 		reencoded += t.Reencoded
-		t.Killed, t.ExactZero = 0, 0
+		t.Killed, t.ExactZero, t.MaxKilledAbs, t.MaxKilledRel = 0, 0, 0, 0
 		c.Tensors[i] = t
 	}
 	c.Killed, c.ExactZero = 0, 0
