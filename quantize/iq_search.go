@@ -118,9 +118,15 @@ func (s *iqSearch) setL(L []int8, j int) {
 func (s *iqSearch) bestNeighbour(u int, xval, w []float32, scale float32, L []int8) int {
 	list := s.neighbours(u)
 	var gi int
-	if s.dims == 8 {
+	_, lanes := simdIQSearch.use()
+	switch {
+	case s.dims == 8 && lanes:
+		gi = bestNeighbour8Lanes(s.gridF, list, (*[8]float32)(xval), (*[8]float32)(w), scale)
+	case s.dims == 8:
 		gi = bestNeighbour8(s.gridF, list, (*[8]float32)(xval), (*[8]float32)(w), scale)
-	} else {
+	case lanes:
+		gi = bestNeighbour4Lanes(s.gridF, list, (*[4]float32)(xval), (*[4]float32)(w), scale)
+	default:
 		gi = bestNeighbour4(s.gridF, list, (*[4]float32)(xval), (*[4]float32)(w), scale)
 	}
 	s.setL(L, gi)
