@@ -60,6 +60,9 @@ func keyValues(r *Report) map[string]gguf.Value {
 	if r.Pattern != "" {
 		v[errata.KeyPattern] = gguf.String(r.Pattern)
 	}
+	if r.Retype != "" {
+		v[errata.KeyRetype] = gguf.String(r.Retype)
+	}
 	if r.Reconstructed {
 		v[errata.KeyReconstructed] = gguf.Bool(true)
 		v[errata.KeyCalibration] = gguf.String(r.Calibration)
