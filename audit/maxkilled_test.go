@@ -37,15 +37,7 @@ func TestAuditMaxKilledRel(t *testing.T) {
 	rewrite(t, pruned, bad, setKV(key, gguf.Float64(want*0.5)), nil)
 	wantDisagreement(t, key, "", "--against", orig, bad)
 	missing := filepath.Join(dir, "missing.gguf")
-	rewrite(t, pruned, missing, func(kvs []gguf.KV) []gguf.KV {
-		out := kvs[:0]
-		for _, kv := range kvs {
-			if kv.Key != key {
-				out = append(out, kv)
-			}
-		}
-		return out
-	}, nil)
+	rewrite(t, pruned, missing, dropKV(key), nil)
 	wantDisagreement(t, key, "", missing)
 
 	_, q8, _ := prunedPair(t, gguf.TypeQ8_0, 0)
@@ -67,5 +59,18 @@ func TestAuditMaxKilledRel(t *testing.T) {
 	_, _, control, _ := controlTriple(t, gguf.TypeIQ4_NL)
 	if c := findCheck(t, wantAgree(t, control), key, ""); c.Status != audit.StatusExact || c.Stored != "0" {
 		t.Errorf("control twin: %+v", c)
+	}
+}
+
+// dropKV removes key from the metadata.
+func dropKV(key string) func([]gguf.KV) []gguf.KV {
+	return func(kvs []gguf.KV) []gguf.KV {
+		out := kvs[:0]
+		for _, kv := range kvs {
+			if kv.Key != key {
+				out = append(out, kv)
+			}
+		}
+		return out
 	}
 }

@@ -50,15 +50,7 @@ func TestAuditRetype(t *testing.T) {
 	wantDisagreement(t, key, "", wrong)
 	wantDisagreement(t, "tensor.type", target, "--against", orig, wrong)
 	missing := filepath.Join(dir, "missing.gguf")
-	rewrite(t, pruned, missing, func(kvs []gguf.KV) []gguf.KV {
-		out := kvs[:0]
-		for _, kv := range kvs {
-			if kv.Key != key {
-				out = append(out, kv)
-			}
-		}
-		return out
-	}, nil)
+	rewrite(t, pruned, missing, dropKV(key), nil)
 	wantDisagreement(t, "tensor.type", target, "--against", orig, missing)
 	changed := filepath.Join(dir, "changed.gguf")
 	rewrite(t, pruned, changed, nil, func(name string, b []byte) []byte {

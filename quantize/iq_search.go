@@ -118,14 +118,11 @@ func (s *iqSearch) setL(L []int8, j int) {
 func (s *iqSearch) bestNeighbour(u int, xval, w []float32, scale float32, L []int8) int {
 	list := s.neighbours(u)
 	var gi int
-	_, lanes := simdIQSearch.use()
-	switch {
-	case s.dims == 8 && lanes:
-		gi = bestNeighbour8Lanes(s.gridF, list, (*[8]float32)(xval), (*[8]float32)(w), scale)
+	switch _, lanes := simdIQSearch.use(); {
+	case lanes:
+		gi = bestNeighbourLanes(s.dims, s.gridF, list, xval, w, scale)
 	case s.dims == 8:
 		gi = bestNeighbour8(s.gridF, list, (*[8]float32)(xval), (*[8]float32)(w), scale)
-	case lanes:
-		gi = bestNeighbour4Lanes(s.gridF, list, (*[4]float32)(xval), (*[4]float32)(w), scale)
 	default:
 		gi = bestNeighbour4(s.gridF, list, (*[4]float32)(xval), (*[4]float32)(w), scale)
 	}

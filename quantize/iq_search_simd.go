@@ -22,35 +22,22 @@ func init() {
 	}
 }
 
-// bestNeighbour8Lanes is bestNeighbour8 with the distances from the
-// assembly, 8 candidates a call: a last call of fewer pads its lanes with
-// its first candidate, whose distances are not compared.
-func bestNeighbour8Lanes(gridF []float32, list []uint16, x, w *[8]float32, scale float32) int {
+// bestNeighbourLanes is bestNeighbour8 (dims 8) and bestNeighbour4
+// (dims 4, x and w of 4 values) with the distances from the assembly, 8
+// candidates a call: a last call of fewer pads its lanes with its first
+// candidate, whose distances are not compared.
+func bestNeighbourLanes(dims int, gridF []float32, list []uint16, x, w []float32, scale float32) int {
 	best := float32(math.MaxFloat32)
 	gi := int(list[0])
 	var idx [8]uint16
 	var d [8]float32
 	for n := 0; n < len(list); n += 8 {
 		k := padLanes(&idx, list[n:])
-		iqasm.Dist8x8AVX2(&d, &gridF[0], &idx, x, w, scale)
-		for c := 0; c < k; c++ {
-			if d[c] < best {
-				best, gi = d[c], int(idx[c])
-			}
+		if dims == 8 {
+			iqasm.Dist8x8AVX2(&d, &gridF[0], &idx, (*[8]float32)(x), (*[8]float32)(w), scale)
+		} else {
+			iqasm.Dist4x8AVX2(&d, &gridF[0], &idx, (*[4]float32)(x), (*[4]float32)(w), scale)
 		}
-	}
-	return gi
-}
-
-// bestNeighbour4Lanes is bestNeighbour8Lanes for 4-value entries.
-func bestNeighbour4Lanes(gridF []float32, list []uint16, x, w *[4]float32, scale float32) int {
-	best := float32(math.MaxFloat32)
-	gi := int(list[0])
-	var idx [8]uint16
-	var d [8]float32
-	for n := 0; n < len(list); n += 8 {
-		k := padLanes(&idx, list[n:])
-		iqasm.Dist4x8AVX2(&d, &gridF[0], &idx, x, w, scale)
 		for c := 0; c < k; c++ {
 			if d[c] < best {
 				best, gi = d[c], int(idx[c])

@@ -52,13 +52,11 @@ func TestIQNeighbourSIMD(t *testing.T) {
 			x := iqSearchValues(r, 8, k)
 			w := iqSearchValues(r, 8, (li/4)%4)
 			scale := iqSearchValues(r, 1, k)[0]
-			var got, want int
+			got, want := bestNeighbourLanes(s.dims, s.gridF, list, x, w, scale), 0
 			if s.dims == 8 {
-				x8, w8 := (*[8]float32)(x), (*[8]float32)(w)
-				got, want = bestNeighbour8Lanes(s.gridF, list, x8, w8, scale), bestNeighbour8(s.gridF, list, x8, w8, scale)
+				want = bestNeighbour8(s.gridF, list, (*[8]float32)(x), (*[8]float32)(w), scale)
 			} else {
-				x4, w4 := (*[4]float32)(x), (*[4]float32)(w)
-				got, want = bestNeighbour4Lanes(s.gridF, list, x4, w4, scale), bestNeighbour4(s.gridF, list, x4, w4, scale)
+				want = bestNeighbour4(s.gridF, list, (*[4]float32)(x), (*[4]float32)(w), scale)
 			}
 			if got != want {
 				t.Fatalf("grid of %d entries, list %d: assembly chose %d, Go %d (x %v w %v scale %v)", len(s.grid), li, got, want, x, w, scale)
