@@ -183,6 +183,9 @@ type TensorAudit struct {
 	// version 1); Control compares a control twin's blocks.
 	Replay  *TensorReplay  `json:"replay,omitempty"`
 	Control *ControlBlocks `json:"control,omitempty"`
+	// RetypedFrom is the original's type of a target written in the
+	// physarium.retype type, when audited against the original.
+	RetypedFrom string `json:"retyped_from,omitempty"`
 
 	scan scan
 	pass pass

@@ -142,6 +142,8 @@ func (a *auditor) checkKeys() {
 	a.checkLabels()
 	a.checkDenominators()
 	a.checkNonfinite()
+	a.checkMaxKilledRel()
+	a.checkRetype()
 	if a.control {
 		a.checkControl()
 		return
@@ -267,7 +269,7 @@ func (a *auditor) checkKills() killFigures {
 		t := &r.Tensors[i]
 		s := &t.scan
 		typ, _ := gguf.ParseType(t.Type)
-		single := singleWeight(typ) && t.ZeroCode != "none" && t.ZeroCode != "unknown"
+		single := singleWeight(typ) && t.ZeroCode != "none" && t.ZeroCode != "unknown" && !a.retyped
 		k.allSingle = k.allSingle && single && s.decoded
 		k.allZeroCoded = k.allZeroCoded && (t.ZeroCode == "exact" || t.ZeroCode == "preserving") && s.decoded
 		k.zeros += s.zeros
@@ -381,6 +383,8 @@ func (a *auditor) killCount(t *TensorAudit, single, allExact bool) (Count, strin
 	s := &t.scan
 	n := t.Weights
 	switch {
+	case t.Replay == nil && t.RetypedFrom != "":
+		return retypedKillCount(t)
 	case t.Replay != nil:
 		return exact(t.Replay.Killed), "the kernel replayed on the original's values (deterministic, bit-identical on every implementation)"
 	case !s.decoded:
@@ -408,6 +412,10 @@ func (a *auditor) killCount(t *TensorAudit, single, allExact bool) (Count, strin
 func (a *auditor) tensorData(t *TensorAudit, single bool) {
 	s := &t.scan
 	if !s.against {
+		return
+	}
+	if t.RetypedFrom != "" {
+		a.retypedData(t)
 		return
 	}
 	ok := true

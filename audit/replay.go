@@ -25,6 +25,9 @@ type TensorReplay struct {
 	ExactZero     uint64  `json:"exact_zero"`
 	KilledNonZero uint64  `json:"killed_nonzero"`
 	MaxKilledAbs  float64 `json:"max_killed_abs"`
+	// MaxKilledRel is the largest |value| a kill reads as over the largest
+	// |value| of its block, as prune's physarium.max_killed_rel.
+	MaxKilledRel float64 `json:"max_killed_rel"`
 	// KillBlocks are the blocks holding a kill (the blocks prune
 	// re-encodes) out of Blocks; AsExpected counts the kill blocks whose
 	// bytes equal the expected re-encoding (quantize.EncodeKeepZeros of the
@@ -298,6 +301,7 @@ func (w *walk) countKilled(mask []byte, n int, blk0 int64) error {
 			}
 		}
 	}
+	r.MaxKilledRel = max(r.MaxKilledRel, maxKilledRel(b.after[:n], mask, w.blockSize))
 	return nil
 }
 

@@ -49,6 +49,10 @@ type auditor struct {
 	// reconstructed is physarium.reconstructed: the method also changed
 	// survivors, so changed weights and blocks without a kill are allowed.
 	reconstructed bool
+	// retype is physarium.retype when retyped: every target was written in
+	// that type (prune --retype).
+	retype  gguf.Type
+	retyped bool
 	// moved sums, over F32/F16/BF16 targets, the survivors whose value
 	// changed (against the original).
 	moved uint64
@@ -78,6 +82,9 @@ func (a *auditor) run() error {
 		a.prepareReplay()
 	}
 	names := a.targetList()
+	if r.Pruned {
+		a.readRetype()
+	}
 	if a.orig != nil {
 		a.compareStructure()
 		a.compareKVs()
@@ -185,6 +192,9 @@ func (a *auditor) auditTarget(t gguf.TensorInfo) (TensorAudit, error) {
 	if a.orig != nil {
 		orig, _ = sameTensor(a.orig, t)
 	}
+	if ot := a.retypedOriginal(t); ot != nil {
+		return a.auditRetyped(t, *ot)
+	}
 	s, err := scanTarget(a.ctx, a.file, a.orig, t, orig, a.chunk)
 	if err != nil {
 		return TensorAudit{}, err
@@ -278,7 +288,7 @@ func (a *auditor) compareStructure() {
 		switch {
 		case !ok:
 			a.r.disagree("tensor", ot.Name, "missing from the file", fmt.Sprintf("present in the original (%s %s)", ot.Type, shape(ot.Shape)), BasisAgainst)
-		case t.Type != ot.Type:
+		case t.Type != ot.Type && !a.retypedTarget(t):
 			a.r.disagree("tensor.type", ot.Name, t.Type.String(), ot.Type.String()+" in the original", BasisAgainst)
 		case !reflect.DeepEqual(t.Shape, ot.Shape):
 			a.r.disagree("tensor.shape", ot.Name, shape(t.Shape), shape(ot.Shape)+" in the original", BasisAgainst)

@@ -105,7 +105,7 @@ cost: two numbers, never one.`,
 			&ucli.BoolFlag{Name: "json", Usage: "with --list-targets: print JSON"},
 			&ucli.BoolFlag{Name: "force", Usage: "replace OUT if it is a regular file (or a link to one)"},
 			&ucli.BoolFlag{Name: "quiet", Aliases: []string{"q"}, Usage: "no progress and no summary"},
-		}, pruneSplitFlags()...),
+		}, append(pruneSplitFlags(), retypeFlag)...),
 		Action: a.prune,
 	}
 }
@@ -165,6 +165,9 @@ func pruneOptions(c *ucli.Context) (prune.Options, error) {
 		return o, usageErrorf("prune: --control and --dry-run exclude each other")
 	}
 	o.Overwrite = c.Bool("force")
+	if err := pruneRetype(c, &o); err != nil {
+		return o, err
+	}
 	if err := pruneSplit(c, &o); err != nil {
 		return o, err
 	}

@@ -50,7 +50,7 @@ func TestOrdered(t *testing.T) {
 	for _, kv := range errata.Ordered(vals) {
 		got = append(got, strings.TrimPrefix(kv.Key, errata.KeyPrefix))
 	}
-	want := "version method activation_aware importance tile tiling mode params pattern targets weights.target weights.processed weights.model killed zero_before exact_zero nonfinite_copied kill_rate.over_target kill_rate.over_model coverage tensors.name tensors.killed tensors.weights source imatrix reconstructed calibration reconstruction survivors_changed reconstruction_error control control_of reencoded_blocks errata"
+	want := "version method activation_aware importance tile tiling mode params pattern targets weights.target weights.processed weights.model killed zero_before exact_zero max_killed_rel retype nonfinite_copied kill_rate.over_target kill_rate.over_model coverage tensors.name tensors.killed tensors.weights source imatrix reconstructed calibration reconstruction survivors_changed reconstruction_error control control_of reencoded_blocks errata"
 	if strings.Join(got, " ") != want {
 		t.Errorf("order:\n got %s\nwant %s", strings.Join(got, " "), want)
 	}

@@ -28,6 +28,8 @@ const (
 	KeyKilled          = "killed"
 	KeyZeroBefore      = "zero_before"
 	KeyExactZero       = "exact_zero"
+	KeyMaxKilledRel    = "max_killed_rel"
+	KeyRetype          = "retype"
 	KeyRateOverTarget  = "kill_rate.over_target"
 	KeyRateOverModel   = "kill_rate.over_model"
 	KeyCoverage        = "coverage"
@@ -69,6 +71,8 @@ var Keys = []Key{
 	{KeyKilled, gguf.TypeUint64, 0, false, "weights zeroed by the method"},
 	{KeyZeroBefore, gguf.TypeUint64, 0, false, "target weights that were already zero"},
 	{KeyExactZero, gguf.TypeUint64, 0, false, "killed weights that read back as exactly 0.0"},
+	{KeyMaxKilledRel, gguf.TypeFloat64, 0, true, "the largest |value| a killed weight reads back as, over the largest |value| of its block (written when a target's type has no zero code)"},
+	{KeyRetype, gguf.TypeString, 0, true, "the type every target tensor was written in (--retype; the input's types are the original's), written only then"},
 	{KeyNonfinite, gguf.TypeUint64, 0, true, "NaN or infinite values of the tensors that are not targets, copied byte for byte; denominator model (written when not 0)"},
 	{KeyRateOverTarget, gguf.TypeFloat64, 0, false, "killed / target"},
 	{KeyRateOverModel, gguf.TypeFloat64, 0, false, "killed / model"},

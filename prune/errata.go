@@ -50,6 +50,7 @@ func keyValues(r *Report) map[string]gguf.Value {
 		errata.KeySource:          gguf.String(r.source()),
 		errata.KeyErrata:          gguf.String(r.Errata),
 	}
+	addMaxKilledRel(v, r)
 	if n := r.NonfiniteCopied.Numerator; n > 0 {
 		v[errata.KeyNonfinite] = gguf.Uint64(n)
 	}
@@ -58,6 +59,9 @@ func keyValues(r *Report) map[string]gguf.Value {
 	}
 	if r.Pattern != "" {
 		v[errata.KeyPattern] = gguf.String(r.Pattern)
+	}
+	if r.Retype != "" {
+		v[errata.KeyRetype] = gguf.String(r.Retype)
 	}
 	if r.Reconstructed {
 		v[errata.KeyReconstructed] = gguf.Bool(true)
@@ -83,7 +87,7 @@ func ControlKeys(r *Report) []gguf.KV {
 	var reencoded uint64
 	for i, t := range r.Tensors {
 		reencoded += t.Reencoded
-		t.Killed, t.ExactZero = 0, 0
+		t.Killed, t.ExactZero, t.MaxKilledAbs, t.MaxKilledRel = 0, 0, 0, 0
 		c.Tensors[i] = t
 	}
 	c.Killed, c.ExactZero = 0, 0

@@ -26,6 +26,8 @@ type tensorPlan struct {
 	// noZeroCode says the type has no zero code (the IQ grids, IQ4_*):
 	// only then can a kill read back non-zero, and surgery measure how far.
 	noZeroCode bool
+	// retype, when set, is the type the tensor is written in (--retype).
+	retype *retypedPlan
 	// act holds the activation scales a_i of every matrix, matrix after
 	// matrix (mats*row values), for the activation-aware methods; nil means
 	// |w| alone (v1 food).

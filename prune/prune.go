@@ -86,6 +86,9 @@ type Options struct {
 	// Reconstruct keeps the method's mask and then reconstructs the
 	// survivors from the Calibration file's Grams (method.Reconstructing).
 	Reconstruct bool
+	// Retype, when set, writes every target tensor in this type (every
+	// block re-encoded from the pruned values) instead of the input's.
+	Retype *gguf.Type
 }
 
 // Progress tells how far a run is.
@@ -106,6 +109,9 @@ func File(ctx context.Context, in, out string, opts Options) (*Report, error) {
 		return nil, err
 	}
 	if err := checkOutputs(in, out, opts); err != nil {
+		return nil, err
+	}
+	if err := checkRetype(opts); err != nil {
 		return nil, err
 	}
 	params := kernel.DefaultParams()
@@ -136,6 +142,12 @@ func File(ctx context.Context, in, out string, opts Options) (*Report, error) {
 	}
 	if len(layout.paths) > 1 {
 		r.Output, r.Outputs = layout.paths[0], layout.paths
+	}
+	if opts.Retype != nil {
+		if err := retypePlans(f, plans, *opts.Retype, r); err != nil {
+			return nil, err
+		}
+		layout.types = outputTypes(f, plans)
 	}
 	workers, err := newWorkers(plans, m, cfg, opts, r)
 	if err != nil {

@@ -50,6 +50,9 @@ type TensorReport struct {
 	MaxKilledRel float64 `json:"max_killed_rel"`
 	// ZeroCode says whether the type can hold an exact zero.
 	ZeroCode bool `json:"zero_code"`
+	// RetypedFrom is the input's type of a tensor written in another
+	// (--retype; Type is the output's), else "".
+	RetypedFrom string `json:"retyped_from,omitempty"`
 
 	survivorSq float64 // sum of squared survivor changes
 	survivorN  uint64  // surviving weights in re-encoded blocks
@@ -165,6 +168,8 @@ type Report struct {
 	Reconstruction string `json:"reconstruction,omitempty"`
 	// Pattern is the N:M pattern of the run ("" without one).
 	Pattern string `json:"pattern,omitempty"`
+	// Retype is the type every target was written in (--retype), else "".
+	Retype string `json:"retype,omitempty"`
 	// ReconstructionError is the layer-output change on the calibration
 	// inputs summed over the targets, over their dense output energy.
 	ReconstructionError float64         `json:"reconstruction_error,omitempty"`

@@ -140,6 +140,8 @@ type outputLayout struct {
 	shard   []int    // the output shard of every tensor
 	index   []int    // its index among its shard's tensors
 	tensors int      // tensors in the model
+	// types, when set, is the output type of every tensor (--retype).
+	types []gguf.Type
 }
 
 // planOutput lays the output out as opts.Split says, names its shards
@@ -206,6 +208,9 @@ func (l *outputLayout) header(f *gguf.File, keys []gguf.KV, no int) gguf.Header 
 	}
 	h.KVs = append(h.KVs, keys...)
 	for i, t := range f.Tensors {
+		if l.types != nil {
+			t.Type = l.types[i]
+		}
 		if l.shard[i] == no {
 			h.Tensors = append(h.Tensors, t)
 		}

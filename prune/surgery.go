@@ -26,6 +26,9 @@ type bandStats struct {
 // surgery applies the band's mask (w.buf.mask) to its stored bytes
 // (j.bufs.raw, decoded in w.buf.before) and sets j.out (and j.ctrl).
 func (w *worker) surgery(j *bandJob, p *tensorPlan, row0, rows int) error {
+	if p.retype != nil {
+		return w.retypeBand(j, p, row0, rows)
+	}
 	b, bufs, st := &w.buf, j.bufs, &j.stats
 	n, nb := rows*p.rowLen, rows*p.rowBytes
 	// Zero the kills; re-encode runs of blocks that hold one. The surgery

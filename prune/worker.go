@@ -31,6 +31,8 @@ type jobBuffers struct {
 	store  []byte    // the memory raw lies in
 	before []float32 // a target band's values as stored, decoded by a decoder
 	ctrl   []byte    // the control twin's bytes: the same blocks re-encoded, nothing zeroed
+	// retyped holds a target band's bytes in the --retype type.
+	retyped []byte
 }
 
 // bandBuffers are a worker's reusable scratch buffers, sized for the

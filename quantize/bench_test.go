@@ -28,6 +28,7 @@ var (
 	speedTable     = flag.Bool("speedtable", false, "print the markdown speed table of ours vs ggml")
 	speedTableRuns = flag.Int("speedtable.runs", 3, "runs per cell of the speed table; the best counts")
 	speedTableOnly = flag.String("speedtable.types", "", "comma-separated types for the speed table (default: all)")
+	speedTableCPU  = flag.Bool("speedtable.cpu", false, "rate the speed table per CPU-second of the process (getrusage) instead of per wall second, with a column for the encoder with the SIMD paths off")
 )
 
 const (
@@ -108,6 +109,12 @@ func benchCases(typ gguf.Type, lib *ggmlref.Lib) ([]string, []func(b *testing.B)
 	w := benchWeights(typ)
 	if CanEncode(typ) {
 		add("go/"+typ.String()+"/encode", func() error { return EncodeWeighted(typ, enc, src, w) })
+		if *speedTableCPU && SIMD() != "go" {
+			add("gotwin/"+typ.String()+"/encode", func() error {
+				defer SetSIMD(SetSIMD(false))
+				return EncodeWeighted(typ, enc, src, w)
+			})
+		}
 	}
 	if lib != nil && (w != nil || !lib.RequiresImatrix(typ)) && lib.QuantizeImatrix(typ, enc, src, benchRows, benchCols, w) == nil {
 		add("ggml/"+typ.String()+"/encode", func() error { return lib.QuantizeImatrix(typ, enc, src, benchRows, benchCols, w) })
@@ -155,6 +162,9 @@ func TestSpeedTable(t *testing.T) {
 	if !*speedTable {
 		t.Skip("run with -speedtable to print the speed table")
 	}
+	if *speedTableCPU && processCPU() < 0 {
+		t.Skip("-speedtable.cpu: no process CPU time on this platform")
+	}
 	lib := oracle(t)
 	only := map[string]bool{}
 	for _, s := range strings.Split(*speedTableOnly, ",") {
@@ -163,7 +173,11 @@ func TestSpeedTable(t *testing.T) {
 		}
 	}
 	var sb strings.Builder
-	sb.WriteString("| type | encode go | encode ggml | decode go | decode ggml |\n|---|---:|---:|---:|---:|\n")
+	if *speedTableCPU {
+		sb.WriteString("| type | encode go | encode go, SIMD off | encode ggml | decode go | decode ggml |\n|---|---:|---:|---:|---:|---:|\n")
+	} else {
+		sb.WriteString("| type | encode go | encode ggml | decode go | decode ggml |\n|---|---:|---:|---:|---:|\n")
+	}
 	for _, typ := range benchTypes() {
 		if len(only) > 0 && !only[typ.String()] {
 			continue
@@ -176,11 +190,20 @@ func TestSpeedTable(t *testing.T) {
 		for i, name := range names {
 			best := 0.0
 			for range *speedTableRuns {
-				r := testing.Benchmark(fns[i])
+				var cpu float64 // CPU seconds of the last (measured) round
+				r := testing.Benchmark(func(b *testing.B) {
+					c0 := processCPU()
+					fns[i](b)
+					cpu = processCPU() - c0
+				})
 				if r.N == 0 {
 					t.Fatalf("%s failed", name)
 				}
-				mvs := float64(r.Bytes) / 4 * float64(r.N) / r.T.Seconds() / 1e6
+				secs := r.T.Seconds()
+				if *speedTableCPU {
+					secs = cpu
+				}
+				mvs := float64(r.Bytes) / 4 * float64(r.N) / secs / 1e6
 				best = max(best, mvs)
 			}
 			f := "%.0f"
@@ -195,7 +218,15 @@ func TestSpeedTable(t *testing.T) {
 			}
 			return "-"
 		}
+		if *speedTableCPU {
+			fmt.Fprintf(&sb, "| %s | %s | %s | %s | %s | %s |\n", typ, get("go/encode"), get("gotwin/encode"), get("ggml/encode"), get("go/decode"), get("ggml/decode"))
+			continue
+		}
 		fmt.Fprintf(&sb, "| %s | %s | %s | %s | %s |\n", typ, get("go/encode"), get("ggml/encode"), get("go/decode"), get("ggml/decode"))
 	}
-	fmt.Print("\nM values/s, best of ", *speedTableRuns, " runs, ~1M Gaussian values:\n\n", sb.String())
+	per := "wall second"
+	if *speedTableCPU {
+		per = "CPU-second of the process"
+	}
+	fmt.Print("\nM values per ", per, ", best of ", *speedTableRuns, " runs, ~1M Gaussian values:\n\n", sb.String())
 }

@@ -1,149 +1,101 @@
 package quantize
 
 import (
+	_ "embed"
 	"math"
 	"slices"
 	"sync"
+
+	"github.com/physarium/physarium-gguf/quantize/internal/iqlattice"
 )
 
+//go:generate go run internal/iqsearchgen/main.go -tables iq_tables.go -o iq_search.bin
+
 // The search tables of ggml's IQ grid encoders (iq2xs_init_impl and
-// iq3xs_init_impl), built here by ggml's own rules from the grids in
-// iq_tables.go, which internal/iqgen reads back from ggml's decoders:
-//
-//   - each grid entry becomes its lattice point: coordinate k is 2l+1, where
-//     l is the rank of the entry's k-th value among the grid's distinct values
-//     (IQ2: 8, 25, 43; IQ3: 4 ... 62; IQ1: -1, 0, 1);
-//   - the map sends the index sum(l_k << bits*k) of a point to its grid
-//     entry, and a point off the grid to its neighbour list: every grid
-//     entry at the nwant smallest squared distances, ordered by (distance,
-//     entry), as ggml's qsort over (d2, j) pairs orders them.
-//
-// ggml builds the lists for every index of its map; the encoders only look
-// up points whose coordinates are at most maxL (they clamp l), so only those
-// are built here, on first use (about 0.4 s for all six grids on one core).
-// They are not generated into source as the grids are: the lists hold some
-// 711,033 entries (megabytes of Go source) derived from 4,608 grid entries.
+// iq3xs_init_impl: each grid entry's lattice point, the map from a point's
+// index to its entry or to its neighbour list, and the lists) are built by
+// ggml's rules (internal/iqlattice) from the grids in iq_tables.go, which
+// internal/iqgen reads back from ggml's decoders, and written to
+// iq_search.bin by go:generate (internal/iqsearchgen); TestIQSearchGenerated
+// checks that building them again gives the same bytes. They are read from
+// there on first use (building them takes about 0.4 s on one core; the
+// lists hold some 711,000 entries).
+
+//go:embed iq_search.bin
+var iqSearchBin []byte
 
 // iqSearch is the encoder's view of one grid.
 type iqSearch struct {
-	once  sync.Once
-	src   func() []uint64 // the decoder's grid entries, one byte per value
-	dims  int             // values per entry: 8, or 4 for the IQ3 grids
-	bits  int             // bits per coordinate in a map index
-	maxL  int             // the largest l an encoder looks up
-	nwant int             // distinct distances in a neighbour list
-	grid  []uint64        // lattice points, byte k = 2l+1
-	gridF []float32       // the same, as float32, dims per entry
-	gridL []uint8         // the l of each coordinate, dims per entry
-	kmap  []int32         // index -> grid entry, or -1-list for a point off the grid
-	nbrs  [][]uint16      // the neighbour lists
+	dims  int        // values per entry: 8, or 4 for the IQ3 grids
+	bits  int        // bits per coordinate in a map index
+	grid  []uint64   // lattice points, byte k = 2l+1
+	gridF []float32  // the same, as float32, dims per entry
+	gridL []uint8    // the l of each coordinate, dims per entry
+	kmap  []int32    // index -> grid entry, or -1-list for a point off the grid
+	nbrs  [][]uint16 // the neighbour lists
 }
 
-func gridOf[T uint32 | uint64](g []T) func() []uint64 {
-	return func() []uint64 {
-		out := make([]uint64, len(g))
-		for i, v := range g {
-			out[i] = uint64(v)
-		}
-		return out
-	}
-}
-
+// The searches of the grids, in the order of iqlattice.Shapes.
 var (
-	iq2xxsSearch = &iqSearch{src: gridOf(iq2xxsGrid[:]), dims: 8, bits: 2, maxL: 2, nwant: 2}
-	iq2xsSearch  = &iqSearch{src: gridOf(iq2xsGrid[:]), dims: 8, bits: 2, maxL: 2, nwant: 2}
-	iq2sSearch   = &iqSearch{src: gridOf(iq2sGrid[:]), dims: 8, bits: 2, maxL: 2, nwant: 1}
-	iq1Search    = &iqSearch{src: gridOf(iq1sGrid[:]), dims: 8, bits: 2, maxL: 2, nwant: 3}
-	iq3xxsSearch = &iqSearch{src: gridOf(iq3xxsGrid[:]), dims: 4, bits: 3, maxL: 7, nwant: 2}
-	iq3sSearch   = &iqSearch{src: gridOf(iq3sGrid[:]), dims: 4, bits: 3, maxL: 7, nwant: 3}
+	iq2xxsSearch = &iqSearch{}
+	iq2xsSearch  = &iqSearch{}
+	iq2sSearch   = &iqSearch{}
+	iq1Search    = &iqSearch{}
+	iq3xxsSearch = &iqSearch{}
+	iq3sSearch   = &iqSearch{}
+	iqSearches   = []*iqSearch{iq2xxsSearch, iq2xsSearch, iq2sSearch, iq1Search, iq3xxsSearch, iq3sSearch}
+	iqSearchOnce sync.Once
 )
 
-// tables returns s with its tables built.
+// iqSearchGrids returns iqlattice.Shapes with the grids of iq_tables.go.
+func iqSearchGrids() []iqlattice.Grid {
+	entries := [][]uint64{gridOf(iq2xxsGrid[:]), gridOf(iq2xsGrid[:]), gridOf(iq2sGrid[:]), gridOf(iq1sGrid[:]), gridOf(iq3xxsGrid[:]), gridOf(iq3sGrid[:])}
+	grids := slices.Clone(iqlattice.Shapes)
+	for i := range grids {
+		grids[i].Entries = entries[i]
+	}
+	return grids
+}
+
+func gridOf[T uint32 | uint64](g []T) []uint64 {
+	out := make([]uint64, len(g))
+	for i, v := range g {
+		out[i] = uint64(v)
+	}
+	return out
+}
+
+// tables returns s with its tables read.
 func (s *iqSearch) tables() *iqSearch {
-	s.once.Do(s.build)
+	iqSearchOnce.Do(loadIQSearches)
 	return s
 }
 
-func (s *iqSearch) build() {
-	entries := s.src()
-	// The distinct values, in the order of their signed bytes (IQ1's grid
-	// holds -1, 0, 1).
-	var vals []int8
-	for _, e := range entries {
-		for k := 0; k < s.dims; k++ {
-			v := int8(e >> (8 * k))
-			if !slices.Contains(vals, v) {
-				vals = append(vals, v)
-			}
+// loadIQSearches reads every grid's tables from iq_search.bin. A failure
+// is a build that embedded a damaged file, which the package's tests
+// catch.
+func loadIQSearches() {
+	data := iqSearchBin
+	for i, g := range iqSearchGrids() {
+		t, rest, err := iqlattice.Decode(data, g)
+		if err != nil {
+			panic("quantize: iq_search.bin: " + err.Error())
 		}
-	}
-	slices.Sort(vals)
-	s.grid = make([]uint64, len(entries))
-	s.kmap = make([]int32, 1<<(s.bits*s.dims))
-	for i := range s.kmap {
-		s.kmap[i] = math.MinInt32 // never looked up
-	}
-	for j, e := range entries {
-		var p uint64
-		u := 0
-		for k := 0; k < s.dims; k++ {
-			l := slices.Index(vals, int8(e>>(8*k)))
-			p |= uint64(2*l+1) << (8 * k)
-			u |= l << (s.bits * k)
-		}
-		s.grid[j] = p
-		s.kmap[u] = int32(j)
-	}
-	s.gridF = make([]float32, s.dims*len(s.grid))
-	s.gridL = make([]uint8, s.dims*len(s.grid))
-	for j, g := range s.grid {
-		for k := 0; k < s.dims; k++ {
-			s.gridF[s.dims*j+k] = float32(int8(g >> (8 * k)))
-			s.gridL[s.dims*j+k] = uint8((int8(g>>(8*k)) - 1) / 2)
-		}
-	}
-	d2 := make([]int, len(s.grid))
-	var pos [8]int
-	for u := range s.kmap {
-		if s.kmap[u] >= 0 {
-			continue
-		}
-		inRange := true
-		for k := 0; k < s.dims; k++ {
-			l := u >> (s.bits * k) & (1<<s.bits - 1)
-			inRange = inRange && l <= s.maxL
-			pos[k] = 2*l + 1
-		}
-		if !inRange {
-			continue
-		}
-		// The nwant smallest distinct distances, then every entry at one of
-		// them, by distance and then entry.
-		var levels []int
-		for j, g := range s.grid {
-			d := 0
+		data = rest
+		s := iqSearches[i]
+		s.dims, s.bits, s.kmap, s.nbrs, s.gridL = g.Dims, g.Bits, t.Map, t.Lists, t.Lattice
+		s.grid = make([]uint64, len(g.Entries))
+		s.gridF = make([]float32, len(t.Lattice))
+		for j := range s.grid {
 			for k := 0; k < s.dims; k++ {
-				c := int(int8(g>>(8*k))) - pos[k]
-				d += c * c
-			}
-			d2[j] = d
-			if i, found := slices.BinarySearch(levels, d); !found && (i < s.nwant) {
-				levels = slices.Insert(levels, i, d)
-				if len(levels) > s.nwant {
-					levels = levels[:s.nwant]
-				}
+				p := 2*t.Lattice[s.dims*j+k] + 1
+				s.grid[j] |= uint64(p) << (8 * k)
+				s.gridF[s.dims*j+k] = float32(p)
 			}
 		}
-		var list []uint16
-		for _, lv := range levels {
-			for j, d := range d2 {
-				if d == lv {
-					list = append(list, uint16(j))
-				}
-			}
-		}
-		s.kmap[u] = -1 - int32(len(s.nbrs))
-		s.nbrs = append(s.nbrs, list)
+	}
+	if len(data) != 0 {
+		panic("quantize: iq_search.bin: bytes left over")
 	}
 }
 
@@ -166,9 +118,12 @@ func (s *iqSearch) setL(L []int8, j int) {
 func (s *iqSearch) bestNeighbour(u int, xval, w []float32, scale float32, L []int8) int {
 	list := s.neighbours(u)
 	var gi int
-	if s.dims == 8 {
+	switch _, lanes := simdIQSearch.use(); {
+	case lanes:
+		gi = bestNeighbourLanes(s.dims, s.gridF, list, xval, w, scale)
+	case s.dims == 8:
 		gi = bestNeighbour8(s.gridF, list, (*[8]float32)(xval), (*[8]float32)(w), scale)
-	} else {
+	default:
 		gi = bestNeighbour4(s.gridF, list, (*[4]float32)(xval), (*[4]float32)(w), scale)
 	}
 	s.setL(L, gi)
