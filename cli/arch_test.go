@@ -3,6 +3,7 @@ package cli
 import (
 	"context"
 	"encoding/json"
+	"fmt"
 	"math"
 	"path/filepath"
 	"testing"
@@ -17,8 +18,8 @@ import (
 // checks that every projection role was a target and that the report's
 // non-targets explain the model denominator, has the audit agree against the
 // original, and has llama.cpp compute a finite perplexity with the result,
-// through llama-perplexity and through eval (with the KL divergence from
-// the original).
+// through llama-perplexity and through eval (the KL divergence from the
+// original, and the original's perplexity equal to llama-perplexity's).
 func TestArchEndToEnd(t *testing.T) {
 	for _, c := range []struct {
 		name  string
@@ -74,7 +75,6 @@ func TestArchEndToEnd(t *testing.T) {
 			}
 			rtDir := llamacpp.Require(t)
 			const text = "../../shared/models/tinystories_sample.txt"
-			var ppl []float64
 			for _, m := range []string{orig, pruned} {
 				res, err := llamacpp.Perplexity(context.Background(), m, text, 128)
 				if err != nil {
@@ -84,11 +84,10 @@ func TestArchEndToEnd(t *testing.T) {
 				if math.IsNaN(res.PPL) || math.IsInf(res.PPL, 0) || res.PPL <= 1 {
 					t.Errorf("%s: perplexity %v", filepath.Base(m), res.PPL)
 				}
-				ppl = append(ppl, res.PPL)
 			}
-			// eval runs both, the original against itself and the pruned
-			// model against it, with llama-perplexity's perplexities.
-			out, stderr, err := run(t, "eval", "--llama-lib", llamacpp.LibDir(rtDir), "--text", text, "--ctx", "128", "--threads", "1", "--quiet", "--json", "-", "--base", orig, orig, pruned)
+			// eval, over 4 chunks: the original against itself (llama-perplexity's
+			// perplexity), and the pruned model against it.
+			out, stderr, err := run(t, "eval", "--llama-lib", llamacpp.LibDir(rtDir), "--text", text, "--ctx", "128", "--chunks", "4", "--threads", "1", "--quiet", "--json", "-", "--base", orig, orig, pruned)
 			if err != nil {
 				t.Fatalf("eval: %v\n%s", err, stderr)
 			}
@@ -97,14 +96,16 @@ func TestArchEndToEnd(t *testing.T) {
 				t.Fatal(err)
 			}
 			self, pr := e.Models[0], e.Models[1]
-			t.Logf("%s eval: base PPL %.4f, pruned PPL %.4f, mean KLD %.6f, same top %.4f", c.name, e.Base.PPL, pr.PPL, pr.KLD.MeanKLD, pr.KLD.SameTop)
-			if self.KLD.MeanKLD != 0 || self.KLD.SameTop != 1 || !(pr.KLD.MeanKLD > 0) || math.IsInf(pr.KLD.MeanKLD, 0) || pr.Method == "" {
+			t.Logf("%s eval, 4 chunks: base PPL %.4f, pruned PPL %.4f, mean KLD %.6f, same top %.4f", c.name, e.Base.PPL, pr.PPL, pr.KLD.MeanKLD, pr.KLD.SameTop)
+			if self.KLD.MeanKLD != 0 || self.KLD.SameTop != 1 || !(pr.KLD.MeanKLD > 0) || math.IsInf(pr.KLD.MeanKLD, 0) || !(pr.PPL > 1) || math.IsInf(pr.PPL, 0) || pr.Method == "" {
 				t.Errorf("eval: the original against itself %+v, the pruned model %+v", *self.KLD, pr)
 			}
-			for i, got := range []float64{e.Base.PPL, pr.PPL} {
-				if math.Abs(got-ppl[i]) > 1e-3*ppl[i] {
-					t.Errorf("eval PPL %.6f, llama-perplexity %.6f", got, ppl[i])
-				}
+			ref, _, err := llamacpp.Referee(context.Background(), orig, text, 128, 1, 4)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if fmt.Sprintf("%.4f", e.Base.PPL) != fmt.Sprintf("%.4f", ref.PPL) {
+				t.Errorf("eval PPL %.6f, llama-perplexity %.6f over the same 4 chunks", e.Base.PPL, ref.PPL)
 			}
 		})
 	}

@@ -97,6 +97,16 @@ func TestSplitModelCommands(t *testing.T) {
 	if len(ij.Tensors) != 12 {
 		t.Errorf("inspect --split of the third shard: %d tensors", len(ij.Tensors))
 	}
+	if a := mustRun(t, "dump", "--force", "--split", "--tensor", name, third); a != mustRun(t, "dump", "--force", "--tensor", name, whole) {
+		t.Errorf("dump --split of the third shard differs from the whole file's")
+	}
+	if _, _, err := run(t, "audit", "--against", in, third); err == nil || !strings.Contains(err.Error(), "out-00001-of-00003.gguf") {
+		t.Errorf("audit of the third shard: %v", err)
+	}
+	thirdIn := filepath.Join(dir, "in-00003-of-00003.gguf")
+	if r, _, code := auditJSON(t, "--split", "--against", thirdIn, third); code != ExitOK || r.Verdict != "agree" {
+		t.Errorf("audit --split of the third shards: exit %d, %v", code, r.Disagreements)
+	}
 
 	// prune --no-split writes one file with no split keys.
 	one := filepath.Join(dir, "one.gguf")

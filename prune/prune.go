@@ -187,7 +187,7 @@ func File(ctx context.Context, in, out string, opts Options) (*Report, error) {
 		}
 	}
 	r.finish()
-	if err := closeSinks(ctx, f, r, sinks, opts, out); err != nil {
+	if err := closeSinks(ctx, f, r, sinks, opts); err != nil {
 		return nil, err
 	}
 	r.Seconds = time.Since(start).Seconds()
@@ -390,7 +390,7 @@ func openSinks(f *gguf.File, r *Report, params kernel.Params, opts Options, layo
 // output's, then the control twin's, which names the output's sha256.
 // Every shard of the output is complete before the first is renamed into
 // place.
-func closeSinks(ctx context.Context, f *gguf.File, r *Report, s *sinks, opts Options, out string) error {
+func closeSinks(ctx context.Context, f *gguf.File, r *Report, s *sinks, opts Options) error {
 	if opts.DryRun {
 		return nil
 	}
