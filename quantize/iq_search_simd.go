@@ -11,7 +11,7 @@ import (
 // (package iqasm: never in purego builds or off amd64) computes the
 // distances of 8 candidates at once, one per lane, each summed in the Go
 // twin's order, and the Go code compares them in list order. The lists
-// are short (8 to 73 entries on average), too short to pay for a cgo call.
+// are short (5 to 30 entries on average), too short to pay for a cgo call.
 // The routines are called directly, not through simdIQSearch's function
 // value, so that their arguments stay on the stack.
 var simdIQSearch simdRoutine[bool]

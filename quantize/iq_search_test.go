@@ -32,11 +32,14 @@ func TestIQSearchGenerated(t *testing.T) {
 		if !slicesEqual(s.kmap, built.Map) || !bytes.Equal(s.gridL, built.Lattice) || len(s.nbrs) != len(built.Lists) {
 			t.Fatalf("%s: the tables read differ from the tables built", g.Name)
 		}
+		entries := 0
 		for k, l := range built.Lists {
 			if !slicesEqual(s.nbrs[k], l) {
 				t.Fatalf("%s: neighbour list %d differs", g.Name, k)
 			}
+			entries += len(l)
 		}
+		t.Logf("%s: %d neighbour lists, %.1f entries on average", g.Name, len(built.Lists), float64(entries)/float64(len(built.Lists)))
 	}
 	goTool, err := exec.LookPath("go")
 	if err != nil {
