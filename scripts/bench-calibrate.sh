@@ -70,8 +70,8 @@ speed)
 	median() { sort -g | awk '{v[NR] = $1} END {print (NR % 2) ? v[(NR + 1) / 2] : (v[NR / 2] + v[NR / 2 + 1]) / 2}'; }
 	ref=
 	for kind in llama-imatrix calibrate calibrate-gram calibrate-gram-per-layer; do
-		tps=$(awk -v k="$kind:" -v n=$tokens '$1 == k {print n / $3}' "$tmp/runs" | median)
-		cpu=$(awk -v k="$kind:" -v n=$tokens '$1 == k {print ($4 + $5) * 1e6 / n}' "$tmp/runs" | median)
+		tps=$(awk -v k="$kind" -v n=$tokens '$1 == k {print n / $3}' "$tmp/runs" | median)
+		cpu=$(awk -v k="$kind" -v n=$tokens '$1 == k {print ($4 + $5) * 1e6 / n}' "$tmp/runs" | median)
 		ref=${ref:-$cpu}
 		awk -v k="$kind" -v t="$tps" -v c="$cpu" -v r="$ref" 'BEGIN {printf "| %s | %.0f | %.1f | %.2f |\n", k, t, c, c / r}'
 	done
