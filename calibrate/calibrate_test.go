@@ -129,8 +129,9 @@ func genModel(t *testing.T, c testmodels.Config) string {
 // and the Gram of layer 0's attention input equal the same statistics
 // computed here from the model's own tensors (embedding row, RMS norm,
 // norm weight) for the tokens calibrate ran; every Gram is symmetric
-// positive semi-definite with in_sq on its diagonal; two runs (with two
-// threads) write the same bytes.
+// positive semi-definite (its Cholesky factor exists with a ridge of 1e-9
+// of the mean diagonal) with in_sq on its diagonal; two runs (with two
+// threads) and four pass plans write the same bytes.
 func TestGramAgreesWithIndependentForward(t *testing.T) {
 	lib := load(t)
 	c := testmodels.DefaultConfig()
@@ -246,6 +247,9 @@ func TestGramAgreesWithIndependentForward(t *testing.T) {
 		if in.Count[0] != mo.Count[0] {
 			t.Fatalf("%s: Gram of %v tokens, moments of %v", in.Name, in.Count[0], mo.Count[0])
 		}
+		if k, pivot := choleskyFails(d, w); k >= 0 {
+			t.Fatalf("%s: not positive semi-definite: Cholesky pivot %d is %v", in.Name, k, pivot)
+		}
 	}
 	// v^T G v = sum (v.x)^2 >= 0 for a few directions.
 	for s := range 4 {
@@ -291,6 +295,37 @@ func TestGramAgreesWithIndependentForward(t *testing.T) {
 			t.Fatalf("%d passes wrote other bytes than one", res.Passes)
 		}
 	}
+}
+
+// choleskyFails factors G + r I (G n x n, r = 1e-9 of G's mean diagonal,
+// room for rounding) in place of a copy and returns the first pivot that
+// is not positive, or -1: a negative eigenvalue larger than r fails it.
+func choleskyFails(g []float64, n int) (int, float64) {
+	a := append([]float64(nil), g...)
+	tr := 0.0
+	for i := range n {
+		tr += a[i*n+i]
+	}
+	r := 1e-9 * tr / float64(n)
+	for j := range n {
+		d := a[j*n+j] + r
+		for k := range j {
+			d -= a[j*n+k] * a[j*n+k]
+		}
+		if !(d > 0) {
+			return j, d
+		}
+		d = math.Sqrt(d)
+		a[j*n+j] = d
+		for i := j + 1; i < n; i++ {
+			v := a[i*n+j]
+			for k := range j {
+				v -= a[i*n+k] * a[j*n+k]
+			}
+			a[i*n+j] = v / d
+		}
+	}
+	return -1, 0
 }
 
 func rmsEps(t *testing.T, model string) float64 {
