@@ -54,10 +54,14 @@ func (a *acc) startMoments() {
 	a.sq32 = make([]float32, a.mats*a.width)
 }
 
-func (a *acc) startGram() {
+// startGram starts the Gram in g, which must hold mats packed triangles
+// (it is cleared; the caller reuses one arena from pass to pass, so the
+// heap does not grow by a pass's Grams each pass).
+func (a *acc) startGram(g []float64) {
 	a.gram = true
 	a.gcount = make([]float64, a.mats)
-	a.g = make([]float64, a.mats*imatrix.PackedLen(a.width))
+	a.g = g[:a.mats*imatrix.PackedLen(a.width)]
+	clear(a.g)
 }
 
 func (a *acc) stopGram() { a.gram, a.g, a.gcount = false, nil, nil }

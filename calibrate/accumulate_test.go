@@ -36,7 +36,12 @@ func TestGramKernel(t *testing.T) {
 			threads := c.threads
 			prev := SetSIMD(c.simd)
 			a := newAcc(n, 2)
-			a.startGram()
+			// A reused arena holds the previous pass's values: startGram clears it.
+			arena := make([]float64, 2*imatrix.PackedLen(n)+5)
+			for i := range arena {
+				arena[i] = math.NaN()
+			}
+			a.startGram(arena)
 			a.startMoments()
 			// Two calls, the second with the rest, as two graph evaluations.
 			half := tokens / 2 * n

@@ -31,20 +31,38 @@
 // evaluation the second and later weights that read the same node (the
 // same tensor, at the same address) do not add it again: a weight seen
 // twice for one input, or an input at a new address, starts the next
-// evaluation. Each input's statistics are stored once, and every weight
-// names the input it reads (calibrate.tensor_inputs).
+// evaluation; after discovery such a weight's node is not even asked for,
+// so llama.cpp computes it without stopping to call back. Each input's
+// statistics are stored once, and every weight names the input it reads
+// (calibrate.tensor_inputs).
+//
+// # Interruption
+//
+// Once the context is cancelled (or the collection failed), the callback
+// asks for the next node and stops the evaluation there, so the rest of
+// the decode costs one node per graph evaluation; Run then removes the
+// temporary output and returns the context's error.
 //
 // # Memory
 //
-// The Gram of an n-wide input takes n(n+1)/2 doubles per matrix. The run
-// first evaluates one batch to learn the inputs (nothing is accumulated
-// then), plans, and, when all the Grams do not fit MaxMemory, runs the text
-// once per group of inputs that do (in graph order, so a group is a run of
-// consecutive layers): pass 1 collects the moments and the first group's
-// Grams, later passes only their group's Grams. Each group is written to
-// the output as soon as its pass ends, so the peak is one group's
-// matrices plus llama.cpp's own. An input whose Gram alone exceeds
-// MaxMemory is refused.
+// The Gram of an n-wide input takes n(n+1)/2 doubles per matrix, and a
+// Gram is complete only once the whole text has run. So that the Grams
+// held at once stay near one layer's worth, the run first evaluates one
+// batch to learn the inputs (nothing is accumulated then), plans, and runs
+// the text once per group of whole consecutive layers whose Grams fit
+// PassMemory (by default one layer's worth, or DefaultPassFloor when that
+// is more, so that a small model runs in one pass); a layer over the
+// budget is split by its inputs, and an input whose Gram alone exceeds
+// MaxMemory is refused. Pass 1 collects the moments and the first group's
+// Grams over the whole graph; a later pass stops every graph evaluation
+// once its group's layers are done (the callback ends the evaluation at
+// the next target weight), so pass k of a model of L layers, one layer a
+// pass, costs about k/L of a forward pass and the run about L/2 forward
+// passes plus the Grams. Each group is written to the output as soon as
+// its pass ends, and the next group reuses its memory, so the peak is one
+// group's matrices plus llama.cpp's own. The bytes written do not depend
+// on the plan: each Gram sums the same rows in the same order whichever
+// pass collects it.
 package calibrate
 
 import (
@@ -96,6 +114,10 @@ type Options struct {
 	// MaxMemory bounds the Gram matrices held at once, in bytes (required
 	// with Gram).
 	MaxMemory uint64
+	// PassMemory is the budget of Grams one pass over the text collects,
+	// in bytes, within MaxMemory (0: the largest layer's Grams, or
+	// DefaultPassFloor if that is more). More means fewer passes.
+	PassMemory uint64
 	// Plan, when set, is called once the run is planned, before the
 	// forward passes.
 	Plan func(Plan)
@@ -134,6 +156,9 @@ type Result struct {
 	Elapsed time.Duration
 	// Calibration holds the moments and inputs (Grams not kept in memory).
 	Calibration *imatrix.Calibration
+	// Stopped counts the graph evaluations that passes after the first
+	// ended once their layers were done.
+	Stopped int
 }
 
 // ErrText is wrapped by the refusal of a text too short for two chunks.
@@ -195,7 +220,7 @@ func Run(ctx context.Context, lib *llamacpp.Library, o Options) (*Result, error)
 	}
 	nSeq := max(1, batchSize/o.Ctx)
 	nBatch := min(batchSize, nSeq*o.Ctx)
-	col := newCollector(sel, widths, o.Threads)
+	col := newCollector(ctx, sel, widths, o.Threads)
 	lctx, err := model.NewContext(llamacpp.ContextParams{NCtx: nSeq * o.Ctx, NBatch: nBatch, NSeq: nSeq, Threads: o.Threads, OnTensor: col.callback})
 	if err != nil {
 		return nil, fmt.Errorf("calibrate: %w", err)
@@ -225,6 +250,7 @@ func Run(ctx context.Context, lib *llamacpp.Library, o Options) (*Result, error)
 	start := time.Now()
 	err = r.passes(groups, cal, w, start)
 	res.Elapsed = time.Since(start)
+	res.Stopped = col.stopped
 	if err != nil {
 		w.Abort()
 		return nil, err
@@ -298,7 +324,7 @@ func (r *runner) plan() (Plan, [][]*input, error) {
 	groups := [][]*input{col.inputs}
 	if o.Gram {
 		var err error
-		if groups, err = planGroups(col.inputs, o.MaxMemory); err != nil {
+		if groups, err = planGroups(col.inputs, o.PassMemory, o.MaxMemory); err != nil {
 			return Plan{}, nil, fmt.Errorf("calibrate: %s: %w", o.Model, err)
 		}
 		plan.Passes = len(groups)
@@ -355,23 +381,51 @@ func groupBytes(g []*input) uint64 {
 	return s
 }
 
-// planGroups splits the inputs, in order, into groups whose Grams fit max.
-func planGroups(inputs []*input, limit uint64) ([][]*input, error) {
-	var groups [][]*input
-	var cur []*input
-	var size uint64
-	for _, in := range inputs {
-		b := in.gramBytes()
-		if b > limit {
+// DefaultPassFloor is the least Gram memory a pass may hold by default:
+// on a model whose layers need less, several layers share a pass (a pass
+// costs up to a forward pass over the text).
+const DefaultPassFloor = 256 << 20
+
+// planGroups splits the inputs, in order, into groups of whole layers
+// whose Grams fit budget (0: the largest layer's, at least
+// DefaultPassFloor), within limit; a layer over the budget is split by its
+// inputs. An input over limit is refused.
+func planGroups(inputs []*input, budget, limit uint64) ([][]*input, error) {
+	var layers [][]*input
+	for i, in := range inputs {
+		if b := in.gramBytes(); b > limit {
 			return nil, fmt.Errorf("the Gram of %s (%d wide, %d matrices) needs %s, %w of %s (--max-memory)",
 				in.name, in.a.width, in.a.mats, FormatBytes(b), ErrMemory, FormatBytes(limit))
 		}
-		if size+b > limit && len(cur) > 0 {
-			groups = append(groups, cur)
-			cur, size = nil, 0
+		if i == 0 || in.layer != inputs[i-1].layer {
+			layers = append(layers, nil)
 		}
-		cur = append(cur, in)
-		size += b
+		layers[len(layers)-1] = append(layers[len(layers)-1], in)
+	}
+	if budget == 0 {
+		budget = DefaultPassFloor
+		for _, l := range layers {
+			budget = max(budget, groupBytes(l))
+		}
+	}
+	budget = min(budget, limit)
+	var groups [][]*input
+	var cur []*input
+	add := func(ins []*input) {
+		if len(cur) > 0 && groupBytes(cur)+groupBytes(ins) > budget {
+			groups = append(groups, cur)
+			cur = nil
+		}
+		cur = append(cur, ins...)
+	}
+	for _, l := range layers {
+		if groupBytes(l) <= budget {
+			add(l)
+			continue
+		}
+		for _, in := range l {
+			add([]*input{in})
+		}
 	}
 	return append(groups, cur), nil
 }
@@ -497,9 +551,17 @@ func (r *runner) passes(groups [][]*input, cal *imatrix.Calibration, w *gguf.Wri
 	for _, in := range cal.Inputs {
 		byName[in.Name] = in
 	}
+	var arena []float64
+	if r.o.Gram {
+		var longest uint64
+		for _, g := range groups {
+			longest = max(longest, groupBytes(g))
+		}
+		arena = make([]float64, longest/8)
+	}
 	for p, g := range groups {
 		r.pass = p + 1
-		r.col.startPass(p == 0, r.o.Gram, g)
+		r.col.startPass(p == 0, r.o.Gram, g, arena)
 		for i := 0; i < r.nChunk; i += r.nSeq {
 			if err := r.group(i); err != nil {
 				return err
@@ -527,6 +589,9 @@ func (r *runner) passes(groups [][]*input, cal *imatrix.Calibration, w *gguf.Wri
 		}
 		if r.o.Gram {
 			for _, in := range g {
+				if err := checkGramCount(in, byName[in.name]); err != nil {
+					return err
+				}
 				ci := byName[in.name]
 				ci.Gram, ci.Count = in.a.g, in.a.gcount
 				err := ci.WriteGram(w)
@@ -536,6 +601,18 @@ func (r *runner) passes(groups [][]*input, cal *imatrix.Calibration, w *gguf.Wri
 					return fmt.Errorf("calibrate: %w", err)
 				}
 			}
+		}
+	}
+	return nil
+}
+
+// checkGramCount confirms that a pass's Gram took as many rows, matrix by
+// matrix, as the moments of pass 1: a pass that stopped its evaluations too
+// early, or saw other routing, would show here.
+func checkGramCount(in *input, ci *imatrix.Input) error {
+	for k, n := range in.a.gcount {
+		if n != ci.Count[k] {
+			return fmt.Errorf("calibrate: the Gram of %s (matrix %d) summed %v rows, its moments %v", in.name, k, n, ci.Count[k])
 		}
 	}
 	return nil

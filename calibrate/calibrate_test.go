@@ -129,11 +129,13 @@ func genModel(t *testing.T, c testmodels.Config) string {
 // and the Gram of layer 0's attention input equal the same statistics
 // computed here from the model's own tensors (embedding row, RMS norm,
 // norm weight) for the tokens calibrate ran; every Gram is symmetric
-// positive semi-definite with in_sq on its diagonal; two runs (with two
-// threads) write the same bytes.
+// positive semi-definite (its Cholesky factor exists with a ridge of 1e-9
+// of the mean diagonal) with in_sq on its diagonal; two runs (with two
+// threads) and four pass plans write the same bytes.
 func TestGramAgreesWithIndependentForward(t *testing.T) {
 	lib := load(t)
 	c := testmodels.DefaultConfig()
+	c.Layers = 3 // so that a later pass stops before the last layer
 	model := genModel(t, c)
 	dir := t.TempDir()
 	text := readFile(t, calibText)
@@ -142,7 +144,7 @@ func TestGramAgreesWithIndependentForward(t *testing.T) {
 	o.Out = filepath.Join(dir, "a.gguf")
 	res := run(t, lib, o)
 	if res.Passes != 1 || res.Inputs != 4*c.Layers {
-		t.Fatalf("plan %+v, want 1 pass and %d inputs", res.Plan, 4*c.Layers)
+		t.Fatalf("plan %+v, want one pass (the Grams take less than %d bytes) and %d inputs", res.Plan, calibrate.DefaultPassFloor, 4*c.Layers)
 	}
 	cal, err := imatrix.LoadCalibration(o.Out)
 	if err != nil {
@@ -168,7 +170,7 @@ func TestGramAgreesWithIndependentForward(t *testing.T) {
 		t.Fatal(err)
 	}
 	eps := rmsEps(t, model)
-	sum, sq := make([]float64, n), make([]float64, n)
+	sum, abs, sq := make([]float64, n), make([]float64, n), make([]float64, n)
 	gram := make([]float64, n*n)
 	x := make([]float64, n)
 	for k := range chunks * ctxN {
@@ -185,6 +187,7 @@ func TestGramAgreesWithIndependentForward(t *testing.T) {
 		for j := range x {
 			x[j] = float64(row[j]) * scale * float64(nw[j])
 			sum[j] += x[j]
+			abs[j] += math.Abs(x[j])
 			sq[j] += x[j] * x[j]
 		}
 		for i := range n {
@@ -205,7 +208,9 @@ func TestGramAgreesWithIndependentForward(t *testing.T) {
 	}
 	for j := range n {
 		near("sum", mo.Sum[j], sum[j], math.Sqrt(sq[j]*float64(chunks*ctxN)))
+		near("sum |x|", mo.Abs[j], abs[j], abs[j])
 		near("sum x^2", mo.Sq[j], sq[j], sq[j])
+		near("in_sum2", float64(mo.Sq32[j]), sq[j], sq[j])
 	}
 	var in *imatrix.Input
 	for _, i := range cal.Inputs {
@@ -242,6 +247,9 @@ func TestGramAgreesWithIndependentForward(t *testing.T) {
 		if in.Count[0] != mo.Count[0] {
 			t.Fatalf("%s: Gram of %v tokens, moments of %v", in.Name, in.Count[0], mo.Count[0])
 		}
+		if k, pivot := choleskyFails(d, w); k >= 0 {
+			t.Fatalf("%s: not positive semi-definite: Cholesky pivot %d is %v", in.Name, k, pivot)
+		}
 	}
 	// v^T G v = sum (v.x)^2 >= 0 for a few directions.
 	for s := range 4 {
@@ -264,16 +272,60 @@ func TestGramAgreesWithIndependentForward(t *testing.T) {
 	if !bytes.Equal(readFile(t, filepath.Join(dir, "a.gguf")), readFile(t, o.Out)) {
 		t.Fatal("two runs wrote different bytes")
 	}
-	// A limit that holds one layer's Grams only: several passes, same file.
-	o.Out = filepath.Join(dir, "c.gguf")
-	o.MaxMemory = 8 * uint64(imatrix.PackedLen(c.FF)+imatrix.PackedLen(c.Embd))
-	res = run(t, lib, o)
-	if res.Passes < 2 {
-		t.Fatalf("%d passes under a limit of %d bytes", res.Passes, o.MaxMemory)
+	// Every pass plan writes the same bytes: one layer per pass (pass 2 of
+	// 3 stops its evaluation, one per chunk group, before layer 2), two
+	// layers per pass, and a limit that splits each layer's inputs.
+	layer := 8 * uint64(3*imatrix.PackedLen(c.Embd)+imatrix.PackedLen(c.FF))
+	for _, plan := range []struct {
+		passMemory, maxMemory uint64
+		passes, stopped       int
+	}{
+		{layer, 1 << 30, c.Layers, (chunks + 31) / 32},
+		{2 * layer, 1 << 30, 2, 0},
+		{0, 8 * uint64(imatrix.PackedLen(c.FF)+imatrix.PackedLen(c.Embd)), -1, -1},
+	} {
+		o.Out = filepath.Join(dir, fmt.Sprintf("plan-%d-%d.gguf", plan.passMemory, plan.maxMemory))
+		o.PassMemory, o.MaxMemory = plan.passMemory, plan.maxMemory
+		res = run(t, lib, o)
+		if plan.passes < 0 && res.Passes <= c.Layers || plan.passes >= 0 && (res.Passes != plan.passes || res.Stopped != plan.stopped) {
+			t.Fatalf("pass budget %d, limit %d bytes: %d passes, %d evaluations stopped; want %d and %d (-1: more passes than layers)",
+				plan.passMemory, plan.maxMemory, res.Passes, res.Stopped, plan.passes, plan.stopped)
+		}
+		if !bytes.Equal(readFile(t, filepath.Join(dir, "a.gguf")), readFile(t, o.Out)) {
+			t.Fatalf("%d passes wrote other bytes than one", res.Passes)
+		}
 	}
-	if !bytes.Equal(readFile(t, filepath.Join(dir, "a.gguf")), readFile(t, o.Out)) {
-		t.Fatalf("%d passes wrote other bytes than one", res.Passes)
+}
+
+// choleskyFails factors G + r I (G n x n, r = 1e-9 of G's mean diagonal,
+// room for rounding) in place of a copy and returns the first pivot that
+// is not positive, or -1: a negative eigenvalue larger than r fails it.
+func choleskyFails(g []float64, n int) (int, float64) {
+	a := append([]float64(nil), g...)
+	tr := 0.0
+	for i := range n {
+		tr += a[i*n+i]
 	}
+	r := 1e-9 * tr / float64(n)
+	for j := range n {
+		d := a[j*n+j] + r
+		for k := range j {
+			d -= a[j*n+k] * a[j*n+k]
+		}
+		if !(d > 0) {
+			return j, d
+		}
+		d = math.Sqrt(d)
+		a[j*n+j] = d
+		for i := j + 1; i < n; i++ {
+			v := a[i*n+j]
+			for k := range j {
+				v -= a[i*n+k] * a[j*n+k]
+			}
+			a[i*n+j] = v / d
+		}
+	}
+	return -1, 0
 }
 
 func rmsEps(t *testing.T, model string) float64 {

@@ -1,9 +1,11 @@
 package calibrate
 
 import (
+	"context"
 	"encoding/binary"
 	"fmt"
 	"slices"
+	"strconv"
 	"strings"
 
 	"github.com/physarium/physarium-gguf/errata"
@@ -25,6 +27,8 @@ type input struct {
 	node   string // the graph node's name
 	expert bool   // read by MUL_MAT_ID
 	a      *acc
+	index  int  // position in the graph's order of inputs
+	layer  int  // the block number of the weights that read it
 	active bool // the moments or the Gram are collected in this pass
 
 	rounds  int             // graph evaluations accumulated
@@ -45,6 +49,7 @@ type target struct {
 
 // collector is the graph evaluation callback's state.
 type collector struct {
+	ctx         context.Context // cancelling it stops the graph evaluation
 	sel         *errata.Targets
 	widths      map[string]int
 	threads     int
@@ -56,14 +61,19 @@ type collector struct {
 	byKey       map[string]*input
 	err         error
 	checked     bool
-	buf         []byte
-	ids         []byte
-	rows        []float64
-	perExpert   [][]float64
+	// stopAfter, when not negative, is the index of the last input a
+	// pass needs: the graph evaluation stops at the first weight that
+	// reads a later input, so a pass computes only the layers it collects.
+	stopAfter int
+	stopped   int // graph evaluations so stopped
+	buf       []byte
+	ids       []byte
+	rows      []float64
+	perExpert [][]float64
 }
 
-func newCollector(sel *errata.Targets, widths map[string]int, threads int) *collector {
-	return &collector{sel: sel, widths: widths, threads: threads, targets: map[string]*target{}, byKey: map[string]*input{}}
+func newCollector(ctx context.Context, sel *errata.Targets, widths map[string]int, threads int) *collector {
+	return &collector{ctx: ctx, sel: sel, widths: widths, threads: threads, targets: map[string]*target{}, byKey: map[string]*input{}, stopAfter: -1}
 }
 
 // weightName removes a backend prefix and copy suffix, as llama-imatrix:
@@ -76,13 +86,19 @@ func weightName(s string) string {
 	return s
 }
 
-// startPass prepares a pass: moments on the first, the Grams of group.
-func (c *collector) startPass(moments, gram bool, group []*input) {
+// startPass prepares a pass: moments on the first, the Grams of group
+// (in arena, which holds them all). A pass without the moments stops each
+// graph evaluation after the group's last input.
+func (c *collector) startPass(moments, gram bool, group []*input, arena []float64) {
 	c.mode = modeCollect
 	c.moments = moments
+	c.stopAfter = -1
 	inGroup := map[*input]bool{}
 	for _, in := range group {
 		inGroup[in] = true
+		if !moments {
+			c.stopAfter = max(c.stopAfter, in.index)
+		}
 	}
 	for _, in := range c.inputs {
 		in.rounds, in.roundID, in.seen = 0, 0, map[string]bool{}
@@ -92,7 +108,8 @@ func (c *collector) startPass(moments, gram bool, group []*input) {
 			in.a.moments = false
 		}
 		if gram && inGroup[in] {
-			in.a.startGram()
+			in.a.startGram(arena)
+			arena = arena[len(in.a.g):]
 		}
 		in.active = in.a.moments || in.a.gram
 	}
@@ -120,8 +137,13 @@ func (c *collector) fail(err error) bool {
 
 // callback is the llamacpp.TensorFunc.
 func (c *collector) callback(t llamacpp.Tensor, ask bool) bool {
+	if c.err == nil {
+		c.err = c.ctx.Err()
+	}
 	if c.err != nil {
-		return false
+		// Ask for the next node and stop there: the rest of the decode
+		// computes one node per graph evaluation instead of its batch.
+		return ask
 	}
 	op := t.Op()
 	if op != "MUL_MAT" && op != "MUL_MAT_ID" {
@@ -146,17 +168,46 @@ func (c *collector) callback(t llamacpp.Tensor, ask bool) bool {
 	if op == "MUL_MAT" && (s1[1] < 16 || src1.Type() != "f32") {
 		return !ask
 	}
+	if c.mode == modeCollect && c.beyondPass(name) {
+		// Ask for the node, then stop the evaluation when it is done.
+		if !ask {
+			c.stopped++
+		}
+		return ask
+	}
 	if ask {
 		if c.mode == modeDiscover {
 			return true
 		}
 		tg := c.targets[name]
-		return tg != nil && tg.in.active
+		return tg != nil && tg.in.active && !c.alreadyRead(tg, src1)
 	}
 	if err := c.collect(t, op, name, src0, src1); err != nil {
 		return c.fail(err)
 	}
 	return true
+}
+
+// alreadyRead reports, when llama.cpp asks whether a target's node is
+// wanted, whether the input it reads was already accumulated in this
+// evaluation by another target (attn_k after attn_q): then the node is not
+// asked for, so llama.cpp computes it with its neighbours without stopping
+// to call back, and the target is counted as seen.
+func (c *collector) alreadyRead(tg *target, src1 llamacpp.Tensor) bool {
+	in := tg.in
+	if in.roundID != src1.ID() || in.seen[tg.name] || len(in.seen) == 0 {
+		return false
+	}
+	in.seen[tg.name] = true
+	tg.rounds++
+	return true
+}
+
+// beyondPass reports whether the weight reads an input after the last one
+// the pass needs.
+func (c *collector) beyondPass(name string) bool {
+	tg := c.targets[name]
+	return c.stopAfter >= 0 && tg != nil && tg.in.index > c.stopAfter
 }
 
 func (c *collector) collect(t llamacpp.Tensor, op, name string, src0, src1 llamacpp.Tensor) error {
@@ -184,7 +235,12 @@ func (c *collector) collect(t llamacpp.Tensor, op, name string, src0, src1 llama
 	if c.mode == modeDiscover {
 		in := c.byKey[key]
 		if in == nil {
-			in = &input{key: key, name: name, node: src1.Name(), expert: op == "MUL_MAT_ID", a: newAcc(width, mats)}
+			layer, err := blockNumber(name)
+			if err != nil {
+				return err
+			}
+			in = &input{key: key, name: name, node: src1.Name(), expert: op == "MUL_MAT_ID", a: newAcc(width, mats),
+				index: len(c.inputs), layer: layer}
 			c.byKey[key] = in
 			c.inputs = append(c.inputs, in)
 		}
@@ -205,7 +261,7 @@ func (c *collector) collect(t llamacpp.Tensor, op, name string, src0, src1 llama
 	}
 	tg.rounds++
 	if in.roundID == src1.ID() && !in.seen[name] && len(in.seen) > 0 {
-		in.seen[name] = true // the same node, already accumulated in this evaluation
+		in.seen[name] = true // the same node, already accumulated in this evaluation (discovery)
 		return nil
 	}
 	clear(in.seen)
@@ -213,6 +269,16 @@ func (c *collector) collect(t llamacpp.Tensor, op, name string, src0, src1 llama
 	in.roundID = src1.ID()
 	in.rounds++
 	return c.accumulate(in, src1, ids, name)
+}
+
+// blockNumber returns N of a weight named "blk.N. ...".
+func blockNumber(name string) (int, error) {
+	num, _, _ := strings.Cut(strings.TrimPrefix(name, "blk."), ".")
+	n, err := strconv.Atoi(num)
+	if err != nil || n < 0 {
+		return 0, fmt.Errorf("calibrate: %s: no block number in the name", name)
+	}
+	return n, nil
 }
 
 // read copies a graph tensor's data into buf (reused).

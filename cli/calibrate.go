@@ -30,9 +30,14 @@ count only the tokens routed to them.
 
 OUT.gguf is also a valid llama-imatrix file (the same in_sum2 and counts
 llama-imatrix writes): llama-quantize --imatrix and prune --imatrix read it.
-inspect shows it. The Gram needs n(n+1)/2 doubles per n-wide input; the
-plan is printed first, and when the matrices do not fit --max-memory the
-text is run once per group of layers that fits.
+inspect shows it. The Gram needs n(n+1)/2 doubles per n-wide input, and
+is complete only at the end of the text: so that memory stays near one
+layer's Grams, the text is run once per group of layers whose Grams fit
+--max-memory (by default one layer's worth, or 256 MiB when that is more),
+each pass after the first stopping after its layers, and each group's
+Grams are written out when its pass ends. A larger --max-memory means
+fewer passes. The plan is printed first; an input whose Gram alone does
+not fit is refused.
 
 A model split into shards (llama-gguf-split's name-NNNNN-of-MMMMM.gguf) is
 given by its first shard, or by any shard with --split; every shard is
@@ -52,7 +57,7 @@ Examples:
 			&ucli.StringSliceFlag{Name: "include", Usage: "also target tensors matching this regular expression (repeatable)"},
 			&ucli.StringSliceFlag{Name: "exclude", Usage: "do not target tensors matching this regular expression (repeatable)"},
 			&ucli.StringFlag{Name: "layers", Usage: "target only these blocks, e.g. 0-3,7"},
-			&ucli.StringFlag{Name: "max-memory", Usage: "the most the Gram matrices may take at once, e.g. 4G (default: half the machine's memory)"},
+			&ucli.StringFlag{Name: "max-memory", Usage: "the most the Gram matrices may take at once, e.g. 4G; more means fewer passes over the text (default: one layer's Grams, at least 256M, at most half the machine's memory)"},
 			&ucli.StringFlag{Name: "llama-lib", Usage: "directory of llama.cpp's shared libraries (default $" + llamacpp.LibEnv + ")"},
 			&ucli.BoolFlag{Name: "force", Usage: "replace an existing OUT.gguf"},
 			&ucli.BoolFlag{Name: "quiet", Aliases: []string{"q"}, Usage: "no plan, progress or summary"},
@@ -94,13 +99,13 @@ func (a *App) calibrate(c *ucli.Context) error {
 	case threads < 1:
 		return usageErrorf("calibrate: --threads %d: want at least 1", threads)
 	}
-	limit := halfMemory()
+	limit, budget := halfMemory(), uint64(0)
 	if s := c.String("max-memory"); s != "" {
 		v, err := calibrate.ParseBytes(s)
 		if err != nil {
 			return usageErrorf("calibrate: --max-memory: %v", err)
 		}
-		limit = v
+		limit, budget = v, v
 	}
 	if limit == 0 {
 		limit = 1 << 30
@@ -120,7 +125,7 @@ func (a *App) calibrate(c *ucli.Context) error {
 	quiet := c.Bool("quiet")
 	o := calibrate.Options{Model: args[0], AnyShard: c.Bool("split"), Out: args[1], Force: c.Bool("force"), Text: text, TextName: textPath,
 		Ctx: ctxN, Chunks: chunks, Threads: threads, Gram: c.Bool("gram"), Include: c.StringSlice("include"),
-		Exclude: c.StringSlice("exclude"), Layers: c.String("layers"), MaxMemory: limit}
+		Exclude: c.StringSlice("exclude"), Layers: c.String("layers"), MaxMemory: limit, PassMemory: budget}
 	var bar *calibrateProgress
 	if !quiet {
 		o.Plan = func(p calibrate.Plan) {

@@ -1,6 +1,8 @@
 package cli
 
 import (
+	"crypto/sha256"
+	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
@@ -32,17 +34,21 @@ func TestCalibrateUsage(t *testing.T) {
 }
 
 // TestCalibrateStories260K: the command writes a calibration file that
-// imatrix reads back, printing the plan and a summary.
+// imatrix reads back and inspect shows, recording the text's and the
+// model's sha256, printing the plan (one layer's Grams, 169 KiB, per pass),
+// progress (chunk groups, tokens/s, time left) and a summary.
 func TestCalibrateStories260K(t *testing.T) {
 	dir := rt.Require(t)
 	t.Setenv(llamacpp.LibEnv, rt.LibDir(dir))
 	out := filepath.Join(t.TempDir(), "cal.gguf")
-	_, stderr, err := run(t, "calibrate", "--text", "../../shared/models/tinystories_valid_calib.txt", "--ctx", "64",
-		"--chunks", "8", "--threads", "1", "--gram", "--max-memory", "64M", stories, out)
+	const text = "../../shared/models/tinystories_valid_calib.txt"
+	_, stderr, err := run(t, "calibrate", "--text", text, "--ctx", "64",
+		"--chunks", "8", "--threads", "1", "--gram", "--max-memory", "170K", stories, out)
 	if err != nil {
 		t.Fatalf("%v\n%s", err, stderr)
 	}
-	for _, want := range []string{"8 chunks of 64 tokens", "35 targets reading 20 inputs", "1 pass(es)", "wrote " + out} {
+	for _, want := range []string{"8 chunks of 64 tokens", "35 targets reading 20 inputs", "5 pass(es)", "pass 1/5, 1/5 chunk groups",
+		"tokens/s", "left", "wrote " + out} {
 		if !strings.Contains(stderr, want) {
 			t.Fatalf("stderr lacks %q:\n%s", want, stderr)
 		}
@@ -54,7 +60,22 @@ func TestCalibrateStories260K(t *testing.T) {
 	if !cal.Info.Gram || cal.Info.Tokens != 8*64 || cal.Info.Model != "stories260K.gguf" || len(cal.Inputs) != 20 {
 		t.Fatalf("info %+v, %d inputs", cal.Info, len(cal.Inputs))
 	}
-	if _, err := os.Stat(out); err != nil {
+	for _, f := range []struct{ path, sum string }{{text, cal.Info.TextSHA256}, {stories, cal.Info.ModelSHA256}} {
+		b, err := os.ReadFile(f.path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if want := fmt.Sprintf("%x", sha256.Sum256(b)); f.sum != want {
+			t.Fatalf("%s: recorded sha256 %s, the file's %s", f.path, f.sum, want)
+		}
+	}
+	stdout, _, err := run(t, "inspect", out)
+	if err != nil {
 		t.Fatal(err)
+	}
+	for _, want := range []string{`calibrate.text           STRING    "tinystories_valid_calib.txt"`, "blk.4.ffn_gate.weight.gram ", "blk.0.attn_k.weight.in_sum2 "} {
+		if !strings.Contains(stdout, want) {
+			t.Fatalf("inspect lacks %q:\n%s", want, stdout)
+		}
 	}
 }
