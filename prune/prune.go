@@ -101,7 +101,7 @@ type Progress struct {
 // opts.DryRun). It never modifies in, refuses out equal to in, and on any
 // error or cancellation leaves neither out nor a temporary file behind.
 func File(ctx context.Context, in, out string, opts Options) (*Report, error) {
-	start := time.Now()
+	start, startCPU := time.Now(), processCPU()
 	if err := opts.Split.check(); err != nil {
 		return nil, err
 	}
@@ -179,6 +179,7 @@ func File(ctx context.Context, in, out string, opts Options) (*Report, error) {
 		return nil, err
 	}
 	r.Seconds = time.Since(start).Seconds()
+	r.CPU.Total = (processCPU() - startCPU).Seconds()
 	return r, nil
 }
 
