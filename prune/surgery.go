@@ -2,6 +2,7 @@ package prune
 
 import (
 	"bytes"
+	"encoding/binary"
 	"fmt"
 	"math"
 
@@ -122,8 +123,14 @@ func (w *worker) touched(b *bandBuffers, blk, bs int) bool {
 
 // killIn reports whether block blk (of bs elements) holds a kill.
 func (w *worker) killIn(b *bandBuffers, blk, bs int) bool {
-	for _, m := range b.mask[blk*bs : (blk+1)*bs] {
-		if m != 0 {
+	m := b.mask[blk*bs : (blk+1)*bs]
+	for ; len(m) >= 8; m = m[8:] {
+		if binary.LittleEndian.Uint64(m) != 0 {
+			return true
+		}
+	}
+	for _, x := range m {
+		if x != 0 {
 			return true
 		}
 	}
