@@ -341,7 +341,8 @@ KZ_TARGET static int kz_scales(float target, int32_t R, float *d, float *dmin) {
 
 // Plain Go, for each lane j with ok[j]: kKZExact on sub-block j with scale
 // code sc[j] and zero level q0[j] (m[j] = sc*q0/R), d1 = d*sc, m1 = dmin*m:
-// the error e[j], summed to the end, and the levels, into L[32j:].
+// the error e[j], summed to the end, and, when L is not NULL, the levels,
+// into L[32j:].
 KZ_TARGET static void kz_exact(const __m256 *xt, int32_t nmax, const int *ok, const int32_t *sc, const int32_t *q0,
                                const float *d1, const float *m1, float *e, uint8_t *L) {
 	float id1[8];
@@ -365,10 +366,13 @@ KZ_TARGET static void kz_exact(const __m256 *xt, int32_t nmax, const int *ok, co
 		const __m256 y = _mm256_sub_ps(_mm256_mul_ps(vd1, _mm256_cvtepi32_ps(q)), vm1);
 		const __m256 diff = _mm256_sub_ps(v, y);
 		e1 = _mm256_blendv_ps(e1, _mm256_add_ps(e1, _mm256_mul_ps(diff, diff)), nz);
-		q = _mm256_blendv_epi8(vq0, q, _mm256_castps_si256(nz));
-		_mm256_storeu_si256((__m256i *)lt[i], _mm256_andnot_si256(zsc, q));
+		if (L) {
+			q = _mm256_blendv_epi8(vq0, q, _mm256_castps_si256(nz));
+			_mm256_storeu_si256((__m256i *)lt[i], _mm256_andnot_si256(zsc, q));
+		}
 	}
-	_mm256_storeu_ps(e, _mm256_blendv_ps(e1, e0, _mm256_castsi256_ps(zsc)));
+	if (e) _mm256_storeu_ps(e, _mm256_blendv_ps(e1, e0, _mm256_castsi256_ps(zsc)));
+	if (!L) return;
 	for (int j = 0; j < 8; j++) {
 		if (!ok[j]) continue;
 		for (int i = 0; i < 32; i++) L[32 * j + i] = (uint8_t)lt[i][j];
@@ -471,7 +475,8 @@ KZ_TARGET int kz_fit45(const kz_params *p, const int32_t *ratios, const double *
 		bsc[j] = -1;
 		bq0[j] = 0;
 	}
-	uint8_t Lk[256];
+	// The candidates' errors first; the levels of each lane's winner
+	// after, computed again as they were for its error.
 	for (int k = 0; k < 3; k++) {
 		int ok[8], any = 0;
 		float d1[8], m1[8], e[8];
@@ -490,22 +495,29 @@ KZ_TARGET int kz_fit45(const kz_params *p, const int32_t *ratios, const double *
 			any = 1;
 		}
 		if (!any) continue;
-		kz_exact(xt, p->nmax, ok, cand[k][0], cand[k][1], d1, m1, e, Lk);
+		kz_exact(xt, p->nmax, ok, cand[k][0], cand[k][1], d1, m1, e, NULL);
 		for (int j = 0; j < 8; j++) {
 			if (!ok[j] || !(e[j] < bestE[j])) continue;
 			bestE[j] = e[j];
 			bsc[j] = cand[k][0][j];
 			bq0[j] = cand[k][1][j];
-			memcpy(r->L + 32 * j, Lk + 32 * j, 32);
 		}
 	}
+	int ok[8];
+	float d1[8], m1[8];
 	for (int j = 0; j < 8; j++) {
-		if (bsc[j] < 0) {
+		ok[j] = bsc[j] >= 0;
+		d1[j] = m1[j] = 0;
+		if (ok[j]) {
+			d1[j] = bd * (float)bsc[j];
+			m1[j] = bdmin * (float)(bsc[j] * bq0[j] / R);
+		} else {
 			bsc[j] = bq0[j] = 0;
 			memset(r->L + 32 * j, 0, 32);
 		}
 		r->sc[j] = (uint8_t)bsc[j];
 		r->m[j] = (uint8_t)(bsc[j] * bq0[j] / R);
 	}
+	kz_exact(xt, p->nmax, ok, bsc, bq0, d1, m1, NULL, r->L);
 	return 1;
 }
