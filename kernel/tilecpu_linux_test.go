@@ -8,7 +8,7 @@ import (
 	"testing"
 	"time"
 
-	"golang.org/x/sys/unix"
+	"github.com/physarium/physarium-gguf/internal/cpuclock"
 )
 
 var tileCPU = flag.Int("tilecpu", 0, "rounds of TestTileCPU (0: skip it)")
@@ -41,13 +41,13 @@ func TestTileCPU(t *testing.T) {
 	defer runtime.UnlockOSThread()
 	for range *tileCPU {
 		for _, impl := range impls {
-			start := threadCPU(t)
+			start := cpuclock.Thread()
 			for range tilesPerRound {
 				if err := kernels[impl].Run(ts); err != nil {
 					t.Fatal(err)
 				}
 			}
-			per := (threadCPU(t) - start) / tilesPerRound
+			per := (cpuclock.Thread() - start) / tilesPerRound
 			if lo[impl] == 0 || per < lo[impl] {
 				lo[impl] = per
 			}
@@ -59,13 +59,4 @@ func TestTileCPU(t *testing.T) {
 			impl, lo[impl].Microseconds(), hi[impl].Microseconds(), lo[impl].Microseconds(), *tileCPU, tilesPerRound)
 	}
 	fmt.Fprintf(os.Stderr, "avx2 best / avx512 best: %.2fx\n", float64(lo[AVX2])/float64(lo[AVX512]))
-}
-
-// threadCPU is the CPU time the calling thread has used.
-func threadCPU(t *testing.T) time.Duration {
-	var ts unix.Timespec
-	if err := unix.ClockGettime(unix.CLOCK_THREAD_CPUTIME_ID, &ts); err != nil {
-		t.Fatal(err)
-	}
-	return time.Duration(ts.Nano())
 }

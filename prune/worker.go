@@ -4,6 +4,7 @@ import (
 	"runtime"
 	"time"
 
+	"github.com/physarium/physarium-gguf/internal/cpuclock"
 	"github.com/physarium/physarium-gguf/method"
 	"github.com/physarium/physarium-gguf/quantize"
 )
@@ -65,9 +66,9 @@ type stageCPU struct{ decode, decide, surgery time.Duration }
 func timed(d *time.Duration, fn func() error) error {
 	runtime.LockOSThread()
 	defer runtime.UnlockOSThread()
-	start := threadCPU()
+	start := cpuclock.Thread()
 	err := fn()
-	*d += threadCPU() - start
+	*d += cpuclock.Thread() - start
 	return err
 }
 

@@ -9,9 +9,8 @@ import (
 	"testing"
 	"time"
 
-	"golang.org/x/sys/unix"
-
 	"github.com/physarium/physarium-gguf/gguf"
+	"github.com/physarium/physarium-gguf/internal/cpuclock"
 )
 
 var keepZerosCPU = flag.Int("kzcpu", 0, "rounds of TestKeepZerosCPU (0: skip it)")
@@ -58,11 +57,11 @@ func TestKeepZerosCPU(t *testing.T) {
 			nb, _ := v.typ.RowBytes(uint64(len(src)))
 			dst := make([]byte, nb)
 			was := SetSIMD(v.simd)
-			start := threadCPU(t)
+			start := cpuclock.Thread()
 			if err := EncodeKeepZeros(v.typ, dst, src); err != nil {
 				t.Fatal(err)
 			}
-			took := threadCPU(t) - start
+			took := cpuclock.Thread() - start
 			SetSIMD(was)
 			if best[v] == 0 || took < best[v] {
 				best[v] = took
@@ -77,13 +76,4 @@ func TestKeepZerosCPU(t *testing.T) {
 		fmt.Fprintf(os.Stderr, "%v keep-zeros (%s): %.1f M values/s per core (best of %d)\n",
 			v.typ, path, float64(len(src))/best[v].Seconds()/1e6, *keepZerosCPU)
 	}
-}
-
-// threadCPU is the CPU time the calling thread has used.
-func threadCPU(t *testing.T) time.Duration {
-	var ts unix.Timespec
-	if err := unix.ClockGettime(unix.CLOCK_THREAD_CPUTIME_ID, &ts); err != nil {
-		t.Fatal(err)
-	}
-	return time.Duration(ts.Nano())
 }
