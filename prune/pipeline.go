@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"sync"
+	"time"
 
 	"github.com/physarium/physarium-gguf/errata"
 	"github.com/physarium/physarium-gguf/gguf"
@@ -52,6 +53,11 @@ func run(ctx context.Context, f *gguf.File, plans []tensorPlan, workers []*worke
 		for range pl.done {
 		}
 	}
+	r.CPU.Decode += pl.decodeCPU.Seconds()
+	for _, w := range workers {
+		r.CPU.Decide += w.cpu.decide.Seconds()
+		r.CPU.Surgery += w.cpu.surgery.Seconds()
+	}
 	<-pl.hashed
 	if pl.hashErr != nil {
 		return pl.hashErr
@@ -79,6 +85,10 @@ type pipeline struct {
 	hashq   chan *bandJob // producer -> hasher
 	hashed  chan struct{} // closed when the hasher is done
 	hashErr error         // the hasher's error, when the run was not stopped
+	// decodeCPU is the CPU time the decoders used on target bands, added
+	// up when each is done (under decodeMu).
+	decodeMu  sync.Mutex
+	decodeCPU time.Duration
 }
 
 // placeInOutput sets the output offsets of the tensors' data, each in its
@@ -111,25 +121,30 @@ func (pl *pipeline) startDecoders(n int) {
 		go func() {
 			defer wg.Done()
 			var nv nonfiniteValues
+			var cpu time.Duration
 			for j := range pl.jobs {
 				if j.err == nil {
-					if err := pl.decode(j, &nv); err != nil {
+					if err := pl.decode(j, &nv, &cpu); err != nil {
 						pl.fail(j, err)
 					}
 				}
 				pl.decoded <- j
 			}
+			pl.decodeMu.Lock()
+			pl.decodeCPU += cpu
+			pl.decodeMu.Unlock()
 		}()
 	}
 	go func() { wg.Wait(); close(pl.decoded) }()
 }
 
-// decode decodes a target band for its worker, or counts the NaN and
-// infinite values of a piece of a copied tensor.
-func (pl *pipeline) decode(j *bandJob, nv *nonfiniteValues) error {
+// decode decodes a target band for its worker, adding the CPU time that
+// takes to *cpu, or counts the NaN and infinite values of a piece of a
+// copied tensor.
+func (pl *pipeline) decode(j *bandJob, nv *nonfiniteValues, cpu *time.Duration) error {
 	p := &pl.plans[j.tensor]
 	if p.target {
-		return decodeJob(p, j)
+		return timed(cpu, func() error { return decodeJob(p, j) })
 	}
 	var err error
 	j.stats.nonfinite, err = nv.countCopied(pl.f, p, int64(j.band)*copyChunk, j.bufs.raw)

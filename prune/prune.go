@@ -19,6 +19,7 @@ import (
 	"github.com/physarium/physarium-gguf/errata"
 	"github.com/physarium/physarium-gguf/gguf"
 	"github.com/physarium/physarium-gguf/imatrix"
+	"github.com/physarium/physarium-gguf/internal/cpuclock"
 	"github.com/physarium/physarium-gguf/kernel"
 	"github.com/physarium/physarium-gguf/method"
 )
@@ -104,7 +105,7 @@ type Progress struct {
 // opts.DryRun). It never modifies in, refuses out equal to in, and on any
 // error or cancellation leaves neither out nor a temporary file behind.
 func File(ctx context.Context, in, out string, opts Options) (*Report, error) {
-	start := time.Now()
+	start, startCPU := time.Now(), cpuclock.Process()
 	if err := opts.Split.check(); err != nil {
 		return nil, err
 	}
@@ -191,6 +192,7 @@ func File(ctx context.Context, in, out string, opts Options) (*Report, error) {
 		return nil, err
 	}
 	r.Seconds = time.Since(start).Seconds()
+	r.CPU.Total = (cpuclock.Process() - startCPU).Seconds()
 	return r, nil
 }
 

@@ -183,7 +183,10 @@ type Report struct {
 	// add up to the model's weights.
 	NonTargets []NonTargetRole `json:"non_targets"`
 	Seconds    float64         `json:"seconds"`
-	Imatrix    string          `json:"imatrix,omitempty"`
+	// CPU is the run's CPU time, whole and by stage (all zero where the
+	// threads' clocks are not read: outside Linux).
+	CPU     CPUSeconds `json:"cpu_seconds"`
+	Imatrix string     `json:"imatrix,omitempty"`
 	// ImatrixMissing lists the targets that had no importance-matrix entry
 	// and were pruned on |w| alone (--imatrix-missing v1).
 	ImatrixMissing []string `json:"imatrix_missing,omitempty"`
@@ -197,6 +200,23 @@ type Report struct {
 	NonfiniteTensors []NonfiniteTensor `json:"nonfinite_tensors,omitempty"`
 	Control          *ControlTwin      `json:"control,omitempty"`
 	Errata           string            `json:"errata"`
+}
+
+// CPUSeconds is the CPU time (user and system) of a run, in seconds: the
+// process's over the whole run, and the time the threads of three stages
+// spent in them, each read from its thread's own clock. Total minus Decide
+// is everything but the method's decisions: reading, hashing, decoding,
+// the surgery, writing and the Go runtime.
+type CPUSeconds struct {
+	Total float64 `json:"total"`
+	// Decode is the decoding of the target bands.
+	Decode float64 `json:"decode"`
+	// Decide is the method's decisions (the kernel, for the flow methods)
+	// and, for a reconstructing method, its survivors.
+	Decide float64 `json:"decide"`
+	// Surgery is zeroing the kills and re-encoding, decoding again and
+	// measuring the blocks that hold one.
+	Surgery float64 `json:"surgery"`
 }
 
 // finish derives the totals, rates, kind ranges and layer rates from the

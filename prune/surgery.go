@@ -5,7 +5,6 @@ import (
 	"encoding/binary"
 	"fmt"
 	"math"
-	"math/bits"
 
 	"github.com/physarium/physarium-gguf/quantize"
 )
@@ -127,8 +126,14 @@ func (w *worker) touched(b *bandBuffers, blk, bs int) bool {
 
 // killIn reports whether block blk (of bs elements) holds a kill.
 func (w *worker) killIn(b *bandBuffers, blk, bs int) bool {
-	for _, m := range b.mask[blk*bs : (blk+1)*bs] {
-		if m != 0 {
+	m := b.mask[blk*bs : (blk+1)*bs]
+	for ; len(m) >= 8; m = m[8:] {
+		if binary.LittleEndian.Uint64(m) != 0 {
+			return true
+		}
+	}
+	for _, x := range m {
+		if x != 0 {
 			return true
 		}
 	}
@@ -231,49 +236,19 @@ func (w *worker) rewriteElements(j *bandJob, p *tensorPlan, row0, n int) error {
 // not zero set to +0, and returns the number of kills and, of those, the
 // weights that were already ±0 (a kernel bug if ever non-zero).
 func zeroKills(vals, before []float32, mask []byte) (killed, bad uint64) {
-	copy(vals, before)
-	i := 0
-	for ; i+8 <= len(mask); i += 8 {
-		hit := byteNonZero(binary.LittleEndian.Uint64(mask[i:]))
-		killed += uint64(bits.OnesCount64(hit))
-		for hit != 0 {
-			k := i + bits.TrailingZeros64(hit)>>3
-			bad += uint64(b2u(math.Float32bits(before[k])<<1 == 0))
-			vals[k] = 0
-			hit &= hit - 1
-		}
-	}
-	for ; i < len(mask); i++ {
-		if mask[i] != 0 {
-			killed++
-			bad += uint64(b2u(math.Float32bits(before[i])<<1 == 0))
-			vals[i] = 0
-		}
-	}
-	return killed, bad
+	return quantize.ZeroKilled(vals, before, mask)
 }
 
 // measure adds to st what re-encoding did to a chunk: of the killed
 // elements (mask byte not zero), those that read back as exactly ±0 and
 // the largest magnitude one reads back as; of the others, the squared
-// error against the stored values. The loop has no data-dependent branch.
+// error against the stored values (quantize.MeasureKilled).
 func (st *bandStats) measure(got, before []float32, mask []byte) {
-	var sq [2]float64
-	var exact, kills uint64
-	var maxBits uint32
-	for i, m := range mask {
-		kill := uint32(b2u(m != 0))
-		g := math.Float32bits(got[i]) & 0x7fffffff & -kill // |got| of a kill, else 0
-		maxBits = max(maxBits, g)
-		exact += uint64(kill & b2u(g == 0))
-		kills += uint64(kill)
-		d := (float64(got[i]) - float64(before[i])) * float64(1-kill)
-		sq[i&1] += d * d
-	}
-	st.exactZero += exact
-	st.survivorSq += sq[0] + sq[1]
-	st.survivorN += uint64(len(mask)) - kills
-	st.maxKilledAbs = max(st.maxKilledAbs, float64(math.Float32frombits(maxBits)))
+	m := quantize.MeasureKilled(got, before, mask)
+	st.exactZero += m.ExactZero
+	st.survivorSq += m.SurvivorSq
+	st.survivorN += uint64(len(mask)) - m.Killed
+	st.maxKilledAbs = max(st.maxKilledAbs, float64(m.MaxKilledAbs))
 }
 
 // measureRel adds to st the largest |value| a killed element reads back as

@@ -1,6 +1,10 @@
 package prune
 
 import (
+	"runtime"
+	"time"
+
+	"github.com/physarium/physarium-gguf/internal/cpuclock"
 	"github.com/physarium/physarium-gguf/method"
 	"github.com/physarium/physarium-gguf/quantize"
 )
@@ -52,6 +56,22 @@ type worker struct {
 	decider method.Decider // the method's, this worker's own
 	buf     bandBuffers
 	after   []float32 // storage of buf.after
+	cpu     stageCPU  // the CPU time of this worker's decisions and surgery
+}
+
+// stageCPU adds up the CPU time that the threads of a run's stages use.
+type stageCPU struct{ decode, decide, surgery time.Duration }
+
+// timed runs fn and adds the CPU time its thread used to *d: the
+// goroutine stays on its thread in between, so that the thread's clock
+// measures fn alone.
+func timed(d *time.Duration, fn func() error) error {
+	runtime.LockOSThread()
+	defer runtime.UnlockOSThread()
+	start := cpuclock.Thread()
+	err := fn()
+	*d += cpuclock.Thread() - start
+	return err
 }
 
 // decodeJob decodes the stored bytes of band job j of p into
@@ -77,7 +97,11 @@ func (w *worker) process(j *bandJob) error {
 		Values: b.before, Rows: rows, Cols: p.rowLen, Row0: row0, MatrixRow0: row0 % p.matrixRows,
 		Index: j.band, Act: p.matrixAct(row0), State: p.state,
 	}
-	c, err := w.decider.Decide(&band, b.mask)
+	var c method.Counts
+	err := timed(&w.cpu.decide, func() (err error) {
+		c, err = w.decider.Decide(&band, b.mask)
+		return err
+	})
 	if err != nil {
 		return err
 	}
@@ -89,7 +113,11 @@ func (w *worker) process(j *bandJob) error {
 	if rc, ok := w.decider.(method.Reconstructor); ok {
 		w.after = grow(w.after, n)
 		b.after = w.after[:n]
-		moved, err := rc.Survivors(&band, b.mask, b.after)
+		var moved uint64
+		err := timed(&w.cpu.decide, func() (err error) {
+			moved, err = rc.Survivors(&band, b.mask, b.after)
+			return err
+		})
 		if err != nil {
 			return err
 		}
@@ -98,5 +126,5 @@ func (w *worker) process(j *bandJob) error {
 	if j.hashed != nil {
 		<-j.hashed
 	}
-	return w.surgery(j, p, row0, rows)
+	return timed(&w.cpu.surgery, func() error { return w.surgery(j, p, row0, rows) })
 }

@@ -36,12 +36,14 @@ func init() {
 		}
 		return int(C.kq_encode_q4k((*C.float)(unsafe.Pointer(&src[0])), (*C.uint8_t)(unsafe.Pointer(&dst[0])), C.size_t(nb)))
 	})
-	simdKeepZerosFit8x32.provide("avx2", func(f *kKZFormat, x []float32, r *kKZResult) bool {
-		return C.kz_fit45((*C.kz_params)(unsafe.Pointer(&f.params)), (*C.int32_t)(unsafe.Pointer(&f.ratios[0])),
-			(*C.double)(unsafe.Pointer(&f.dfac[0])), (*C.double)(unsafe.Pointer(&f.sfac[0])),
-			(*C.kz_grid)(unsafe.Pointer(&f.grid[0][0])), (*C.float)(unsafe.Pointer(&x[0])),
-			(*C.kz_result)(unsafe.Pointer(r))) != 0
-	})
+	if cpu.X86.HasF16C { // the keep-zeros search converts halves with F16C
+		simdKeepZerosFit8x32.provide("avx2", func(f *kKZFormat, x []float32, r *kKZResult) bool {
+			return C.kz_fit45((*C.kz_params)(unsafe.Pointer(&f.params)), (*C.int32_t)(unsafe.Pointer(&f.ratios[0])),
+				(*C.double)(unsafe.Pointer(&f.dfac[0])), (*C.double)(unsafe.Pointer(&f.sfac[0])),
+				(*C.kz_grid)(unsafe.Pointer(&f.grid[0][0])), (*C.float)(unsafe.Pointer(&x[0])),
+				(*C.kz_result)(unsafe.Pointer(r))) != 0
+		})
+	}
 	simdEncodeQ6K.provide("avx2", func(dst []byte, src []float32) int {
 		nb := min(len(src)/kQK, len(dst)/kQ6KBytes)
 		if nb == 0 {

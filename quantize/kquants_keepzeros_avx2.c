@@ -23,6 +23,14 @@
 
 #include <math.h>
 
+// The search's functions also use F16C, for kKZScales's conversions
+// between float and half (vcvtps2ph rounds to nearest even, as
+// floatToHalf does; the two differ only on NaN, which never reaches them).
+#define KZ_TARGET __attribute__((target("avx2,f16c")))
+
+KZ_TARGET static inline uint16_t kz_f2h(float f) { return (uint16_t)_cvtss_sh(f, _MM_FROUND_TO_NEAREST_INT); }
+KZ_TARGET static inline float kz_h2f(uint16_t h) { return _cvtsh_ss(h); }
+
 // The kKZSubFit of each of the 8 sub-blocks, lane by lane: candidate c
 // of sub-block j is [c][j], for c < nc[j] <= 2*qspan <= KZ_MAXC (unused
 // slots hold zeros); maxnc is the largest nc.
@@ -36,7 +44,7 @@ typedef struct {
 // is = float32(1/s[j]); over the values v, k = max(kmin[j], min(kmax[j],
 // kNearestInt(v*is))), B[j] += float64(v)*float64(k), ci += k*k; then
 // C[j] = float64(ci).
-KQ_TARGET static void kz_pass(const __m256 *xt, const double *s, const int32_t *kmin, const int32_t *kmax,
+KZ_TARGET static void kz_pass(const __m256 *xt, const double *s, const int32_t *kmin, const int32_t *kmax,
                               double *B, double *C) {
 	const __m256d one = _mm256_set1_pd(1.0);
 	__m128 is0 = _mm256_cvtpd_ps(_mm256_div_pd(one, _mm256_loadu_pd(s)));
@@ -72,7 +80,7 @@ static inline int kz_keep(double e, double B, double C, double *be, double *bB, 
 
 // Plain Go: kKZFitSub for the 8 sub-blocks (transposed in xt), then the
 // largest step of the sub-blocks' best candidates, which it returns (smax).
-KQ_TARGET static double kz_fit_subs(const kz_params *p, const double *sfac, const __m256 *xt, kz_lanes *fit) {
+KZ_TARGET static double kz_fit_subs(const kz_params *p, const double *sfac, const __m256 *xt, kz_lanes *fit) {
 	const __m256 zero = _mm256_setzero_ps();
 	__m256 lo = zero, hi = zero;
 	__m256d a0 = _mm256_setzero_pd(), a1 = _mm256_setzero_pd();
@@ -238,7 +246,7 @@ static void kz_grid_lanes(const kz_lanes *l, const kz_grid *grid, int32_t ri, kz
 // ratio lg->ri. int32(t) is t truncated, and the codes stay small
 // integers, exact in float64, so the scale-code arithmetic runs in float64
 // too.
-KQ_TARGET static double kz_total(const kz_lanes *l, const kz_lane_grid *lg, double d, double limit) {
+KZ_TARGET static double kz_total(const kz_lanes *l, const kz_lane_grid *lg, double d, double limit) {
 	const double id = 1 / d;
 	const __m256d vd = _mm256_set1_pd(d), vid = _mm256_set1_pd(id), half = _mm256_set1_pd(0.5), one = _mm256_set1_pd(1);
 	__m256d e[2] = {_mm256_loadu_pd(l->A), _mm256_loadu_pd(l->A + 4)};
@@ -313,8 +321,8 @@ static void kz_pick(const kz_lanes *fit, int j, const kz_grid *grid, double d, d
 }
 
 // Plain Go: kKZScales.
-static int kz_scales(float target, int32_t R, float *d, float *dmin) {
-	uint16_t h = kq_f2h(target);
+KZ_TARGET static int kz_scales(float target, int32_t R, float *d, float *dmin) {
+	uint16_t h = kz_f2h(target);
 	if (h == 0) h = 1;
 	for (unsigned drop = 0; drop <= 6; drop++) {
 		uint16_t hh = h;
@@ -323,8 +331,8 @@ static int kz_scales(float target, int32_t R, float *d, float *dmin) {
 			hh = (uint16_t)((uint16_t)(h + (mask >> 1) + 1) & ~mask);
 			if ((hh & 0x7C00) == 0x7C00) hh = (uint16_t)(h & ~mask);
 		}
-		*d = kq_h2f(hh);
-		*dmin = kq_h2f(kq_f2h(*d * (float)R));
+		*d = kz_h2f(hh);
+		*dmin = kz_h2f(kz_f2h(*d * (float)R));
 		if (*d > 0 && *dmin == *d * (float)R && *dmin < 65504) return 1;
 	}
 	*d = *dmin = 0;
@@ -333,8 +341,9 @@ static int kz_scales(float target, int32_t R, float *d, float *dmin) {
 
 // Plain Go, for each lane j with ok[j]: kKZExact on sub-block j with scale
 // code sc[j] and zero level q0[j] (m[j] = sc*q0/R), d1 = d*sc, m1 = dmin*m:
-// the error e[j], summed to the end, and the levels, into L[32j:].
-KQ_TARGET static void kz_exact(const __m256 *xt, int32_t nmax, const int *ok, const int32_t *sc, const int32_t *q0,
+// the error e[j], summed to the end, and, when L is not NULL, the levels,
+// into L[32j:].
+KZ_TARGET static void kz_exact(const __m256 *xt, int32_t nmax, const int *ok, const int32_t *sc, const int32_t *q0,
                                const float *d1, const float *m1, float *e, uint8_t *L) {
 	float id1[8];
 	int32_t zs[8];
@@ -357,10 +366,13 @@ KQ_TARGET static void kz_exact(const __m256 *xt, int32_t nmax, const int *ok, co
 		const __m256 y = _mm256_sub_ps(_mm256_mul_ps(vd1, _mm256_cvtepi32_ps(q)), vm1);
 		const __m256 diff = _mm256_sub_ps(v, y);
 		e1 = _mm256_blendv_ps(e1, _mm256_add_ps(e1, _mm256_mul_ps(diff, diff)), nz);
-		q = _mm256_blendv_epi8(vq0, q, _mm256_castps_si256(nz));
-		_mm256_storeu_si256((__m256i *)lt[i], _mm256_andnot_si256(zsc, q));
+		if (L) {
+			q = _mm256_blendv_epi8(vq0, q, _mm256_castps_si256(nz));
+			_mm256_storeu_si256((__m256i *)lt[i], _mm256_andnot_si256(zsc, q));
+		}
 	}
-	_mm256_storeu_ps(e, _mm256_blendv_ps(e1, e0, _mm256_castsi256_ps(zsc)));
+	if (e) _mm256_storeu_ps(e, _mm256_blendv_ps(e1, e0, _mm256_castsi256_ps(zsc)));
+	if (!L) return;
 	for (int j = 0; j < 8; j++) {
 		if (!ok[j]) continue;
 		for (int i = 0; i < 32; i++) L[32 * j + i] = (uint8_t)lt[i][j];
@@ -380,7 +392,7 @@ typedef struct {
 } kz_search;
 
 // Plain Go: the try closure of kKeepZerosFit.
-KQ_TARGET static double kz_try(kz_search *st, int ri, double fac) {
+KZ_TARGET static double kz_try(kz_search *st, int ri, double fac) {
 	float d, dmin;
 	if (!kz_scales((float)(st->smax / (double)st->p->scmax * fac), st->ratios[ri], &d, &dmin)) return INFINITY;
 	if (st->lg->ri != ri) kz_grid_lanes(st->lanes, st->grid + 32 * ri, ri, st->lg);
@@ -397,7 +409,7 @@ KQ_TARGET static double kz_try(kz_search *st, int ri, double fac) {
 // kz_fit45 is kKeepZerosFit for a format of 8 sub-blocks of 32 (Q4_K,
 // Q5_K) on the 256 values x; it returns 0 where the Go code returns false.
 // grid holds p->nratios rows of 32 entries.
-KQ_TARGET int kz_fit45(const kz_params *p, const int32_t *ratios, const double *dfac, const double *sfac,
+KZ_TARGET int kz_fit45(const kz_params *p, const int32_t *ratios, const double *dfac, const double *sfac,
                        const kz_grid *grid, const float *x, kz_result *r) {
 	if (kq_nonfinite(x, 256)) return 0;
 	__m256 xt[32];
@@ -463,7 +475,8 @@ KQ_TARGET int kz_fit45(const kz_params *p, const int32_t *ratios, const double *
 		bsc[j] = -1;
 		bq0[j] = 0;
 	}
-	uint8_t Lk[256];
+	// The candidates' errors first; the levels of each lane's winner
+	// after, computed again as they were for its error.
 	for (int k = 0; k < 3; k++) {
 		int ok[8], any = 0;
 		float d1[8], m1[8], e[8];
@@ -482,22 +495,29 @@ KQ_TARGET int kz_fit45(const kz_params *p, const int32_t *ratios, const double *
 			any = 1;
 		}
 		if (!any) continue;
-		kz_exact(xt, p->nmax, ok, cand[k][0], cand[k][1], d1, m1, e, Lk);
+		kz_exact(xt, p->nmax, ok, cand[k][0], cand[k][1], d1, m1, e, NULL);
 		for (int j = 0; j < 8; j++) {
 			if (!ok[j] || !(e[j] < bestE[j])) continue;
 			bestE[j] = e[j];
 			bsc[j] = cand[k][0][j];
 			bq0[j] = cand[k][1][j];
-			memcpy(r->L + 32 * j, Lk + 32 * j, 32);
 		}
 	}
+	int ok[8];
+	float d1[8], m1[8];
 	for (int j = 0; j < 8; j++) {
-		if (bsc[j] < 0) {
+		ok[j] = bsc[j] >= 0;
+		d1[j] = m1[j] = 0;
+		if (ok[j]) {
+			d1[j] = bd * (float)bsc[j];
+			m1[j] = bdmin * (float)(bsc[j] * bq0[j] / R);
+		} else {
 			bsc[j] = bq0[j] = 0;
 			memset(r->L + 32 * j, 0, 32);
 		}
 		r->sc[j] = (uint8_t)bsc[j];
 		r->m[j] = (uint8_t)(bsc[j] * bq0[j] / R);
 	}
+	kz_exact(xt, p->nmax, ok, bsc, bq0, d1, m1, NULL, r->L);
 	return 1;
 }

@@ -12,19 +12,9 @@
 # free disk in WORKDIR (default: a new temporary directory, removed after).
 set -euo pipefail
 cd "$(dirname "$0")/.."
-work=${1:-}
-if [ -z "$work" ]; then
-	work=$(mktemp -d)
-	trap 'rm -rf "$work"' EXIT
-fi
-mkdir -p "$work"
-bin=$work/physarium-gguf
-go build -o "$bin" .
+. scripts/bench-lib.sh
+bench_setup "${1:-}"
 
-# Layers of n_embd 2048 / n_ff 5632 (51.4 M projection weights each).
-gen() { # NAME TYPE LAYERS
-	[ -f "$work/$1" ] || "$bin" testmodel --embd 2048 --ff 5632 --heads 16 --layers "$3" --type "$2" "$work/$1" >&2
-}
 gen f16-1g.gguf f16 10
 gen q4k-1g.gguf q4_k 35
 gen f16-05g.gguf f16 5
