@@ -14,8 +14,8 @@ import (
 // TestSparseGPTMemoryFlat prunes generated F16 models of 2 and 16 blocks
 // (n_embd 64, n_ff 1024: large Grams, little arithmetic) with --method sparsegpt and a synthetic
 // calibration file (testmodels.WriteCalibration) with the built binary,
-// and checks that the peak RSS does not grow with the depth: the Grams
-// stay in the calibration file until a band needs them, and each factor is
+// and checks that the peak RSS grows less than the calibration file: the
+// Grams stay in the file until a band needs them, and each factor is
 // dropped after its last band. PHYSARIUM_MEMORY_KEEP=DIR keeps the files.
 func TestSparseGPTMemoryFlat(t *testing.T) {
 	if testing.Short() {
@@ -56,7 +56,10 @@ func TestSparseGPTMemoryFlat(t *testing.T) {
 	small, smallCal := peak("2")
 	large, largeCal := peak("16")
 	t.Logf("peak RSS of prune --method sparsegpt: %d MB with 2 blocks (calibration file %d MB), %d MB with 16 blocks (calibration file %d MB)", small>>20, smallCal>>20, large>>20, largeCal>>20)
-	if large > small+24<<20 {
-		t.Errorf("peak RSS grows with the depth: %d MB -> %d MB", small>>20, large>>20)
+	// Holding every Gram grows the peak by at least the calibration
+	// file's growth (57 MB here; it grew by 167 MB); reading them when
+	// needed grew it by 10-28 MB between runs on a busy machine.
+	if large-small > largeCal-smallCal {
+		t.Errorf("peak RSS grows with the depth as much as the calibration file: %d MB -> %d MB (file %d MB -> %d MB)", small>>20, large>>20, smallCal>>20, largeCal>>20)
 	}
 }

@@ -195,7 +195,8 @@ func (rp *calReplay) close() {
 	}
 }
 
-// startTensor runs the method's Prepare on the original's tensor ot.
+// startCalTensor runs the method's Prepare on the original's tensor
+// w.ot, reading its bands from the original.
 func (w *walk) startCalTensor() error {
 	rp, a, ot := w.a.cal, w.a, w.ot
 	rp.tensor.err, rp.tensor.energy = 0, 0
