@@ -84,6 +84,11 @@ type Options struct {
 	// named by physarium.control_of); auditing a file that is no control
 	// twin with it is an error.
 	Pruned string
+	// Calibration is the calibration file (a calibrate --gram file) of a
+	// file whose survivors moved (physarium.reconstructed: SparseGPT or
+	// --reconstruct): with Against, the mask and the survivors are
+	// replayed from its Gram matrices and must give the same bytes.
+	Calibration string
 	// AnyShard lets each path name any shard of a split model, not only
 	// the first; a split model is read whole either way.
 	AnyShard bool
@@ -299,7 +304,7 @@ func File(ctx context.Context, path string, opts Options) (*Report, error) {
 	if chunk <= 0 {
 		chunk = 1 << 20
 	}
-	a := &auditor{ctx: ctx, file: f, orig: o, origShards: origShards, twin: p, twinShards: twinShards, chunk: chunk, noReplay: opts.NoReplay, r: &Report{File: path, Against: opts.Against, PrunedTwin: opts.Pruned}}
+	a := &auditor{ctx: ctx, file: f, orig: o, origShards: origShards, twin: p, twinShards: twinShards, chunk: chunk, noReplay: opts.NoReplay, calPath: opts.Calibration, r: &Report{File: path, Against: opts.Against, PrunedTwin: opts.Pruned}}
 	if err := a.run(); err != nil {
 		return nil, err
 	}

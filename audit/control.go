@@ -142,7 +142,7 @@ func (a *auditor) reencodedCount(blocks uint64, allZeroCoded bool) (Count, strin
 	}
 	switch {
 	case all(func(t *TensorAudit) bool { return t.Replay != nil }):
-		return exact(sum(func(t *TensorAudit) uint64 { return t.Replay.KillBlocks })), "the blocks holding a replayed kill"
+		return exact(sum(func(t *TensorAudit) uint64 { return t.Replay.KillBlocks + t.Replay.MovedBlocks })), "the blocks holding a replayed kill (or a replayed moved survivor)"
 	case all(func(t *TensorAudit) bool { return t.Control != nil && t.Control.PrunedChanged != nil }) && allZeroCoded:
 		return exact(sum(func(t *TensorAudit) uint64 { return *t.Control.PrunedChanged })), "types with a zero code: the pruned twin changed exactly the blocks holding a kill"
 	case all(func(t *TensorAudit) bool { return t.Control != nil && t.Control.Union != nil }):
@@ -171,7 +171,7 @@ func (a *auditor) controlData(t *TensorAudit) {
 		bad("tensor.data", fmt.Sprintf("%d of %d changed blocks are no re-encoding of the original's values (first: block %d)", c.NotReencoding, c.Changed, walked.firstNotReenc), "quantize.EncodeKeepZeros of the original's block (this build's encoder)")
 	}
 	if rp := t.Replay; rp != nil {
-		if rp.AsExpected != rp.KillBlocks {
+		if rp.AsExpected != rp.KillBlocks || rp.MovedAsExpected != rp.MovedBlocks {
 			bad("tensor.data", fmt.Sprintf("%d of the %d blocks holding a replayed kill are not re-encoded from the original (first: block %d)", rp.KillBlocks-rp.AsExpected, rp.KillBlocks, walked.firstBadKill), "quantize.EncodeKeepZeros of the original's values, nothing zeroed")
 		}
 		if rp.KeptChanged > 0 {

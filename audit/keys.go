@@ -385,6 +385,8 @@ func (a *auditor) killCount(t *TensorAudit, single, allExact bool) (Count, strin
 	switch {
 	case t.Replay == nil && t.RetypedFrom != "":
 		return retypedKillCount(t)
+	case t.Replay != nil && a.cal != nil:
+		return exact(t.Replay.Killed), "the method replayed on the original's values with the calibration file's Gram matrices"
 	case t.Replay != nil:
 		return exact(t.Replay.Killed), "the kernel replayed on the original's values (deterministic, bit-identical on every implementation)"
 	case !s.decoded:
@@ -419,6 +421,18 @@ func (a *auditor) tensorData(t *TensorAudit, single bool) {
 		return
 	}
 	ok := true
+	if a.reconstructed && t.Replay != nil {
+		if single {
+			a.moved += s.notKill
+		}
+		ok := a.replayData(t)
+		if s.lostZero > 0 {
+			a.r.disagree("tensor.data", t.Name, fmt.Sprintf("%d weights that were 0 read non-zero (first: element %d)", s.lostZero, s.firstLost), "the original's zeros stay 0", BasisAgainst)
+		} else if ok {
+			a.r.check(Check{Key: "tensor.data", Tensor: t.Name, Stored: fmt.Sprintf("%d of %d blocks changed", s.changedBlocks, s.blocks), Recounted: "every changed block is the replayed reconstruction's re-encoding; unchanged blocks keep their bytes", Status: StatusExact, Basis: BasisAgainst})
+		}
+		return
+	}
 	if a.reconstructed {
 		if single {
 			a.moved += s.notKill
@@ -472,6 +486,10 @@ func (a *auditor) replayData(t *TensorAudit) bool {
 		ok = false
 		a.r.disagree("tensor.data", t.Name, fmt.Sprintf("%d of the %d blocks holding a replayed kill are not the expected re-encoding (first: block %d)", rp.KillBlocks-rp.AsExpected, rp.KillBlocks, walked.firstBadKill), "quantize.EncodeKeepZeros of the original's values with the kills zeroed (this build's encoder)", BasisAgainst)
 	}
+	if rp.MovedAsExpected != rp.MovedBlocks {
+		ok = false
+		a.r.disagree("tensor.data", t.Name, fmt.Sprintf("%d of the %d blocks whose survivors the replay moved are not the expected re-encoding (first bad block: %d)", rp.MovedBlocks-rp.MovedAsExpected, rp.MovedBlocks, walked.firstBadKill), "quantize.EncodeKeepZeros of the replayed survivors (this build's encoder)", BasisAgainst)
+	}
 	if rp.KeptChanged > 0 {
 		ok = false
 		a.r.disagree("tensor.data", t.Name, fmt.Sprintf("%d blocks without a replayed kill changed (first: block %d)", rp.KeptChanged, walked.firstKept), "blocks without a kill keep the original's bytes", BasisAgainst)
@@ -489,7 +507,12 @@ func (a *auditor) replayData(t *TensorAudit) bool {
 		if rp.KilledNonZero > 0 {
 			note = fmt.Sprintf("no zero code: %d of %d killed weights read non-zero, max |value| %g", rp.KilledNonZero, rp.Killed, rp.MaxKilledAbs)
 		}
-		a.r.check(Check{Key: "replay", Tensor: t.Name, Stored: fmt.Sprintf("%d kills in %d of %d blocks, %d tiles", rp.Killed, rp.KillBlocks, rp.Blocks, rp.Tiles), Recounted: "every kill block is the expected re-encoding, every other block the original's", Status: StatusExact, Basis: BasisAgainst, Note: note})
+		ck := Check{Key: "replay", Tensor: t.Name, Stored: fmt.Sprintf("%d kills in %d of %d blocks, %d tiles", rp.Killed, rp.KillBlocks, rp.Blocks, rp.Tiles), Recounted: "every kill block is the expected re-encoding, every other block the original's", Status: StatusExact, Basis: BasisAgainst, Note: note}
+		if a.cal != nil {
+			ck.Stored = fmt.Sprintf("%d kills in %d of %d blocks, %d survivors moved in %d more blocks", rp.Killed, rp.KillBlocks, rp.Blocks, rp.SurvivorsChanged, rp.MovedBlocks)
+			ck.Recounted = "every block holding a kill or a moved survivor is the re-encoding of the replayed values, every other block the original's"
+		}
+		a.r.check(ck)
 	}
 	return ok
 }
@@ -575,6 +598,9 @@ func (a *auditor) zeroBeforeAlone(zeroBefore, exactZero, zeros uint64, allSingle
 // BF16 can round a change away, so only all-F32 targets give an exact
 // recount) and returns the figure the wording states.
 func (a *auditor) checkMoved(k killFigures) uint64 {
+	if moved, ok := a.calReplayKeys(); ok {
+		return moved
+	}
 	if _, ok := a.get(errata.KeyOutputError); ok {
 		if a.reconstructed {
 			a.r.check(Check{Key: errata.KeyPrefix + errata.KeyOutputError, Stored: "present", Recounted: "-", Status: StatusUnverifiable, Basis: BasisFile,

@@ -38,6 +38,13 @@ type TensorReplay struct {
 	Blocks      uint64 `json:"blocks"`
 	AsExpected  uint64 `json:"kill_blocks_as_expected"`
 	KeptChanged uint64 `json:"blocks_without_kill_changed"`
+	// MovedBlocks, in a replay from the calibration file, are the blocks
+	// without a kill whose survivors the reconstruction moved (prune
+	// re-encodes them too); MovedAsExpected those whose bytes are the
+	// expected re-encoding; SurvivorsChanged the survivors it moved.
+	MovedBlocks      uint64 `json:"moved_blocks,omitempty"`
+	MovedAsExpected  uint64 `json:"moved_blocks_as_expected,omitempty"`
+	SurvivorsChanged uint64 `json:"survivors_changed,omitempty"`
 	// Tiles is the number of tiles; OffRule counts sparsity-mode tiles that
 	// do not end with round(s*n) zeros (mask plus zero_before).
 	Tiles   uint64 `json:"tiles"`
@@ -78,6 +85,7 @@ type passBuffers struct {
 	rawO, rawF, rawP, exp []byte
 	before, vals, after   []float32
 	mask, tmask           []byte
+	touched               []bool // blocks a replay from the calibration file re-encodes
 	tiles                 []kernel.Tile
 	one                   []byte
 }
@@ -97,6 +105,7 @@ type walk struct {
 	rowBytes  uint64
 	zeroCode  quantize.ZeroKind
 	walked    pass
+	index     int // the next band's index within the tensor
 }
 
 // walkTarget walks target tensor t of f band by band beside the original's
@@ -104,7 +113,7 @@ type walk struct {
 // replays the magnitude baseline instead; pt, when set, is the tensor in a
 // control's pruned twin a.twin.
 func (a *auditor) walkTarget(t, ot gguf.TensorInfo, pt *gguf.TensorInfo, k *kernel.Kernel) (pass, error) {
-	w := &walk{a: a, t: t, ot: ot, pt: pt, k: k, replay: k != nil || a.magReplay}
+	w := &walk{a: a, t: t, ot: ot, pt: pt, k: k, replay: k != nil || a.magReplay || a.cal != nil}
 	w.walked = pass{firstBadKill: -1, firstKept: -1, firstNotReenc: -1, firstMissed: -1, firstExtra: -1, firstOffTile: -1, firstKilledNZ: -1, firstPrunedOutside: -1}
 	if w.walked.problem = w.layout(); w.walked.problem != "" {
 		return w.walked, nil
@@ -112,6 +121,11 @@ func (a *auditor) walkTarget(t, ot gguf.TensorInfo, pt *gguf.TensorInfo, k *kern
 	if a.magReplay {
 		var err error
 		if w.cuts, err = a.magnitudeCuts(ot, a.params.Sparsity); err != nil {
+			return w.walked, err
+		}
+	}
+	if a.cal != nil {
+		if err := w.startCalTensor(); err != nil {
 			return w.walked, err
 		}
 	}
@@ -138,7 +152,11 @@ func (a *auditor) walkTarget(t, ot gguf.TensorInfo, pt *gguf.TensorInfo, k *kern
 			if err != nil || done {
 				return w.walked, err
 			}
+			w.index++
 		}
+	}
+	if a.cal != nil {
+		w.endCalTensor()
 	}
 	return w.walked, nil
 }
@@ -230,6 +248,10 @@ func (w *walk) replayMask(m int, row0 uint64, nr int, blk0 int64) (mask []byte, 
 			return nil, true, nil
 		}
 	}
+	if a.cal != nil {
+		mask, err = w.calBand(m, w.index, row0, nr)
+		return mask, false, err
+	}
 	if w.k == nil {
 		return a.magnitudeBand(w.walked.replay, &w.cuts[m], nr, w.rowLen), false, nil
 	}
@@ -243,6 +265,18 @@ func (w *walk) replayMask(m int, row0 uint64, nr int, blk0 int64) (mask []byte, 
 // killIn reports whether block blk of the band holds a replayed kill.
 func (w *walk) killIn(mask []byte, blk int) bool {
 	return mask != nil && bytes.IndexByte(mask[blk*w.blockSize:(blk+1)*w.blockSize], 1) >= 0
+}
+
+// moved reports whether block blk of the band holds no replayed kill but
+// survivors that a replay from the calibration file moved.
+func (w *walk) moved(mask []byte, blk int) bool {
+	return w.a.cal != nil && mask != nil && w.a.bufs.touched[blk] && !w.killIn(mask, blk)
+}
+
+// reencodes reports whether prune re-encodes block blk of the band: it
+// holds a replayed kill or a moved survivor.
+func (w *walk) reencodes(mask []byte, blk int) bool {
+	return w.killIn(mask, blk) || w.moved(mask, blk)
 }
 
 // expected sets a.bufs.exp to the band's expected bytes: the original's,
@@ -260,12 +294,12 @@ func (w *walk) expected(mask []byte, nb, n int, blk0 int64) error {
 	}
 	blocks := n / bs
 	for blk := 0; blk < blocks; {
-		if !w.killIn(mask, blk) {
+		if !w.reencodes(mask, blk) {
 			blk++
 			continue
 		}
 		end := blk + 1
-		for end < blocks && w.killIn(mask, end) {
+		for end < blocks && w.reencodes(mask, end) {
 			end++
 		}
 		if err := quantize.EncodeKeepZeros(w.t.Type, b.exp[blk*bb:end*bb], src[blk*bs:end*bs]); err != nil {
@@ -326,11 +360,19 @@ func (w *walk) compareBlock(blk int, blk0 int64, mask []byte) error {
 // the expected re-encoding, any other block the original's.
 func (w *walk) compareReplay(blk int, at int64, stored []byte, changed bool, mask []byte) {
 	r, bb := w.walked.replay, w.blockLen
+	exp := w.a.bufs.exp[blk*bb : (blk+1)*bb]
 	switch {
 	case w.killIn(mask, blk):
 		r.KillBlocks++
-		if bytes.Equal(stored, w.a.bufs.exp[blk*bb:(blk+1)*bb]) {
+		if bytes.Equal(stored, exp) {
 			r.AsExpected++
+		} else if w.walked.firstBadKill < 0 {
+			w.walked.firstBadKill = at
+		}
+	case w.moved(mask, blk):
+		r.MovedBlocks++
+		if bytes.Equal(stored, exp) {
+			r.MovedAsExpected++
 		} else if w.walked.firstBadKill < 0 {
 			w.walked.firstBadKill = at
 		}
@@ -376,7 +418,7 @@ func (w *walk) compareControl(blk int, at int64, stored, orig []byte, changed bo
 	prunedChanged := !bytes.Equal(w.a.bufs.rawP[blk*bb:(blk+1)*bb], orig)
 	if prunedChanged {
 		*c.PrunedChanged++
-		if w.replay && !w.killIn(mask, blk) {
+		if w.replay && !w.reencodes(mask, blk) {
 			walked.prunedOutside++
 			first(&walked.firstPrunedOutside, at)
 		}

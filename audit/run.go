@@ -56,6 +56,10 @@ type auditor struct {
 	// moved sums, over F32/F16/BF16 targets, the survivors whose value
 	// changed (against the original).
 	moved uint64
+	// calPath is Options.Calibration; cal replays a reconstructed file
+	// from it, nil when not replaying.
+	calPath string
+	cal     *calReplay
 }
 
 var projection = regexp.MustCompile(errata.DefaultTargetPattern)
@@ -78,8 +82,14 @@ func (a *auditor) run() error {
 	if err := a.classify(); err != nil {
 		return err
 	}
+	if a.calPath != "" && !r.Pruned {
+		return fmt.Errorf("audit: %s carries no physarium.* keys: --calibration replays a pruned file whose survivors moved", a.file.Path)
+	}
 	if r.Pruned {
-		a.prepareReplay()
+		if err := a.prepareReplay(); err != nil {
+			return err
+		}
+		defer a.cal.close()
 	}
 	names := a.targetList()
 	if r.Pruned {
@@ -200,7 +210,7 @@ func (a *auditor) auditTarget(t gguf.TensorInfo) (TensorAudit, error) {
 		return TensorAudit{}, err
 	}
 	ta := a.tensorAudit(t, s)
-	if orig == nil || a.k == nil && !a.magReplay && !a.control {
+	if orig == nil || a.k == nil && !a.magReplay && a.cal == nil && !a.control {
 		return ta, nil
 	}
 	var twin *gguf.TensorInfo
@@ -479,8 +489,10 @@ func (a *auditor) checkSource() error {
 }
 
 // prepareReplay parses physarium.params and sets up the kernel for the
-// replay of a version-1 file when it can run, or says why it cannot.
-func (a *auditor) prepareReplay() {
+// replay of a version-1 file, or the method for the replay of a
+// reconstructed file from its calibration file, when it can run, or says
+// why it cannot.
+func (a *auditor) prepareReplay() error {
 	ri := &a.r.Replay
 	version, _ := a.u64("version")
 	name, _ := a.str("method")
@@ -500,13 +512,27 @@ func (a *auditor) prepareReplay() {
 			a.params, a.hasParams = p, true
 		}
 	}
+	if a.calPath != "" && !a.reconstructed {
+		return fmt.Errorf("audit: %s has no physarium.reconstructed = true: --calibration replays a file whose survivors moved", a.file.Path)
+	}
 	switch {
 	case a.noReplay:
 		ri.Reason = "skipped (--no-replay)"
+	case a.calPath != "":
+		why, err := a.prepareCalReplay(a.calPath, name)
+		if err != nil {
+			return err
+		}
+		if why != "" {
+			ri.Reason = fmt.Sprintf("not replayed from the calibration file: physarium.version %d, method %q: %s", version, name, why)
+			return nil
+		}
+		ri.Ran, ri.Params = true, params
+		ri.Kernel = fmt.Sprintf("method %s replayed band by band with the Gram matrices of %s (%s)", a.cal.m.Name(), filepath.Base(a.calPath), a.cal.cfg.Calibration.Parameters(method.BlockSizeOf(a.cal.cfg)))
 	case a.hasKey(errata.KeyPattern):
 		ri.Reason = fmt.Sprintf("not verifiable by replay: physarium.version %d, method %q: the N:M pattern (physarium.pattern) chose the kills within each group, which the replay does not recompute; every group's zeros and the counts are checked instead", version, name)
 	case a.reconstructed:
-		ri.Reason = fmt.Sprintf("not verifiable by replay: physarium.version %d, method %q: the survivors moved (physarium.reconstructed), and replaying the mask and the survivors needs the calibration file's Gram matrices (physarium.calibration), which the audit is not given", version, name)
+		ri.Reason = calibrationReason(version, name)
 	case replay == method.ReplayNone:
 		ri.Reason = notReplayable(version, name, imp, a.control)
 	case !hasParams:
@@ -522,11 +548,12 @@ func (a *auditor) prepareReplay() {
 		k, err := kernel.New(kernel.Auto, a.params)
 		if err != nil {
 			ri.Reason = err.Error()
-			return
+			return nil
 		}
 		a.k = k
 		ri.Ran, ri.Kernel, ri.Params = true, k.Impl().String(), params
 	}
+	return nil
 }
 
 // replayKind is how the file's kills can be replayed: the stored method's

@@ -184,6 +184,9 @@ func auditReconstructed(t *testing.T, orig, cal, typ string, o prune.Options) {
 	if r.Replay.Ran || !strings.Contains(r.Replay.Reason, why) {
 		t.Errorf("replay %+v", r.Replay)
 	}
+	if moves {
+		replayFromCalibration(t, orig, cal, out, ctl, rep)
+	}
 	for _, co := range []Options{{}, {Against: orig}, {Against: orig, Pruned: out}} {
 		cr, err := File(ctx, ctl, co)
 		if err != nil {

@@ -38,6 +38,17 @@ of the original's values with the kills zeroed and every other block the
 original's. --no-replay skips it (kills of quantized types are then only
 bounded).
 
+A file whose survivors moved (physarium.reconstructed: sparsegpt, or any
+method with --reconstruct) is replayed with --calibration FILE (the
+calibrate --gram file whose sha256 physarium.calibration names) and
+--against ORIGINAL: the method decides every band of the original again
+with the stored damping and column block, and every block holding a kill
+or a moved survivor must be the re-encoding of the replayed values, every
+other block the original's; the kills, physarium.survivors_changed and
+physarium.reconstruction_error are then exact. Methods that rank with an
+importance matrix (wanda, activation-flow) are replayed when
+physarium.imatrix describes the calibration file's own.
+
 The magnitude baseline (physarium.version 0) is replayed from its rule
 (per matrix, the round(s*n) smallest |w|, zeros first, ties by index) with
 the same block-by-block checks. activation-flow (version 2) and the wanda
@@ -77,6 +88,7 @@ Examples:
 			&ucli.BoolFlag{Name: "json", Usage: "print the audit as JSON"},
 			&ucli.StringFlag{Name: "against", Usage: "the original (unpruned) file to compare with"},
 			&ucli.StringFlag{Name: "pruned", Usage: "for a control twin: the pruned file it names in physarium.control_of"},
+			&ucli.StringFlag{Name: "calibration", Usage: "the calibration file of a reconstructed file (sparsegpt, --reconstruct): replay its mask and survivors (with --against)"},
 			&ucli.BoolFlag{Name: "no-replay", Usage: "do not replay the kernel on the original's values (kills then only bounded for quantized types)"},
 			splitFlag,
 		},
@@ -89,7 +101,7 @@ func (a *App) audit(c *ucli.Context) error {
 	if err != nil {
 		return err
 	}
-	r, err := runAuditOpts(c.Context, paths[0], audit.Options{Against: c.String("against"), Pruned: c.String("pruned"), NoReplay: c.Bool("no-replay"), AnyShard: c.Bool("split")})
+	r, err := runAuditOpts(c.Context, paths[0], audit.Options{Against: c.String("against"), Pruned: c.String("pruned"), NoReplay: c.Bool("no-replay"), Calibration: c.String("calibration"), AnyShard: c.Bool("split")})
 	if err != nil {
 		return err
 	}

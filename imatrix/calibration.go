@@ -94,9 +94,20 @@ type Input struct {
 	// Count holds the tokens of each matrix's Gram (nil: no Gram).
 	Count []float64
 	// Gram holds Mats packed lower triangles (PackedLen(Width) values
-	// each; nil when the Gram was not collected).
+	// each) when they are in memory: set by calibrate before writing, nil
+	// in a loaded file, whose Grams Dense reads from the file on demand,
+	// and nil when the Gram was not collected (HasGram).
 	Gram []float64
+
+	// file and gram are where a loaded file holds the Grams (file nil:
+	// not in a file).
+	file *gguf.File
+	gram gguf.TensorInfo
 }
+
+// HasGram reports whether the input has Gram matrices, in memory or in
+// its file.
+func (in *Input) HasGram() bool { return in.Gram != nil || in.file != nil }
 
 // Info is the provenance of a calibration run.
 type Info struct {
@@ -120,6 +131,23 @@ type Calibration struct {
 	Inputs []*Input
 	// Info is the run's provenance.
 	Info Info
+
+	// file is the loaded file, open while its Grams may be read.
+	file *gguf.File
+}
+
+// Close closes the file a loaded calibration reads its Grams from; Dense
+// of its inputs fails afterwards. It does nothing for a calibration built
+// in memory, nor for a nil one.
+func (c *Calibration) Close() error {
+	if c == nil || c.file == nil {
+		return nil
+	}
+	err := c.file.Close()
+	if err != nil {
+		return fmt.Errorf("imatrix: %w", err)
+	}
+	return nil
 }
 
 // PackedLen returns n(n+1)/2, the length of a packed lower triangle.
@@ -134,14 +162,39 @@ func PackedIndex(i, j int) int {
 	return i*(i+1)/2 + j
 }
 
-// Dense expands matrix mat's Gram into the dense n x n row-major form
-// (symmetric) that a SparseGPT solver takes; its token count is Count[mat].
-func (in *Input) Dense(mat int) ([]float64, error) {
-	n, p := in.Width, PackedLen(in.Width)
-	if mat < 0 || mat >= in.Mats || len(in.Gram) < (mat+1)*p {
+// Packed returns matrix mat's Gram as a packed lower triangle
+// (PackedLen(Width) values): from memory, or read from the loaded file
+// (only that matrix's bytes, so a run holds the Grams it works on, not the
+// file's).
+func (in *Input) Packed(mat int) ([]float64, error) {
+	p := PackedLen(in.Width)
+	if mat < 0 || mat >= in.Mats || in.Gram == nil && in.file == nil || in.Gram != nil && len(in.Gram) < (mat+1)*p {
 		return nil, fmt.Errorf("imatrix: input %s has no Gram for matrix %d", in.Name, mat)
 	}
-	g := in.Gram[mat*p : (mat+1)*p]
+	if in.Gram != nil {
+		return in.Gram[mat*p : (mat+1)*p], nil
+	}
+	buf := make([]byte, 8*p)
+	off := in.file.DataOffset + int64(in.gram.Offset) + int64(mat)*int64(len(buf))
+	if _, err := in.file.ReadAt(buf, off); err != nil {
+		return nil, fmt.Errorf("imatrix: %s: tensor %s%s, matrix %d: %w", in.file.Path, in.Name, GramSuffix, mat, err)
+	}
+	g := make([]float64, p)
+	for i := range g {
+		g[i] = math.Float64frombits(binary.LittleEndian.Uint64(buf[8*i:]))
+	}
+	return g, nil
+}
+
+// Dense expands matrix mat's Gram (Packed) into the dense n x n row-major
+// form (symmetric) that a SparseGPT solver takes; its token count is
+// Count[mat]. Safe for concurrent use.
+func (in *Input) Dense(mat int) ([]float64, error) {
+	n := in.Width
+	g, err := in.Packed(mat)
+	if err != nil {
+		return nil, err
+	}
 	d := make([]float64, n*n)
 	for i := range n {
 		row := g[i*(i+1)/2 : i*(i+1)/2+i+1]
@@ -329,8 +382,11 @@ func readF64(f *gguf.File, t gguf.TensorInfo) ([]float64, error) {
 }
 
 // LoadCalibration reads a calibration file: the importance matrix (as
-// Load), every weight's moments and every input's Gram (when present).
-func LoadCalibration(path string) (*Calibration, error) {
+// Load), every weight's moments and every input's Gram token counts. The
+// Grams themselves stay in the file, which stays open: Input.Dense reads
+// one matrix's Gram when it is asked for, so memory does not grow with the
+// model's depth. Close the calibration when done.
+func LoadCalibration(path string) (c *Calibration, err error) {
 	m, err := Load(path)
 	if err != nil {
 		return nil, err
@@ -339,9 +395,13 @@ func LoadCalibration(path string) (*Calibration, error) {
 	if err != nil {
 		return nil, fmt.Errorf("imatrix: %w", err)
 	}
-	defer f.Close()
+	defer func() {
+		if err != nil || !c.Info.Gram {
+			f.Close()
+		}
+	}()
 	r := calReader{path: path, f: f}
-	c := &Calibration{Matrix: *m, Tensors: map[string]*Moments{}}
+	c = &Calibration{Matrix: *m, Tensors: map[string]*Moments{}}
 	names, err := r.strs(KeyTensors)
 	if err != nil {
 		return nil, err
@@ -423,14 +483,23 @@ func (r calReader) readInfo(info *Info) {
 	}
 }
 
-// f64 reads the F64 tensor name, which must hold elems values.
-func (r calReader) f64(name string, elems uint64) ([]float64, error) {
+// f64Info returns the F64 tensor name, which must hold elems values.
+func (r calReader) f64Info(name string, elems uint64) (gguf.TensorInfo, error) {
 	t, ok := r.f.Tensor(name)
 	if !ok {
-		return nil, r.errorf("tensor %s missing", name)
+		return t, r.errorf("tensor %s missing", name)
 	}
 	if t.Type != gguf.TypeF64 || t.Elements() != elems {
-		return nil, r.errorf("tensor %s is %s of %d values, want F64 of %d", name, t.Type, t.Elements(), elems)
+		return t, r.errorf("tensor %s is %s of %d values, want F64 of %d", name, t.Type, t.Elements(), elems)
+	}
+	return t, nil
+}
+
+// f64 reads the F64 tensor name, which must hold elems values.
+func (r calReader) f64(name string, elems uint64) ([]float64, error) {
+	t, err := r.f64Info(name, elems)
+	if err != nil {
+		return nil, err
 	}
 	return readF64(r.f, t)
 }
@@ -476,9 +545,10 @@ func (r calReader) readInputs(c *Calibration, inputs, nodes []string) error {
 		}
 		in.Width, in.Mats, in.Count = mo.Width, mo.Mats, mo.Count
 		if c.Info.Gram {
-			if in.Gram, err = r.f64(n+GramSuffix, uint64(PackedLen(in.Width))*uint64(in.Mats)); err != nil {
+			if in.gram, err = r.f64Info(n+GramSuffix, uint64(PackedLen(in.Width))*uint64(in.Mats)); err != nil {
 				return err
 			}
+			in.file, c.file = r.f, r.f
 			if in.Count, err = r.f64(n+GramNSuffix, uint64(in.Mats)); err != nil {
 				return err
 			}

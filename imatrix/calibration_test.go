@@ -59,8 +59,23 @@ func TestCalibrationRoundTrip(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if !reflect.DeepEqual(got.Info, c.Info) || !reflect.DeepEqual(got.Inputs, c.Inputs) {
+	defer got.Close()
+	if !reflect.DeepEqual(got.Info, c.Info) || len(got.Inputs) != len(c.Inputs) {
 		t.Fatalf("info %+v inputs %+v", got.Info, got.Inputs)
+	}
+	// The Grams stay in the file: each matrix is read when asked for.
+	for i, in := range got.Inputs {
+		want := c.Inputs[i]
+		if in.Gram != nil || !in.HasGram() || in.Name != want.Name || in.Node != want.Node || in.Width != want.Width || in.Mats != want.Mats || !reflect.DeepEqual(in.Count, want.Count) {
+			t.Fatalf("input %d: %+v, want %+v", i, in, want)
+		}
+		p := PackedLen(in.Width)
+		for m := range in.Mats {
+			g, err := in.Packed(m)
+			if err != nil || !reflect.DeepEqual(g, want.Gram[m*p:(m+1)*p]) {
+				t.Fatalf("input %s matrix %d: %v %v, want %v", in.Name, m, err, g, want.Gram[m*p:(m+1)*p])
+			}
+		}
 	}
 	for n, want := range c.Tensors {
 		g := got.Tensors[n]
@@ -89,6 +104,12 @@ func TestCalibrationRoundTrip(t *testing.T) {
 	if _, err := got.Inputs[1].Dense(2); err == nil {
 		t.Fatal("Dense of a matrix that does not exist")
 	}
+	if err := got.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := got.Inputs[1].Dense(0); err == nil || !strings.Contains(err.Error(), "closed") {
+		t.Fatalf("Dense after Close: %v", err)
+	}
 }
 
 // TestCalibrationRefusals: a plain importance matrix is not a calibration
@@ -110,7 +131,7 @@ func TestCalibrationRefusals(t *testing.T) {
 		t.Fatal(err)
 	}
 	got, err := LoadCalibration(noGram)
-	if err != nil || got.Inputs[0].Gram != nil {
+	if err != nil || got.Inputs[0].HasGram() {
 		t.Fatalf("without Gram: %v", err)
 	}
 	c.Tensors["blk.0.attn_q.weight"].Sum = c.Tensors["blk.0.attn_q.weight"].Sum[:1]

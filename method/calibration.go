@@ -78,15 +78,17 @@ type factorKey struct {
 }
 
 // sharedFactor is the lazily built factor of one matrix of one input,
-// with the number of bands still to use it.
+// with the number of bands still to use it. A factor dropped when its
+// bands were done is built again if more bands register (a tensor
+// prepared after the others that read its input were decided).
 type sharedFactor struct {
-	once    sync.Once
+	mu      sync.Mutex
 	in      *imatrix.Input
 	mat     int
 	f       *obs.Factor
 	gram    []float64 // the dense Gram, for the output error
 	err     error
-	pending atomic.Int64
+	pending int64
 }
 
 // calState is the Prepare state of a tensor whose bands read a
@@ -117,7 +119,7 @@ func (c *Calibration) prepareFactors(t Tensor) (*calState, error) {
 	switch {
 	case in == nil:
 		return nil, fmt.Errorf("%s: tensor %s reads input %s, which the file does not hold", c.Name, t.Name, mo.Input)
-	case in.Gram == nil:
+	case !in.HasGram():
 		return nil, fmt.Errorf("%s: input %s (of tensor %s) has no Gram matrix: calibrate with --gram", c.Name, in.Name, t.Name)
 	case in.Width != t.Cols || in.Mats != t.Matrices:
 		return nil, fmt.Errorf("%s: input %s is %d wide x %d matrices, tensor %s %d x %d", c.Name, in.Name, in.Width, in.Mats, t.Name, t.Cols, t.Matrices)
@@ -136,7 +138,9 @@ func (c *Calibration) prepareFactors(t Tensor) (*calState, error) {
 			sf = &sharedFactor{in: in, mat: m}
 			c.factors[k] = sf
 		}
-		sf.pending.Add(bands)
+		sf.mu.Lock()
+		sf.pending += bands
+		sf.mu.Unlock()
 		st.factors[m] = sf
 	}
 	return st, nil
@@ -150,33 +154,48 @@ func (c *Calibration) factor(st *calState, b *Band) (*obs.Factor, error) {
 		return nil, fmt.Errorf("tensor %s: band of rows %d-%d is outside its %d matrices", st.name, b.Row0, b.Row0+b.Rows-1, len(st.factors))
 	}
 	sf := st.factors[m]
-	sf.once.Do(func() {
-		g, err := sf.in.Dense(sf.mat)
-		if err != nil {
-			sf.err = err
-			return
-		}
-		sf.gram = g
-		sf.f, sf.err = obs.NewFactor(g, sf.in.Width, sf.in.Count[sf.mat], c.Damp)
-		if sf.err == nil && sf.f.Retries > 0 {
-			c.retries.Add(1)
-			for {
-				old := c.maxDamp.Load()
-				if sf.f.Damp <= math.Float64frombits(old) || c.maxDamp.CompareAndSwap(old, math.Float64bits(sf.f.Damp)) {
-					break
-				}
-			}
-		}
-	})
+	sf.mu.Lock()
+	defer sf.mu.Unlock()
+	if sf.f == nil && sf.err == nil {
+		c.build(sf)
+	}
 	if sf.err != nil {
 		return nil, fmt.Errorf("%s: input %s, matrix %d (tensor %s): %w", c.Name, sf.in.Name, sf.mat, st.name, sf.err)
 	}
 	return sf.f, nil
 }
 
-// gram returns the dense Gram of the band's matrix (after factor).
+// build reads the Gram of sf's matrix and factors it (sf.mu held).
+func (c *Calibration) build(sf *sharedFactor) {
+	g, err := sf.in.Dense(sf.mat)
+	if err != nil {
+		sf.err = err
+		return
+	}
+	f, err := obs.NewFactor(g, sf.in.Width, sf.in.Count[sf.mat], c.Damp)
+	if err != nil {
+		sf.err = err
+		return
+	}
+	sf.f, sf.gram = f, g
+	if f.Retries > 0 {
+		c.retries.Add(1)
+		for {
+			old := c.maxDamp.Load()
+			if f.Damp <= math.Float64frombits(old) || c.maxDamp.CompareAndSwap(old, math.Float64bits(f.Damp)) {
+				break
+			}
+		}
+	}
+}
+
+// gram returns the dense Gram of the band's matrix (after factor, before
+// release).
 func (st *calState) gram(b *Band) []float64 {
-	return st.factors[(b.Row0-b.MatrixRow0)/st.matrixRows].gram
+	sf := st.factors[(b.Row0-b.MatrixRow0)/st.matrixRows]
+	sf.mu.Lock()
+	defer sf.mu.Unlock()
+	return sf.gram
 }
 
 // release tells the band's factor that one band less needs it; the last
@@ -187,7 +206,17 @@ func (st *calState) release(b *Band) {
 		return
 	}
 	sf := st.factors[m]
-	if sf.pending.Add(-1) == 0 {
+	sf.mu.Lock()
+	defer sf.mu.Unlock()
+	if sf.pending--; sf.pending == 0 {
 		sf.f, sf.gram = nil, nil
 	}
+}
+
+// Close closes the calibration file (see imatrix.Calibration.Close).
+func (c *Calibration) Close() error {
+	if c == nil {
+		return nil
+	}
+	return c.File.Close()
 }

@@ -187,8 +187,8 @@ func TestSparseGPTDecider(t *testing.T) {
 	}
 	c := cfg.Calibration
 	for k, sf := range c.factors {
-		if sf.pending.Load() != 0 || sf.f != nil {
-			t.Fatalf("factor %v kept: %d bands pending", k, sf.pending.Load())
+		if sf.pending != 0 || sf.f != nil {
+			t.Fatalf("factor %v kept: %d bands pending", k, sf.pending)
 		}
 	}
 	if len(c.factors) != mats {

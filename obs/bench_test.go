@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"math/rand/v2"
 	"slices"
+	"syscall"
 	"testing"
 )
 
@@ -67,4 +68,52 @@ func BenchmarkPrune(b *testing.B) {
 			}
 		})
 	}
+}
+
+// BenchmarkSparseGPTMatrix times what prune's sparsegpt does for one
+// target matrix of a 2048/5632 model (attn_q, ffn_up, ffn_down shapes:
+// rows x n): the factor of its input, then SparseGPT at 50 % band by band
+// (256 rows, one worker) with the two output-error sums per band. It
+// reports the process's CPU seconds per matrix beside the wall time (the
+// machine may be shared).
+func BenchmarkSparseGPTMatrix(b *testing.B) {
+	for _, sh := range []struct{ rows, n int }{{2048, 2048}, {5632, 2048}, {2048, 5632}} {
+		b.Run(fmt.Sprintf("%dx%d", sh.rows, sh.n), func(b *testing.B) {
+			g := benchGram(sh.n)
+			rng := rand.New(rand.NewPCG(2, 2))
+			w0 := make([]float64, 256*sh.n)
+			for i := range w0 {
+				w0[i] = rng.NormFloat64()
+			}
+			zero := make([]float64, len(w0))
+			var cpu0 float64
+			for i := 0; b.Loop(); i++ {
+				if i == 0 {
+					cpu0 = cpuSeconds()
+				}
+				f, err := NewFactor(g, sh.n, 1, 0.01)
+				if err != nil {
+					b.Fatal(err)
+				}
+				for r := 0; r < sh.rows; r += 256 {
+					w := slices.Clone(w0)
+					if _, err := Prune(w, 256, f, Options{Sparsity: 0.5}); err != nil {
+						b.Fatal(err)
+					}
+					OutputError(w0, w, 256, g, sh.n)
+					OutputError(w0, zero, 256, g, sh.n)
+				}
+			}
+			b.ReportMetric((cpuSeconds()-cpu0)/float64(b.N), "cpu-s/op")
+		})
+	}
+}
+
+// cpuSeconds is the process's user plus system CPU time.
+func cpuSeconds() float64 {
+	var ru syscall.Rusage
+	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
+		return 0
+	}
+	return float64(ru.Utime.Nano()+ru.Stime.Nano()) / 1e9
 }

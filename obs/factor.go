@@ -127,45 +127,119 @@ func upperInverseFactor(u, h []float64, n int, lambda float64) bool {
 // reports false when the matrix is not positive definite (a pivot <= 0 or
 // not a number).
 //
-// Rows are factored four at a time: each finished row j < i0 is read once
-// for the four dot products it takes part in, which cuts the traffic of a
-// triangle that does not fit in cache by four.
+// It works in tiles of cholTile rows (left-looking): for each row tile I,
+// every finished tile J to its left first takes A[I,J] -= L[I,:j0]
+// L[J,:j0]^T (subTiles: a product whose operands stay in the core's cache,
+// cholDepth columns at a time, in register blocks of 4 x 2), then the
+// short triangular solve within J; the diagonal tile is then factored the
+// same way. The triangle is read about n/cholTile times instead of n/4
+// times as a row-by-row factorisation reads it.
 func cholesky(a []float64, n int) bool {
-	i0 := 0
-	for ; i0+4 <= n; i0 += 4 {
-		r0 := a[i0*n : i0*n+n]
-		r1 := a[(i0+1)*n : (i0+1)*n+n]
-		r2 := a[(i0+2)*n : (i0+2)*n+n]
-		r3 := a[(i0+3)*n : (i0+3)*n+n]
-		for j := 0; j < i0; j++ {
-			rj := a[j*n : j*n+j]
-			d0, d1, d2, d3 := dot4(r0[:j], r1[:j], r2[:j], r3[:j], rj)
-			inv := a[j*n+j]
-			r0[j] = (r0[j] - d0) / inv
-			r1[j] = (r1[j] - d1) / inv
-			r2[j] = (r2[j] - d2) / inv
-			r3[j] = (r3[j] - d3) / inv
+	for i0 := 0; i0 < n; i0 += cholTile {
+		i1 := min(i0+cholTile, n)
+		for j0 := 0; j0 < i0; j0 += cholTile {
+			j1 := j0 + cholTile
+			subTiles(a, n, i0, i1, j0, j1, j0, false)
+			for i := i0; i < i1; i++ {
+				ri := a[i*n : i*n+j1]
+				for j := j0; j < j1; j++ {
+					ri[j] = (ri[j] - dot(ri[j0:j], a[j*n+j0:j*n+j])) / a[j*n+j]
+				}
+			}
 		}
-		for i := i0; i < i0+4; i++ {
+		subTiles(a, n, i0, i1, i0, i1, i0, true)
+		for i := i0; i < i1; i++ {
 			if !choleskyRowFrom(a, n, i, i0) {
 				return false
 			}
 		}
 	}
-	for i := i0; i < n; i++ {
-		if !choleskyRowFrom(a, n, i, 0) {
-			return false
-		}
-	}
 	return true
 }
 
-// choleskyRowFrom finishes row i of the Cholesky factor from column j0 on,
-// rows before i being final.
+// Tiles of the blocked Cholesky factorisation: row tiles of cholTile rows,
+// inner products cholDepth columns at a time (2 x 64 x 512 doubles, 512 KB,
+// stay in a core's cache).
+const (
+	cholTile  = 64
+	cholDepth = 512
+)
+
+// subTiles subtracts from A[i][j], for i in [i0, i1) and j in [j0, j1)
+// (j <= i only when lower), the inner product of rows i and j over the
+// columns [0, k1).
+func subTiles(a []float64, n, i0, i1, j0, j1, k1 int, lower bool) {
+	for k0 := 0; k0 < k1; k0 += cholDepth {
+		ke := min(k0+cholDepth, k1)
+		i := i0
+		for ; i+4 <= i1; i += 4 {
+			r0, r1, r2, r3 := a[i*n+k0:i*n+ke], a[(i+1)*n+k0:(i+1)*n+ke], a[(i+2)*n+k0:(i+2)*n+ke], a[(i+3)*n+k0:(i+3)*n+ke]
+			jend := j1
+			if lower {
+				jend = min(j1, i+4)
+			}
+			j := j0
+			for ; j+2 <= jend; j += 2 {
+				s := dot4x2(r0, r1, r2, r3, a[j*n+k0:j*n+ke], a[(j+1)*n+k0:(j+1)*n+ke])
+				for d := range 4 {
+					if !lower || j <= i+d {
+						a[(i+d)*n+j] -= s[2*d]
+					}
+					if !lower || j+1 <= i+d {
+						a[(i+d)*n+j+1] -= s[2*d+1]
+					}
+				}
+			}
+			for ; j < jend; j++ {
+				rj := a[j*n+k0 : j*n+ke]
+				for d, r := range [4][]float64{r0, r1, r2, r3} {
+					if !lower || j <= i+d {
+						a[(i+d)*n+j] -= dot(r, rj)
+					}
+				}
+			}
+		}
+		for ; i < i1; i++ {
+			ri := a[i*n+k0 : i*n+ke]
+			jend := j1
+			if lower {
+				jend = min(j1, i+1)
+			}
+			for j := j0; j < jend; j++ {
+				a[i*n+j] -= dot(ri, a[j*n+k0:j*n+ke])
+			}
+		}
+	}
+}
+
+// dot4x2 returns the eight inner products of x0..x3 with y0 and y1 (each
+// over len(x0) elements), as [x0.y0, x0.y1, x1.y0, ..., x3.y1].
+func dot4x2(x0, x1, x2, x3, y0, y1 []float64) [8]float64 {
+	n := len(x0)
+	x1, x2, x3, y0, y1 = x1[:n], x2[:n], x3[:n], y0[:n], y1[:n]
+	var s00, s01, s10, s11, s20, s21, s30, s31 float64
+	for k := range n {
+		a, b := y0[k], y1[k]
+		v0, v1, v2, v3 := x0[k], x1[k], x2[k], x3[k]
+		s00 += v0 * a
+		s01 += v0 * b
+		s10 += v1 * a
+		s11 += v1 * b
+		s20 += v2 * a
+		s21 += v2 * b
+		s30 += v3 * a
+		s31 += v3 * b
+	}
+	return [8]float64{s00, s01, s10, s11, s20, s21, s30, s31}
+}
+
+// choleskyRowFrom finishes row i of the Cholesky factor over the columns
+// [j0, i], whose entries already lack the products of the columns before
+// j0; rows before i are final.
 func choleskyRowFrom(a []float64, n, i, j0 int) bool {
 	ri := a[i*n : i*n+i+1]
 	for j := j0; j <= i; j++ {
-		s := ri[j] - dot(ri[:j], a[j*n:j*n+j])
+		s := ri[j] - dot(ri[j0:j], a[j*n+j0:j*n+j])
 		if j < i {
 			ri[j] = s / a[j*n+j]
 			continue
@@ -180,50 +254,55 @@ func choleskyRowFrom(a []float64, n, i, j0 int) bool {
 
 // invertLower replaces the lower-triangular L in a (n x n, row-major) by
 // L^-1, row by row: row i of L^-1 is (e_i - sum_{k<i} L[i][k] row k of
-// L^-1) / L[i][i]. Four rows are built at a time, so that each finished
-// row k is read once for all four.
+// L^-1) / L[i][i]. invGroup rows are built at a time, so that each
+// finished row k is read from memory once for all of them (and from the
+// core's cache for each four); every element takes the same operations in
+// the same order as row by row.
 func invertLower(a []float64, n int) {
-	work := make([]float64, 4*n)
+	work := make([]float64, invGroup*n)
 	i0 := 0
-	for ; i0+4 <= n; i0 += 4 {
-		r0, r1, r2, r3 := work[:i0+1], work[n:n+i0+2], work[2*n:2*n+i0+3], work[3*n:3*n+i0+4]
-		clear(r0)
-		clear(r1)
-		clear(r2)
-		clear(r3)
-		l0, l1, l2, l3 := a[i0*n:], a[(i0+1)*n:], a[(i0+2)*n:], a[(i0+3)*n:]
+	for ; i0+invGroup <= n; i0 += invGroup {
+		var rs [invGroup][]float64
+		var ls [invGroup][]float64
+		for d := range invGroup {
+			rs[d] = work[d*n : d*n+i0+d+1]
+			clear(rs[d])
+			ls[d] = a[(i0+d)*n:]
+		}
 		for k := 0; k < i0; k++ {
 			mk := a[k*n : k*n+k+1]
-			axpy4(r0, r1, r2, r3, -l0[k], -l1[k], -l2[k], -l3[k], mk)
+			for d := 0; d < invGroup; d += 4 {
+				axpy4(rs[d], rs[d+1], rs[d+2], rs[d+3], -ls[d][k], -ls[d+1][k], -ls[d+2][k], -ls[d+3][k], mk)
+			}
 		}
-		// Rows i0..i0+3 of L^-1 also depend on each other: finish them in order.
-		rs := [4][]float64{r0, r1, r2, r3}
-		for d := 0; d < 4; d++ {
-			i := i0 + d
-			li := a[i*n : i*n+i+1]
-			r := rs[d]
-			for k := i0; k < i; k++ {
-				axpy(r[:k+1], -li[k], a[k*n:k*n+k+1])
-			}
-			r[i] += 1
-			inv := 1 / li[i]
-			for j := range r {
-				li[j] = r[j] * inv
-			}
+		// The group's rows also depend on each other: finish them in order.
+		for d := range invGroup {
+			finishInverseRow(a, n, i0+d, i0, rs[d])
 		}
 	}
 	for i := i0; i < n; i++ {
 		r := work[:i+1]
 		clear(r)
-		li := a[i*n : i*n+i+1]
-		for k := 0; k < i; k++ {
-			axpy(r[:k+1], -li[k], a[k*n:k*n+k+1])
-		}
-		r[i] = 1
-		inv := 1 / li[i]
-		for j := range r {
-			li[j] = r[j] * inv
-		}
+		finishInverseRow(a, n, i, 0, r)
+	}
+}
+
+// invGroup is how many rows of L^-1 invertLower builds at a time (a
+// multiple of 4).
+const invGroup = 16
+
+// finishInverseRow finishes row i of L^-1 in r (which holds the terms of
+// the rows before k0) with the rows k0..i-1, already final, and stores it
+// over L's row i.
+func finishInverseRow(a []float64, n, i, k0 int, r []float64) {
+	li := a[i*n : i*n+i+1]
+	for k := k0; k < i; k++ {
+		axpy(r[:k+1], -li[k], a[k*n:k*n+k+1])
+	}
+	r[i] += 1
+	inv := 1 / li[i]
+	for j := range r {
+		li[j] = r[j] * inv
 	}
 }
 

@@ -2,6 +2,7 @@ package obs
 
 import (
 	"errors"
+	"fmt"
 	"math"
 	"math/rand/v2"
 	"slices"
@@ -104,8 +105,17 @@ func inverse(a []float64, n int) []float64 {
 	return inv
 }
 
+// TestFactorIsInverseCholesky: U is upper triangular with a positive
+// diagonal and (H + lambda I) U^T U = I, for a width inside one tile of
+// the blocked factorisation and one of several tiles and groups with
+// remainders (150 = 2 x 64 + 22 rows, 9 x 16 + 6).
 func TestFactorIsInverseCholesky(t *testing.T) {
-	p := newProblem(1, 1, 37, 200)
+	for _, cols := range []int{37, 150} {
+		t.Run(fmt.Sprint(cols), func(t *testing.T) { checkInverseCholesky(t, newProblem(1, 1, cols, 4*cols)) })
+	}
+}
+
+func checkInverseCholesky(t *testing.T, p problem) {
 	f, err := NewFactor(p.gram, p.cols, float64(p.tokens), 0.01)
 	if err != nil {
 		t.Fatal(err)

@@ -137,6 +137,7 @@ func File(ctx context.Context, in, out string, opts Options) (*Report, error) {
 	if err != nil {
 		return nil, err
 	}
+	defer cfg.Calibration.Close()
 	r, plans, err := planRun(f, f.Path, out, sel, opts, m, cfg)
 	if err != nil {
 		return nil, err

@@ -2,6 +2,7 @@ package prune
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -25,26 +26,48 @@ type sgptRow struct {
 	reconstruct bool
 }
 
-// sgptCell is one pruned model of the table.
-type sgptCell struct {
-	row      sgptRow
+// sgptColumn is one column: a sparsity, or an N:M pattern (at N/M).
+type sgptColumn struct {
+	label    string
 	sparsity float64
-	report   *Report
-	ppl      rt.Result
-	err      error
+	pattern  method.Pattern
 }
 
-// TestSparseGPTTable is the reconstruction experiment: stories260K,
-// calibrated by calibrate (--gram) on tinystories_valid_calib.txt at
-// n_ctx 128, pruned at 50, 60 and 70 % by magnitude, Wanda, SparseGPT,
+// sgptModel is one model of the table, with its own calibration file.
+type sgptModel struct {
+	label, path, cal string
+	dense            float64
+}
+
+// sgptCell is one pruned model of the table.
+type sgptCell struct {
+	model  *sgptModel
+	row    sgptRow
+	col    sgptColumn
+	report *Report
+	ppl    rt.Result
+	err    error
+}
+
+// key names a cell for the checks.
+func (c *sgptCell) key() string { return c.model.label + "/" + c.row.label + "@" + c.col.label }
+
+// TestSparseGPTTable is the reconstruction experiment: stories260K and
+// the Q8_0 file llama-quantize makes from it, each calibrated by
+// calibrate (--gram) on tinystories_valid_calib.txt at n_ctx 128, pruned
+// at 50, 60 and 70 % and at 2:4 and 4:8 by magnitude, Wanda, SparseGPT,
 // v1, v2 (flow-share) and v1 and v2 with --reconstruct, and evaluated by
 // the project's perplexity helper on the held-out
-// tinystories_valid_eval.txt at n_ctx 128. SparseGPT must beat Wanda at
-// every sparsity (a faithfulness check of the implementation); whether
-// v2 + reconstruct beats SparseGPT is printed, not required. Every
-// constant is the default: no variant was tuned on any text.
+// tinystories_valid_eval.txt at n_ctx 128. Each cell states its kill
+// count over the target weights. It fails unless SparseGPT beats Wanda at
+// 50, 60 and 70 % on stories260K (a faithfulness check of the
+// implementation) and v2 + reconstruct beats SparseGPT at 50 and 60 %
+// there (what the last full run showed); every other comparison is
+// printed. PHYSARIUM_TABLE_CELLS=SUBSTRING runs a part of the table
+// (e.g. "Q8_0" or "@2:4") and checks nothing. Every constant is the default: no variant was tuned on any
+// text.
 //
-//	PHYSARIUM_LLAMA=... go test ./prune -run TestSparseGPTTable -experiments -v -timeout 60m
+//	PHYSARIUM_LLAMA=... go test ./prune -run TestSparseGPTTable -experiments -v -timeout 180m
 func TestSparseGPTTable(t *testing.T) {
 	if !*experiments {
 		t.Skip("a perplexity experiment: run with -experiments")
@@ -52,7 +75,6 @@ func TestSparseGPTTable(t *testing.T) {
 	dir := rt.Require(t)
 	ctx := context.Background()
 	tmp := t.TempDir()
-	model := filepath.Join(sharedModels, "stories260K.gguf")
 	eval := filepath.Join(sharedModels, "tinystories_valid_eval.txt")
 	lib, err := llamacpp.Load(rt.LibDir(dir))
 	if err != nil {
@@ -62,10 +84,23 @@ func TestSparseGPTTable(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	cal := filepath.Join(tmp, "calib.gguf")
-	if _, err := calibrate.Run(ctx, lib, calibrate.Options{Model: model, Out: cal, Text: text, TextName: "tinystories_valid_calib.txt",
-		Ctx: 128, Threads: 2, Gram: true, MaxMemory: 1 << 30}); err != nil {
+	f32 := filepath.Join(sharedModels, "stories260K.gguf")
+	q8 := filepath.Join(tmp, "stories260K.q8_0.gguf")
+	if _, err := rt.RunTool(ctx, "llama-quantize", f32, q8, "Q8_0"); err != nil {
 		t.Fatal(err)
+	}
+	models := []*sgptModel{{label: "stories260K", path: f32}, {label: "stories260K Q8_0 (llama-quantize)", path: q8}}
+	for i, m := range models {
+		m.cal = filepath.Join(tmp, fmt.Sprintf("calib%d.gguf", i))
+		if _, err := calibrate.Run(ctx, lib, calibrate.Options{Model: m.path, Out: m.cal, Text: text, TextName: "tinystories_valid_calib.txt",
+			Ctx: 128, Threads: 2, Gram: true, MaxMemory: 1 << 30}); err != nil {
+			t.Fatal(err)
+		}
+		res, err := rt.Perplexity(ctx, m.path, eval, 128)
+		if err != nil {
+			t.Fatal(err)
+		}
+		m.dense = res.PPL
 	}
 	rows := []sgptRow{
 		{"magnitude", method.Magnitude, "", false},
@@ -76,13 +111,79 @@ func TestSparseGPTTable(t *testing.T) {
 		{"v1 + reconstruct", method.MagnitudeFlow, "", true},
 		{"v2 + reconstruct", method.ActivationFlow, method.RankFlowShare, true},
 	}
-	sparsities := []float64{0.5, 0.6, 0.7}
-	var cells []*sgptCell
-	for _, r := range rows {
-		for _, s := range sparsities {
-			cells = append(cells, &sgptCell{row: r, sparsity: s})
+	cols := []sgptColumn{{"50 %", 0.5, method.Pattern{}}, {"60 %", 0.6, method.Pattern{}}, {"70 %", 0.7, method.Pattern{}},
+		{"2:4", 0.5, method.Pattern{N: 2, M: 4}}, {"4:8", 0.5, method.Pattern{N: 4, M: 8}}}
+	// PHYSARIUM_TABLE_CELLS=SUBSTRING runs only the cells whose key
+	// (model/row@column) contains it, and checks nothing.
+	only := os.Getenv("PHYSARIUM_TABLE_CELLS")
+	var cells, run []*sgptCell
+	for _, m := range models {
+		for _, r := range rows {
+			for _, c := range cols {
+				cell := &sgptCell{model: m, row: r, col: c, err: errNotRun}
+				cells = append(cells, cell)
+				if strings.Contains(cell.key(), only) {
+					cell.err = nil
+					run = append(run, cell)
+				}
+			}
 		}
 	}
+	runSGPTCells(ctx, t, tmp, eval, run)
+
+	ppl := map[string]float64{}
+	for mi, m := range models {
+		var b strings.Builder
+		fmt.Fprintf(&b, "%s; calibration: calibrate --gram on tinystories_valid_calib.txt, n_ctx 128; evaluation (separate from the surgery figures): perplexity on tinystories_valid_eval.txt, n_ctx 128; dense %.4f\n\n", m.label, m.dense)
+		fmt.Fprintf(&b, "| method |")
+		for _, c := range cols {
+			fmt.Fprintf(&b, " %s |", c.label)
+		}
+		fmt.Fprintf(&b, "\n|---|%s\n", strings.Repeat("---|", len(cols)))
+		for ri, r := range rows {
+			fmt.Fprintf(&b, "| %s |", r.label)
+			for ci := range cols {
+				c := cells[(mi*len(rows)+ri)*len(cols)+ci]
+				if c.err == errNotRun {
+					fmt.Fprintf(&b, " - |")
+					continue
+				}
+				if c.err != nil {
+					t.Errorf("%s: %v", c.key(), c.err)
+					fmt.Fprintf(&b, " error |")
+					continue
+				}
+				fmt.Fprintf(&b, " %.4f (%d / %d) |", c.ppl.PPL, c.report.Killed, c.report.Weights.Target)
+				ppl[c.key()] = c.ppl.PPL
+			}
+			fmt.Fprintln(&b)
+		}
+		fmt.Fprintln(testOutput, b.String())
+		for _, c := range cols {
+			at := func(row string) float64 { return ppl[m.label+"/"+row+"@"+c.label] }
+			sg, wa, v2r := at("SparseGPT"), at("Wanda"), at("v2 + reconstruct")
+			if sg == 0 || wa == 0 || v2r == 0 {
+				continue // a cell not run
+			}
+			fmt.Fprintf(testOutput, "%s at %s: SparseGPT %.4f vs Wanda %.4f (beats it: %v); v2 + reconstruct %.4f (beats SparseGPT: %v)\n", m.label, c.label, sg, wa, sg < wa, v2r, v2r < sg)
+			if only != "" || mi != 0 || c.pattern.M != 0 {
+				continue
+			}
+			if !(sg < wa) {
+				t.Errorf("%s at %s: SparseGPT %.4f does not beat Wanda %.4f", m.label, c.label, sg, wa)
+			}
+			if c.sparsity < 0.7 && !(v2r < sg) {
+				t.Errorf("%s at %s: v2 + reconstruct %.4f does not beat SparseGPT %.4f", m.label, c.label, v2r, sg)
+			}
+		}
+	}
+}
+
+// errNotRun marks a cell that PHYSARIUM_TABLE_CELLS left out.
+var errNotRun = errors.New("not run")
+
+// runSGPTCells prunes and evaluates the cells, two at a time.
+func runSGPTCells(ctx context.Context, t *testing.T, tmp, eval string, cells []*sgptCell) {
 	jobs := make(chan *sgptCell)
 	var wg sync.WaitGroup
 	for range 2 {
@@ -91,22 +192,22 @@ func TestSparseGPTTable(t *testing.T) {
 			defer wg.Done()
 			for c := range jobs {
 				p := kernel.DefaultParams()
-				p.Mode, p.Sparsity = kernel.Sparsity, c.sparsity
-				opts := Options{Params: &p, Method: c.row.method, Rank: c.row.rank, Threads: 1, Reconstruct: c.row.reconstruct}
+				p.Mode, p.Sparsity = kernel.Sparsity, c.col.sparsity
+				opts := Options{Params: &p, Method: c.row.method, Rank: c.row.rank, Threads: 1, Reconstruct: c.row.reconstruct, Pattern: c.col.pattern}
 				if mustMethod(c.row.method).NeedsImatrix() {
-					opts.Imatrix = cal
+					opts.Imatrix = c.model.cal
 				}
 				if c.row.reconstruct || c.row.method == method.SparseGPT {
-					opts.Calibration = cal
+					opts.Calibration = c.model.cal
 				}
-				out := filepath.Join(tmp, fmt.Sprintf("%s-%v-%g.gguf", c.row.method, c.row.reconstruct, c.sparsity))
-				if c.report, c.err = File(ctx, model, out, opts); c.err != nil {
+				out := filepath.Join(tmp, strings.NewReplacer(" ", "_", "/", "_", ":", "of", "(", "", ")", "").Replace(c.key())+".gguf")
+				if c.report, c.err = File(ctx, c.model.path, out, opts); c.err != nil {
 					continue
 				}
 				c.ppl, c.err = rt.Perplexity(ctx, out, eval, 128)
 				os.Remove(out)
 				if c.err == nil {
-					t.Logf("%s at %g: %v, perplexity %.4f", c.row.label, c.sparsity, c.report.OverTarget, c.ppl.PPL)
+					t.Logf("%s: %v, perplexity %.4f", c.key(), c.report.OverTarget, c.ppl.PPL)
 				}
 			}
 		}()
@@ -116,31 +217,4 @@ func TestSparseGPTTable(t *testing.T) {
 	}
 	close(jobs)
 	wg.Wait()
-
-	var b strings.Builder
-	fmt.Fprintf(&b, "stories260K; calibration: calibrate --gram on tinystories_valid_calib.txt, n_ctx 128; evaluation (separate from the surgery figures): perplexity on tinystories_valid_eval.txt, n_ctx 128; dense %.4f\n\n", denseEvalPPL)
-	fmt.Fprintf(&b, "| method | 50 %% | 60 %% | 70 %% |\n| --- | --- | --- | --- |\n")
-	ppl := map[string]float64{}
-	for i, r := range rows {
-		fmt.Fprintf(&b, "| %s |", r.label)
-		for j := range sparsities {
-			c := cells[i*len(sparsities)+j]
-			if c.err != nil {
-				t.Errorf("%s at %g: %v", r.label, c.sparsity, c.err)
-				fmt.Fprintf(&b, " error |")
-				continue
-			}
-			fmt.Fprintf(&b, " %.4f (%d / %d) |", c.ppl.PPL, c.report.Killed, c.report.Weights.Target)
-			ppl[fmt.Sprintf("%s@%g", r.label, c.sparsity)] = c.ppl.PPL
-		}
-		fmt.Fprintln(&b)
-	}
-	fmt.Fprintln(testOutput, b.String())
-	for _, s := range sparsities {
-		sg, wa, v2r := ppl[fmt.Sprintf("SparseGPT@%g", s)], ppl[fmt.Sprintf("Wanda@%g", s)], ppl[fmt.Sprintf("v2 + reconstruct@%g", s)]
-		if !(sg < wa) {
-			t.Errorf("at %.0f %%: SparseGPT %.4f does not beat Wanda %.4f", 100*s, sg, wa)
-		}
-		fmt.Fprintf(testOutput, "at %.0f %%: v2 + reconstruct %.4f vs SparseGPT %.4f: beats it: %v\n", 100*s, v2r, sg, v2r < sg)
-	}
 }
