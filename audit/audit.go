@@ -87,6 +87,10 @@ type Options struct {
 	// AnyShard lets each path name any shard of a split model, not only
 	// the first; a split model is read whole either way.
 	AnyShard bool
+	// Calibration is the path of the calibration file an activation-flow
+	// file eating the full v2 food was pruned with; with Against, its
+	// kills are replayed from it.
+	Calibration string
 }
 
 // Check statuses.
@@ -299,6 +303,9 @@ func File(ctx context.Context, path string, opts Options) (*Report, error) {
 		chunk = 1 << 20
 	}
 	a := &auditor{ctx: ctx, file: f, orig: o, origShards: origShards, twin: p, chunk: chunk, noReplay: opts.NoReplay, r: &Report{File: path, Against: opts.Against, PrunedTwin: opts.Pruned}}
+	if err := a.loadCalibration(opts.Calibration); err != nil {
+		return nil, err
+	}
 	if err := a.run(); err != nil {
 		return nil, err
 	}

@@ -33,6 +33,10 @@ type auditor struct {
 	k        *kernel.Kernel // the replay's kernel, nil when not replaying
 	// magReplay replays the magnitude baseline (no kernel).
 	magReplay bool
+	// calibration is Options.Calibration, loaded; food replays the full
+	// v2 food from it.
+	calibration *method.Calibration
+	food        *foodReplay
 	// paramsErr says why physarium.params is unusable; params holds it
 	// parsed when paramsErr is nil and hasParams.
 	paramsErr error
@@ -188,8 +192,13 @@ func (a *auditor) auditTarget(t gguf.TensorInfo) (TensorAudit, error) {
 		return TensorAudit{}, err
 	}
 	ta := a.tensorAudit(t, s)
-	if orig == nil || a.k == nil && !a.magReplay && !a.control {
+	if orig == nil || a.k == nil && !a.magReplay && a.food == nil && !a.control {
 		return ta, nil
+	}
+	if a.food != nil {
+		if err := a.food.startTensor(a, t); err != nil {
+			return TensorAudit{}, err
+		}
 	}
 	var twin *gguf.TensorInfo
 	if a.twin != nil {
@@ -491,6 +500,10 @@ func (a *auditor) prepareReplay() {
 			a.params, a.hasParams = p, true
 		}
 	}
+	foodWhy, food := "", false
+	if !a.noReplay && !a.hasKey(errata.KeyPattern) && !a.reconstructed && hasParams && a.paramsErr == nil {
+		foodWhy, food = a.prepareFoodReplay(name, imp)
+	}
 	switch {
 	case a.noReplay:
 		ri.Reason = "skipped (--no-replay)"
@@ -498,6 +511,12 @@ func (a *auditor) prepareReplay() {
 		ri.Reason = fmt.Sprintf("not verifiable by replay: physarium.version %d, method %q: the N:M pattern (physarium.pattern) chose the kills within each group, which the replay does not recompute; every group's zeros and the counts are checked instead", version, name)
 	case a.reconstructed:
 		ri.Reason = fmt.Sprintf("not verifiable by replay: physarium.version %d, method %q: the survivors moved (physarium.reconstructed), and replaying the mask and the survivors needs the calibration file's Gram matrices (physarium.calibration), which the audit is not given", version, name)
+	case food && foodWhy != "":
+		ri.Reason = foodWhy
+	case food && a.orig == nil:
+		a.food, ri.Reason = nil, "needs the original (--against)"
+	case food:
+		ri.Ran, ri.Kernel, ri.Params = true, "activation-flow's own deciders, the full v2 food from --calibration "+a.calibration.Name, params
 	case replay == method.ReplayNone:
 		ri.Reason = notReplayable(version, name, imp, a.control)
 	case !hasParams:

@@ -36,7 +36,10 @@ kill mask for every type: per-tensor and total kills, exact_zero and the
 rates are then exact, every block holding a kill must be the re-encoding
 of the original's values with the kills zeroed and every other block the
 original's. --no-replay skips it (kills of quantized types are then only
-bounded).
+bounded). An activation-flow file pruned on the full v2 food (prune
+--calibration without --imatrix, no --reconstruct) is replayed the same way
+through activation-flow's own deciders when --calibration gives the same
+calibration file.
 
 The magnitude baseline (physarium.version 0) is replayed from its rule
 (per matrix, the round(s*n) smallest |w|, zeros first, ties by index) with
@@ -78,6 +81,7 @@ Examples:
 			&ucli.StringFlag{Name: "against", Usage: "the original (unpruned) file to compare with"},
 			&ucli.StringFlag{Name: "pruned", Usage: "for a control twin: the pruned file it names in physarium.control_of"},
 			&ucli.BoolFlag{Name: "no-replay", Usage: "do not replay the kernel on the original's values (kills then only bounded for quantized types)"},
+			&ucli.StringFlag{Name: "calibration", Usage: "the calibration file an activation-flow file was pruned on (full v2 food): replays its kills with --against"},
 			splitFlag,
 		},
 		Action: a.audit,
@@ -89,7 +93,7 @@ func (a *App) audit(c *ucli.Context) error {
 	if err != nil {
 		return err
 	}
-	r, err := runAuditOpts(c.Context, paths[0], audit.Options{Against: c.String("against"), Pruned: c.String("pruned"), NoReplay: c.Bool("no-replay"), AnyShard: c.Bool("split")})
+	r, err := runAuditOpts(c.Context, paths[0], audit.Options{Against: c.String("against"), Pruned: c.String("pruned"), NoReplay: c.Bool("no-replay"), AnyShard: c.Bool("split"), Calibration: c.String("calibration")})
 	if err != nil {
 		return err
 	}
