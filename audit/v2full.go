@@ -1,7 +1,9 @@
 package audit
 
 import (
+	"crypto/sha256"
 	"fmt"
+	"os"
 	"path/filepath"
 	"strconv"
 	"strings"
@@ -37,6 +39,11 @@ func (a *auditor) loadCalibration(path string) error {
 		return fmt.Errorf("audit: %w", err)
 	}
 	a.calibration = method.NewCalibration(filepath.Base(path), f, method.DefaultDamp)
+	raw, err := os.ReadFile(path)
+	if err != nil {
+		return fmt.Errorf("audit: %w", err)
+	}
+	a.calibration.SHA256 = fmt.Sprintf("%x", sha256.Sum256(raw))
 	return nil
 }
 
@@ -53,8 +60,10 @@ func (a *auditor) prepareFoodReplay(name, imp string) (reason string, ok bool) {
 	if a.calibration == nil {
 		return fmt.Sprintf("not verifiable by replay: physarium.version 2, method %q eats the full v2 food from a calibration file (physarium.calibration): give it with --calibration", name), true
 	}
-	if desc, has := a.str(errata.KeyCalibration); has && !strings.Contains(desc, "sha256:") {
-		return "physarium.calibration unusable: " + desc, true
+	desc, _ := a.str(errata.KeyCalibration)
+	if !strings.Contains(desc, " sha256:"+a.calibration.SHA256+" ") {
+		a.r.disagree(errata.KeyPrefix+errata.KeyCalibration, "", desc, "the file --calibration gives ("+a.calibration.Name+" sha256:"+a.calibration.SHA256+")", BasisFile)
+		return "not verifiable by replay: --calibration is not the calibration file physarium.calibration names", true
 	}
 	cfg := method.Config{Params: a.params, Calibration: a.calibration}
 	factors, err := storedFactors(imp)
