@@ -39,10 +39,14 @@
 // quantize.EncodeKeepZeros; a block without one must be the original's).
 // The magnitude baseline (version 0) is replayed from its documented rule
 // (magnitude.go: per matrix the round(s*n) smallest |w|, zeros first, ties
-// by index), with the same block-by-block checks. Other methods are
-// reported as not verifiable by replay: activation-flow (version 2) and
-// wanda (version 0) need the importance matrix, which the audit is not
-// given, and prune exposes no function that recomputes their masks.
+// by index), with the same block-by-block checks. activation-flow on the
+// full v2 food (physarium.importance names it; no reconstruction, no
+// pattern) is replayed through the method's own deciders from
+// Options.Calibration, which must be the file physarium.calibration
+// names (its sha256), with the same checks (v2full.go). Other methods are
+// reported as not verifiable by replay: activation-flow on an imatrix
+// (version 2) and wanda (version 0) need the importance matrix, which the
+// audit is not given.
 //
 // Methods: the labels physarium.version, method, activation_aware, mode,
 // importance and imatrix are checked against each other exactly as prune
