@@ -39,10 +39,14 @@
 // quantize.EncodeKeepZeros; a block without one must be the original's).
 // The magnitude baseline (version 0) is replayed from its documented rule
 // (magnitude.go: per matrix the round(s*n) smallest |w|, zeros first, ties
-// by index), with the same block-by-block checks. Other methods are
-// reported as not verifiable by replay: activation-flow (version 2) and
-// wanda (version 0) need the importance matrix, which the audit is not
-// given, and prune exposes no function that recomputes their masks.
+// by index), with the same block-by-block checks. activation-flow on the
+// full v2 food (physarium.importance names it; no reconstruction, no
+// pattern) is replayed through the method's own deciders from
+// Options.Calibration, which must be the file physarium.calibration
+// names (its sha256), with the same checks (v2full.go). Other methods are
+// reported as not verifiable by replay: activation-flow on an imatrix
+// (version 2) and wanda (version 0) need the importance matrix, which the
+// audit is not given.
 //
 // Methods: the labels physarium.version, method, activation_aware, mode,
 // importance and imatrix are checked against each other exactly as prune
@@ -84,10 +88,12 @@ type Options struct {
 	// named by physarium.control_of); auditing a file that is no control
 	// twin with it is an error.
 	Pruned string
-	// Calibration is the calibration file (a calibrate --gram file) of a
-	// file whose survivors moved (physarium.reconstructed: SparseGPT or
-	// --reconstruct): with Against, the mask and the survivors are
-	// replayed from its Gram matrices and must give the same bytes.
+	// Calibration is the calibration file (a calibrate file) named by
+	// physarium.calibration. With Against, a file whose survivors moved
+	// (physarium.reconstructed: SparseGPT or --reconstruct) has its mask and
+	// survivors replayed from the file's Gram matrices, and an
+	// activation-flow file eating the full v2 food has its kills replayed
+	// from the file's moments and Grams; both must give the same bytes.
 	Calibration string
 	// AnyShard lets each path name any shard of a split model, not only
 	// the first; a split model is read whole either way.
@@ -305,6 +311,9 @@ func File(ctx context.Context, path string, opts Options) (*Report, error) {
 		chunk = 1 << 20
 	}
 	a := &auditor{ctx: ctx, file: f, orig: o, origShards: origShards, twin: p, twinShards: twinShards, chunk: chunk, noReplay: opts.NoReplay, calPath: opts.Calibration, r: &Report{File: path, Against: opts.Against, PrunedTwin: opts.Pruned}}
+	if err := a.loadCalibration(opts.Calibration); err != nil {
+		return nil, err
+	}
 	if err := a.run(); err != nil {
 		return nil, err
 	}

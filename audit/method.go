@@ -24,6 +24,10 @@ type methodInfo struct {
 	rank   method.Rank // the rank whose formula physarium.importance states
 	rule   method.Rule // nil: no count rule (natural mode)
 	ok     bool        // version, method, mode and importance are what prune writes
+	// fullFood: the importance states the full v2 food; fullRule is
+	// then the run's count rule (nil in natural mode).
+	fullFood bool
+	fullRule method.Rule
 }
 
 // checkMethod checks physarium.version, method, activation_aware, mode,
@@ -81,6 +85,12 @@ func (a *auditor) checkMethod() methodInfo {
 			want[i] = m.Importance(method.Config{Params: kernel.Params{Mode: labels.mode}, Rank: x})
 		}
 		i := slices.Index(want, imp)
+		if i < 0 {
+			if x, rule, found := a.fullFoodLabels(m, labels.mode, imp); found {
+				ranks, want, i = append(ranks, x), append(want, imp), len(want)
+				labels.fullFood, labels.fullRule = true, rule
+			}
+		}
 		ck := Check{Key: errata.KeyPrefix + "importance", Stored: imp, Recounted: strings.Join(want, " | "), Status: statusOf(i >= 0), Basis: BasisFile, Note: "the formula prune writes for method " + name + " in " + modeS + " mode"}
 		if i >= 0 {
 			ck.Recounted = imp
@@ -94,6 +104,9 @@ func (a *auditor) checkMethod() methodInfo {
 	}
 	a.checkImatrix(m)
 	labels.rule = m.Rule(method.Config{Params: kernel.Params{Mode: labels.mode}, Rank: labels.rank})
+	if labels.fullFood {
+		labels.rule = labels.fullRule
+	}
 	if p, ok := a.storedPattern(); ok {
 		labels.rule = method.PatternRule{P: p}
 	}

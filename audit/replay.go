@@ -113,7 +113,7 @@ type walk struct {
 // replays the magnitude baseline instead; pt, when set, is the tensor in a
 // control's pruned twin a.twin.
 func (a *auditor) walkTarget(t, ot gguf.TensorInfo, pt *gguf.TensorInfo, k *kernel.Kernel) (pass, error) {
-	w := &walk{a: a, t: t, ot: ot, pt: pt, k: k, replay: k != nil || a.magReplay || a.cal != nil}
+	w := &walk{a: a, t: t, ot: ot, pt: pt, k: k, replay: k != nil || a.magReplay || a.cal != nil || a.food != nil}
 	w.walked = pass{firstBadKill: -1, firstKept: -1, firstNotReenc: -1, firstMissed: -1, firstExtra: -1, firstOffTile: -1, firstKilledNZ: -1, firstPrunedOutside: -1}
 	if w.walked.problem = w.layout(); w.walked.problem != "" {
 		return w.walked, nil
@@ -251,6 +251,13 @@ func (w *walk) replayMask(m int, row0 uint64, nr int, blk0 int64) (mask []byte, 
 	if a.cal != nil {
 		mask, err = w.calBand(m, w.index, row0, nr)
 		return mask, false, err
+	}
+	if a.food != nil {
+		mask, err := a.food.band(a, w.walked.replay, m, row0, nr, w.rowLen)
+		if err != nil {
+			return nil, false, fmt.Errorf("audit: %s: tensor %s: %w", a.orig.Path, w.t.Name, err)
+		}
+		return mask, false, nil
 	}
 	if w.k == nil {
 		return a.magnitudeBand(w.walked.replay, &w.cuts[m], nr, w.rowLen), false, nil

@@ -35,6 +35,10 @@ type auditor struct {
 	k        *kernel.Kernel // the replay's kernel, nil when not replaying
 	// magReplay replays the magnitude baseline (no kernel).
 	magReplay bool
+	// calibration is Options.Calibration, loaded; food replays the full
+	// v2 food from it.
+	calibration *method.Calibration
+	food        *foodReplay
 	// paramsErr says why physarium.params is unusable; params holds it
 	// parsed when paramsErr is nil and hasParams.
 	paramsErr error
@@ -210,8 +214,13 @@ func (a *auditor) auditTarget(t gguf.TensorInfo) (TensorAudit, error) {
 		return TensorAudit{}, err
 	}
 	ta := a.tensorAudit(t, s)
-	if orig == nil || a.k == nil && !a.magReplay && a.cal == nil && !a.control {
+	if orig == nil || a.k == nil && !a.magReplay && a.cal == nil && a.food == nil && !a.control {
 		return ta, nil
+	}
+	if a.food != nil {
+		if err := a.food.startTensor(a, t); err != nil {
+			return TensorAudit{}, err
+		}
 	}
 	var twin *gguf.TensorInfo
 	if a.twin != nil {
@@ -512,13 +521,17 @@ func (a *auditor) prepareReplay() error {
 			a.params, a.hasParams = p, true
 		}
 	}
-	if a.calPath != "" && !a.reconstructed {
-		return fmt.Errorf("audit: %s has no physarium.reconstructed = true: --calibration replays a file whose survivors moved", a.file.Path)
+	foodWhy, food := "", false
+	if !a.noReplay && !a.hasKey(errata.KeyPattern) && !a.reconstructed && hasParams && a.paramsErr == nil {
+		foodWhy, food = a.prepareFoodReplay(name, imp)
+	}
+	if a.calPath != "" && !a.reconstructed && !food {
+		return fmt.Errorf("audit: %s: --calibration replays a file whose survivors moved (physarium.reconstructed = true) or an activation-flow file that ate the full v2 food; this file is neither", a.file.Path)
 	}
 	switch {
 	case a.noReplay:
 		ri.Reason = "skipped (--no-replay)"
-	case a.calPath != "":
+	case a.calPath != "" && a.reconstructed:
 		why, err := a.prepareCalReplay(a.calPath, name)
 		if err != nil {
 			return err
@@ -533,6 +546,12 @@ func (a *auditor) prepareReplay() error {
 		ri.Reason = fmt.Sprintf("not verifiable by replay: physarium.version %d, method %q: the N:M pattern (physarium.pattern) chose the kills within each group, which the replay does not recompute; every group's zeros and the counts are checked instead", version, name)
 	case a.reconstructed:
 		ri.Reason = calibrationReason(version, name)
+	case food && foodWhy != "":
+		ri.Reason = foodWhy
+	case food && a.orig == nil:
+		a.food, ri.Reason = nil, "needs the original (--against)"
+	case food:
+		ri.Ran, ri.Kernel, ri.Params = true, "activation-flow's own deciders, the full v2 food from --calibration "+a.calibration.Name, params
 	case replay == method.ReplayNone:
 		ri.Reason = notReplayable(version, name, imp, a.control)
 	case !hasParams:

@@ -36,7 +36,10 @@ kill mask for every type: per-tensor and total kills, exact_zero and the
 rates are then exact, every block holding a kill must be the re-encoding
 of the original's values with the kills zeroed and every other block the
 original's. --no-replay skips it (kills of quantized types are then only
-bounded).
+bounded). An activation-flow file pruned on the full v2 food (prune
+--calibration without --imatrix, no --reconstruct) is replayed the same way
+through activation-flow's own deciders when --calibration gives the same
+calibration file.
 
 A file whose survivors moved (physarium.reconstructed: sparsegpt, or any
 method with --reconstruct) is replayed with --calibration FILE (the
@@ -88,7 +91,7 @@ Examples:
 			&ucli.BoolFlag{Name: "json", Usage: "print the audit as JSON"},
 			&ucli.StringFlag{Name: "against", Usage: "the original (unpruned) file to compare with"},
 			&ucli.StringFlag{Name: "pruned", Usage: "for a control twin: the pruned file it names in physarium.control_of"},
-			&ucli.StringFlag{Name: "calibration", Usage: "the calibration file of a reconstructed file (sparsegpt, --reconstruct): replay its mask and survivors (with --against)"},
+			&ucli.StringFlag{Name: "calibration", Usage: "the calibration file physarium.calibration names: replays a reconstructed file's mask and survivors (sparsegpt, --reconstruct), or the kills of an activation-flow file that ate the full v2 food (with --against)"},
 			&ucli.BoolFlag{Name: "no-replay", Usage: "do not replay the kernel on the original's values (kills then only bounded for quantized types)"},
 			splitFlag,
 		},

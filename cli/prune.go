@@ -94,7 +94,8 @@ cost: two numbers, never one.`,
 			&ucli.StringFlag{Name: "imatrix", Usage: "llama.cpp importance matrix (GGUF or legacy .dat from llama-imatrix): enables v2 activation-flow (food |w|*sqrt(in_sum2/count)) and wanda"},
 			&ucli.StringFlag{Name: "imatrix-missing", Value: "error", Usage: "a target without an imatrix entry: error, or v1 (prune it on |w| alone; listed in the report and physarium.imatrix)"},
 			&ucli.StringFlag{Name: "method", Usage: "activation-flow (v2, default with --imatrix), magnitude-flow (v1, default without), the plain baselines magnitude (per-tensor |w|) and wanda (|w|*a_i per output row), or sparsegpt (needs --calibration); the last three need --mode sparsity"},
-			&ucli.StringFlag{Name: "calibration", Usage: "calibration file with Gram matrices (calibrate --gram), read by sparsegpt"},
+			&ucli.StringFlag{Name: "calibration", Usage: "calibration file (calibrate; --gram for Gram matrices), read by sparsegpt, --reconstruct, and activation-flow without --imatrix (the full v2 food)"},
+			&ucli.StringFlag{Name: "factors", Usage: "factors of activation-flow's full food from --calibration: a subset of act,stab,contrib, each optionally ^EXPONENT (default: " + method.DefaultFactors.String() + ", with --reconstruct " + method.DefaultReconstructFactors.String() + ")"},
 			&ucli.Float64Flag{Name: "damp", Value: method.DefaultDamp, Usage: "relative damping of the inverse Hessians: lambda = DAMP * mean(diag H)"},
 			&ucli.IntFlag{Name: "blocksize", Value: obs.DefaultBlockSize, Usage: "column block of the OBS updates and of sparsegpt's mask"},
 			&ucli.StringFlag{Name: "pattern", Usage: "N:M pattern (2:4, 4:8): in every group of M consecutive input weights of a row exactly N die, chosen by the method's own score; sets sparsity mode at N/M"},
@@ -184,6 +185,13 @@ func pruneOptions(c *ucli.Context) (prune.Options, error) {
 	o.Damp = c.Float64("damp")
 	o.BlockSize = c.Int("blocksize")
 	o.Reconstruct = c.Bool("reconstruct")
+	if c.IsSet("factors") {
+		f, err := method.ParseFactors(c.String("factors"))
+		if err != nil {
+			return o, usageErrorf("prune: --factors: %v", err)
+		}
+		o.Factors = f
+	}
 	if o.Reconstruct && o.Calibration == "" {
 		return o, usageErrorf("prune: --reconstruct needs --calibration FILE (calibrate --gram)")
 	}
@@ -216,7 +224,7 @@ func checkMethod(c *ucli.Context, o prune.Options, p kernel.Params) error {
 	if cfg.Rank, err = method.ParseRank(string(o.Rank)); err != nil {
 		return usageErrorf("prune: %v", err)
 	}
-	if c.IsSet("rank") && (len(m.Ranks(p.Mode)) == 0 || o.Imatrix == "") {
+	if c.IsSet("rank") && (len(m.Ranks(p.Mode)) == 0 || o.Imatrix == "" && o.Calibration == "") {
 		return usageErrorf("prune: --rank applies to %s only", rankedMethods())
 	}
 	if err := m.Validate(cfg); err != nil {

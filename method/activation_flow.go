@@ -3,6 +3,7 @@ package method
 import (
 	"fmt"
 	"math"
+	"strings"
 
 	"github.com/physarium/physarium-gguf/errata"
 	"github.com/physarium/physarium-gguf/kernel"
@@ -148,16 +149,30 @@ func (activationFlow) Validate(cfg Config) error {
 		_, err := ParseRank(string(cfg.Rank))
 		return err
 	}
+	if !cfg.Factors.None() && (cfg.Calibration == nil || cfg.Calibration.File == nil) {
+		return fmt.Errorf("the full v2 food (--factors) reads a calibration file (--calibration)")
+	}
 	return nil
 }
 
 func (activationFlow) Importance(cfg Config) string {
-	if cfg.Params.Mode != kernel.Sparsity {
-		return "|w|*" + activation + stability
+	f := "|w|*" + activation + stability
+	if cfg.Params.Mode == kernel.Sparsity {
+		d, _ := rankOf(cfg.Rank)
+		f = d.formula
 	}
-	d, _ := rankOf(cfg.Rank)
-	return d.formula
+	if cfg.Factors.None() {
+		return f
+	}
+	f = strings.TrimSuffix(f, stability)
+	f = strings.ReplaceAll(f, "F=|w|*"+activation, "F")
+	f = strings.ReplaceAll(f, "|w|*"+activation, "F")
+	return f + "; " + cfg.Factors.foodFormula(calibrationDamp(cfg))
 }
+
+// ReadsCalibration reports that activation-flow reads a calibration file
+// when given one: without --imatrix it eats the full food from it.
+func (activationFlow) ReadsCalibration() bool { return true }
 
 func (activationFlow) Rule(cfg Config) Rule {
 	if cfg.Params.Mode != kernel.Sparsity {
@@ -173,8 +188,18 @@ func (activationFlow) NotReplayed(bool, string) string {
 
 // NewDecider returns the kernel's own decider in natural mode and for
 // RankTile, else a decider of the rank's score (with a natural-mode
-// kernel for the mould-informed ranks).
-func (activationFlow) NewDecider(cfg Config) (Decider, error) {
+// kernel for the mould-informed ranks); with the full food
+// (Config.Factors) each band is first given its phi as Act.
+func (a activationFlow) NewDecider(cfg Config) (Decider, error) {
+	d, err := a.newDecider(cfg)
+	if err != nil || cfg.Factors.None() {
+		return d, err
+	}
+	return foodDecider{d}, nil
+}
+
+// newDecider is NewDecider on the band's own Act.
+func (activationFlow) newDecider(cfg Config) (Decider, error) {
 	d, _ := rankOf(cfg.Rank)
 	if cfg.Params.Mode != kernel.Sparsity || d.rank == RankTile {
 		return newKernelDecider(cfg)

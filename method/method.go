@@ -57,6 +57,9 @@ type Config struct {
 	// Pattern, when not None, asks for an N:M pattern (a Patterned
 	// method, or SparseGPT's own groups).
 	Pattern Pattern
+	// Factors, when not None, make activation-flow eat the full v2 food
+	// from Calibration (ResolveFactors).
+	Factors Factors
 }
 
 // Band is one band of a target tensor: up to errata.TileSize rows of one

@@ -63,9 +63,11 @@ func keyValues(r *Report) map[string]gguf.Value {
 	if r.Retype != "" {
 		v[errata.KeyRetype] = gguf.String(r.Retype)
 	}
+	if r.Calibration != "" {
+		v[errata.KeyCalibration] = gguf.String(r.Calibration)
+	}
 	if r.Reconstructed {
 		v[errata.KeyReconstructed] = gguf.Bool(true)
-		v[errata.KeyCalibration] = gguf.String(r.Calibration)
 		v[errata.KeyReconstruction] = gguf.String(r.Reconstruction)
 		v[errata.KeySurvivorsMoved] = gguf.Uint64(r.SurvivorsChanged.Numerator)
 		v[errata.KeyOutputError] = gguf.Float64(r.ReconstructionError)

@@ -51,15 +51,27 @@ func resolveMethod(ctx context.Context, opts Options, params kernel.Params) (met
 	if !opts.Pattern.None() {
 		m = method.Patterned(m)
 	}
+	cfg := method.Config{Params: params, Impl: opts.Impl, Rank: rank, BlockSize: opts.BlockSize, Pattern: opts.Pattern}
+	if opts.fullFood {
+		if cfg.Calibration, err = openCalibration(ctx, opts); err != nil {
+			return nil, method.Config{}, err
+		}
+		if cfg.Factors, err = method.ResolveFactors(opts.Factors, cfg.Calibration, opts.Reconstruct); err != nil {
+			return nil, method.Config{}, fmt.Errorf("prune: %w", err)
+		}
+	} else if !opts.Factors.None() {
+		return nil, method.Config{}, fmt.Errorf("prune: --factors chooses the full food of %s, which reads --calibration (without --imatrix)", method.ActivationFlow)
+	}
 	if opts.Reconstruct {
 		if c, ok := m.(method.Calibrated); ok && c.NeedsCalibration() {
 			return nil, method.Config{}, fmt.Errorf("prune: method %s reconstructs the survivors itself; drop --reconstruct", name)
 		}
-		m = method.Reconstructing(m)
+		m = method.WithReconstruction(m, cfg)
 	}
-	cfg := method.Config{Params: params, Impl: opts.Impl, Rank: rank, BlockSize: opts.BlockSize, Pattern: opts.Pattern}
-	if cfg.Calibration, err = loadCalibration(ctx, m, opts); err != nil {
-		return nil, method.Config{}, err
+	if cfg.Calibration == nil {
+		if cfg.Calibration, err = loadCalibration(ctx, m, opts); err != nil {
+			return nil, method.Config{}, err
+		}
 	}
 	if err := m.Validate(cfg); err != nil {
 		return nil, method.Config{}, fmt.Errorf("prune: %w", err)
@@ -160,6 +172,32 @@ func loadCalibration(ctx context.Context, m method.Method, opts Options) (*metho
 	case !needs:
 		return nil, nil
 	}
+	return openCalibration(ctx, opts)
+}
+
+// fullFood reports whether a run of method name eats the full v2 food:
+// activation-flow given a calibration file and no importance matrix.
+func fullFood(name string, opts Options) bool {
+	return name == method.ActivationFlow && opts.Calibration != "" && opts.Imatrix == ""
+}
+
+// withCalibrationFood returns opts with, for a run that eats the full v2
+// food, the calibration file as its importance matrix (a calibration file
+// is one): physarium.imatrix then names it, and a target without an
+// entry is refused as with --imatrix.
+func withCalibrationFood(opts Options) Options {
+	name := opts.Method
+	if name == "" {
+		name = DefaultMethod(opts.Imatrix)
+	}
+	if fullFood(name, opts) {
+		opts.fullFood, opts.Imatrix = true, opts.Calibration
+	}
+	return opts
+}
+
+// openCalibration loads opts.Calibration with the run's damping.
+func openCalibration(ctx context.Context, opts Options) (*method.Calibration, error) {
 	if opts.BlockSize < 0 {
 		return nil, fmt.Errorf("prune: block size %d is negative", opts.BlockSize)
 	}

@@ -85,11 +85,20 @@ type Options struct {
 	// zeros, chosen by the method's own score.
 	Pattern method.Pattern
 	// Reconstruct keeps the method's mask and then reconstructs the
-	// survivors from the Calibration file's Grams (method.Reconstructing).
+	// survivors from the Calibration file's Grams (method.Reconstructing);
+	// for activation-flow eating the full food, the mask is chosen per
+	// column block on the weights as the updates left them
+	// (method.WithReconstruction).
 	Reconstruct bool
 	// Retype, when set, writes every target tensor in this type (every
 	// block re-encoded from the pruned values) instead of the input's.
 	Retype *gguf.Type
+	// Factors choose the factors of activation-flow's full food, eaten
+	// when Calibration is given without Imatrix; None means
+	// method.DefaultFactors.
+	Factors method.Factors
+
+	fullFood bool // set by File: the run eats the full food
 }
 
 // Progress tells how far a run is.
@@ -133,6 +142,7 @@ func File(ctx context.Context, in, out string, opts Options) (*Report, error) {
 	if err != nil {
 		return nil, err
 	}
+	opts = withCalibrationFood(opts)
 	m, cfg, err := resolveMethod(ctx, opts, params)
 	if err != nil {
 		return nil, err
@@ -181,10 +191,13 @@ func File(ctx context.Context, in, out string, opts Options) (*Report, error) {
 		r.Pattern = cfg.Pattern.String()
 	}
 	if c := cfg.Calibration; c != nil {
-		r.Reconstructed = true
 		r.Calibration = c.Describe()
+	}
+	if c, ok := m.(method.Calibrated); ok && c.NeedsCalibration() {
+		c := cfg.Calibration
+		r.Reconstructed = true
 		r.Reconstruction = "mask=" + m.Name() + " (adaptive, per column block) " + c.Parameters(method.BlockSizeOf(cfg))
-		if opts.Reconstruct {
+		if opts.Reconstruct && cfg.Factors.None() {
 			r.Reconstruction = "mask=" + m.Name() + " (fixed first, then the survivors by OBS) " + c.Parameters(method.BlockSizeOf(cfg))
 		}
 	}

@@ -160,9 +160,9 @@ type Report struct {
 	// SurvivorsChanged counts the surviving weights a reconstructing
 	// method changed, over the target weights.
 	SurvivorsChanged Rate `json:"survivors_changed"`
-	// Reconstructed says the method also changed survivors; Calibration
-	// and Reconstruction are then physarium.calibration and
-	// physarium.reconstruction.
+	// Reconstructed says the method also changed survivors;
+	// Reconstruction is then physarium.reconstruction. Calibration is
+	// physarium.calibration of any run that read a calibration file.
 	Reconstructed  bool   `json:"reconstructed,omitempty"`
 	Calibration    string `json:"calibration,omitempty"`
 	Reconstruction string `json:"reconstruction,omitempty"`
