@@ -74,16 +74,10 @@ func TestTestmodelDeterministic(t *testing.T) {
 }
 
 func TestTestmodelTypes(t *testing.T) {
-	dir := t.TempDir()
+	models := typeModels(t)
 	for _, name := range supportedTypeNames() {
 		typ, _ := gguf.ParseType(name)
-		ti, _ := typ.Info()
-		embd, ff := "64", "96"
-		if ti.BlockSize > 32 {
-			embd, ff = "256", "256"
-		}
-		p := filepath.Join(dir, name+".gguf")
-		mustRun(t, "testmodel", "--layers", "1", "--embd", embd, "--ff", ff, "--heads", "2", "--vocab", "260", "--type", name, p)
+		p := models[typ]
 		f, err := gguf.Open(p)
 		if err != nil {
 			t.Fatal(err)

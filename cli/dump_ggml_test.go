@@ -5,7 +5,6 @@ import (
 	"errors"
 	"io"
 	"math"
-	"path/filepath"
 	"testing"
 
 	"github.com/physarium/physarium-gguf/gguf"
@@ -14,9 +13,9 @@ import (
 	"github.com/physarium/physarium-gguf/testmodels"
 )
 
-// TestDumpEqualsGGML checks, for a generated model of every encodable type,
-// that `dump` of a projection equals ggml's own to_float of the same bytes,
-// bit for bit.
+// TestDumpEqualsGGML checks, for a generated model of every encodable type
+// (typeModels), that `dump` of a projection equals ggml's own to_float of
+// the same bytes, bit for bit.
 func TestDumpEqualsGGML(t *testing.T) {
 	lib, err := ggmlref.Load()
 	if errors.Is(err, ggmlref.ErrNoLlama) || errors.Is(err, ggmlref.ErrNoCgo) {
@@ -25,17 +24,13 @@ func TestDumpEqualsGGML(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	models := typeModels(t)
 	for _, typ := range gguf.Types() {
 		if !quantize.CanEncode(typ) || !testmodels.SupportedType(typ) {
 			continue
 		}
 		t.Run(typ.String(), func(t *testing.T) {
-			c := testmodels.DefaultConfig()
-			c.Layers, c.Type = 1, typ
-			p := filepath.Join(t.TempDir(), "m.gguf")
-			if err := testmodels.Write(p, c, gguf.CreateOptions{}); err != nil {
-				t.Fatal(err)
-			}
+			p := models[typ]
 			name := "blk.0.attn_q.weight"
 			out := mustRun(t, "dump", "--tensor", name, p)
 			f, err := gguf.Open(p)

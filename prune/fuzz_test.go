@@ -6,6 +6,7 @@ import (
 	"errors"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 
@@ -13,18 +14,31 @@ import (
 	"github.com/physarium/physarium-gguf/testmodels"
 )
 
-// fuzzSeeds are small generated models the fuzzer mutates: F32, and two
-// block types (one without and one with a zero-preserving re-encoder).
+// fuzzSeeds are small models the fuzzer mutates: F32, and two block types
+// (one without and one with a zero-preserving re-encoder). Each is a
+// one-layer testmodels llama (n_embd 32, n_ff 32) without what prune only
+// copies through and that would make most of the file: the tokenizer
+// arrays and the two vocabulary-sized matrices (token_embd, output). So a
+// seed is a few kilobytes of header, norms and target projections, and a
+// mutation mostly lands in bytes the pipeline parses, plans and prunes.
+// Each seed must prune (something killed), so the fuzzer starts from
+// inputs that reach the surgery, not only the parser.
 func fuzzSeeds(f *testing.F) [][]byte {
 	dir := f.TempDir()
 	var seeds [][]byte
 	for i, typ := range []gguf.Type{gguf.TypeF32, gguf.TypeQ8_0, gguf.TypeQ4_1} {
 		c := testmodels.DefaultConfig()
-		c.Layers, c.Embd, c.FF, c.Heads, c.KVHeads, c.Vocab = 1, 64, 96, 2, 2, 260
+		c.Layers, c.Embd, c.FF, c.Heads, c.KVHeads, c.Vocab = 1, 32, 32, 2, 2, testmodels.MinVocab
 		c.Type, c.Seed = typ, uint64(i+1)
-		p := filepath.Join(dir, typ.String()+".gguf")
-		if err := testmodels.Write(p, c, gguf.CreateOptions{}); err != nil {
+		full := filepath.Join(dir, typ.String()+".full.gguf")
+		if err := testmodels.Write(full, c, gguf.CreateOptions{}); err != nil {
 			f.Fatal(err)
+		}
+		p := filepath.Join(dir, typ.String()+".gguf")
+		stripForFuzz(f, full, p)
+		rep, err := File(context.Background(), p, filepath.Join(dir, typ.String()+".pruned.gguf"), Options{Threads: 1})
+		if err != nil || rep.Killed == 0 {
+			f.Fatalf("seed %s: killed %v, error %v; a seed must reach the surgery", typ, rep, err)
 		}
 		b, err := os.ReadFile(p)
 		if err != nil {
@@ -33,6 +47,53 @@ func fuzzSeeds(f *testing.F) [][]byte {
 		seeds = append(seeds, b)
 	}
 	return seeds
+}
+
+// stripForFuzz copies the model at src to dst without the tokenizer
+// arrays, token_embd.weight and output.weight.
+func stripForFuzz(f *testing.F, src, dst string) {
+	g, err := gguf.Open(src)
+	if err != nil {
+		f.Fatal(err)
+	}
+	defer g.Close()
+	var h gguf.Header
+	h.Version = g.Version
+	for _, kv := range g.KVs {
+		if !strings.HasPrefix(kv.Key, "tokenizer.ggml.") || kv.Key == "tokenizer.ggml.model" {
+			h.KVs = append(h.KVs, kv)
+		}
+	}
+	for _, ti := range g.Tensors {
+		if ti.Name != "token_embd.weight" && ti.Name != "output.weight" {
+			h.Tensors = append(h.Tensors, ti)
+		}
+	}
+	w, err := gguf.Create(dst, h, gguf.CreateOptions{})
+	if err != nil {
+		f.Fatal(err)
+	}
+	for _, ti := range h.Tensors {
+		if err := w.WriteTensor(g.TensorReader(ti)); err != nil {
+			f.Fatal(err)
+		}
+	}
+	if err := w.Close(); err != nil {
+		f.Fatal(err)
+	}
+}
+
+// fuzzTempDir is a fresh directory for one input, on /dev/shm when the
+// machine has it: every successful prune ends in an fsync, which on a
+// busy disk costs more than the pruning of a seed.
+func fuzzTempDir(t *testing.T) string {
+	if st, err := os.Stat("/dev/shm"); err == nil && st.IsDir() {
+		if d, err := os.MkdirTemp("/dev/shm", "physarium-fuzz-"); err == nil {
+			t.Cleanup(func() { os.RemoveAll(d) })
+			return d
+		}
+	}
+	return t.TempDir()
 }
 
 // FuzzPrune runs the whole pipeline on mutated models: it must never
@@ -53,7 +114,7 @@ func FuzzPrune(f *testing.F) {
 		}
 	}
 	f.Fuzz(func(t *testing.T, data []byte) {
-		dir := t.TempDir()
+		dir := fuzzTempDir(t)
 		in := filepath.Join(dir, "in.gguf")
 		out := filepath.Join(dir, "out.gguf")
 		if err := os.WriteFile(in, data, 0o644); err != nil {
