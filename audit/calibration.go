@@ -91,26 +91,36 @@ func (a *auditor) prepareCalReplay(path, name string) (string, error) {
 		return "", fmt.Errorf("audit: calibration: %w", err)
 	}
 	cfg := method.Config{Params: a.params, Impl: kernel.Auto, BlockSize: block}
+	cfg.Calibration = method.NewCalibration(filepath.Base(path), cal, damp)
+	cfg.Calibration.SHA256 = sum
+	imp, _ := a.str(errata.KeyImportance)
+	if name == method.ActivationFlow && strings.Contains(imp, "v2 full food") {
+		// prune ate the full v2 food: the same factors, as the
+		// importance states them, choose the mask as the update goes.
+		factors, err := storedFactors(imp)
+		if err != nil {
+			cal.Close()
+			return "physarium.importance unusable: " + err.Error(), nil
+		}
+		cfg.Factors = factors
+	}
 	if p, ok := a.storedPattern(); ok {
 		cfg.Pattern = p
 		m = method.Patterned(m)
 	}
 	if a.reconstructed {
-		m = method.Reconstructing(m)
+		m = method.WithReconstruction(m, cfg)
 	}
 	if c, ok := m.(method.Calibrated); !ok || !c.NeedsCalibration() {
 		cal.Close()
 		return fmt.Sprintf("method %q without physarium.reconstructed reads no calibration file", name), nil
 	}
-	imp, _ := a.str(errata.KeyImportance)
 	for _, r := range m.Ranks(a.params.Mode) {
 		if c := cfg; m.Importance(withRank(c, r)) == imp {
 			cfg.Rank = r
 			break
 		}
 	}
-	cfg.Calibration = method.NewCalibration(filepath.Base(path), cal, damp)
-	cfg.Calibration.SHA256 = sum
 	rp := &calReplay{m: m, cfg: cfg, cal: cal}
 	if m.NeedsImatrix() {
 		if why := a.calActivations(rp); why != "" {
