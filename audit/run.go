@@ -11,6 +11,7 @@ import (
 
 	"github.com/physarium/physarium-gguf/errata"
 	"github.com/physarium/physarium-gguf/gguf"
+	"github.com/physarium/physarium-gguf/imatrix"
 	"github.com/physarium/physarium-gguf/kernel"
 	"github.com/physarium/physarium-gguf/method"
 	"github.com/physarium/physarium-gguf/quantize"
@@ -35,6 +36,9 @@ type auditor struct {
 	k        *kernel.Kernel // the replay's kernel, nil when not replaying
 	// magReplay replays the magnitude baseline (no kernel).
 	magReplay bool
+	// imat is the importance matrix prune's re-encoding read
+	// (Options.Imatrix), or nil.
+	imat *imatrix.Matrix
 	// paramsErr says why physarium.params is unusable; params holds it
 	// parsed when paramsErr is nil and hasParams.
 	paramsErr error
