@@ -71,6 +71,7 @@ import (
 
 	"github.com/physarium/physarium-gguf/errata"
 	"github.com/physarium/physarium-gguf/gguf"
+	"github.com/physarium/physarium-gguf/imatrix"
 )
 
 // Options configure an audit.
@@ -98,6 +99,11 @@ type Options struct {
 	// AnyShard lets each path name any shard of a split model, not only
 	// the first; a split model is read whole either way.
 	AnyShard bool
+	// Imatrix is the path of the importance matrix (or calibration file)
+	// the pruning run read: prune re-encodes IQ grid blocks with its
+	// weights, and the audit needs them to expect the same bytes. Without
+	// it such tensors are reported as not verifiable, by name.
+	Imatrix string
 }
 
 // Check statuses.
@@ -313,6 +319,11 @@ func File(ctx context.Context, path string, opts Options) (*Report, error) {
 	a := &auditor{ctx: ctx, file: f, orig: o, origShards: origShards, twin: p, twinShards: twinShards, chunk: chunk, noReplay: opts.NoReplay, calPath: opts.Calibration, r: &Report{File: path, Against: opts.Against, PrunedTwin: opts.Pruned}}
 	if err := a.loadCalibration(opts.Calibration); err != nil {
 		return nil, err
+	}
+	if opts.Imatrix != "" {
+		if a.imat, err = imatrix.Load(opts.Imatrix); err != nil {
+			return nil, fmt.Errorf("audit: %w", err)
+		}
 	}
 	if err := a.run(); err != nil {
 		return nil, err

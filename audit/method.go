@@ -113,8 +113,9 @@ func (a *auditor) checkMethod() methodInfo {
 	return labels
 }
 
-// checkImatrix checks that physarium.imatrix is present exactly for the
-// methods that read an importance matrix, and that the targets it lists as
+// checkImatrix checks that physarium.imatrix is present for the methods
+// that read an importance matrix, and absent for the others unless a
+// target is of an IQ grid type (whose re-encoding reads one), and that the targets it lists as
 // missing (--imatrix-missing v1) are distinct targets of the file.
 func (a *auditor) checkImatrix(m method.Method) {
 	r := a.r
@@ -124,8 +125,8 @@ func (a *auditor) checkImatrix(m method.Method) {
 		return // mistyped, reported by checkTypes
 	}
 	switch {
-	case has && !m.NeedsImatrix():
-		r.disagree(key, "", s, "absent: method "+m.Name()+" reads no importance matrix", BasisFile)
+	case has && !m.NeedsImatrix() && !a.weightedTarget():
+		r.disagree(key, "", s, "absent: method "+m.Name()+" reads no importance matrix and no target is re-encoded with one (an IQ grid type)", BasisFile)
 		return
 	case !has && m.NeedsImatrix():
 		r.disagree(key, "", "missing", "a STRING naming the importance matrix (method "+m.Name()+" reads one)", BasisFile)

@@ -84,6 +84,7 @@ type pass struct {
 type passBuffers struct {
 	rawO, rawF, rawP, exp []byte
 	before, vals, after   []float32
+	qw                    []float32 // importance weights of a run of blocks (weightsAt)
 	mask, tmask           []byte
 	touched               []bool // blocks a replay from the calibration file re-encodes
 	tiles                 []kernel.Tile
@@ -104,8 +105,13 @@ type walk struct {
 	rowLen    int              // weights per row
 	rowBytes  uint64
 	zeroCode  quantize.ZeroKind
-	walked    pass
-	index     int // the next band's index within the tensor
+	// qw holds the importance weights of the re-encoding per input
+	// column, matrix after matrix (setWeights), nil for none;
+	// matrixValues is the number of values of one matrix.
+	qw           []float32
+	matrixValues int
+	walked       pass
+	index        int // the next band's index within the tensor
 }
 
 // walkTarget walks target tensor t of f band by band beside the original's
@@ -116,6 +122,9 @@ func (a *auditor) walkTarget(t, ot gguf.TensorInfo, pt *gguf.TensorInfo, k *kern
 	w := &walk{a: a, t: t, ot: ot, pt: pt, k: k, replay: k != nil || a.magReplay || a.cal != nil || a.food != nil}
 	w.walked = pass{firstBadKill: -1, firstKept: -1, firstNotReenc: -1, firstMissed: -1, firstExtra: -1, firstOffTile: -1, firstKilledNZ: -1, firstPrunedOutside: -1}
 	if w.walked.problem = w.layout(); w.walked.problem != "" {
+		return w.walked, nil
+	}
+	if w.walked.problem = w.setWeights(); w.walked.problem != "" {
 		return w.walked, nil
 	}
 	if a.magReplay {
@@ -309,7 +318,8 @@ func (w *walk) expected(mask []byte, nb, n int, blk0 int64) error {
 		for end < blocks && w.reencodes(mask, end) {
 			end++
 		}
-		if err := quantize.EncodeKeepZeros(w.t.Type, b.exp[blk*bb:end*bb], src[blk*bs:end*bs]); err != nil {
+		qw := w.weightsAt((blk0+int64(blk))*int64(bs), (end-blk)*bs)
+		if err := quantize.EncodeKeepZerosWeighted(w.t.Type, b.exp[blk*bb:end*bb], src[blk*bs:end*bs], qw); err != nil {
 			return fmt.Errorf("audit: tensor %s: %w", w.t.Name, err)
 		}
 		blk = end
@@ -401,7 +411,8 @@ func (w *walk) compareControl(blk int, at int64, stored, orig []byte, changed bo
 		if reenc == nil {
 			b := &w.a.bufs
 			b.one = grow(b.one, bb)
-			if err := quantize.EncodeKeepZeros(w.t.Type, b.one, b.before[blk*w.blockSize:(blk+1)*w.blockSize]); err != nil {
+			qw := w.weightsAt(at*int64(w.blockSize), w.blockSize)
+			if err := quantize.EncodeKeepZerosWeighted(w.t.Type, b.one, b.before[blk*w.blockSize:(blk+1)*w.blockSize], qw); err != nil {
 				return nil, fmt.Errorf("audit: tensor %s: %w", w.t.Name, err)
 			}
 			reenc = b.one

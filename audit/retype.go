@@ -76,6 +76,9 @@ func (a *auditor) auditRetyped(t, ot gguf.TensorInfo) (TensorAudit, error) {
 	if w.walked.problem = w.layout(); w.walked.problem != "" {
 		return a.tensorAudit(t, s), nil
 	}
+	if w.walked.problem = w.setWeights(); w.walked.problem != "" {
+		return a.tensorAudit(t, s), nil
+	}
 	origRow, _ := ot.Type.RowBytes(ot.Shape[0])
 	if !quantize.CanDecode(ot.Type) {
 		w.walked.problem = fmt.Sprintf("the original's type %s cannot be decoded", ot.Type)
@@ -146,7 +149,7 @@ func (w *walk) retypedBand(m int, row0 uint64, nr int) error {
 		return err
 	}
 	b.exp = grow(b.exp, nb)
-	if err := quantize.EncodeKeepZeros(w.t.Type, b.exp, b.vals[:n]); err != nil {
+	if err := quantize.EncodeKeepZerosWeighted(w.t.Type, b.exp, b.vals[:n], w.weightsAt(blk0*int64(w.blockSize), n)); err != nil {
 		return fmt.Errorf("audit: tensor %s: %w", w.t.Name, err)
 	}
 	r, bb := w.walked.replay, w.blockLen

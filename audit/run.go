@@ -11,6 +11,7 @@ import (
 
 	"github.com/physarium/physarium-gguf/errata"
 	"github.com/physarium/physarium-gguf/gguf"
+	"github.com/physarium/physarium-gguf/imatrix"
 	"github.com/physarium/physarium-gguf/kernel"
 	"github.com/physarium/physarium-gguf/method"
 	"github.com/physarium/physarium-gguf/quantize"
@@ -39,6 +40,9 @@ type auditor struct {
 	// v2 food from it.
 	calibration *method.Calibration
 	food        *foodReplay
+	// imat is the importance matrix prune's re-encoding read
+	// (Options.Imatrix), or nil.
+	imat *imatrix.Matrix
 	// paramsErr says why physarium.params is unusable; params holds it
 	// parsed when paramsErr is nil and hasParams.
 	paramsErr error

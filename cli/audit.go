@@ -74,6 +74,11 @@ audited as such: zero kill figures, the control wording, and with
 --pruned PRUNED also checks control_of's sha256 and that the control
 re-encoded exactly the blocks the pruned twin did.
 
+IQ grid targets (IQ1_S ... IQ3_S) are re-encoded by prune with the
+importance weights of the run's --imatrix (or --calibration file): pass
+the same file as --imatrix for the audit to expect the same bytes; without
+it such tensors are reported as not verifiable, by name.
+
 Every check says whether it was verified exactly, only within bounds, or
 not at all, and whether it rests on the file alone or on the original.
 A file without physarium.* keys gets the sparsity of each projection tensor.
@@ -93,6 +98,7 @@ Examples:
 			&ucli.StringFlag{Name: "pruned", Usage: "for a control twin: the pruned file it names in physarium.control_of"},
 			&ucli.StringFlag{Name: "calibration", Usage: "the calibration file physarium.calibration names: replays a reconstructed file's mask and survivors (sparsegpt, --reconstruct), or the kills of an activation-flow file that ate the full v2 food (with --against)"},
 			&ucli.BoolFlag{Name: "no-replay", Usage: "do not replay the kernel on the original's values (kills then only bounded for quantized types)"},
+			&ucli.StringFlag{Name: "imatrix", Usage: "the importance matrix (or calibration file) the pruning run read, for the re-encoding of IQ grid targets"},
 			splitFlag,
 		},
 		Action: a.audit,
@@ -104,7 +110,7 @@ func (a *App) audit(c *ucli.Context) error {
 	if err != nil {
 		return err
 	}
-	r, err := runAuditOpts(c.Context, paths[0], audit.Options{Against: c.String("against"), Pruned: c.String("pruned"), NoReplay: c.Bool("no-replay"), Calibration: c.String("calibration"), AnyShard: c.Bool("split")})
+	r, err := runAuditOpts(c.Context, paths[0], audit.Options{Against: c.String("against"), Pruned: c.String("pruned"), NoReplay: c.Bool("no-replay"), Calibration: c.String("calibration"), AnyShard: c.Bool("split"), Imatrix: c.String("imatrix")})
 	if err != nil {
 		return err
 	}
@@ -180,6 +186,11 @@ func writeAudit(w io.Writer, r *audit.Report) {
 		}
 		if r.Replay.Ran {
 			fmt.Fprintf(w, "replay: the kernel (%s, %s) re-ran on the original's values: kills are exact\n", r.Replay.Kernel, r.Replay.Params)
+			for _, c := range r.Checks {
+				if c.Key == "replay" && c.Tensor != "" && c.Status == audit.StatusUnverifiable {
+					fmt.Fprintf(w, "  except %s: %s\n", c.Tensor, c.Note)
+				}
+			}
 		} else {
 			fmt.Fprintf(w, "replay: NOT RUN, %s\n", r.Replay.Reason)
 		}

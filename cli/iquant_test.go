@@ -22,7 +22,8 @@ var iqGridTypeNames = []string{"iq2_xxs", "iq2_xs", "iq2_s", "iq3_xxs", "iq3_s",
 
 // TestPruneIQuants makes a model of each i-quant grid type with testmodel
 // (IQ2_XXS from a llama-imatrix importance matrix of its F32 twin when the
-// runtime is there), prunes it and checks the result: tensors prune did
+// runtime is there), prunes it (magnitude-flow, re-encoding with that
+// importance matrix, or a synthetic one without the runtime) and checks the result: tensors prune did
 // not target and blocks it did not re-encode keep their bytes, the report's
 // exact_zero is the count of killed weights that read back as 0 in the
 // file (these grids hold 0 only in an all-zero block), max_killed_rel is in
@@ -53,9 +54,14 @@ func TestPruneIQuants(t *testing.T) {
 				args = append(args, "--imatrix", im)
 			}
 			mustRun(t, append(args, in)...)
+			pim := im
+			if pim == "" {
+				pim = filepath.Join(dir, name+".imatrix.gguf")
+				writeTestImatrix(t, pim, in)
+			}
 			out := filepath.Join(dir, name+".pruned.gguf")
 			rep := filepath.Join(dir, name+".json")
-			mustRun(t, "prune", "--quiet", "--report", rep, in, out)
+			mustRun(t, "prune", "--quiet", "--method", "magnitude-flow", "--imatrix", pim, "--report", rep, in, out)
 			raw, err := os.ReadFile(rep)
 			if err != nil {
 				t.Fatal(err)
@@ -71,7 +77,7 @@ func TestPruneIQuants(t *testing.T) {
 			if exactZeros != r.ExactZero {
 				t.Errorf("the file holds %d killed weights at exactly 0, the report says %d", exactZeros, r.ExactZero)
 			}
-			if txt := mustRun(t, "audit", "--against", in, out); !strings.Contains(txt, "verdict: agree") {
+			if txt := mustRun(t, "audit", "--against", in, "--imatrix", pim, out); !strings.Contains(txt, "verdict: agree") || strings.Contains(txt, "  except ") {
 				t.Errorf("audit:\n%s", txt)
 			}
 			msg := ""
@@ -202,7 +208,7 @@ func TestPruneLlamaQuantizeIQuants(t *testing.T) {
 			}
 			out := filepath.Join(dir, typ+".pruned.gguf")
 			rep := filepath.Join(dir, typ+".json")
-			mustRun(t, "prune", "--quiet", "--report", rep, in, out)
+			mustRun(t, "prune", "--quiet", "--method", "magnitude-flow", "--imatrix", im, "--report", rep, in, out)
 			raw, err := os.ReadFile(rep)
 			if err != nil {
 				t.Fatal(err)
@@ -227,7 +233,7 @@ func TestPruneLlamaQuantizeIQuants(t *testing.T) {
 					t.Errorf("%s (%s): %d of %d kills read exactly 0", tr.Name, tr.Type, tr.ExactZero, tr.Killed)
 				}
 			}
-			if txt := mustRun(t, "audit", "--against", in, out); !strings.Contains(txt, "verdict: agree") {
+			if txt := mustRun(t, "audit", "--against", in, "--imatrix", im, out); !strings.Contains(txt, "verdict: agree") || strings.Contains(txt, "  except ") {
 				t.Errorf("audit:\n%s", txt)
 			}
 			res, err := llamacpp.Perplexity(context.Background(), out, text, 128)

@@ -122,6 +122,18 @@ func (m *Matrix) Names() []string {
 // exactly n*mats sums and either one count or mats counts; anything else is
 // an error naming the entry.
 func (e *Entry) Scales(n, mats int) ([]float32, error) {
+	return e.perColumn(n, mats, math.Sqrt)
+}
+
+// Weights returns the importance weight of every input column, laid out
+// as Scales: w[m*n+i] = sum / count with count 0 read as 1, the weight
+// llama-quantize gives ggml's encoders for every row of matrix m.
+func (e *Entry) Weights(n, mats int) ([]float32, error) {
+	return e.perColumn(n, mats, func(x float64) float64 { return x })
+}
+
+// perColumn returns f(sum / count) for every input column (see Scales).
+func (e *Entry) perColumn(n, mats int, f func(float64) float64) ([]float32, error) {
 	if n <= 0 || mats <= 0 {
 		return nil, fmt.Errorf("imatrix: entry %s: bad tensor shape %d x %d matrices", e.Name, n, mats)
 	}
@@ -141,7 +153,7 @@ func (e *Entry) Scales(n, mats int) ([]float32, error) {
 			c = 1
 		}
 		for i, s := range e.Sums[m*n : (m+1)*n] {
-			a[m*n+i] = float32(math.Sqrt(float64(s) / c))
+			a[m*n+i] = float32(f(float64(s) / c))
 		}
 	}
 	return a, nil

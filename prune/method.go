@@ -45,9 +45,6 @@ func resolveMethod(ctx context.Context, opts Options, params kernel.Params) (met
 	if m.NeedsImatrix() && opts.Imatrix == "" {
 		return nil, method.Config{}, fmt.Errorf("prune: method %s needs an importance matrix (--imatrix)", name)
 	}
-	if !m.NeedsImatrix() && opts.Imatrix != "" {
-		return nil, method.Config{}, fmt.Errorf("prune: method %s uses no importance matrix; drop --imatrix or choose %s", name, method.Names(method.Method.NeedsImatrix))
-	}
 	if !opts.Pattern.None() {
 		m = method.Patterned(m)
 	}

@@ -32,6 +32,10 @@ type tensorPlan struct {
 	// matrix (mats*row values), for the activation-aware methods; nil means
 	// |w| alone (v1 food).
 	act []float32
+	// reencW holds the importance weights the changed blocks are encoded
+	// with (quantize.EncodeKeepZerosWeighted), one per input column of
+	// every matrix, matrix after matrix; nil for none.
+	reencW []float32
 	// state is what the method's Prepare returned for the tensor (a
 	// method.Preparer), else nil.
 	state any

@@ -56,7 +56,10 @@ type Options struct {
 	// baselines magnitude and wanda need sparsity mode.
 	Method string
 	// Imatrix is the path of a llama.cpp importance matrix (GGUF or legacy
-	// .dat), needed by activation-flow and wanda.
+	// .dat), needed by activation-flow and wanda, and by the re-encoding
+	// of IQ2_XXS, IQ2_XS and IQ1_S targets (quantize.NeedsWeights); the
+	// other IQ grid targets are re-encoded with it when it is given,
+	// whatever the method.
 	Imatrix string
 	// ImatrixMissingV1 lets a target without an importance-matrix entry be
 	// pruned on |w| alone (v1 food) instead of failing; such tensors are
@@ -156,9 +159,6 @@ func File(ctx context.Context, in, out string, opts Options) (*Report, error) {
 		r.Output, r.Outputs = layout.paths[0], layout.paths
 	}
 	if opts.Retype != nil {
-		if err := retypePlans(f, plans, *opts.Retype, r); err != nil {
-			return nil, err
-		}
 		layout.types = outputTypes(f, plans)
 	}
 	workers, err := newWorkers(plans, m, cfg, opts, r)
@@ -264,10 +264,28 @@ func planRun(f *gguf.File, in, out string, sel *compiledSelection, opts Options,
 	if len(r.Tensors) == 0 {
 		return nil, nil, fmt.Errorf("prune: %s: none of its %d tensors is a target (%d selected ones skipped as unsupported): nothing to prune; see --include, --exclude and --layers", in, len(f.Tensors), len(r.Skipped))
 	}
-	if imat != nil {
+	if opts.Retype != nil {
+		if err := retypePlans(f, plans, *opts.Retype, r); err != nil {
+			return nil, nil, err
+		}
+	}
+	if imat != nil && m.NeedsImatrix() {
 		if err := attachImatrix(plans, imat, opts.ImatrixMissingV1, r); err != nil {
 			return nil, nil, err
 		}
+	}
+	weights := imat
+	if imat == nil && cfg.Calibration != nil && cfg.Calibration.File != nil {
+		weights = &cfg.Calibration.File.Matrix
+	}
+	weighted, err := attachReencodeWeights(f.Path, plans, weights, r)
+	if err != nil {
+		return nil, nil, err
+	}
+	if imat != nil && !m.NeedsImatrix() && !weighted {
+		return nil, nil, fmt.Errorf("prune: method %s uses no importance matrix and no target is re-encoded with one (only the IQ grid types are); drop --imatrix or choose %s", m.Name(), method.Names(method.Method.NeedsImatrix))
+	}
+	if imat != nil {
 		r.Imatrix = describeImatrix(imat, r.ImatrixMissing)
 	}
 	return r, plans, nil

@@ -190,6 +190,12 @@ type Report struct {
 	// ImatrixMissing lists the targets that had no importance-matrix entry
 	// and were pruned on |w| alone (--imatrix-missing v1).
 	ImatrixMissing []string `json:"imatrix_missing,omitempty"`
+	// ReencodeWeights lists the targets whose changed blocks were encoded
+	// with importance weights (the IQ grid types: the in_sum2/count of
+	// every input column, from --imatrix or the --calibration file's
+	// importance matrix; physarium.imatrix or physarium.calibration names
+	// the file).
+	ReencodeWeights []string `json:"reencode_weights,omitempty"`
 	// Rank is the v2 sparsity-mode ranking (activation-flow in sparsity
 	// mode only); physarium.importance states its formula.
 	Rank string `json:"rank,omitempty"`

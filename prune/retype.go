@@ -92,7 +92,7 @@ func (w *worker) retypeBand(j *bandJob, p *tensorPlan, row0, rows int) error {
 	}
 	bufs.retyped = grow(bufs.retyped, rows*rt.rowBytes)
 	out := bufs.retyped[:rows*rt.rowBytes]
-	if err := quantize.EncodeKeepZeros(rt.typ, out, vals); err != nil {
+	if err := quantize.EncodeKeepZerosWeighted(rt.typ, out, vals, p.chunkWeights(&b.qw, row0, 0, n)); err != nil {
 		return err
 	}
 	if err := quantize.Decode(rt.typ, check, out); err != nil {

@@ -77,7 +77,8 @@ func (w *worker) surgery(j *bandJob, p *tensorPlan, row0, rows int) error {
 			}
 		}
 		dst := bufs.raw[blk*bb : end*bb]
-		if err := quantize.EncodeKeepZeros(p.info.Type, dst, vals); err != nil {
+		qw := p.chunkWeights(&b.qw, row0, lo, hi)
+		if err := quantize.EncodeKeepZerosWeighted(p.info.Type, dst, vals, qw); err != nil {
 			return err
 		}
 		if err := quantize.Decode(p.info.Type, check, dst); err != nil {
@@ -88,7 +89,7 @@ func (w *worker) surgery(j *bandJob, p *tensorPlan, row0, rows int) error {
 			st.measureRel(check, b.mask[lo:hi], bs)
 		}
 		if w.control {
-			if err := quantize.EncodeKeepZeros(p.info.Type, bufs.ctrl[blk*bb:end*bb], b.before[lo:hi]); err != nil {
+			if err := quantize.EncodeKeepZerosWeighted(p.info.Type, bufs.ctrl[blk*bb:end*bb], b.before[lo:hi], qw); err != nil {
 				return err
 			}
 		}

@@ -47,6 +47,7 @@ type bandBuffers struct {
 	check  []float32 // that chunk's re-encoded blocks decoded again
 	mask   []byte    // the band's kill mask, row-major with the band's row length
 	after  []float32 // the band's new values when the method rewrites survivors (else nil)
+	qw     []float32 // the importance weights of a chunk's values (chunkWeights)
 }
 
 // worker decides bands and does their surgery; one per goroutine.

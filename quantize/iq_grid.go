@@ -36,11 +36,12 @@ func init() {
 // without them.
 func iqCodec(dec func([]float32, []byte), enc func(dst []byte, src, qw []float32), needsWeights bool) codec {
 	c := codec{
-		decode:          dec,
-		encodeWeighted:  enc,
-		encodeKeepZeros: func(dst []byte, src []float32) { iqEncodeKeepZeros(enc, dst, src) },
-		needsWeights:    needsWeights,
-		zero:            ZeroNone,
+		decode:            dec,
+		encodeWeighted:    enc,
+		encodeKeepZeros:   func(dst []byte, src []float32) { iqEncodeKeepZeros(enc, dst, src, nil) },
+		keepZerosWeighted: func(dst []byte, src, qw []float32) { iqEncodeKeepZeros(enc, dst, src, qw) },
+		needsWeights:      needsWeights,
+		zero:              ZeroNone,
 	}
 	if !needsWeights {
 		c.encode = func(dst []byte, src []float32) { enc(dst, src, nil) }

@@ -329,17 +329,23 @@ func makeQPQuants(nmax int, x []float32, L []uint8, w []float32) float32 {
 	return 0
 }
 
-// iqZeroWeight is the importance EncodeKeepZeros gives a zero value of an
-// IQ grid type (every other value has importance 1).
+// iqZeroWeight is the factor by which EncodeKeepZeros and
+// EncodeKeepZerosWeighted multiply the importance of a zero value of an IQ
+// grid type (a nonzero value keeps its importance).
 const iqZeroWeight = 4
 
-// iqEncodeKeepZeros runs enc with the keep-zeros importance weights.
-func iqEncodeKeepZeros(enc func(dst []byte, src, qw []float32), dst []byte, src []float32) {
+// iqEncodeKeepZeros runs enc with the keep-zeros importance weights: for
+// value i, base[i] (1 when base is nil), times iqZeroWeight when the value
+// is zero.
+func iqEncodeKeepZeros(enc func(dst []byte, src, qw []float32), dst []byte, src, base []float32) {
 	qw := make([]float32, len(src))
 	for i, v := range src {
 		qw[i] = 1
+		if base != nil {
+			qw[i] = base[i]
+		}
 		if v == 0 {
-			qw[i] = iqZeroWeight
+			qw[i] *= iqZeroWeight
 		}
 	}
 	enc(dst, src, qw)

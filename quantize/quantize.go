@@ -39,8 +39,12 @@ type codec struct {
 	encodeKeepZeros func(dst []byte, src []float32)
 	// encodeWeighted takes one importance weight per value of src, or nil.
 	encodeWeighted func(dst []byte, src, qw []float32)
-	needsWeights   bool
-	zero           ZeroKind
+	// keepZerosWeighted is encodeKeepZeros on top of importance weights
+	// (one per value of src); nil for types whose keep-zeros encoder
+	// takes none.
+	keepZerosWeighted func(dst []byte, src, qw []float32)
+	needsWeights      bool
+	zero              ZeroKind
 }
 
 // ErrNeedsWeights is returned (wrapped) by Encode for a type that ggml
@@ -182,6 +186,23 @@ func EncodeKeepZeros(t gguf.Type, dst []byte, src []float32) error {
 		enc = c.encodeKeepZeros
 	}
 	return encodeWith(t, enc, dst, src)
+}
+
+// EncodeKeepZerosWeighted is EncodeKeepZeros with importance weights qw,
+// one per value of src (len(qw) == len(src); nil is EncodeKeepZeros). For
+// the IQ grid types (CanEncodeWeighted) the importance of value i is
+// qw[i], times iqZeroWeight (4) when the value is exactly 0.0; with every
+// qw[i] 1 it is EncodeKeepZeros byte for byte. For every other type the
+// weights are ignored and it is EncodeKeepZeros.
+func EncodeKeepZerosWeighted(t gguf.Type, dst []byte, src, qw []float32) error {
+	c := codecs[t]
+	if qw == nil || c.keepZerosWeighted == nil {
+		return EncodeKeepZeros(t, dst, src)
+	}
+	if len(qw) != len(src) {
+		return fmt.Errorf("quantize: encode %s: %d importance weights for %d values: want one per value", t, len(qw), len(src))
+	}
+	return encodeWith(t, func(dst []byte, src []float32) { c.keepZerosWeighted(dst, src, qw) }, dst, src)
 }
 
 func encodeWith(t gguf.Type, enc func([]byte, []float32), dst []byte, src []float32) error {
