@@ -168,10 +168,11 @@ func testMemory(t *testing.T, calibrate func(...string) *exec.Cmd, model string,
 	peak := func(name string, flags ...string) int64 {
 		out := filepath.Join(dir, name+".gguf")
 		cmd := calibrate(slices.Concat([]string{"--ctx", "128", "--chunks", "2", "--quiet"}, flags, []string{model, out})...)
+		rss := measured(t, cmd)
 		if b, err := cmd.CombinedOutput(); err != nil {
 			t.Fatalf("%s: %v\n%s", name, err, b)
 		}
-		return cmd.ProcessState.SysUsage().(*syscall.Rusage).Maxrss << 10
+		return rss()
 	}
 	none := peak("none")
 	perLayer := peak("per-layer", "--gram", "--max-memory", fmt.Sprint(layerBytes))

@@ -4,7 +4,6 @@ import (
 	"os/exec"
 	"path/filepath"
 	"runtime"
-	"syscall"
 	"testing"
 )
 
@@ -24,10 +23,11 @@ func TestPruneMemoryFlat(t *testing.T) {
 	}
 	prune := func(args ...string) int64 {
 		cmd := exec.Command(bin, append([]string{"prune", "--quiet", "--threads", "2"}, args...)...)
+		peak := measured(t, cmd)
 		if out, err := cmd.CombinedOutput(); err != nil {
 			t.Fatalf("prune: %v\n%s", err, out)
 		}
-		return cmd.ProcessState.SysUsage().(*syscall.Rusage).Maxrss << 10
+		return peak()
 	}
 	peak := func(layers string) int64 {
 		in := filepath.Join(dir, "m"+layers+".gguf")

@@ -5,7 +5,6 @@ import (
 	"os/exec"
 	"path/filepath"
 	"runtime"
-	"syscall"
 	"testing"
 
 	"github.com/physarium/physarium-gguf/testmodels"
@@ -48,10 +47,11 @@ func TestSparseGPTMemoryFlat(t *testing.T) {
 		out := filepath.Join(dir, "out"+layers+".gguf")
 		os.Remove(out)
 		cmd := exec.Command(bin, "prune", "--quiet", "--threads", "2", "--method", "sparsegpt", "--calibration", cal, "--mode", "sparsity", "--sparsity", "0.5", in, out)
+		peak := measured(t, cmd)
 		if b, err := cmd.CombinedOutput(); err != nil {
 			t.Fatalf("prune: %v\n%s", err, b)
 		}
-		return cmd.ProcessState.SysUsage().(*syscall.Rusage).Maxrss << 10, st.Size()
+		return peak(), st.Size()
 	}
 	small, smallCal := peak("2")
 	large, largeCal := peak("16")
