@@ -2,12 +2,8 @@ package audit
 
 import (
 	"bytes"
-	"crypto/sha256"
-	"encoding/hex"
 	"fmt"
-	"io"
 	"math"
-	"os"
 	"path/filepath"
 	"regexp"
 	"strconv"
@@ -15,6 +11,7 @@ import (
 
 	"github.com/physarium/physarium-gguf/errata"
 	"github.com/physarium/physarium-gguf/imatrix"
+	"github.com/physarium/physarium-gguf/internal/filehash"
 	"github.com/physarium/physarium-gguf/kernel"
 	"github.com/physarium/physarium-gguf/method"
 	"github.com/physarium/physarium-gguf/quantize"
@@ -78,9 +75,9 @@ func (a *auditor) prepareCalReplay(path, name string) (string, error) {
 	if err1 != nil || err2 != nil || !(damp > 0) || math.IsInf(damp, 0) || block <= 0 {
 		return fmt.Sprintf("physarium.reconstruction %q: damping or block unusable", recon), nil
 	}
-	sum, err := sha256File(path)
+	sum, err := filehash.SHA256(a.ctx, path)
 	if err != nil {
-		return "", err
+		return "", fmt.Errorf("audit: calibration: %w", err)
 	}
 	stored, _ := a.str(errata.KeyCalibration)
 	if !strings.Contains(stored, " sha256:"+sum+" ") {
@@ -182,20 +179,6 @@ func (a *auditor) calActivations(rp *calReplay) string {
 		rp.act[n] = s
 	}
 	return ""
-}
-
-// sha256File returns the hex sha256 of the file at path.
-func sha256File(path string) (string, error) {
-	f, err := os.Open(path)
-	if err != nil {
-		return "", fmt.Errorf("audit: calibration: %w", err)
-	}
-	defer f.Close()
-	h := sha256.New()
-	if _, err := io.Copy(h, f); err != nil {
-		return "", fmt.Errorf("audit: calibration %s: %w", path, err)
-	}
-	return hex.EncodeToString(h.Sum(nil)), nil
 }
 
 // close releases the calibration file.

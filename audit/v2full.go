@@ -9,6 +9,7 @@ import (
 	"github.com/physarium/physarium-gguf/errata"
 	"github.com/physarium/physarium-gguf/gguf"
 	"github.com/physarium/physarium-gguf/imatrix"
+	"github.com/physarium/physarium-gguf/internal/filehash"
 	"github.com/physarium/physarium-gguf/kernel"
 	"github.com/physarium/physarium-gguf/method"
 )
@@ -37,9 +38,9 @@ func (a *auditor) loadCalibration(path string) error {
 		return fmt.Errorf("audit: %w", err)
 	}
 	a.calibration = method.NewCalibration(filepath.Base(path), f, method.DefaultDamp)
-	sum, err := sha256File(path)
+	sum, err := filehash.SHA256(a.ctx, path)
 	if err != nil {
-		return err
+		return fmt.Errorf("audit: calibration: %w", err)
 	}
 	a.calibration.SHA256 = sum
 	return nil

@@ -1,16 +1,14 @@
 package calibrate
 
 import (
-	"crypto/sha256"
-	"encoding/hex"
+	"context"
 	"fmt"
-	"io"
-	"os"
 	"path/filepath"
 	"strings"
 
 	"github.com/physarium/physarium-gguf/errata"
 	"github.com/physarium/physarium-gguf/gguf"
+	"github.com/physarium/physarium-gguf/internal/filehash"
 )
 
 // modelFiles is the model a run calibrates: the file llama.cpp loads it
@@ -33,7 +31,7 @@ func openModel(o Options) (*modelFiles, error) {
 	defer m.Close()
 	var names, sums []string
 	for _, s := range m.Shards {
-		sum, err := fileSHA256(s.Path)
+		sum, err := filehash.SHA256(context.Background(), s.Path)
 		if err != nil {
 			return nil, fmt.Errorf("calibrate: model %w", err)
 		}
@@ -41,17 +39,4 @@ func openModel(o Options) (*modelFiles, error) {
 	}
 	return &modelFiles{first: m.Shards[0].Path, view: m.View,
 		names: strings.Join(names, errata.SourceSeparator), sums: strings.Join(sums, errata.SourceSeparator)}, nil
-}
-
-func fileSHA256(path string) (string, error) {
-	f, err := os.Open(path)
-	if err != nil {
-		return "", err
-	}
-	defer f.Close()
-	h := sha256.New()
-	if _, err := io.Copy(h, f); err != nil {
-		return "", fmt.Errorf("%s: %w", path, err)
-	}
-	return hex.EncodeToString(h.Sum(nil)), nil
 }

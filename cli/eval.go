@@ -1,6 +1,7 @@
 package cli
 
 import (
+	"context"
 	"crypto/sha256"
 	"encoding/hex"
 	"fmt"
@@ -17,6 +18,7 @@ import (
 
 	"github.com/physarium/physarium-gguf/errata"
 	"github.com/physarium/physarium-gguf/gguf"
+	"github.com/physarium/physarium-gguf/internal/filehash"
 	"github.com/physarium/physarium-gguf/llamacpp"
 )
 
@@ -354,7 +356,7 @@ func describeModel(path string, anyShard bool) (EvalModel, string, error) {
 	}
 	var sums []string
 	for _, s := range mf.Shards {
-		sum, err := fileSHA256(s.Path)
+		sum, err := filehash.SHA256(context.Background(), s.Path)
 		if err != nil {
 			return EvalModel{}, "", fmt.Errorf("eval: model %w", err)
 		}
@@ -365,20 +367,6 @@ func describeModel(path string, anyShard bool) (EvalModel, string, error) {
 	}
 	m.SHA256 = strings.Join(sums, errata.SourceSeparator)
 	return m, mf.Shards[0].Path, nil
-}
-
-// fileSHA256 returns the sha256 of the file at path.
-func fileSHA256(path string) (string, error) {
-	fh, err := os.Open(path)
-	if err != nil {
-		return "", err
-	}
-	defer fh.Close()
-	h := sha256.New()
-	if _, err := io.Copy(h, fh); err != nil {
-		return "", fmt.Errorf("%s: %w", path, err)
-	}
-	return hex.EncodeToString(h.Sum(nil)), nil
 }
 
 // sourceParts splits physarium.source ("name sha256:hex", for a split

@@ -2,6 +2,7 @@ package cli
 
 import (
 	"bytes"
+	"context"
 	"encoding/json"
 	"io"
 	"os"
@@ -14,6 +15,7 @@ import (
 	"github.com/physarium/physarium-gguf/audit"
 	"github.com/physarium/physarium-gguf/gguf"
 	"github.com/physarium/physarium-gguf/imatrix"
+	"github.com/physarium/physarium-gguf/internal/filehash"
 	lcpp "github.com/physarium/physarium-gguf/llamacpp"
 	"github.com/physarium/physarium-gguf/testmodels/llamacpp"
 )
@@ -262,7 +264,7 @@ func TestSplitEvalCalibrate(t *testing.T) {
 
 func fileSum(t *testing.T, path string) string {
 	t.Helper()
-	sum, err := fileSHA256(path)
+	sum, err := filehash.SHA256(context.Background(), path)
 	if err != nil {
 		t.Fatal(err)
 	}
