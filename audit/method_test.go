@@ -151,20 +151,7 @@ func TestMethodsMirrorPrune(t *testing.T) {
 					if rep.Killed == 0 {
 						t.Fatal("nothing killed")
 					}
-					alone, err := File(ctx, out, Options{})
-					if err != nil {
-						t.Fatal(err)
-					}
-					if !alone.OK() {
-						t.Fatalf("alone: %+v", alone.Disagreements)
-					}
-					r, err := File(ctx, out, Options{Against: orig})
-					if err != nil {
-						t.Fatal(err)
-					}
-					if !r.OK() {
-						t.Fatalf("against: %+v", r.Disagreements)
-					}
+					r := agreesAloneAndAgainst(t, ctx, out, orig)
 					replayed := c.method == lookup(method.MagnitudeFlow) || c.method == lookup(method.Magnitude)
 					if r.Replay.Ran != replayed || !replayed && !strings.Contains(r.Replay.Reason, "not verifiable by replay") {
 						t.Errorf("replay %+v", r.Replay)

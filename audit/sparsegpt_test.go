@@ -148,20 +148,7 @@ func auditReconstructed(t *testing.T, orig, cal, typ string, o prune.Options) {
 	if rep.Reconstructed != moves || (rep.SurvivorsChanged.Numerator > 0) != moves || rep.Killed == 0 {
 		t.Fatalf("report: reconstructed %v, survivors %v, killed %d", rep.Reconstructed, rep.SurvivorsChanged, rep.Killed)
 	}
-	alone, err := File(ctx, out, Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if !alone.OK() {
-		t.Fatalf("alone: %+v", alone.Disagreements)
-	}
-	r, err := File(ctx, out, Options{Against: orig})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if !r.OK() {
-		t.Fatalf("against: %+v", r.Disagreements)
-	}
+	r := agreesAloneAndAgainst(t, ctx, out, orig)
 	if p.Mode == kernel.Sparsity && (r.Killed == nil || !r.Killed.Exact || r.Killed.Lo != rep.Killed) {
 		t.Errorf("killed %+v, prune %d", r.Killed, rep.Killed)
 	}
@@ -197,4 +184,25 @@ func auditReconstructed(t *testing.T, orig, cal, typ string, o prune.Options) {
 		}
 	}
 	t.Logf("killed %d of %d (zero before %d), %d survivors changed; audit killed %s", rep.Killed, rep.Weights.Target, rep.ZeroBefore, rep.SurvivorsChanged.Numerator, r.Killed)
+}
+
+// agreesAloneAndAgainst audits out on its own and against orig, fails the
+// test unless both agree, and returns the audit against orig.
+func agreesAloneAndAgainst(t *testing.T, ctx context.Context, out, orig string) *Report {
+	t.Helper()
+	alone, err := File(ctx, out, Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !alone.OK() {
+		t.Fatalf("alone: %+v", alone.Disagreements)
+	}
+	r, err := File(ctx, out, Options{Against: orig})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !r.OK() {
+		t.Fatalf("against: %+v", r.Disagreements)
+	}
+	return r
 }

@@ -6,7 +6,6 @@ import (
 	"encoding/json"
 	"io"
 	"math"
-	"os"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -60,16 +59,7 @@ func TestPruneIQuants(t *testing.T) {
 				writeTestImatrix(t, pim, in)
 			}
 			out := filepath.Join(dir, name+".pruned.gguf")
-			rep := filepath.Join(dir, name+".json")
-			mustRun(t, "prune", "--quiet", "--method", "magnitude-flow", "--imatrix", pim, "--report", rep, in, out)
-			raw, err := os.ReadFile(rep)
-			if err != nil {
-				t.Fatal(err)
-			}
-			var r prune.Report
-			if err := json.Unmarshal(raw, &r); err != nil {
-				t.Fatal(err)
-			}
+			r := mustPrune(t, "--method", "magnitude-flow", "--imatrix", pim, in, out)
 			if r.Killed == 0 || len(r.Tensors) == 0 {
 				t.Fatalf("nothing pruned: %d killed in %d tensors", r.Killed, len(r.Tensors))
 			}
@@ -111,6 +101,18 @@ func TestPruneIQuants(t *testing.T) {
 // the kills at 0, as the file has them, in all and per tensor. (In a type
 // with a zero code, a survivor of a re-encoded block may read 0 too and is
 // counted: compare such tensors' counts with care.)
+// mustPrune runs prune --quiet --report - with args and returns the
+// report it printed.
+func mustPrune(t *testing.T, args ...string) prune.Report {
+	t.Helper()
+	var r prune.Report
+	out := mustRun(t, append([]string{"prune", "--quiet", "--report", "-"}, args...)...)
+	if err := json.Unmarshal([]byte(out), &r); err != nil {
+		t.Fatalf("prune %v: report: %v", args, err)
+	}
+	return r
+}
+
 func checkIQPruned(t *testing.T, in, out string, r *prune.Report) (exactZeros uint64, perTensor map[string]uint64) {
 	t.Helper()
 	fi, err := gguf.Open(in)
@@ -207,16 +209,7 @@ func TestPruneLlamaQuantizeIQuants(t *testing.T) {
 				f.Close()
 			}
 			out := filepath.Join(dir, typ+".pruned.gguf")
-			rep := filepath.Join(dir, typ+".json")
-			mustRun(t, "prune", "--quiet", "--method", "magnitude-flow", "--imatrix", im, "--report", rep, in, out)
-			raw, err := os.ReadFile(rep)
-			if err != nil {
-				t.Fatal(err)
-			}
-			var r prune.Report
-			if err := json.Unmarshal(raw, &r); err != nil {
-				t.Fatal(err)
-			}
+			r := mustPrune(t, "--method", "magnitude-flow", "--imatrix", im, in, out)
 			if r.Killed == 0 {
 				t.Fatal("nothing pruned")
 			}

@@ -3,7 +3,6 @@ package cli
 import (
 	"bytes"
 	"context"
-	"encoding/json"
 	"io"
 	"math"
 	"os"
@@ -33,16 +32,7 @@ func TestPruneRetype(t *testing.T) {
 			in := filepath.Join(dir, tc.from+".gguf")
 			mustRun(t, "testmodel", "--layers", "1", "--embd", "256", "--ff", "512", "--heads", "2", "--vocab", "300", "--type", tc.from, in)
 			out := filepath.Join(dir, tc.from+"-"+tc.to+".gguf")
-			rep := filepath.Join(dir, tc.from+"-"+tc.to+".json")
-			mustRun(t, "prune", "--quiet", "--retype", tc.to, "--report", rep, in, out)
-			raw, err := os.ReadFile(rep)
-			if err != nil {
-				t.Fatal(err)
-			}
-			var r prune.Report
-			if err := json.Unmarshal(raw, &r); err != nil {
-				t.Fatal(err)
-			}
+			r := mustPrune(t, "--retype", tc.to, in, out)
 			want, _ := gguf.ParseType(tc.to)
 			from, _ := gguf.ParseType(tc.from)
 			if r.Retype != want.String() || r.Killed == 0 || r.ExactZero != r.Killed {
