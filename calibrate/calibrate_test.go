@@ -82,7 +82,15 @@ func TestMatchesLlamaImatrix(t *testing.T) {
 		t.Fatal(err)
 	}
 	out := filepath.Join(dir, "cal.gguf")
-	run(t, lib, calibrate.Options{Model: stories, Out: out, Text: text, TextName: textPath, Ctx: 128})
+	// The CLI's progress bar is this callback: it may run on the
+	// evaluation's goroutine, and what it stored must be readable once
+	// Run returns (the race detector checks that ordering here).
+	var seen []calibrate.Progress
+	run(t, lib, calibrate.Options{Model: stories, Out: out, Text: text, TextName: textPath, Ctx: 128,
+		Progress: func(p calibrate.Progress) { seen = append(seen, p) }})
+	if len(seen) == 0 || seen[len(seen)-1].Done != seen[len(seen)-1].Total {
+		t.Errorf("progress calls %+v: want at least one, the last with Done == Total", seen)
+	}
 	want, err := imatrix.Load(ref)
 	if err != nil {
 		t.Fatal(err)

@@ -84,7 +84,7 @@ func TestPerplexityMatchesLlamaPerplexity(t *testing.T) {
 		if err := testmodels.Write(p, c, gguf.CreateOptions{}); err != nil {
 			t.Fatal(err)
 		}
-		agree(t, lib, p, 128, 60)
+		agree(t, lib, p, 128, 16)
 	})
 }
 
@@ -94,10 +94,17 @@ func TestPerplexityMatchesLlamaPerplexity(t *testing.T) {
 func TestSplitBatch(t *testing.T) {
 	lib := load(t)
 	run := func(batch int) float64 {
+		// The CLI's progress bar is this callback: what it stored must be
+		// readable once Evaluate returns (the race detector checks that).
+		var seen []llamacpp.Progress
 		res, err := llamacpp.Evaluate(timeout(t), lib, llamacpp.Options{Models: []string{stories}, Text: readText(t, evalText),
-			TextName: evalText, CtxSize: 128, Batch: batch, Chunks: 20, Threads: 1})
+			TextName: evalText, CtxSize: 128, Batch: batch, Chunks: 20, Threads: 1,
+			Progress: func(p llamacpp.Progress) { seen = append(seen, p) }})
 		if err != nil {
 			t.Fatal(err)
+		}
+		if len(seen) == 0 || seen[len(seen)-1].Done != seen[len(seen)-1].Total {
+			t.Errorf("batch %d: progress calls %+v: want at least one, the last with Done == Total", batch, seen)
 		}
 		return res.Models[0].PPL
 	}

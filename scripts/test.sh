@@ -56,15 +56,18 @@ step "go vet"
 go vet ./...
 
 # The race detector watches the code of every package that starts
-# goroutines or takes callbacks from them (the pipeline, the writer, the
-# codecs' searches, calibrate, eval, the CLI's progress bars): those run
-# with -race. The packages listed in sequential have no such code of their
-# own; under -race their tests spent about 5 times the CPU (audit's
-# TestMethodsMirrorPrune/f32: 26 against 5 CPU-seconds) watching
-# single-goroutine code, and the concurrent code they call is raced by its
-# own package's tests. They run without -race, beside the race run. A new
-# package is raced unless it is added here.
-sequential=(. ./audit ./errata ./imatrix ./testmodels ./testmodels/llamacpp)
+# goroutines (the pipeline, the writer, the codecs' searches, calibrate,
+# eval): those run with -race. The packages listed in sequential have no
+# such code of their own; under -race their tests spent about 5 times the
+# CPU (audit's TestMethodsMirrorPrune/f32: 26 against 5 CPU-seconds)
+# watching single-goroutine code, and the concurrent code they call is
+# raced by its own package's tests. cli is one of them: it starts no
+# goroutine, its progress bars' mpb goroutines run only on a terminal, and
+# the callbacks it hands prune, calibrate and eval are called from one
+# goroutine, which those packages' tests check under -race with a callback
+# set. They run without -race, beside the race run. A new package is raced
+# unless it is added here.
+sequential=(. ./audit ./cli ./errata ./imatrix ./testmodels ./testmodels/llamacpp)
 mapfile -t raced < <(go list ./... | grep -vxF -f <(go list "${sequential[@]}"))
 step "go test (sequential packages, in the background) and go test -race (${#raced[@]} packages)"
 plain_log=$(mktemp)
@@ -86,7 +89,9 @@ CGO_ENABLED=0 go build ./...
 CGO_ENABLED=0 go test -timeout 20m ./kernel/ ./quantize/ ./gguf/
 go test -tags purego -timeout 20m ./kernel/
 
-# The fuzzers, each for a bounded time (FUZZTIME, default 60s). Each entry is
+# The fuzzers, each for a bounded time (FUZZTIME, default 20s: the run is a
+# regression check on every submission, starting from the committed seeds;
+# a fuzzing campaign sets FUZZTIME=10m or more). Each entry is
 # pkg:FuzzName; a listed fuzzer that does not exist fails the run ("no fuzz
 # tests to fuzz" or no match). Every input that widens coverage is minimized
 # before the worker that found it fuzzes on, for up to -fuzzminimizetime
@@ -101,7 +106,7 @@ fuzzers=(
 )
 for entry in "${fuzzers[@]}"; do
 	pkg=${entry%%:*} name=${entry#*:}
-	step "fuzz $pkg $name (${FUZZTIME:-60s}, minimize ${FUZZMINIMIZETIME:-5s})"
+	step "fuzz $pkg $name (${FUZZTIME:-20s}, minimize ${FUZZMINIMIZETIME:-5s})"
 	# Capture the list first: grep -q would stop reading early, and under
 	# pipefail the writer's SIGPIPE would fail the check.
 	listed=$(go test -list "^${name}\$" "./$pkg/")
@@ -109,7 +114,7 @@ for entry in "${fuzzers[@]}"; do
 		echo "fuzzer $entry does not exist" >&2
 		exit 1
 	fi
-	go test -run '^$' -fuzz "^${name}\$" -fuzztime "${FUZZTIME:-60s}" \
+	go test -run '^$' -fuzz "^${name}\$" -fuzztime "${FUZZTIME:-20s}" \
 		-fuzzminimizetime "${FUZZMINIMIZETIME:-5s}" "./$pkg/"
 done
 step "done"
