@@ -417,7 +417,9 @@ func kKZTotal(f *kKZFormat, fits *[16]kKZSubFit, d float64, ri int, limit float6
 // ok is false when the block is not finite, and the caller then uses the
 // reference encoder.
 func kKeepZerosFit(f *kKZFormat, x []float32, r *kKZResult) (ok bool) {
-	if simd, ok := simdKeepZerosFit8x32.use(); ok && f.nsub == 8 && f.sub == 32 && f.qspan <= 2 && len(f.sfac) > 0 {
+	// The C search holds at most 4 zero levels per sub-block and 48
+	// (ratio, factor) pairs per phase.
+	if simd, ok := simdKeepZerosFit8x32.use(); ok && f.nsub == 8 && f.sub == 32 && f.qspan <= 2 && len(f.sfac) > 0 && len(f.ratios) <= 24 && len(f.dfac) <= 24 {
 		return simd(f, x[:f.nsub*f.sub], r)
 	}
 	return kKeepZerosFitGo(f, x, r)
