@@ -614,21 +614,29 @@ func kGCD(a, b int32) int32 {
 }
 
 func encodeQ4KKeepZeros(dst []byte, src []float32) {
-	var r kKZResult
+	if simd, ok := simdEncodeQ4KKeepZeros.use(); ok {
+		kEncodeSIMD(dst, src, kQ4KBytes, simd, encodeQ4KKeepZerosBlock)
+		return
+	}
 	for len(src) >= kQK && len(dst) >= kQ4KBytes {
-		b, x := dst[:kQ4KBytes], src[:kQK]
-		if !kHasZero(x) || !kKeepZerosFit(&kKZQ4K, x, &r) {
-			encodeQ4K(b, x)
-		} else {
-			kStoreKZQ45(b, &r)
-			q := b[16:144]
-			for j := 0; j < 4; j++ {
-				for l := 0; l < 32; l++ {
-					q[32*j+l] = r.L[64*j+l] | r.L[64*j+l+32]<<4
-				}
-			}
-		}
+		encodeQ4KKeepZerosBlock(dst[:kQ4KBytes], src[:kQK])
 		src, dst = src[kQK:], dst[kQ4KBytes:]
+	}
+}
+
+// encodeQ4KKeepZerosBlock is encodeQ4KKeepZeros on one block.
+func encodeQ4KKeepZerosBlock(b []byte, x []float32) {
+	var r kKZResult
+	if !kHasZero(x) || !kKeepZerosFit(&kKZQ4K, x, &r) {
+		encodeQ4K(b, x)
+		return
+	}
+	kStoreKZQ45(b, &r)
+	q := b[16:144]
+	for j := 0; j < 4; j++ {
+		for l := 0; l < 32; l++ {
+			q[32*j+l] = r.L[64*j+l] | r.L[64*j+l+32]<<4
+		}
 	}
 }
 

@@ -725,3 +725,38 @@ KZ_TARGET int kz_fit45(const kz_params *p, const int32_t *ratios, const double *
 	kz_levels(xt, p->nmax, ok, bsc, bq0, d1, m1, r->L);
 	return 1;
 }
+
+// Whether any of the 256 values x is zero (+0 or -0).
+KZ_TARGET static int kz_has_zero(const float *x) {
+	const __m256 zero = _mm256_setzero_ps();
+	__m256 any = zero;
+	for (int i = 0; i < 256; i += 8) any = _mm256_or_ps(any, _mm256_cmp_ps(_mm256_loadu_ps(x + i), zero, _CMP_EQ_OQ));
+	return _mm256_movemask_ps(any) != 0;
+}
+
+// Plain Go: encodeQ4KKeepZeros on nb blocks (144 bytes each) of src, with
+// the Q4_K format p (ratios, dfac, sfac, grid), for as long as every block
+// holds a zero and its search succeeds. It returns nb, or the index of the
+// first block that does not, which it leaves unwritten for the Go code
+// (the reference encoder).
+KZ_TARGET size_t kz_encode_q4k(const kz_params *p, const int32_t *ratios, const double *dfac, const double *sfac,
+                               const kz_grid *grid, const float *src, uint8_t *dst, size_t nb) {
+	kz_result r;
+	for (size_t i = 0; i < nb; i++) {
+		const float *x = src + 256 * i;
+		uint8_t *b = dst + 144 * i;
+		if (!kz_has_zero(x) || !kz_fit45(p, ratios, dfac, sfac, grid, x, &r)) return i;
+		// kStoreKZQ45, then the levels two sub-blocks to a byte.
+		b[0] = (uint8_t)r.hd, b[1] = (uint8_t)(r.hd >> 8);
+		b[2] = (uint8_t)r.hm, b[3] = (uint8_t)(r.hm >> 8);
+		kq_pack_scale_min_k4(b + 4, r.sc, r.m);
+		for (int j = 0; j < 4; j++) {
+			// Levels are at most 15: shifting 16-bit lanes by 4 moves no
+			// bit into the next byte.
+			const __m256i lo = _mm256_loadu_si256((const __m256i *)(r.L + 64 * j));
+			const __m256i hi = _mm256_loadu_si256((const __m256i *)(r.L + 64 * j + 32));
+			_mm256_storeu_si256((__m256i *)(b + 16 + 32 * j), _mm256_or_si256(lo, _mm256_slli_epi16(hi, 4)));
+		}
+	}
+	return nb;
+}

@@ -92,25 +92,7 @@ func TestKeepZerosFitSIMDMatchesGo(t *testing.T) {
 		if fitted < len(blocks)/2 {
 			t.Fatalf("%s: only %d of %d blocks fitted", c.typ, fitted, len(blocks))
 		}
-		// The whole encoder, on and off.
-		src := make([]float32, 0, len(blocks)*kQK)
-		for _, x := range blocks {
-			src = append(src, x...)
-		}
-		n, _ := c.typ.RowBytes(uint64(len(src)))
-		on, off := make([]byte, n), make([]byte, n)
-		if err := EncodeKeepZeros(c.typ, on, src); err != nil {
-			t.Fatal(err)
-		}
-		was := SetSIMD(false)
-		err := EncodeKeepZeros(c.typ, off, src)
-		SetSIMD(was)
-		if err != nil {
-			t.Fatal(err)
-		}
-		if string(on) != string(off) {
-			t.Fatalf("%s: EncodeKeepZeros writes other bytes with the AVX2 search", c.typ)
-		}
+		kzCompareEncoders(t, c.typ, blocks)
 		t.Logf("%s: %d of %d blocks fitted, identical", c.typ, fitted, len(blocks))
 	}
 }
@@ -156,7 +138,35 @@ func TestKeepZerosFitSIMDRandom(t *testing.T) {
 	}
 	for _, c := range kzFitFormats {
 		fitted := kzCompareFits(t, c.typ, c.f, blocks)
+		kzCompareEncoders(t, c.typ, blocks)
 		t.Logf("%s: %d of %d blocks fitted, identical", c.typ, fitted, len(blocks))
+	}
+}
+
+// kzCompareEncoders fails t unless EncodeKeepZeros writes the same bytes
+// with the SIMD paths on (for Q4_K, the search and packing in C over many
+// blocks at once) and off (the Go code) over all the blocks in a row.
+func kzCompareEncoders(t *testing.T, typ gguf.Type, blocks [][]float32) {
+	t.Helper()
+	src := make([]float32, 0, len(blocks)*kQK)
+	for _, x := range blocks {
+		src = append(src, x...)
+	}
+	n, _ := typ.RowBytes(uint64(len(src)))
+	on, off := make([]byte, n), make([]byte, n)
+	if err := EncodeKeepZeros(typ, on, src); err != nil {
+		t.Fatal(err)
+	}
+	was := SetSIMD(false)
+	err := EncodeKeepZeros(typ, off, src)
+	SetSIMD(was)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := 0; i < len(on); i += len(on) / len(blocks) {
+		if b := on[i : i+len(on)/len(blocks)]; string(b) != string(off[i:i+len(b)]) {
+			t.Fatalf("%s: EncodeKeepZeros writes other bytes for block %d with the SIMD paths", typ, i/len(b))
+		}
 	}
 }
 

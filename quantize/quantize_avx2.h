@@ -41,6 +41,20 @@ static inline uint16_t kq_f2h(float f) {
 	return (uint16_t)((sign >> 16) | nonsign);
 }
 
+// kPackScaleMinK4: the 6-bit scale and min codes ls, lm of 8 sub-blocks
+// into the 12 bytes sb of a Q4_K or Q5_K block.
+static inline void kq_pack_scale_min_k4(uint8_t *sb, const uint8_t *ls, const uint8_t *lm) {
+	for (int j = 0; j < 4; j++) {
+		sb[j] = ls[j];
+		sb[j + 4] = lm[j];
+	}
+	for (int j = 4; j < 8; j++) {
+		sb[j + 4] = (uint8_t)((ls[j] & 0xF) | ((lm[j] & 0xF) << 4));
+		sb[j - 4] |= (uint8_t)((ls[j] >> 4) << 6);
+		sb[j] |= (uint8_t)((lm[j] >> 4) << 6);
+	}
+}
+
 // Whether any of the n values is a NaN or an infinity.
 static inline int kq_nonfinite(const float *x, int n) {
 	for (int i = 0; i < n; i++) {
