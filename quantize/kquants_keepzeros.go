@@ -614,8 +614,8 @@ func kGCD(a, b int32) int32 {
 }
 
 func encodeQ4KKeepZeros(dst []byte, src []float32) {
-	if simd, ok := simdEncodeQ4KKeepZeros.use(); ok {
-		kEncodeSIMD(dst, src, kQ4KBytes, simd, encodeQ4KKeepZerosBlock)
+	if simd, ok := simdEncodeKeepZeros8x32.use(); ok {
+		kEncodeSIMD(dst, src, kQ4KBytes, func(dst []byte, src []float32) int { return simd(&kKZQ4K, dst, src) }, encodeQ4KKeepZerosBlock)
 		return
 	}
 	for len(src) >= kQK && len(dst) >= kQ4KBytes {
@@ -641,17 +641,25 @@ func encodeQ4KKeepZerosBlock(b []byte, x []float32) {
 }
 
 func encodeQ5KKeepZeros(dst []byte, src []float32) {
-	var r kKZResult
+	if simd, ok := simdEncodeKeepZeros8x32.use(); ok {
+		kEncodeSIMD(dst, src, kQ5KBytes, func(dst []byte, src []float32) int { return simd(&kKZQ5K, dst, src) }, encodeQ5KKeepZerosBlock)
+		return
+	}
 	for len(src) >= kQK && len(dst) >= kQ5KBytes {
-		b, x := dst[:kQ5KBytes], src[:kQK]
-		if !kHasZero(x) || !kKeepZerosFit(&kKZQ5K, x, &r) {
-			encodeQ5KBlock(b, x)
-		} else {
-			kStoreKZQ45(b, &r)
-			kPackQ5K(b, &r.L)
-		}
+		encodeQ5KKeepZerosBlock(dst[:kQ5KBytes], src[:kQK])
 		src, dst = src[kQK:], dst[kQ5KBytes:]
 	}
+}
+
+// encodeQ5KKeepZerosBlock is encodeQ5KKeepZeros on one block.
+func encodeQ5KKeepZerosBlock(b []byte, x []float32) {
+	var r kKZResult
+	if !kHasZero(x) || !kKeepZerosFit(&kKZQ5K, x, &r) {
+		encodeQ5KBlock(b, x)
+		return
+	}
+	kStoreKZQ45(b, &r)
+	kPackQ5K(b, &r.L)
 }
 
 // kStoreKZQ45 writes d, dmin and the packed scales of a Q4_K/Q5_K block.

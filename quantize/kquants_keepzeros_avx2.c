@@ -734,29 +734,42 @@ KZ_TARGET static int kz_has_zero(const float *x) {
 	return _mm256_movemask_ps(any) != 0;
 }
 
-// Plain Go: encodeQ4KKeepZeros on nb blocks (144 bytes each) of src, with
-// the Q4_K format p (ratios, dfac, sfac, grid), for as long as every block
-// holds a zero and its search succeeds. It returns nb, or the index of the
-// first block that does not, which it leaves unwritten for the Go code
-// (the reference encoder).
-KZ_TARGET size_t kz_encode_q4k(const kz_params *p, const int32_t *ratios, const double *dfac, const double *sfac,
+// Plain Go: encodeQ4KKeepZeros (p->nmax 15, blocks of 144 bytes) or
+// encodeQ5KKeepZeros (p->nmax 31, blocks of 176 bytes) on nb blocks of
+// src, with the format p (ratios, dfac, sfac, grid), for as long as every
+// block holds a zero and its search succeeds. It returns nb, or the index
+// of the first block that does not, which it leaves unwritten for the Go
+// code (the reference encoder).
+KZ_TARGET size_t kz_encode_k45(const kz_params *p, const int32_t *ratios, const double *dfac, const double *sfac,
                                const kz_grid *grid, const float *src, uint8_t *dst, size_t nb) {
+	const int q5 = p->nmax == 31;
+	const size_t bytes = q5 ? 176 : 144;
+	const __m256i low4 = _mm256_set1_epi8(15);
 	kz_result r;
 	for (size_t i = 0; i < nb; i++) {
 		const float *x = src + 256 * i;
-		uint8_t *b = dst + 144 * i;
+		uint8_t *b = dst + bytes * i;
 		if (!kz_has_zero(x) || !kz_fit45(p, ratios, dfac, sfac, grid, x, &r)) return i;
-		// kStoreKZQ45, then the levels two sub-blocks to a byte.
+		// kStoreKZQ45, then the levels, two sub-blocks to a byte (Q4_K,
+		// kPackQ5K: their low 4 bits, the fifth in qh).
 		b[0] = (uint8_t)r.hd, b[1] = (uint8_t)(r.hd >> 8);
 		b[2] = (uint8_t)r.hm, b[3] = (uint8_t)(r.hm >> 8);
 		kq_pack_scale_min_k4(b + 4, r.sc, r.m);
-		for (int j = 0; j < 4; j++) {
-			// Levels are at most 15: shifting 16-bit lanes by 4 moves no
-			// bit into the next byte.
-			const __m256i lo = _mm256_loadu_si256((const __m256i *)(r.L + 64 * j));
-			const __m256i hi = _mm256_loadu_si256((const __m256i *)(r.L + 64 * j + 32));
-			_mm256_storeu_si256((__m256i *)(b + 16 + 32 * j), _mm256_or_si256(lo, _mm256_slli_epi16(hi, 4)));
+		uint8_t *ql = b + (q5 ? 48 : 16);
+		__m256i qh = _mm256_setzero_si256();
+		for (int n = 0; n < 4; n++) {
+			const __m256i lo = _mm256_loadu_si256((const __m256i *)(r.L + 64 * n));
+			const __m256i hi = _mm256_loadu_si256((const __m256i *)(r.L + 64 * n + 32));
+			// Shifting 16-bit lanes of values below 16 by 4 moves no bit
+			// into the next byte.
+			_mm256_storeu_si256((__m256i *)(ql + 32 * n),
+			                    _mm256_or_si256(_mm256_and_si256(lo, low4), _mm256_slli_epi16(_mm256_and_si256(hi, low4), 4)));
+			if (q5) {
+				qh = _mm256_or_si256(qh, _mm256_and_si256(_mm256_cmpgt_epi8(lo, low4), _mm256_set1_epi8((char)(1 << (2 * n)))));
+				qh = _mm256_or_si256(qh, _mm256_and_si256(_mm256_cmpgt_epi8(hi, low4), _mm256_set1_epi8((char)(2 << (2 * n)))));
+			}
 		}
+		if (q5) _mm256_storeu_si256((__m256i *)(b + 16), qh);
 	}
 	return nb;
 }
