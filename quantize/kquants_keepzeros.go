@@ -613,15 +613,23 @@ func kGCD(a, b int32) int32 {
 	return a
 }
 
-func encodeQ4KKeepZeros(dst []byte, src []float32) {
+// kEncodeKeepZeros45 runs the zero-preserving encoder of the Q4_K or Q5_K
+// format f (blocks of bb bytes, block encoding one in Go) over dst/src:
+// the C search and packing over runs of blocks where the build has them,
+// else block by block.
+func kEncodeKeepZeros45(f *kKZFormat, bb int, dst []byte, src []float32, block func(b []byte, x []float32)) {
 	if simd, ok := simdEncodeKeepZeros8x32.use(); ok {
-		kEncodeSIMD(dst, src, kQ4KBytes, func(dst []byte, src []float32) int { return simd(&kKZQ4K, dst, src) }, encodeQ4KKeepZerosBlock)
+		kEncodeSIMD(dst, src, bb, func(dst []byte, src []float32) int { return simd(f, dst, src) }, block)
 		return
 	}
-	for len(src) >= kQK && len(dst) >= kQ4KBytes {
-		encodeQ4KKeepZerosBlock(dst[:kQ4KBytes], src[:kQK])
-		src, dst = src[kQK:], dst[kQ4KBytes:]
+	for len(src) >= kQK && len(dst) >= bb {
+		block(dst[:bb], src[:kQK])
+		src, dst = src[kQK:], dst[bb:]
 	}
+}
+
+func encodeQ4KKeepZeros(dst []byte, src []float32) {
+	kEncodeKeepZeros45(&kKZQ4K, kQ4KBytes, dst, src, encodeQ4KKeepZerosBlock)
 }
 
 // encodeQ4KKeepZerosBlock is encodeQ4KKeepZeros on one block.
@@ -641,14 +649,7 @@ func encodeQ4KKeepZerosBlock(b []byte, x []float32) {
 }
 
 func encodeQ5KKeepZeros(dst []byte, src []float32) {
-	if simd, ok := simdEncodeKeepZeros8x32.use(); ok {
-		kEncodeSIMD(dst, src, kQ5KBytes, func(dst []byte, src []float32) int { return simd(&kKZQ5K, dst, src) }, encodeQ5KKeepZerosBlock)
-		return
-	}
-	for len(src) >= kQK && len(dst) >= kQ5KBytes {
-		encodeQ5KKeepZerosBlock(dst[:kQ5KBytes], src[:kQK])
-		src, dst = src[kQK:], dst[kQ5KBytes:]
-	}
+	kEncodeKeepZeros45(&kKZQ5K, kQ5KBytes, dst, src, encodeQ5KKeepZerosBlock)
 }
 
 // encodeQ5KKeepZerosBlock is encodeQ5KKeepZeros on one block.
