@@ -31,12 +31,12 @@ func TestReportCPU(t *testing.T) {
 	}
 	cpu := r.CPU
 	t.Logf("CPU seconds: %+v", cpu)
-	if cpu.Decode <= 0 || cpu.Decide <= 0 || cpu.Surgery <= 0 {
+	if cpu.Decode <= 0 || cpu.Decide <= 0 || cpu.Surgery <= 0 || cpu.Hash <= 0 {
 		t.Errorf("a stage used no CPU time: %+v", cpu)
 	}
 	// The process's time is counted in microseconds, the threads' in
 	// nanoseconds: allow a few microseconds of rounding.
-	if parts := cpu.Decode + cpu.Decide + cpu.Surgery; parts > cpu.Total+1e-5 {
+	if parts := cpu.Decode + cpu.Decide + cpu.Surgery + cpu.Hash; parts > cpu.Total+1e-5 {
 		t.Errorf("stages add up to %.6f s, more than the run's %.6f s", parts, cpu.Total)
 	}
 }

@@ -8,6 +8,7 @@ import (
 	"hash"
 	"io"
 	"os"
+	"time"
 
 	"github.com/physarium/physarium-gguf/gguf"
 )
@@ -83,6 +84,7 @@ func (ih *inputHash) sum(ctx context.Context) (string, error) {
 
 type hashResult struct {
 	sum string
+	cpu time.Duration // the CPU time of the pass
 	err error
 }
 
@@ -91,8 +93,12 @@ type hashResult struct {
 func hashFile(ctx context.Context, f *gguf.File) <-chan hashResult {
 	ch := make(chan hashResult, 1)
 	go func() {
-		sum, err := newInputHash(f).sum(ctx)
-		ch <- hashResult{sum: sum, err: err}
+		var res hashResult
+		res.err = timed(&res.cpu, func() (err error) {
+			res.sum, err = newInputHash(f).sum(ctx)
+			return err
+		})
+		ch <- res
 	}()
 	return ch
 }

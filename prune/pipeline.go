@@ -59,6 +59,7 @@ func run(ctx context.Context, f *gguf.File, plans []tensorPlan, workers []*worke
 		r.CPU.Surgery += w.cpu.surgery.Seconds()
 	}
 	<-pl.hashed
+	r.CPU.Hash += pl.hashCPU.Seconds()
 	if pl.hashErr != nil {
 		return pl.hashErr
 	}
@@ -85,6 +86,7 @@ type pipeline struct {
 	hashq   chan *bandJob // producer -> hasher
 	hashed  chan struct{} // closed when the hasher is done
 	hashErr error         // the hasher's error, when the run was not stopped
+	hashCPU time.Duration // the CPU time the hasher used, read when it is done
 	// decodeCPU is the CPU time the decoders used on target bands, added
 	// up when each is done (under decodeMu).
 	decodeMu  sync.Mutex
@@ -178,7 +180,7 @@ func (pl *pipeline) hasher(ctx context.Context) {
 	stopped := false
 	for j := range pl.hashq {
 		if !stopped {
-			if err := pl.hash.add(ctx, j.bufs.raw, j.off); err != nil {
+			if err := timed(&pl.hashCPU, func() error { return pl.hash.add(ctx, j.bufs.raw, j.off) }); err != nil {
 				stopped = true
 				if ctx.Err() == nil {
 					pl.hashErr = err

@@ -353,9 +353,15 @@ func (h *runHash) stop() {
 // the run has read every byte.
 func (h *runHash) sum(ctx context.Context, m *gguf.Model, r *Report) error {
 	var sums []string
+	var cpu time.Duration
 	switch {
 	case h.inOrder != nil:
-		sum, err := h.inOrder.sum(ctx)
+		// What lies after the last tensor's data.
+		var sum string
+		err := timed(&cpu, func() (err error) {
+			sum, err = h.inOrder.sum(ctx)
+			return err
+		})
 		if err != nil {
 			return err
 		}
@@ -365,14 +371,15 @@ func (h *runHash) sum(ctx context.Context, m *gguf.Model, r *Report) error {
 		if res.err != nil {
 			return res.err
 		}
-		sums = []string{res.sum}
+		sums, cpu = []string{res.sum}, res.cpu
 	default:
 		res := <-h.shards
 		if res.err != nil {
 			return res.err
 		}
-		sums = res.sums
+		sums, cpu = res.sums, res.cpu
 	}
+	r.CPU.Hash += cpu.Seconds()
 	r.InputSHA256 = sums[0]
 	if m.Split() {
 		for i, s := range m.Shards {

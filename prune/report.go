@@ -209,7 +209,7 @@ type Report struct {
 }
 
 // CPUSeconds is the CPU time (user and system) of a run, in seconds: the
-// process's over the whole run, and the time the threads of three stages
+// process's over the whole run, and the time the threads of four stages
 // spent in them, each read from its thread's own clock. Total minus Decide
 // is everything but the method's decisions: reading, hashing, decoding,
 // the surgery, writing and the Go runtime.
@@ -223,6 +223,9 @@ type CPUSeconds struct {
 	// Surgery is zeroing the kills and re-encoding, decoding again and
 	// measuring the blocks that hold one.
 	Surgery float64 `json:"surgery"`
+	// Hash is the input's sha256 (physarium.source; every shard's for a
+	// split input).
+	Hash float64 `json:"hash"`
 }
 
 // finish derives the totals, rates, kind ranges and layer rates from the

@@ -8,6 +8,7 @@ import (
 	"path/filepath"
 	"slices"
 	"strings"
+	"time"
 
 	"github.com/physarium/physarium-gguf/errata"
 	"github.com/physarium/physarium-gguf/gguf"
@@ -112,17 +113,19 @@ func shardHashes(ctx context.Context, m *gguf.Model) <-chan shardsResult {
 	go func() {
 		var res shardsResult
 		var buf []byte // one buffer for every shard
-		for _, s := range m.Shards {
-			ih := newInputHash(s)
-			ih.buf = buf
-			sum, err := ih.sum(ctx)
-			buf = ih.buf
-			if err != nil {
-				res.err = err
-				break
+		res.err = timed(&res.cpu, func() error {
+			for _, s := range m.Shards {
+				ih := newInputHash(s)
+				ih.buf = buf
+				sum, err := ih.sum(ctx)
+				buf = ih.buf
+				if err != nil {
+					return err
+				}
+				res.sums = append(res.sums, sum)
 			}
-			res.sums = append(res.sums, sum)
-		}
+			return nil
+		})
 		ch <- res
 	}()
 	return ch
@@ -130,6 +133,7 @@ func shardHashes(ctx context.Context, m *gguf.Model) <-chan shardsResult {
 
 type shardsResult struct {
 	sums []string
+	cpu  time.Duration // the CPU time of the pass
 	err  error
 }
 

@@ -121,15 +121,7 @@ KQ_TARGET static void kq_q4k_block(const float *x, uint8_t *y) {
 		if (lm[j] > 63) lm[j] = 63;
 	}
 	uint8_t *sb = y + 4;
-	for (int j = 0; j < 4; j++) {
-		sb[j] = ls[j];
-		sb[j + 4] = lm[j];
-	}
-	for (int j = 4; j < 8; j++) {
-		sb[j + 4] = (uint8_t)((ls[j] & 0xF) | ((lm[j] & 0xF) << 4));
-		sb[j - 4] |= (uint8_t)((ls[j] >> 4) << 6);
-		sb[j] |= (uint8_t)((lm[j] >> 4) << 6);
-	}
+	kq_pack_scale_min_k4(sb, ls, lm);
 	uint16_t hd = kq_f2h(max_scale / 63.f), hm = kq_f2h(max_min / 63.f);
 	y[0] = (uint8_t)hd; y[1] = (uint8_t)(hd >> 8);
 	y[2] = (uint8_t)hm; y[3] = (uint8_t)(hm >> 8);

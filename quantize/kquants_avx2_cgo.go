@@ -43,6 +43,20 @@ func init() {
 				(*C.kz_grid)(unsafe.Pointer(&f.grid[0][0])), (*C.float)(unsafe.Pointer(&x[0])),
 				(*C.kz_result)(unsafe.Pointer(r))) != 0
 		})
+		simdEncodeKeepZeros8x32.provide("avx2", func(f *kKZFormat, dst []byte, src []float32) int {
+			bb := kQ4KBytes
+			if f.nmax == 31 {
+				bb = kQ5KBytes
+			}
+			nb := min(len(src)/kQK, len(dst)/bb)
+			if nb == 0 {
+				return 0
+			}
+			return int(C.kz_encode_k45((*C.kz_params)(unsafe.Pointer(&f.params)), (*C.int32_t)(unsafe.Pointer(&f.ratios[0])),
+				(*C.double)(unsafe.Pointer(&f.dfac[0])), (*C.double)(unsafe.Pointer(&f.sfac[0])),
+				(*C.kz_grid)(unsafe.Pointer(&f.grid[0][0])), (*C.float)(unsafe.Pointer(&src[0])),
+				(*C.uint8_t)(unsafe.Pointer(&dst[0])), C.size_t(nb)))
+		})
 	}
 	simdEncodeQ6K.provide("avx2", func(dst []byte, src []float32) int {
 		nb := min(len(src)/kQK, len(dst)/kQ6KBytes)

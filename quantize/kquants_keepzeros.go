@@ -417,7 +417,9 @@ func kKZTotal(f *kKZFormat, fits *[16]kKZSubFit, d float64, ri int, limit float6
 // ok is false when the block is not finite, and the caller then uses the
 // reference encoder.
 func kKeepZerosFit(f *kKZFormat, x []float32, r *kKZResult) (ok bool) {
-	if simd, ok := simdKeepZerosFit8x32.use(); ok && f.nsub == 8 && f.sub == 32 && f.qspan <= 2 && len(f.sfac) > 0 {
+	// The C search holds at most 4 zero levels per sub-block and 48
+	// (ratio, factor) pairs per phase.
+	if simd, ok := simdKeepZerosFit8x32.use(); ok && f.nsub == 8 && f.sub == 32 && f.qspan <= 2 && len(f.sfac) > 0 && len(f.ratios) <= 24 && len(f.dfac) <= 24 {
 		return simd(f, x[:f.nsub*f.sub], r)
 	}
 	return kKeepZerosFitGo(f, x, r)
@@ -611,37 +613,54 @@ func kGCD(a, b int32) int32 {
 	return a
 }
 
+// kEncodeKeepZeros45 runs the zero-preserving encoder of the Q4_K or Q5_K
+// format f (blocks of bb bytes, block encoding one in Go) over dst/src:
+// the C search and packing over runs of blocks where the build has them,
+// else block by block.
+func kEncodeKeepZeros45(f *kKZFormat, bb int, dst []byte, src []float32, block func(b []byte, x []float32)) {
+	if simd, ok := simdEncodeKeepZeros8x32.use(); ok {
+		kEncodeSIMD(dst, src, bb, func(dst []byte, src []float32) int { return simd(f, dst, src) }, block)
+		return
+	}
+	for len(src) >= kQK && len(dst) >= bb {
+		block(dst[:bb], src[:kQK])
+		src, dst = src[kQK:], dst[bb:]
+	}
+}
+
 func encodeQ4KKeepZeros(dst []byte, src []float32) {
+	kEncodeKeepZeros45(&kKZQ4K, kQ4KBytes, dst, src, encodeQ4KKeepZerosBlock)
+}
+
+// encodeQ4KKeepZerosBlock is encodeQ4KKeepZeros on one block.
+func encodeQ4KKeepZerosBlock(b []byte, x []float32) {
 	var r kKZResult
-	for len(src) >= kQK && len(dst) >= kQ4KBytes {
-		b, x := dst[:kQ4KBytes], src[:kQK]
-		if !kHasZero(x) || !kKeepZerosFit(&kKZQ4K, x, &r) {
-			encodeQ4K(b, x)
-		} else {
-			kStoreKZQ45(b, &r)
-			q := b[16:144]
-			for j := 0; j < 4; j++ {
-				for l := 0; l < 32; l++ {
-					q[32*j+l] = r.L[64*j+l] | r.L[64*j+l+32]<<4
-				}
-			}
+	if !kHasZero(x) || !kKeepZerosFit(&kKZQ4K, x, &r) {
+		encodeQ4K(b, x)
+		return
+	}
+	kStoreKZQ45(b, &r)
+	q := b[16:144]
+	for j := 0; j < 4; j++ {
+		for l := 0; l < 32; l++ {
+			q[32*j+l] = r.L[64*j+l] | r.L[64*j+l+32]<<4
 		}
-		src, dst = src[kQK:], dst[kQ4KBytes:]
 	}
 }
 
 func encodeQ5KKeepZeros(dst []byte, src []float32) {
+	kEncodeKeepZeros45(&kKZQ5K, kQ5KBytes, dst, src, encodeQ5KKeepZerosBlock)
+}
+
+// encodeQ5KKeepZerosBlock is encodeQ5KKeepZeros on one block.
+func encodeQ5KKeepZerosBlock(b []byte, x []float32) {
 	var r kKZResult
-	for len(src) >= kQK && len(dst) >= kQ5KBytes {
-		b, x := dst[:kQ5KBytes], src[:kQK]
-		if !kHasZero(x) || !kKeepZerosFit(&kKZQ5K, x, &r) {
-			encodeQ5KBlock(b, x)
-		} else {
-			kStoreKZQ45(b, &r)
-			kPackQ5K(b, &r.L)
-		}
-		src, dst = src[kQK:], dst[kQ5KBytes:]
+	if !kHasZero(x) || !kKeepZerosFit(&kKZQ5K, x, &r) {
+		encodeQ5KBlock(b, x)
+		return
 	}
+	kStoreKZQ45(b, &r)
+	kPackQ5K(b, &r.L)
 }
 
 // kStoreKZQ45 writes d, dmin and the packed scales of a Q4_K/Q5_K block.

@@ -4,6 +4,7 @@
 #ifndef KQUANTS_KEEPZEROS_AVX2_H
 #define KQUANTS_KEEPZEROS_AVX2_H
 
+#include <stddef.h>
 #include <stdint.h>
 
 typedef struct {
@@ -23,5 +24,7 @@ typedef struct {
 
 int kz_fit45(const kz_params *p, const int32_t *ratios, const double *dfac, const double *sfac,
              const kz_grid *grid, const float *x, kz_result *r);
+size_t kz_encode_k45(const kz_params *p, const int32_t *ratios, const double *dfac, const double *sfac,
+                     const kz_grid *grid, const float *src, uint8_t *dst, size_t nb);
 
 #endif

@@ -87,50 +87,116 @@ func TestKeepZerosFitSIMDMatchesGo(t *testing.T) {
 		nb = 8
 	}
 	blocks := kzFitBlocks(nb, 7)
-	for _, c := range []struct {
-		typ gguf.Type
-		f   *kKZFormat
-	}{{gguf.TypeQ4_K, &kKZQ4K}, {gguf.TypeQ5_K, &kKZQ5K}} {
-		fitted := 0
-		for bi, x := range blocks {
-			var got, want kKZResult
-			okGot := simdKeepZerosFit8x32.fn(c.f, x, &got)
-			okWant := kKeepZerosFitGo(c.f, x, &want)
-			if okGot != okWant {
-				t.Fatalf("%s block %d: AVX2 says %v, Go %v", c.typ, bi, okGot, okWant)
-			}
-			if !okWant {
-				continue
-			}
-			fitted++
-			// Only the first 8 scale and min codes belong to these formats.
-			if got.hd != want.hd || got.hm != want.hm || [8]uint8(got.sc[:8]) != [8]uint8(want.sc[:8]) || [8]uint8(got.m[:8]) != [8]uint8(want.m[:8]) || got.L != want.L {
-				t.Fatalf("%s block %d: AVX2 d=%#x dmin=%#x sc=%v m=%v, Go d=%#x dmin=%#x sc=%v m=%v (levels equal: %v)",
-					c.typ, bi, got.hd, got.hm, got.sc[:8], got.m[:8], want.hd, want.hm, want.sc[:8], want.m[:8], got.L == want.L)
-			}
-		}
+	for _, c := range kzFitFormats {
+		fitted := kzCompareFits(t, c.typ, c.f, blocks)
 		if fitted < len(blocks)/2 {
 			t.Fatalf("%s: only %d of %d blocks fitted", c.typ, fitted, len(blocks))
 		}
-		// The whole encoder, on and off.
-		src := make([]float32, 0, len(blocks)*kQK)
-		for _, x := range blocks {
-			src = append(src, x...)
-		}
-		n, _ := c.typ.RowBytes(uint64(len(src)))
-		on, off := make([]byte, n), make([]byte, n)
-		if err := EncodeKeepZeros(c.typ, on, src); err != nil {
-			t.Fatal(err)
-		}
-		was := SetSIMD(false)
-		err := EncodeKeepZeros(c.typ, off, src)
-		SetSIMD(was)
-		if err != nil {
-			t.Fatal(err)
-		}
-		if string(on) != string(off) {
-			t.Fatalf("%s: EncodeKeepZeros writes other bytes with the AVX2 search", c.typ)
-		}
+		kzCompareEncoders(t, c.typ, blocks)
 		t.Logf("%s: %d of %d blocks fitted, identical", c.typ, fitted, len(blocks))
 	}
+}
+
+// TestKeepZerosFitSIMDRandom compares the AVX2 C search with the Go code
+// on many more blocks: those of kzFitBlocks from other seeds, and blocks
+// as prune re-encodes them, the decoded values of a Q4_K or Q5_K block
+// (every value on the block's grid, so that scaled values often fall on
+// rounding ties) with a random share of them zeroed.
+func TestKeepZerosFitSIMDRandom(t *testing.T) {
+	if !simdKeepZerosFit8x32.provided {
+		t.Skip("no AVX2 C search in this build or on this CPU")
+	}
+	seeds, grid := 6, 3000
+	if testing.Short() || raceEnabled { // the Go twin runs ten times slower under -race
+		seeds, grid = 1, 300
+	}
+	var blocks [][]float32
+	for seed := range seeds {
+		blocks = append(blocks, kzFitBlocks(60, uint64(100+seed))...)
+	}
+	r := rand.New(rand.NewPCG(11, 12))
+	for _, c := range kzFitFormats {
+		n, _ := c.typ.RowBytes(kQK)
+		enc := make([]byte, n)
+		for range grid {
+			x := make([]float32, kQK)
+			genCases[r.IntN(len(genCases))].fill(r, x, kQK)
+			if err := Encode(c.typ, enc, x); err != nil {
+				t.Fatal(err)
+			}
+			if err := Decode(c.typ, x, enc); err != nil {
+				t.Fatal(err)
+			}
+			share := r.Float64()
+			for i := range x {
+				if r.Float64() < share {
+					x[i] = 0
+				}
+			}
+			blocks = append(blocks, x)
+		}
+	}
+	for _, c := range kzFitFormats {
+		fitted := kzCompareFits(t, c.typ, c.f, blocks)
+		kzCompareEncoders(t, c.typ, blocks)
+		t.Logf("%s: %d of %d blocks fitted, identical", c.typ, fitted, len(blocks))
+	}
+}
+
+// kzCompareEncoders fails t unless EncodeKeepZeros writes the same bytes
+// with the SIMD paths on (for Q4_K, the search and packing in C over many
+// blocks at once) and off (the Go code) over all the blocks in a row.
+func kzCompareEncoders(t *testing.T, typ gguf.Type, blocks [][]float32) {
+	t.Helper()
+	src := make([]float32, 0, len(blocks)*kQK)
+	for _, x := range blocks {
+		src = append(src, x...)
+	}
+	n, _ := typ.RowBytes(uint64(len(src)))
+	on, off := make([]byte, n), make([]byte, n)
+	if err := EncodeKeepZeros(typ, on, src); err != nil {
+		t.Fatal(err)
+	}
+	was := SetSIMD(false)
+	err := EncodeKeepZeros(typ, off, src)
+	SetSIMD(was)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := 0; i < len(on); i += len(on) / len(blocks) {
+		if b := on[i : i+len(on)/len(blocks)]; string(b) != string(off[i:i+len(b)]) {
+			t.Fatalf("%s: EncodeKeepZeros writes other bytes for block %d with the SIMD paths", typ, i/len(b))
+		}
+	}
+}
+
+// kzFitFormats are the formats of the AVX2 C search.
+var kzFitFormats = []struct {
+	typ gguf.Type
+	f   *kKZFormat
+}{{gguf.TypeQ4_K, &kKZQ4K}, {gguf.TypeQ5_K, &kKZQ5K}}
+
+// kzCompareFits fails t unless the AVX2 C search and the Go code give the
+// same verdict and the same d, dmin, codes and levels on every block, and
+// returns how many blocks were fitted.
+func kzCompareFits(t *testing.T, typ gguf.Type, f *kKZFormat, blocks [][]float32) (fitted int) {
+	t.Helper()
+	for bi, x := range blocks {
+		var got, want kKZResult
+		okGot := simdKeepZerosFit8x32.fn(f, x, &got)
+		okWant := kKeepZerosFitGo(f, x, &want)
+		if okGot != okWant {
+			t.Fatalf("%s block %d: AVX2 says %v, Go %v", typ, bi, okGot, okWant)
+		}
+		if !okWant {
+			continue
+		}
+		fitted++
+		// Only the first 8 scale and min codes belong to these formats.
+		if got.hd != want.hd || got.hm != want.hm || [8]uint8(got.sc[:8]) != [8]uint8(want.sc[:8]) || [8]uint8(got.m[:8]) != [8]uint8(want.m[:8]) || got.L != want.L {
+			t.Fatalf("%s block %d: AVX2 d=%#x dmin=%#x sc=%v m=%v, Go d=%#x dmin=%#x sc=%v m=%v (levels equal: %v)",
+				typ, bi, got.hd, got.hm, got.sc[:8], got.m[:8], want.hd, want.hm, want.sc[:8], want.m[:8], got.L == want.L)
+		}
+	}
+	return fitted
 }

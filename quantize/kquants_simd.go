@@ -18,6 +18,12 @@ var (
 	// simdKeepZerosFit8x32 is kKeepZerosFitGo for the formats of 8
 	// sub-blocks of 32 values (Q4_K, Q5_K): the same result, bit for bit.
 	simdKeepZerosFit8x32 simdRoutine[func(f *kKZFormat, x []float32, r *kKZResult) bool]
+	// simdEncodeKeepZeros8x32 is encodeQ4KKeepZeros (format kKZQ4K) or
+	// encodeQ5KKeepZeros (kKZQ5K), search and packing in C, one call for
+	// many blocks: it writes the same bytes and returns how many blocks it
+	// wrote, all of them or the index of one that holds no zero or whose
+	// search fails (a NaN or an infinity), which the Go code then encodes.
+	simdEncodeKeepZeros8x32 simdRoutine[func(f *kKZFormat, dst []byte, src []float32) int]
 )
 
 func init() {
