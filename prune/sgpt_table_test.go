@@ -195,7 +195,7 @@ var sgptHolds = map[string]map[string][]string{
 		"v2 + reconstruct < SparseGPT": {"50 %", "60 %"},
 	},
 	sgptQ8: {
-		"SparseGPT < Wanda":            {"50 %", "60 %", "70 %"},
+		"SparseGPT < Wanda":            {"50 %", "60 %", "70 %", "2:4", "4:8"},
 		"v2 + reconstruct < SparseGPT": {"50 %", "60 %"},
 	},
 }
