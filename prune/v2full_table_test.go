@@ -15,6 +15,7 @@ import (
 
 	"github.com/physarium/physarium-gguf/calibrate"
 	"github.com/physarium/physarium-gguf/imatrix"
+	"github.com/physarium/physarium-gguf/internal/filehash"
 	"github.com/physarium/physarium-gguf/kernel"
 	"github.com/physarium/physarium-gguf/llamacpp"
 	"github.com/physarium/physarium-gguf/method"
@@ -90,12 +91,28 @@ func fullSetup(t *testing.T) (ctx context.Context, tmp, model, eval, cal string)
 			t.Fatal(err)
 		}
 	}
-	if f, err := imatrix.LoadCalibration(cal); err != nil {
-		t.Fatal(err)
-	} else if i := f.Info; filepath.Base(i.Text) != "tinystories_valid_calib.txt" || i.Ctx != 128 || !i.Gram || i.TextSHA256 != fmt.Sprintf("%x", sha256.Sum256(text)) {
-		t.Fatalf("%s is not calibrate --gram on tinystories_valid_calib.txt at n_ctx 128: %+v", cal, i)
-	}
+	requireTableCalibration(ctx, t, cal, model, text)
 	return ctx, tmp, model, eval, cal
+}
+
+// requireTableCalibration fails the test unless cal is calibrate --gram
+// of model on the whole tinystories_valid_calib.txt (text) at n_ctx 128,
+// as its keys say: the text's name and sha256, the context, the Grams and
+// the model's sha256.
+func requireTableCalibration(ctx context.Context, t *testing.T, cal, model string, text []byte) {
+	t.Helper()
+	f, err := imatrix.LoadCalibration(cal)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	sum, err := filehash.SHA256(ctx, model)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if i := f.Info; filepath.Base(i.Text) != "tinystories_valid_calib.txt" || i.Ctx != 128 || !i.Gram || i.TextSHA256 != fmt.Sprintf("%x", sha256.Sum256(text)) || i.ModelSHA256 != sum {
+		t.Fatalf("%s is not calibrate --gram of %s on tinystories_valid_calib.txt at n_ctx 128: %+v", cal, model, i)
+	}
 }
 
 // TestV2FullTable is issue 17's experiment against the baselines:
