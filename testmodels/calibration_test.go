@@ -62,8 +62,8 @@ func TestWriteCalibration(t *testing.T) {
 }
 
 var (
-	synthCalModel = flag.String("synthcal.model", "", "TestSyntheticCalibrationFile: write a synthetic calibration file for this GGUF (for timing the methods that read Grams on large generated models)")
-	synthCalOut   = flag.String("synthcal.out", "", "TestSyntheticCalibrationFile: the calibration file to write (must not exist)")
+	synthCalModel = flag.String("synthcal.model", "", "TestSyntheticCalibrationFile: write a synthetic calibration file for this GGUF (an absolute path: go test runs in the package directory)")
+	synthCalOut   = flag.String("synthcal.out", "", "TestSyntheticCalibrationFile: the calibration file to write (an absolute path; it must not exist)")
 )
 
 // TestSyntheticCalibrationFile writes WriteCalibration(out, model, 4096,
