@@ -3,6 +3,7 @@ package method
 import (
 	"fmt"
 	"math"
+	"runtime"
 	"sync"
 	"sync/atomic"
 
@@ -199,7 +200,11 @@ func (st *calState) gram(b *Band) []float64 {
 }
 
 // release tells the band's factor that one band less needs it; the last
-// band drops it.
+// band drops it and collects it at once. Left to the collector's pacing,
+// a dropped factor and its Gram (two n x n float64 matrices, 254 MB each
+// for a 5632-wide input) can stay in the heap until the next wide input's
+// are built on top of them, so the peak would hold two inputs' matrices.
+// One collection per dropped factor costs about 1 % of the CPU time.
 func (st *calState) release(b *Band) {
 	m := (b.Row0 - b.MatrixRow0) / st.matrixRows
 	if m < 0 || m >= len(st.factors) {
@@ -210,6 +215,7 @@ func (st *calState) release(b *Band) {
 	defer sf.mu.Unlock()
 	if sf.pending--; sf.pending == 0 {
 		sf.f, sf.gram = nil, nil
+		runtime.GC()
 	}
 }
 

@@ -52,24 +52,26 @@ func NewFactor(gram []float64, n int, tokens float64, damp float64) (*Factor, er
 		return nil, fmt.Errorf("obs: damping %v is not a finite non-negative number", damp)
 	}
 	scale := 2 / tokens
-	h := make([]float64, n*n)
 	f := &Factor{N: n, Damp: damp}
 	var trace float64
 	for i := 0; i < n; i++ {
 		for j := 0; j <= i; j++ {
-			v := gram[i*n+j] * scale
-			if math.IsNaN(v) || math.IsInf(v, 0) {
+			if v := gram[i*n+j] * scale; math.IsNaN(v) || math.IsInf(v, 0) {
 				return nil, fmt.Errorf("obs: Gram element (%d, %d) is %v", i, j, gram[i*n+j])
 			}
-			h[i*n+j] = v
 		}
-		if h[i*n+i] == 0 {
-			h[i*n+i] = 1
+		d := gram[i*n+i] * scale
+		if d == 0 {
+			d = 1
 			f.Dead++
 		}
-		trace += h[i*n+i]
+		trace += d
 	}
 	mean := trace / float64(n)
+	// The factor is built in place in its own n x n matrix, read straight
+	// from the Gram: no scaled copy of H, which for a wide input (5632
+	// columns: 254 MB) would be a third n x n matrix alive beside the
+	// Gram and the factor.
 	work := make([]float64, n*n)
 	for try := 0; ; try++ {
 		f.Lambda = f.Damp * mean
@@ -77,7 +79,7 @@ func NewFactor(gram []float64, n int, tokens float64, damp float64) (*Factor, er
 			// A zero damping cannot grow by multiplication.
 			f.Damp, f.Lambda = 1e-8, 1e-8*mean
 		}
-		if upperInverseFactor(work, h, n, f.Lambda) {
+		if upperInverseFactor(work, gram, n, scale, f.Lambda) {
 			f.U = work
 			return f, nil
 		}
@@ -90,23 +92,28 @@ func NewFactor(gram []float64, n int, tokens float64, damp float64) (*Factor, er
 }
 
 // upperInverseFactor sets u to the upper Cholesky factor U of
-// (H + lambda I)^-1, where h holds H's lower triangle. It reports false
-// when H + lambda I is not positive definite.
+// (H + lambda I)^-1, H = scale * G with G's lower triangle in gram (a
+// zero diagonal element of H, an input never active, read as 1). It
+// reports false when H + lambda I is not positive definite.
 //
 // With J the order-reversing permutation and J (H + lambda I) J = M M^T
 // (M lower triangular), H + lambda I = (J M J)(J M J)^T, so
 // (H + lambda I)^-1 = (J M^-1 J)^T (J M^-1 J) and U = J M^-1 J is upper
 // triangular with a positive diagonal: one Cholesky factorisation and one
 // triangular inversion.
-func upperInverseFactor(u, h []float64, n int, lambda float64) bool {
+func upperInverseFactor(u, gram []float64, n int, scale, lambda float64) bool {
 	// m = J (H + lambda I) J, lower triangle: m[i][j] = H[n-1-j][n-1-i]
 	// for j <= i (H's lower triangle, read through its symmetry).
 	m := u
 	for i := 0; i < n; i++ {
-		for j := 0; j <= i; j++ {
-			m[i*n+j] = h[(n-1-j)*n+(n-1-i)]
+		for j := 0; j < i; j++ {
+			m[i*n+j] = gram[(n-1-j)*n+(n-1-i)] * scale
 		}
-		m[i*n+i] += lambda
+		d := gram[(n-1-i)*n+(n-1-i)] * scale
+		if d == 0 {
+			d = 1
+		}
+		m[i*n+i] = d + lambda
 		clear(m[i*n+i+1 : i*n+n])
 	}
 	if !cholesky(m, n) {
