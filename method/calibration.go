@@ -212,9 +212,15 @@ func (st *calState) release(b *Band) {
 	}
 	sf := st.factors[m]
 	sf.mu.Lock()
-	defer sf.mu.Unlock()
-	if sf.pending--; sf.pending == 0 {
+	sf.pending--
+	dropped := sf.pending == 0
+	if dropped {
 		sf.f, sf.gram = nil, nil
+	}
+	sf.mu.Unlock()
+	// Collected outside the lock: the collection takes a while, and
+	// another worker may want the mutex meanwhile.
+	if dropped {
 		runtime.GC()
 	}
 }
