@@ -71,12 +71,7 @@ const matchText = 32 << 10
 func TestMatchesLlamaImatrix(t *testing.T) {
 	lib := load(t)
 	dir := t.TempDir()
-	full := readFile(t, calibText)
-	text := full[:bytes.LastIndexByte(full[:matchText], '\n')+1]
-	textPath := filepath.Join(dir, "calib-prefix.txt")
-	if err := os.WriteFile(textPath, text, 0o644); err != nil {
-		t.Fatal(err)
-	}
+	textPath, text := rt.TextPrefix(t, calibText, matchText)
 	ref := filepath.Join(dir, "ref.gguf")
 	if err := rt.Imatrix(timeout(t), stories, textPath, 128, ref); err != nil {
 		t.Fatal(err)

@@ -1,12 +1,10 @@
 package prune
 
 import (
-	"bytes"
 	"context"
 	"fmt"
 	"io"
 	"math"
-	"os"
 	"path/filepath"
 	"sync"
 	"testing"
@@ -99,7 +97,7 @@ func TestControlTwinStories260K(t *testing.T) {
 				t.Skip("PHYSARIUM_LLAMA unset: perplexities not measured")
 			}
 			llamacpp.Require(t)
-			text := controlEvalText(t, dir)
+			text := controlEvalText(t)
 			files := []string{orig, control, pruned}
 			ppl := make([]float64, 3)
 			errs := make([]error, 3)
@@ -138,22 +136,14 @@ const controlEvalPrefix = 48 << 10
 
 // controlEvalText returns the text TestControlTwinStories260K evaluates
 // on: the whole held-out text with -experiments, else its first
-// controlEvalPrefix bytes cut at a line end, written into dir.
-func controlEvalText(t *testing.T, dir string) string {
+// controlEvalPrefix bytes cut at a line end.
+func controlEvalText(t *testing.T) string {
 	t.Helper()
 	whole := filepath.Join(sharedModels, "tinystories_valid_eval.txt")
 	if *experiments {
 		return whole
 	}
-	b, err := os.ReadFile(whole)
-	if err != nil {
-		t.Fatal(err)
-	}
-	b = b[:bytes.LastIndexByte(b[:min(len(b), controlEvalPrefix)], '\n')+1]
-	p := filepath.Join(dir, "tinystories_valid_eval_prefix.txt")
-	if err := os.WriteFile(p, b, 0o644); err != nil {
-		t.Fatal(err)
-	}
+	p, _ := llamacpp.TextPrefix(t, whole, controlEvalPrefix)
 	return p
 }
 

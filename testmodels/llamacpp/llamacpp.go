@@ -18,6 +18,7 @@
 package llamacpp
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -313,4 +314,22 @@ func Load(t testing.TB) *llamacpp.Library {
 		t.Fatal(err)
 	}
 	return lib
+}
+
+// TextPrefix writes the first n bytes of textFile, cut back to the last
+// line end, to a file in t's temporary directory and returns its path and
+// its bytes: a shorter text for a quick check that llama.cpp's tools and
+// the project's binding read like the whole one.
+func TextPrefix(t testing.TB, textFile string, n int) (string, []byte) {
+	t.Helper()
+	b, err := os.ReadFile(textFile)
+	if err != nil {
+		t.Fatal(err)
+	}
+	b = b[:bytes.LastIndexByte(b[:min(len(b), n)], '\n')+1]
+	p := filepath.Join(t.TempDir(), strings.TrimSuffix(filepath.Base(textFile), ".txt")+"_prefix.txt")
+	if err := os.WriteFile(p, b, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	return p, b
 }
