@@ -67,7 +67,7 @@ type Factors struct {
 // chose (README, "### v2 full"; TestV2FullTable measures them).
 var (
 	DefaultFactors            = Factors{Act: 1, Stab: -1}
-	DefaultReconstructFactors = Factors{Act: 1, Contrib: 1}
+	DefaultReconstructFactors = Factors{Act: 0.5, SeqContrib: 1}
 )
 
 // None reports whether no factor is chosen: the run eats today's v2
