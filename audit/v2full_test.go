@@ -40,7 +40,7 @@ func TestFullFoodReplay(t *testing.T) {
 		if err := os.WriteFile(other, append(raw, 0), 0o644); err != nil { // same statistics, another sha256
 			t.Fatal(err)
 		}
-		all, err := method.ParseFactors("act,stab^-1,contrib^0.5")
+		all, err := method.ParseFactors("act,stab^-1,contrib^0.5,seqcontrib^0.5")
 		if err != nil {
 			t.Fatal(err)
 		}

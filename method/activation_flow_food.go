@@ -21,14 +21,17 @@ import (
 //	act_j      = sqrt(sum x_j^2 / N)                       (second moment)
 //	stab_j     = (sum |x_j| / N) / act_j                   (in (0, 1])
 //	contrib_oj = w_oj^2 / [H^-1]_jj,  H = 2 G / N + lambda I (SparseGPT's damping)
+//	seqcontrib_oj = w_oj^2 / U_jj^2,  H^-1 = U^T U (U upper triangular)
 //
 // and the food of weight (o, j) is
 //
-//	F_oj = |w_oj| * act_j^Act * stab_j^Stab * (1/[H^-1]_jj)^(Contrib/2),
+//	F_oj = |w_oj| * act_j^Act * stab_j^Stab * (1/[H^-1]_jj)^(Contrib/2)
+//	       * (1/U_jj^2)^(SeqContrib/2),
 //
-// the weighted geometric mean of the weight's three saliencies
-// |w|*act_j (Wanda's), |w|*stab_j and sqrt(contrib_oj) (the OBS loss
-// increase on its square-root scale), with weights Act, Stab and Contrib.
+// the weighted geometric mean of the weight's saliencies |w|*act_j
+// (Wanda's), |w|*stab_j, sqrt(contrib_oj) and sqrt(seqcontrib_oj) (OBS
+// loss increases on their square-root scale), with weights Act, Stab,
+// Contrib and SeqContrib.
 // Every factor but |w| depends on the column alone, so the food is
 // |w_oj| * phi_j: the mould, every rank and every N:M pattern eat it
 // exactly as they eat today's |w| * a_j.
@@ -43,11 +46,16 @@ import (
 //
 // contribution is the unsigned OBS term: the increase of the layer-wise
 // reconstruction loss when w_oj alone is removed and the other weights
-// of its row are optimally moved. The research note asks for a signed,
+// of its row are optimally moved. seqcontrib is the same increase when
+// the weights to the left of j are already fixed and only those to its
+// right move: U_jj^2 is the diagonal entry of the inverse of H's
+// trailing block from j on. It is the cost a left-to-right OBS sweep
+// (SparseGPT's, the adaptive v2 full's) meets when it reaches column j,
+// and SparseGPT's own saliency. The research note asks for a signed,
 // first-order influence on the loss; that needs gradients, which
 // llama.cpp does not provide.
 type Factors struct {
-	Act, Stab, Contrib float64
+	Act, Stab, Contrib, SeqContrib float64
 	// NoGram records that the calibration file holds no Gram matrices,
 	// so the contribution was left out of the default.
 	NoGram bool
@@ -59,18 +67,23 @@ type Factors struct {
 // chose (README, "### v2 full"; TestV2FullTable measures them).
 var (
 	DefaultFactors            = Factors{Act: 1, Stab: -1}
-	DefaultReconstructFactors = Factors{Act: 1, Contrib: 1}
+	DefaultReconstructFactors = Factors{Act: 0.5, SeqContrib: 1}
 )
 
 // None reports whether no factor is chosen: the run eats today's v2
 // food |w|*a_i from an importance matrix.
-func (f Factors) None() bool { return f.Act == 0 && f.Stab == 0 && f.Contrib == 0 }
+func (f Factors) None() bool {
+	return f.Act == 0 && f.Stab == 0 && f.Contrib == 0 && f.SeqContrib == 0
+}
+
+// needsGram reports whether a factor reads the inverse Hessian.
+func (f Factors) needsGram() bool { return f.Contrib != 0 || f.SeqContrib != 0 }
 
 // factorNames are the names --factors takes, in order.
-var factorNames = [3]string{"act", "stab", "contrib"}
+var factorNames = [4]string{"act", "stab", "contrib", "seqcontrib"}
 
-// exps returns the three exponents in factorNames' order.
-func (f Factors) exps() [3]float64 { return [3]float64{f.Act, f.Stab, f.Contrib} }
+// exps returns the exponents in factorNames' order.
+func (f Factors) exps() [4]float64 { return [4]float64{f.Act, f.Stab, f.Contrib, f.SeqContrib} }
 
 // String is the --factors form: the chosen factors in order, each with
 // "^e" when its exponent is not 1, e.g. "act,stab,contrib".
@@ -89,14 +102,14 @@ func (f Factors) String() string {
 }
 
 // ParseFactors reads --factors: a comma-separated non-empty subset of
-// act, stab and contrib, each optionally with a finite non-zero exponent
+// act, stab, contrib and seqcontrib, each optionally with a finite non-zero exponent
 // ("act^0.5", "stab^-1");
 // "" means the default (Factors{}, which ResolveFactors resolves).
 func ParseFactors(s string) (Factors, error) {
 	if s == "" {
 		return Factors{}, nil
 	}
-	var e [3]float64
+	var e [4]float64
 	for _, part := range strings.Split(s, ",") {
 		name, exp, hasExp := strings.Cut(strings.TrimSpace(part), "^")
 		v := 1.0
@@ -114,13 +127,13 @@ func ParseFactors(s string) (Factors, error) {
 		}
 		switch {
 		case i < 0:
-			return Factors{}, fmt.Errorf("factors %q: unknown factor %q (want act, stab or contrib)", s, name)
+			return Factors{}, fmt.Errorf("factors %q: unknown factor %q (want act, stab, contrib or seqcontrib)", s, name)
 		case e[i] != 0:
 			return Factors{}, fmt.Errorf("factors %q: %s given twice", s, name)
 		}
 		e[i] = v
 	}
-	return Factors{Act: e[0], Stab: e[1], Contrib: e[2]}, nil
+	return Factors{Act: e[0], Stab: e[1], Contrib: e[2], SeqContrib: e[3]}, nil
 }
 
 // ResolveFactors returns the factors a run of activation-flow on
@@ -141,16 +154,13 @@ func ResolveFactors(asked Factors, c *Calibration, reconstruct bool) (Factors, e
 		if reconstruct {
 			f = DefaultReconstructFactors
 		}
-		if f.Contrib != 0 && !c.File.Info.Gram {
-			f.Contrib, f.NoGram = 0, true
-		}
-		if f.None() {
-			f.Act = 1
+		if f.needsGram() && !c.File.Info.Gram {
+			f = Factors{Act: 1, NoGram: true}
 		}
 		return f, nil
 	}
-	if f.Contrib != 0 && !c.File.Info.Gram {
-		return Factors{}, fmt.Errorf("%s has no Gram matrices, which the contrib factor needs: calibrate with --gram, or leave contrib out of --factors", c.Name)
+	if f.needsGram() && !c.File.Info.Gram {
+		return Factors{}, fmt.Errorf("%s has no Gram matrices, which the contrib and seqcontrib factors need: calibrate with --gram, or leave them out of --factors", c.Name)
 	}
 	return f, nil
 }
@@ -162,9 +172,9 @@ func (f Factors) foodFormula(damp float64) string {
 		if e == 0 {
 			continue
 		}
-		p := [3]string{"act_j", "stab_j", "(1/[H^-1]_jj)"}[i]
+		p := [4]string{"act_j", "stab_j", "(1/[H^-1]_jj)", "(1/U_jj^2)"}[i]
 		exp := e
-		if i == 2 {
+		if i >= 2 {
 			exp = e / 2
 		}
 		if exp != 1 {
@@ -177,7 +187,13 @@ func (f Factors) foodFormula(damp float64) string {
 		s += ", stab_j=(sum|x_j|/N)/act_j"
 	}
 	if f.Contrib != 0 {
-		s += ", contrib=w^2/[H^-1]_jj the unsigned OBS loss increase (no gradients from llama.cpp, so no signed term), H=2G/N+lambda*I, lambda=" + strconv.FormatFloat(damp, 'g', -1, 64) + "*mean(diag H)"
+		s += ", contrib=w^2/[H^-1]_jj the unsigned OBS loss increase (no gradients from llama.cpp, so no signed term)"
+	}
+	if f.SeqContrib != 0 {
+		s += ", seqcontrib=w^2/U_jj^2 with H^-1=U^T U (U upper) the unsigned OBS loss increase with the weights left of j fixed (no gradients from llama.cpp, so no signed term)"
+	}
+	if f.needsGram() {
+		s += ", H=2G/N+lambda*I, lambda=" + strconv.FormatFloat(damp, 'g', -1, 64) + "*mean(diag H)"
 	}
 	s += ", N tokens, from the calibration file)"
 	if f.NoGram {
@@ -187,20 +203,20 @@ func (f Factors) foodFormula(damp float64) string {
 }
 
 // foodState is the Prepare state of a tensor eating the full food: its
-// moments, and (with contrib) the factors of its input; phi is built per
-// matrix on first use.
+// moments, and (with contrib or seqcontrib) the factors of its input;
+// phi is built per matrix on first use.
 type foodState struct {
 	factors Factors
 	cal     *Calibration
 	mo      *imatrix.Moments
-	fac     *calState // nil without contrib
+	fac     *calState // nil without contrib and seqcontrib
 	once    []sync.Once
 	phi     [][]float32
 	err     []error
 }
 
 // prepareFood finds tensor t's moments in the calibration file and, with
-// contrib, registers its bands with the factors of its input.
+// contrib or seqcontrib, registers its bands with the factors of its input.
 func prepareFood(t Tensor, cfg Config) (*foodState, error) {
 	c := cfg.Calibration
 	mo, ok := c.File.Tensors[t.Name]
@@ -211,7 +227,7 @@ func prepareFood(t Tensor, cfg Config) (*foodState, error) {
 		return nil, fmt.Errorf("%s: moments of tensor %s are %d wide x %d matrices, the tensor %d x %d", c.Name, t.Name, mo.Width, mo.Mats, t.Cols, t.Matrices)
 	}
 	st := &foodState{factors: cfg.Factors, cal: c, mo: mo, once: make([]sync.Once, t.Matrices), phi: make([][]float32, t.Matrices), err: make([]error, t.Matrices)}
-	if cfg.Factors.Contrib != 0 {
+	if cfg.Factors.needsGram() {
 		var err error
 		if st.fac, err = c.prepareFactors(t); err != nil {
 			return nil, err
@@ -228,7 +244,7 @@ func (st *foodState) food(b *Band, matrixRows int) ([]float32, error) {
 		return nil, fmt.Errorf("rows %d-%d are outside the tensor's %d matrices", b.Row0, b.Row0+b.Rows-1, len(st.phi))
 	}
 	st.once[m].Do(func() {
-		var hinv []float64
+		var d Diagonals
 		if st.fac != nil {
 			f, err := st.cal.factor(st.fac, b)
 			if err == nil && f == nil {
@@ -238,9 +254,9 @@ func (st *foodState) food(b *Band, matrixRows int) ([]float32, error) {
 				st.err[m] = err
 				return
 			}
-			hinv = InverseDiagonal(f)
+			d = NewDiagonals(f, st.factors)
 		}
-		st.phi[m], st.err[m] = FoodScales(st.mo, m, hinv, st.factors)
+		st.phi[m], st.err[m] = FoodScales(st.mo, m, d, st.factors)
 		if st.err[m] != nil {
 			st.err[m] = fmt.Errorf("%s: tensor %s, matrix %d: %w", st.cal.Name, st.mo.Name, m, st.err[m])
 		}
@@ -249,6 +265,36 @@ func (st *foodState) food(b *Band, matrixRows int) ([]float32, error) {
 		st.fac.release(b)
 	}
 	return st.phi[m], st.err[m]
+}
+
+// Diagonals are the inverse-Hessian diagonals the food's factors read:
+// Inverse[j] = [H^-1]_jj (contrib), Sweep[j] = U_jj^2 (seqcontrib); a
+// factor left out leaves its slice nil.
+type Diagonals struct{ Inverse, Sweep []float64 }
+
+// NewDiagonals returns the diagonals of factor f that the factors fac
+// read.
+func NewDiagonals(f *obs.Factor, fac Factors) Diagonals {
+	var d Diagonals
+	if fac.Contrib != 0 {
+		d.Inverse = InverseDiagonal(f)
+	}
+	if fac.SeqContrib != 0 {
+		d.Sweep = SweepDiagonal(f)
+	}
+	return d
+}
+
+// SweepDiagonal returns U_jj^2 for every column j of the factor (H^-1 =
+// U^T U): the [.]_jj entry of the inverse of H's trailing block from j on.
+func SweepDiagonal(f *obs.Factor) []float64 {
+	n := f.N
+	d := make([]float64, n)
+	for j := range n {
+		u := f.U[j*n+j]
+		d[j] = u * u
+	}
+	return d
 }
 
 // InverseDiagonal returns [H^-1]_jj for every column j of the factor:
@@ -266,15 +312,19 @@ func InverseDiagonal(f *obs.Factor) []float64 {
 }
 
 // FoodScales returns phi_j = act_j^Act * stab_j^Stab *
-// (1/hinv_j)^(Contrib/2) of matrix m of a tensor's moments (hinv the
-// diagonal of H^-1, needed only with contrib). A matrix that saw no
+// (1/[H^-1]_jj)^(Contrib/2) * (1/U_jj^2)^(SeqContrib/2) of matrix m of a
+// tensor's moments (d holds the diagonals, needed only with contrib and
+// seqcontrib). A matrix that saw no
 // token, or a channel that was never active, gets act_j = 1 and
 // stab_j = 1 (as a_i = 1 for count 0 in today's v2); phi must be finite
 // and fit float32.
-func FoodScales(mo *imatrix.Moments, m int, hinv []float64, f Factors) ([]float32, error) {
+func FoodScales(mo *imatrix.Moments, m int, d Diagonals, f Factors) ([]float32, error) {
 	n := mo.Width
-	if f.Contrib != 0 && len(hinv) != n {
-		return nil, fmt.Errorf("the contribution needs the %d diagonal entries of H^-1, got %d", n, len(hinv))
+	if f.Contrib != 0 && len(d.Inverse) != n {
+		return nil, fmt.Errorf("the contribution needs the %d diagonal entries of H^-1, got %d", n, len(d.Inverse))
+	}
+	if f.SeqContrib != 0 && len(d.Sweep) != n {
+		return nil, fmt.Errorf("the sequential contribution needs the %d diagonal entries U_jj^2, got %d", n, len(d.Sweep))
 	}
 	count := mo.Count[m]
 	sq, abs := mo.Sq[m*n:(m+1)*n], mo.Abs[m*n:(m+1)*n]
@@ -293,7 +343,10 @@ func FoodScales(mo *imatrix.Moments, m int, hinv []float64, f Factors) ([]float3
 			v *= math.Pow(stab, f.Stab)
 		}
 		if f.Contrib != 0 {
-			v *= math.Pow(hinv[j], -f.Contrib/2)
+			v *= math.Pow(d.Inverse[j], -f.Contrib/2)
+		}
+		if f.SeqContrib != 0 {
+			v *= math.Pow(d.Sweep[j], -f.SeqContrib/2)
 		}
 		if !(v >= 0 && v <= math.MaxFloat32) {
 			return nil, fmt.Errorf("food scale of column %d is %v (act %v, stab %v): not a finite float32", j, v, act, stab)

@@ -37,7 +37,7 @@ func BenchmarkFullFood(b *testing.B) {
 				if err != nil {
 					b.Fatal(err)
 				}
-				if _, err := FoodScales(mo, 0, InverseDiagonal(f), DefaultFactors); err != nil {
+				if _, err := FoodScales(mo, 0, Diagonals{Inverse: InverseDiagonal(f)}, DefaultFactors); err != nil {
 					b.Fatal(err)
 				}
 			}

@@ -19,6 +19,7 @@ func TestParseFactors(t *testing.T) {
 		"contrib,act":              "act,contrib",
 		"act^0.5,stab^0.5,contrib": "act^0.5,stab^0.5,contrib",
 		" stab , contrib^2":        "stab,contrib^2",
+		"seqcontrib,act^0.5":       "act^0.5,seqcontrib",
 	} {
 		f, err := ParseFactors(in)
 		if err != nil || f.String() != want {
@@ -57,7 +58,8 @@ func withMoments(file *imatrix.Calibration, seed uint64) {
 }
 
 // TestFoodScales: phi is the stated formula, with [H^-1]_jj from a direct
-// inverse of the damped Hessian.
+// inverse of the damped Hessian and U_jj^2 from a direct inverse of its
+// trailing block from j on.
 func TestFoodScales(t *testing.T) {
 	const cols = 24
 	_, file, dense := layer(3, 8, cols, 1, 200)
@@ -85,22 +87,38 @@ func TestFoodScales(t *testing.T) {
 			t.Fatalf("[H^-1]_%d = %v, direct %v", j, hinv[j], inv[j*cols+j])
 		}
 	}
+	sweep := SweepDiagonal(f)
+	for j := range cols {
+		k := cols - j
+		trail := make([]float64, k*k)
+		for a := range k {
+			copy(trail[a*k:(a+1)*k], h[(j+a)*cols+j:(j+a+1)*cols])
+		}
+		direct := gaussJordan(trail, k)[0]
+		if d := math.Abs(sweep[j]-direct) / direct; d > 1e-9 {
+			t.Fatalf("U_%d%d^2 = %v, direct %v", j, j, sweep[j], direct)
+		}
+	}
 	mo := file.Tensors["blk.0.attn_q.weight"]
-	fac := Factors{Act: 1, Stab: 0.5, Contrib: 1}
-	phi, err := FoodScales(mo, 0, hinv, fac)
+	fac := Factors{Act: 1, Stab: 0.5, Contrib: 1, SeqContrib: 0.5}
+	d := NewDiagonals(f, fac)
+	phi, err := FoodScales(mo, 0, d, fac)
 	if err != nil {
 		t.Fatal(err)
 	}
 	for j := range cols {
 		act := math.Sqrt(mo.Sq[j] / 100)
 		stab := mo.Abs[j] / 100 / act
-		want := float32(act * math.Sqrt(stab) / math.Sqrt(hinv[j]))
+		want := float32(act * math.Sqrt(stab) / math.Sqrt(hinv[j]) * math.Pow(sweep[j], -0.25))
 		if phi[j] != want || !(stab > 0 && stab <= 1) {
 			t.Fatalf("phi_%d = %v, want %v (stab %v)", j, phi[j], want, stab)
 		}
 	}
-	if _, err := FoodScales(mo, 0, nil, fac); err == nil {
+	if _, err := FoodScales(mo, 0, Diagonals{Sweep: sweep}, fac); err == nil {
 		t.Fatal("contrib without H^-1 accepted")
+	}
+	if _, err := FoodScales(mo, 0, Diagonals{Inverse: hinv}, fac); err == nil {
+		t.Fatal("seqcontrib without U_jj^2 accepted")
 	}
 }
 
@@ -224,7 +242,7 @@ func TestFullFoodDecides(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		phi, err := FoodScales(mo, mat, InverseDiagonal(f), cfg.Factors)
+		phi, err := FoodScales(mo, mat, NewDiagonals(f, cfg.Factors), cfg.Factors)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -328,6 +346,49 @@ func TestAdaptiveFlow(t *testing.T) {
 				if d := math.Abs(v - float64(after[lo+i])); d > 1e-5*(1+math.Abs(v)) {
 					t.Fatalf("pattern %v: weight %d: adaptive %v, one OBS pass %v", pat, lo+i, after[lo+i], v)
 				}
+			}
+		}
+	}
+}
+
+// TestSeqContribIsSparseGPT: under an N:M pattern the flow share plays no
+// part, so the adaptive v2 full eating seqcontrib alone (|w|/U_jj, the
+// square root of SparseGPT's w^2/U_jj^2) chooses SparseGPT's groups: the
+// same mask as obs.Prune's own N:M choice, and its survivors.
+func TestSeqContribIsSparseGPT(t *testing.T) {
+	const rows, cols, mats = 300, 256, 1
+	w, file, dense := layer(9, rows, cols, mats, 600)
+	w[13] = 0
+	withMoments(file, 10)
+	file.Info.Gram = true
+	pat := Pattern{2, 4}
+	base, _ := Lookup(ActivationFlow)
+	cfg := Config{Params: kernel.Params{Mode: kernel.Sparsity, Sparsity: 0.5}, Pattern: pat}
+	cfg.Calibration = NewCalibration("cal.gguf", file, DefaultDamp)
+	cfg.Factors = Factors{SeqContrib: 1}
+	m := WithReconstruction(Patterned(base), cfg)
+	mask, after := fullFoodRun(t, m, cfg, w, rows, cols, mats)
+	f, err := obs.NewFactor(dense[0], cols, 600, DefaultDamp)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for r0, nr := range map[int]int{0: 256, 256: 44} {
+		lo, hi := r0*cols, (r0+nr)*cols
+		w64 := f64(w[lo:hi])
+		zs := make([]bool, hi-lo)
+		for i := range zs {
+			zs[i] = w64[i] == 0
+		}
+		res, err := obs.Prune(w64, nr, f, obs.Options{N: pat.N, M: pat.M, Zeros: zs})
+		if err != nil {
+			t.Fatal(err)
+		}
+		for i, v := range w64 {
+			if (mask[lo+i] != 0) != (res.Mask[i] && !zs[i]) {
+				t.Fatalf("weight %d: adaptive kill %d, SparseGPT %v", lo+i, mask[lo+i], res.Mask[i])
+			}
+			if d := math.Abs(v - float64(after[lo+i])); d > 1e-5*(1+math.Abs(v)) {
+				t.Fatalf("weight %d: adaptive %v, SparseGPT %v", lo+i, after[lo+i], v)
 			}
 		}
 	}

@@ -21,12 +21,14 @@ import (
 )
 
 // sgptRow is one row of the reconstruction table: a method, with or
-// without --reconstruct.
+// without --reconstruct; full rows eat v2 full's food from the
+// calibration file instead of the importance matrix.
 type sgptRow struct {
 	label       string
 	method      string
 	rank        method.Rank
 	reconstruct bool
+	full        bool
 }
 
 // sgptColumn is one column: a sparsity, or an N:M pattern (at N/M).
@@ -97,13 +99,14 @@ func TestSparseGPTTable(t *testing.T) {
 	}
 	models := []*sgptModel{{label: "stories260K", path: f32, cal: *sgptCalibration}, {label: sgptQ8, path: q8, cal: *sgptCalibrationQ8}}
 	rows := []sgptRow{
-		{"magnitude", method.Magnitude, "", false},
-		{"Wanda", method.Wanda, "", false},
-		{"SparseGPT", method.SparseGPT, "", false},
-		{"Physarium v1", method.MagnitudeFlow, "", false},
-		{"Physarium v2 (flow-share)", method.ActivationFlow, method.RankFlowShare, false},
-		{"v1 + reconstruct", method.MagnitudeFlow, "", true},
-		{"v2 + reconstruct", method.ActivationFlow, method.RankFlowShare, true},
+		{"magnitude", method.Magnitude, "", false, false},
+		{"Wanda", method.Wanda, "", false, false},
+		{"SparseGPT", method.SparseGPT, "", false, false},
+		{"Physarium v1", method.MagnitudeFlow, "", false, false},
+		{"Physarium v2 (flow-share)", method.ActivationFlow, method.RankFlowShare, false, false},
+		{"v1 + reconstruct", method.MagnitudeFlow, "", true, false},
+		{"v2 + reconstruct", method.ActivationFlow, method.RankFlowShare, true, false},
+		{"v2 full + reconstruct", method.ActivationFlow, "", true, true},
 	}
 	cols := []sgptColumn{{"50 %", 0.5, method.Pattern{}}, {"60 %", 0.6, method.Pattern{}}, {"70 %", 0.7, method.Pattern{}},
 		{"2:4", 0.5, method.Pattern{N: 2, M: 4}}, {"4:8", 0.5, method.Pattern{N: 4, M: 8}}}
@@ -191,12 +194,14 @@ func TestSparseGPTTable(t *testing.T) {
 // printed.
 var sgptHolds = map[string]map[string][]string{
 	"stories260K": {
-		"SparseGPT < Wanda":            {"50 %", "60 %", "70 %", "2:4", "4:8"},
-		"v2 + reconstruct < SparseGPT": {"50 %", "60 %"},
+		"SparseGPT < Wanda":                 {"50 %", "60 %", "70 %", "2:4", "4:8"},
+		"v2 + reconstruct < SparseGPT":      {"50 %", "60 %"},
+		"v2 full + reconstruct < SparseGPT": {"50 %", "60 %", "2:4", "4:8"},
 	},
 	sgptQ8: {
-		"SparseGPT < Wanda":            {"50 %", "60 %", "70 %", "2:4", "4:8"},
-		"v2 + reconstruct < SparseGPT": {"50 %", "60 %"},
+		"SparseGPT < Wanda":                 {"50 %", "60 %", "70 %", "2:4", "4:8"},
+		"v2 + reconstruct < SparseGPT":      {"50 %", "60 %"},
+		"v2 full + reconstruct < SparseGPT": {"50 %", "60 %", "70 %", "2:4", "4:8"},
 	},
 }
 
@@ -206,7 +211,7 @@ const sgptQ8 = "stories260K Q8_0 (llama-quantize)"
 // sgptMustHold prints every comparison of the bar whose two cells ran on
 // model, and fails when one that sgptHolds lists does not hold.
 func sgptMustHold(t *testing.T, model string, cols []sgptColumn, ppl map[string]float64) {
-	for _, pair := range [][2]string{{"SparseGPT", "Wanda"}, {"v2 + reconstruct", "SparseGPT"}} {
+	for _, pair := range [][2]string{{"SparseGPT", "Wanda"}, {"v2 + reconstruct", "SparseGPT"}, {"v2 full + reconstruct", "SparseGPT"}} {
 		must := sgptHolds[model][pair[0]+" < "+pair[1]]
 		for _, c := range cols {
 			a, ok1 := ppl[model+"/"+pair[0]+"@"+c.label]
@@ -244,10 +249,10 @@ func runSGPTCells(ctx context.Context, t *testing.T, tmp, eval string, cells []*
 				p := kernel.DefaultParams()
 				p.Mode, p.Sparsity = kernel.Sparsity, c.col.sparsity
 				opts := Options{Params: &p, Method: c.row.method, Rank: c.row.rank, Threads: 1, Reconstruct: c.row.reconstruct, Pattern: c.col.pattern}
-				if mustMethod(c.row.method).NeedsImatrix() {
+				if mustMethod(c.row.method).NeedsImatrix() && !c.row.full {
 					opts.Imatrix = c.model.cal
 				}
-				if c.row.reconstruct || c.row.method == method.SparseGPT {
+				if c.row.reconstruct || c.row.full || c.row.method == method.SparseGPT {
 					opts.Calibration = c.model.cal
 				}
 				out := filepath.Join(tmp, strings.NewReplacer(" ", "_", "/", "_", ":", "of", "(", "", ")", "").Replace(c.key())+".gguf")
