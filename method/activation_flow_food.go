@@ -102,9 +102,9 @@ func (f Factors) String() string {
 }
 
 // ParseFactors reads --factors: a comma-separated non-empty subset of
-// act, stab, contrib and seqcontrib, each optionally with a finite non-zero exponent
-// ("act^0.5", "stab^-1");
-// "" means the default (Factors{}, which ResolveFactors resolves).
+// act, stab, contrib and seqcontrib, each optionally with a finite
+// non-zero exponent ("act^0.5", "stab^-1"); "" means the default
+// (Factors{}, which ResolveFactors resolves).
 func ParseFactors(s string) (Factors, error) {
 	if s == "" {
 		return Factors{}, nil
