@@ -284,31 +284,9 @@ func TestFullFoodDecides(t *testing.T) {
 // BandBlockRule quota (N:M: every group with N zeros), and its survivors
 // are one OBS pass under its final mask.
 func TestAdaptiveFlow(t *testing.T) {
-	const rows, cols, mats = 300, 256, 1
-	w, file, dense := layer(7, rows, cols, mats, 600)
-	w[9] = 0
-	withMoments(file, 8)
-	file.Info.Gram = true
+	const cols = 256
 	for _, pat := range []Pattern{{}, {2, 4}} {
-		base, _ := Lookup(ActivationFlow)
-		cfg := Config{Params: kernel.Params{Mode: kernel.Sparsity, Sparsity: 0.5}, Pattern: pat}
-		cfg.Calibration = NewCalibration("cal.gguf", file, DefaultDamp)
-		cfg.Factors = DefaultReconstructFactors
-		if !pat.None() {
-			base = Patterned(base)
-		}
-		m := WithReconstruction(base, cfg)
-		if _, ok := m.(adaptiveFlow); !ok {
-			t.Fatalf("%T is not the adaptive v2 full", m)
-		}
-		if err := m.Validate(cfg); err != nil {
-			t.Fatal(err)
-		}
-		mask, after := fullFoodRun(t, m, cfg, w, rows, cols, mats)
-		f, err := obs.NewFactor(dense[0], cols, 600, DefaultDamp)
-		if err != nil {
-			t.Fatal(err)
-		}
+		w, mask, after, f := adaptiveRun(t, 7, pat, DefaultReconstructFactors)
 		for r0, nr := range map[int]int{0: 256, 256: 44} {
 			lo, hi := r0*cols, (r0+nr)*cols
 			fixed := make([]bool, hi-lo)
@@ -356,22 +334,9 @@ func TestAdaptiveFlow(t *testing.T) {
 // square root of SparseGPT's w^2/U_jj^2) chooses SparseGPT's groups: the
 // same mask as obs.Prune's own N:M choice, and its survivors.
 func TestSeqContribIsSparseGPT(t *testing.T) {
-	const rows, cols, mats = 300, 256, 1
-	w, file, dense := layer(9, rows, cols, mats, 600)
-	w[13] = 0
-	withMoments(file, 10)
-	file.Info.Gram = true
+	const cols = 256
 	pat := Pattern{2, 4}
-	base, _ := Lookup(ActivationFlow)
-	cfg := Config{Params: kernel.Params{Mode: kernel.Sparsity, Sparsity: 0.5}, Pattern: pat}
-	cfg.Calibration = NewCalibration("cal.gguf", file, DefaultDamp)
-	cfg.Factors = Factors{SeqContrib: 1}
-	m := WithReconstruction(Patterned(base), cfg)
-	mask, after := fullFoodRun(t, m, cfg, w, rows, cols, mats)
-	f, err := obs.NewFactor(dense[0], cols, 600, DefaultDamp)
-	if err != nil {
-		t.Fatal(err)
-	}
+	w, mask, after, f := adaptiveRun(t, 9, pat, Factors{SeqContrib: 1})
 	for r0, nr := range map[int]int{0: 256, 256: 44} {
 		lo, hi := r0*cols, (r0+nr)*cols
 		w64 := f64(w[lo:hi])
@@ -392,4 +357,36 @@ func TestSeqContribIsSparseGPT(t *testing.T) {
 			}
 		}
 	}
+}
+
+// adaptiveRun runs the adaptive v2 full (with pattern pat, eating the
+// factors fac) on a random layer of 300 x 256 (one matrix, 600 tokens,
+// seeded by seed, one original zero); it returns the weights, the mask,
+// the weights after, and the factor of the layer's input.
+func adaptiveRun(t *testing.T, seed uint64, pat Pattern, fac Factors) ([]float32, []byte, []float32, *obs.Factor) {
+	t.Helper()
+	const rows, cols, mats = 300, 256, 1
+	w, file, dense := layer(seed, rows, cols, mats, 600)
+	w[int(seed)+2] = 0
+	withMoments(file, seed+1)
+	file.Info.Gram = true
+	base, _ := Lookup(ActivationFlow)
+	cfg := Config{Params: kernel.Params{Mode: kernel.Sparsity, Sparsity: 0.5}, Pattern: pat, Factors: fac}
+	cfg.Calibration = NewCalibration("cal.gguf", file, DefaultDamp)
+	if !pat.None() {
+		base = Patterned(base)
+	}
+	m := WithReconstruction(base, cfg)
+	if _, ok := m.(adaptiveFlow); !ok {
+		t.Fatalf("%T is not the adaptive v2 full", m)
+	}
+	if err := m.Validate(cfg); err != nil {
+		t.Fatal(err)
+	}
+	mask, after := fullFoodRun(t, m, cfg, w, rows, cols, mats)
+	f, err := obs.NewFactor(dense[0], cols, 600, DefaultDamp)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return w, mask, after, f
 }
