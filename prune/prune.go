@@ -118,13 +118,7 @@ type Progress struct {
 // error or cancellation leaves neither out nor a temporary file behind.
 func File(ctx context.Context, in, out string, opts Options) (*Report, error) {
 	start, startCPU := time.Now(), cpuclock.Process()
-	if err := opts.Split.check(); err != nil {
-		return nil, err
-	}
-	if err := checkOutputs(in, out, opts); err != nil {
-		return nil, err
-	}
-	if err := checkRetype(opts); err != nil {
+	if err := checkOptions(in, out, opts); err != nil {
 		return nil, err
 	}
 	params := kernel.DefaultParams()
@@ -187,6 +181,31 @@ func File(ctx context.Context, in, out string, opts Options) (*Report, error) {
 	if err := h.sum(ctx, model, r); err != nil {
 		return nil, err
 	}
+	describeRun(r, m, cfg, opts)
+	r.finish()
+	if err := closeSinks(ctx, f, r, sinks, opts); err != nil {
+		return nil, err
+	}
+	r.Seconds = time.Since(start).Seconds()
+	r.CPU.Total = (cpuclock.Process() - startCPU).Seconds()
+	return r, nil
+}
+
+// checkOptions refuses the options File cannot honour before anything is
+// opened: the split sizes, the outputs and the retyping.
+func checkOptions(in, out string, opts Options) error {
+	if err := opts.Split.check(); err != nil {
+		return err
+	}
+	if err := checkOutputs(in, out, opts); err != nil {
+		return err
+	}
+	return checkRetype(opts)
+}
+
+// describeRun records in r the run's pattern, its calibration file, and
+// whether and how the survivors were reconstructed.
+func describeRun(r *Report, m method.Method, cfg method.Config, opts Options) {
 	if !cfg.Pattern.None() {
 		r.Pattern = cfg.Pattern.String()
 	}
@@ -201,13 +220,6 @@ func File(ctx context.Context, in, out string, opts Options) (*Report, error) {
 			r.Reconstruction = "mask=" + m.Name() + " (fixed first, then the survivors by OBS) " + c.Parameters(method.BlockSizeOf(cfg))
 		}
 	}
-	r.finish()
-	if err := closeSinks(ctx, f, r, sinks, opts); err != nil {
-		return nil, err
-	}
-	r.Seconds = time.Since(start).Seconds()
-	r.CPU.Total = (cpuclock.Process() - startCPU).Seconds()
-	return r, nil
 }
 
 // checkOutputs refuses outputs that would overwrite the input, an existing
