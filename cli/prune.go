@@ -114,33 +114,11 @@ cost: two numbers, never one.`,
 // pruneOptions turns the flags into prune.Options.
 func pruneOptions(c *ucli.Context) (prune.Options, error) {
 	var o prune.Options
-	p := kernel.DefaultParams()
-	if c.IsSet("pattern") {
-		pat, err := method.ParsePattern(c.String("pattern"))
-		if err != nil {
-			return o, usageErrorf("prune: --pattern: %v", err)
-		}
-		if c.IsSet("mode") || c.IsSet("sparsity") {
-			return o, usageErrorf("prune: --pattern %s sets sparsity mode at %d/%d; drop --mode and --sparsity", pat, pat.N, pat.M)
-		}
-		o.Pattern = pat
-		p.Mode, p.Sparsity = kernel.Sparsity, float64(pat.N)/float64(pat.M)
+	p, pat, err := pruneMode(c)
+	if err != nil {
+		return o, err
 	}
-	switch mode := c.String("mode"); {
-	case !o.Pattern.None():
-	case mode == "natural":
-		if c.IsSet("sparsity") {
-			return o, usageErrorf("prune: --sparsity needs --mode sparsity")
-		}
-	case mode == "sparsity":
-		s := c.Float64("sparsity")
-		if !(s > 0 && s < 1) {
-			return o, usageErrorf("prune: --mode sparsity needs --sparsity S with 0 < S < 1 (got %v)", s)
-		}
-		p.Mode, p.Sparsity = kernel.Sparsity, s
-	default:
-		return o, usageErrorf("prune: --mode %q: want natural or sparsity", c.String("mode"))
-	}
+	o.Pattern = pat
 	impl, err := kernel.ParseImpl(c.String("kernel"))
 	if err != nil {
 		return o, usageErrorf("prune: --kernel: %v", err)
@@ -173,10 +151,53 @@ func pruneOptions(c *ucli.Context) (prune.Options, error) {
 		return o, err
 	}
 	o.SkipUnsupported = c.Bool("skip-unsupported")
+	if err := pruneMethod(c, &o); err != nil {
+		return o, err
+	}
+	return o, checkMethod(c, o, p)
+}
+
+// pruneMode reads --pattern, --mode and --sparsity: the kernel's
+// parameters (a pattern N:M sets sparsity mode at N/M) and the pattern.
+func pruneMode(c *ucli.Context) (kernel.Params, method.Pattern, error) {
+	p := kernel.DefaultParams()
+	var pat method.Pattern
+	if c.IsSet("pattern") {
+		var err error
+		if pat, err = method.ParsePattern(c.String("pattern")); err != nil {
+			return p, pat, usageErrorf("prune: --pattern: %v", err)
+		}
+		if c.IsSet("mode") || c.IsSet("sparsity") {
+			return p, pat, usageErrorf("prune: --pattern %s sets sparsity mode at %d/%d; drop --mode and --sparsity", pat, pat.N, pat.M)
+		}
+		p.Mode, p.Sparsity = kernel.Sparsity, float64(pat.N)/float64(pat.M)
+	}
+	switch mode := c.String("mode"); {
+	case !pat.None():
+	case mode == "natural":
+		if c.IsSet("sparsity") {
+			return p, pat, usageErrorf("prune: --sparsity needs --mode sparsity")
+		}
+	case mode == "sparsity":
+		s := c.Float64("sparsity")
+		if !(s > 0 && s < 1) {
+			return p, pat, usageErrorf("prune: --mode sparsity needs --sparsity S with 0 < S < 1 (got %v)", s)
+		}
+		p.Mode, p.Sparsity = kernel.Sparsity, s
+	default:
+		return p, pat, usageErrorf("prune: --mode %q: want natural or sparsity", c.String("mode"))
+	}
+	return p, pat, nil
+}
+
+// pruneMethod reads the method's flags into o: --method, --imatrix,
+// --rank, --calibration, --damp, --blocksize, --reconstruct, --factors
+// and --imatrix-missing.
+func pruneMethod(c *ucli.Context, o *prune.Options) error {
 	if c.IsSet("method") { // else chosen by prune from --imatrix
 		o.Method = c.String("method")
 		if _, err := method.Parse(o.Method); err != nil {
-			return o, usageErrorf("prune: %v", err)
+			return usageErrorf("prune: %v", err)
 		}
 	}
 	o.Imatrix = c.String("imatrix")
@@ -188,27 +209,27 @@ func pruneOptions(c *ucli.Context) (prune.Options, error) {
 	if c.IsSet("factors") {
 		f, err := method.ParseFactors(c.String("factors"))
 		if err != nil {
-			return o, usageErrorf("prune: --factors: %v", err)
+			return usageErrorf("prune: --factors: %v", err)
 		}
 		o.Factors = f
 	}
 	if o.Reconstruct && o.Calibration == "" {
-		return o, usageErrorf("prune: --reconstruct needs --calibration FILE (calibrate --gram)")
+		return usageErrorf("prune: --reconstruct needs --calibration FILE (calibrate --gram)")
 	}
 	if !(o.Damp > 0) || o.BlockSize < 1 {
-		return o, usageErrorf("prune: --damp %v and --blocksize %d must be positive", o.Damp, o.BlockSize)
+		return usageErrorf("prune: --damp %v and --blocksize %d must be positive", o.Damp, o.BlockSize)
 	}
 	switch c.String("imatrix-missing") {
 	case "error":
 	case "v1":
 		if o.Imatrix == "" {
-			return o, usageErrorf("prune: --imatrix-missing v1 needs --imatrix")
+			return usageErrorf("prune: --imatrix-missing v1 needs --imatrix")
 		}
 		o.ImatrixMissingV1 = true
 	default:
-		return o, usageErrorf("prune: --imatrix-missing %q: want error or v1", c.String("imatrix-missing"))
+		return usageErrorf("prune: --imatrix-missing %q: want error or v1", c.String("imatrix-missing"))
 	}
-	return o, checkMethod(c, o, p)
+	return nil
 }
 
 // checkMethod refuses, as usage errors, a method, rank or mode that do not
