@@ -49,3 +49,10 @@ func checkSIMDNaNBlocks(t *testing.T, ref *reference) {
 		}
 	}
 }
+
+// pureGo runs f with the SIMD paths off (the pure-Go twins) and turns
+// them back to what they were.
+func pureGo(f func() error) error {
+	defer SetSIMD(SetSIMD(false))
+	return f()
+}
